@@ -1,0 +1,59 @@
+//! Acknowledgement handles. Every [`Delivery`](crate::Delivery) carries one;
+//! the engine settles it exactly once, after every sink the message went to
+//! (or the DLQ) confirmed. Each connector implements [`Acker`] with its own
+//! semantics: a Kafka offset tracker, an AMQP `basic_ack`, an SQS delete batch.
+
+/// How a connector settles one delivery with its broker.
+pub trait Acker: Send + 'static {
+    /// The message is done: delivered or dead-lettered, and confirmed.
+    fn ack(self: Box<Self>);
+    /// The engine gives the message back without finishing it (shutdown
+    /// before it was delivered). The broker should redeliver it. The default
+    /// does nothing, which for most brokers means "redeliver after timeout".
+    fn nack(self: Box<Self>) {}
+}
+
+/// An owned, settle-once handle. Dropping it without settling does nothing,
+/// so an unfinished message stays unacknowledged and the broker redelivers.
+pub struct AckHandle(Option<Box<dyn Acker>>);
+
+impl AckHandle {
+    pub fn new(acker: impl Acker) -> Self {
+        AckHandle(Some(Box::new(acker)))
+    }
+
+    /// For sources with nothing to acknowledge (stdin, a file read once).
+    pub fn none() -> Self {
+        AckHandle(None)
+    }
+
+    pub fn ack(mut self) {
+        if let Some(acker) = self.0.take() {
+            acker.ack();
+        }
+    }
+
+    pub fn nack(mut self) {
+        if let Some(acker) = self.0.take() {
+            acker.nack();
+        }
+    }
+}
+
+impl std::fmt::Debug for AckHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "AckHandle(pending)" } else { "AckHandle(none)" })
+    }
+}
+
+/// An acker that runs a closure; handy for connectors and tests.
+pub struct FnAcker<F: FnOnce(bool) + Send + 'static>(pub F);
+
+impl<F: FnOnce(bool) + Send + 'static> Acker for FnAcker<F> {
+    fn ack(self: Box<Self>) {
+        (self.0)(true)
+    }
+    fn nack(self: Box<Self>) {
+        (self.0)(false)
+    }
+}

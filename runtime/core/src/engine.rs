@@ -1,0 +1,331 @@
+//! The pipeline engine: source task → key-hash dispatcher → worker threads
+//! (the synchronous [`Chain`]) → per-worker delivery task (publish in order,
+//! await confirms, then ack the source).
+//!
+//! ```text
+//! Source ─▶ dispatcher ─hash(key)─▶ worker thread i: Chain::process
+//!                                        │ (bounded channel)
+//!                                        ▼
+//!                          delivery task i: publish ─▶ confirm ─▶ ack
+//! ```
+
+use crate::chain::{Chain, ChainError, ChainOutcome, StageSpec};
+use crate::clock::Clock;
+use crate::dlq;
+use crate::message::{Delivery, Message};
+use crate::retry::RetryPolicy;
+use crate::sink::{Confirm, Sink};
+use crate::source::{Source, SourceError};
+use crate::stats::{bump, PipelineCounts, PipelineStats, StageCounts};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A fully built pipeline, ready to run.
+pub struct Pipeline {
+    pub name: String,
+    pub source: Box<dyn Source>,
+    pub stages: Vec<Arc<StageSpec>>,
+    /// Named sinks, in config order.
+    pub sinks: Vec<(String, Arc<dyn Sink>)>,
+    pub dlq: Arc<dyn Sink>,
+    pub options: EngineOptions,
+    pub clock: Arc<dyn Clock>,
+    pub stats: Arc<PipelineStats>,
+}
+
+/// How the engine runs one pipeline.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Worker threads; messages with the same key always go to the same one.
+    pub concurrency: usize,
+    /// Capacity of each bounded channel between source, workers and delivery.
+    pub buffer: usize,
+    /// Messages per worker published but not yet confirmed.
+    pub max_in_flight: usize,
+    /// Backoff for failed sink publishes. Sink failures are retried without
+    /// limit (`max_attempts` is ignored): a host-side outage never
+    /// dead-letters a message.
+    pub sink_retry: RetryPolicy,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            concurrency: 1,
+            buffer: 256,
+            max_in_flight: 256,
+            sink_retry: RetryPolicy {
+                initial: Duration::from_millis(100),
+                max_delay: Duration::from_secs(30),
+                ..RetryPolicy::default()
+            },
+        }
+    }
+}
+
+/// Why a pipeline could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("pipeline `{pipeline}`: {source}")]
+    Chain { pipeline: String, source: ChainError },
+    #[error("pipeline `{pipeline}`: {source}")]
+    Source { pipeline: String, source: SourceError },
+    #[error("pipeline `{pipeline}`: cannot start worker thread: {source}")]
+    Thread { pipeline: String, source: std::io::Error },
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct PipelineReport {
+    pub pipeline: String,
+    pub counts: PipelineCounts,
+    pub stages: Vec<(String, StageCounts)>,
+}
+
+impl std::fmt::Display for PipelineReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.counts;
+        writeln!(
+            f,
+            "pipeline {}: received {}, delivered {}, dropped {}, dead-lettered {}, acked {}",
+            self.pipeline, c.received, c.delivered, c.dropped, c.dead_lettered, c.acked
+        )?;
+        writeln!(f, "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>13}", "stage", "in", "out", "dropped", "retried", "dead-lettered")?;
+        for (name, s) in &self.stages {
+            writeln!(
+                f,
+                "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>13}",
+                name, s.input, s.output, s.dropped, s.retried, s.dead_lettered
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A delivery after the chain ran, on its way to the sinks.
+struct Processed {
+    delivery: Delivery,
+    outcome: ChainOutcome,
+}
+
+impl Pipeline {
+    /// Run until the source ends or `shutdown` is cancelled and everything
+    /// in flight is settled.
+    ///
+    /// # Errors
+    /// A stage that cannot be instantiated, or a source that fails for good.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<PipelineReport, EngineError> {
+        let Pipeline { name, source, stages, sinks, dlq, options, clock, stats } = self;
+        let workers = options.concurrency.max(1);
+        let sink_names: Arc<[String]> = sinks.iter().map(|(n, _)| n.clone()).collect();
+        let sink_map: Arc<HashMap<String, Arc<dyn Sink>>> = Arc::new(sinks.iter().cloned().collect());
+
+        // Build every chain before taking the first message.
+        let mut chains = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let chain = Chain::new(&stages, sink_names.clone(), clock.clone())
+                .map_err(|source| EngineError::Chain { pipeline: name.clone(), source })?;
+            chains.push(chain);
+        }
+
+        let mut worker_inputs = Vec::with_capacity(workers);
+        let mut delivery_tasks = Vec::with_capacity(workers);
+        for (i, chain) in chains.into_iter().enumerate() {
+            let (input_tx, input_rx) = mpsc::channel::<Delivery>(options.buffer);
+            let (done_tx, done_rx) = mpsc::channel::<Processed>(options.buffer);
+            let clock = clock.clone();
+            std::thread::Builder::new()
+                .name(format!("sluice-{name}-{i}"))
+                .spawn(move || work(chain, input_rx, done_tx, &*clock))
+                .map_err(|source| EngineError::Thread { pipeline: name.clone(), source })?;
+            let deliverer = Deliverer {
+                pipeline: name.clone(),
+                sinks: sink_map.clone(),
+                dlq: dlq.clone(),
+                stats: stats.clone(),
+                retry: options.sink_retry,
+            };
+            delivery_tasks.push(tokio::spawn(deliverer.run(done_rx, options.max_in_flight.max(1))));
+            worker_inputs.push(input_tx);
+        }
+
+        let (source_tx, mut source_rx) = mpsc::channel::<Delivery>(options.buffer);
+        let source_name = source.describe();
+        tracing::info!(pipeline = %name, source = %source_name, workers, "pipeline started");
+        let source_task = tokio::spawn(source.run(source_tx, shutdown.clone()));
+
+        let mut next_worker = 0usize;
+        while let Some(delivery) = source_rx.recv().await {
+            bump(&stats.received, 1);
+            let index = match &delivery.message.key {
+                Some(key) => {
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    key.hash(&mut hasher);
+                    (hasher.finish() % workers as u64) as usize
+                }
+                None => {
+                    next_worker = (next_worker + 1) % workers;
+                    next_worker
+                }
+            };
+            if worker_inputs[index].send(delivery).await.is_err() {
+                break; // the worker is gone; its delivery task reports why
+            }
+        }
+        drop(worker_inputs);
+        for task in delivery_tasks {
+            if let Err(e) = task.await {
+                tracing::error!(pipeline = %name, error = %e, "delivery task failed");
+            }
+        }
+        for (_, sink) in &sinks {
+            if let Err(e) = sink.flush().await {
+                tracing::error!(pipeline = %name, error = %e, "sink flush failed");
+            }
+        }
+        if let Err(e) = dlq.flush().await {
+            tracing::error!(pipeline = %name, error = %e, "DLQ flush failed");
+        }
+        let source_result = source_task.await.unwrap_or(Ok(()));
+        let report = PipelineReport {
+            pipeline: name.clone(),
+            counts: stats.snapshot(),
+            stages: stages.iter().map(|s| (s.name.clone(), s.stats.snapshot())).collect(),
+        };
+        tracing::info!(pipeline = %name, ?report.counts, "pipeline stopped");
+        source_result.map_err(|source| EngineError::Source { pipeline: name, source })?;
+        Ok(report)
+    }
+}
+
+/// A worker thread: run the chain on each delivery, in arrival order.
+fn work(mut chain: Chain, mut input: mpsc::Receiver<Delivery>, done: mpsc::Sender<Processed>, clock: &dyn Clock) {
+    while let Some(delivery) = input.blocking_recv() {
+        let outcome = match &delivery.decode_error {
+            Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once("<source>", "decode", error.clone(), clock.now())),
+            None => chain.process(&delivery.message),
+        };
+        if done.blocking_send(Processed { delivery, outcome }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The async half of a worker: hands outcomes to the sinks in order and acks
+/// each delivery once all of its publishes are confirmed.
+struct Deliverer {
+    pipeline: String,
+    sinks: Arc<HashMap<String, Arc<dyn Sink>>>,
+    dlq: Arc<dyn Sink>,
+    stats: Arc<PipelineStats>,
+    retry: RetryPolicy,
+}
+
+impl Deliverer {
+    async fn run(self, mut done: mpsc::Receiver<Processed>, max_in_flight: usize) {
+        let mut pending: FuturesOrdered<BoxFuture<'static, ()>> = FuturesOrdered::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(()) = pending.next(), if !pending.is_empty() => {}
+                item = done.recv(), if pending.len() < max_in_flight => match item {
+                    Some(processed) => pending.push_back(self.hand_over(processed).await),
+                    None => break,
+                },
+            }
+        }
+        while pending.next().await.is_some() {}
+    }
+
+    /// Publish every output of one delivery (in order), and return the
+    /// future that awaits their confirms and then acks the source.
+    async fn hand_over(&self, processed: Processed) -> BoxFuture<'static, ()> {
+        let Processed { delivery, outcome } = processed;
+        let Delivery { message, coordinates, ack, .. } = delivery;
+        let stats = self.stats.clone();
+        let (targets, counter): (Vec<(Arc<dyn Sink>, Message)>, _) = match outcome {
+            ChainOutcome::Deliver(outputs) => {
+                let targets = outputs.into_iter().map(|(name, msg)| (self.sinks[&name].clone(), msg)).collect();
+                (targets, Counter::Delivered)
+            }
+            ChainOutcome::Dropped => (Vec::new(), Counter::Dropped),
+            ChainOutcome::DeadLetter(failure) => {
+                tracing::warn!(
+                    pipeline = %self.pipeline, stage = %failure.stage, class = %failure.class,
+                    error = %failure.text, attempts = failure.attempts, at = %coordinates,
+                    "message dead-lettered"
+                );
+                let envelope = dlq::envelope(&self.pipeline, &message, &coordinates, &failure);
+                (vec![(self.dlq.clone(), envelope)], Counter::DeadLettered)
+            }
+        };
+        let mut confirms = Vec::with_capacity(targets.len());
+        for (sink, msg) in targets {
+            let confirm = self.publish_until_taken(&sink, &msg).await;
+            confirms.push(confirmed(sink, msg, confirm, self.retry, stats.clone()));
+        }
+        Box::pin(async move {
+            let n = confirms.len() as u64;
+            futures::future::join_all(confirms).await;
+            match counter {
+                Counter::Delivered => bump(&stats.delivered, n),
+                Counter::Dropped => bump(&stats.dropped, 1),
+                Counter::DeadLettered => bump(&stats.dead_lettered, 1),
+            }
+            ack.ack();
+            bump(&stats.acked, 1);
+        })
+    }
+
+    /// Publish, retrying with backoff for as long as the sink refuses.
+    async fn publish_until_taken(&self, sink: &Arc<dyn Sink>, msg: &Message) -> Confirm {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match sink.publish(msg).await {
+                Ok(confirm) => return confirm,
+                Err(e) => {
+                    bump(&self.stats.sink_retries, 1);
+                    let delay = self.retry.delay(attempt);
+                    tracing::warn!(pipeline = %self.pipeline, error = %e, ?delay, "sink publish failed, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Counter {
+    Delivered,
+    Dropped,
+    DeadLettered,
+}
+
+/// Await one confirm; if the sink reports a failure, publish again until
+/// it is confirmed.
+async fn confirmed(sink: Arc<dyn Sink>, msg: Message, mut confirm: Confirm, retry: RetryPolicy, stats: Arc<PipelineStats>) {
+    let mut attempt = 0;
+    loop {
+        match confirm.await {
+            Ok(()) => return,
+            Err(e) => {
+                attempt += 1;
+                bump(&stats.sink_retries, 1);
+                let delay = retry.delay(attempt);
+                tracing::warn!(sink = %sink.describe(), error = %e, ?delay, "sink did not confirm, publishing again");
+                tokio::time::sleep(delay).await;
+                confirm = match sink.publish(&msg).await {
+                    Ok(c) => c,
+                    Err(e) => Box::pin(async move { Err(e) }),
+                };
+            }
+        }
+    }
+}

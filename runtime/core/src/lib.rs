@@ -1,0 +1,41 @@
+//! The heart of sluice: the message model, the [`Source`]/[`Sink`]/[`Stage`]
+//! traits every connector and plugin host implements, and the pipeline
+//! engine that moves each [`Delivery`] through a chain of stages, retries,
+//! dead-letters, and acknowledges it only once every sink has confirmed.
+//!
+//! Nothing here knows about wasmtime or any broker client: the engine can be
+//! driven entirely by the in-memory [`memory`] source and sink and native
+//! [`Stage`] implementations.
+//!
+//! ```no_run
+//! # async fn demo(pipeline: sluice_core::Pipeline) {
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let report = pipeline.run(shutdown).await;
+//! println!("{report}");
+//! # }
+//! ```
+
+pub mod ack;
+pub mod chain;
+pub mod clock;
+pub mod dlq;
+pub mod engine;
+pub mod memory;
+pub mod message;
+pub mod retry;
+pub mod sink;
+pub mod source;
+pub mod stage;
+pub mod stats;
+
+pub use ack::{AckHandle, Acker};
+pub use chain::{Chain, ChainOutcome, StageSpec};
+pub use clock::{Clock, SystemClock};
+pub use dlq::Failure;
+pub use engine::{Pipeline, PipelineReport};
+pub use message::{Coordinates, Delivery, Message};
+pub use retry::RetryPolicy;
+pub use sink::{Confirm, Sink, SinkError};
+pub use source::{Source, SourceError};
+pub use stage::{Fault, FaultKind, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput};
+pub use stats::{PipelineStats, StageStats};

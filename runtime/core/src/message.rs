@@ -1,0 +1,97 @@
+//! What flows through a pipeline: a [`Message`], and the [`Delivery`] a
+//! source hands the engine (the message, where it came from, and how to
+//! acknowledge it).
+
+use crate::ack::AckHandle;
+
+/// One message. Mirrors the WIT `message` record field for field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Broker key, if the broker has one for this message.
+    pub key: Option<Vec<u8>>,
+    /// The body, untouched bytes.
+    pub payload: Vec<u8>,
+    /// Headers in broker order; names may repeat.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Topic, queue, stream or file the message came from.
+    pub source: String,
+    /// Broker timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: Option<u64>,
+    /// 1 on the first call for this message, 2 on the first retry, ...
+    pub attempt: u32,
+}
+
+impl Message {
+    /// A message with just a payload, attempt 1.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
+        Message { payload: payload.into(), attempt: 1, ..Default::default() }
+    }
+
+    /// Builder: set the key.
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Builder: append a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The first header with this name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// The first header with this name as UTF-8 text (lossy).
+    pub fn header_str(&self, name: &str) -> Option<String> {
+        self.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Where a message sits in its broker, as name/value pairs in a fixed order:
+/// `topic, partition, offset` for Kafka, `stream, id` for Redis, `file, line`
+/// for files. Shown in logs and in the `sluice-error-source-*` DLQ headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coordinates(pub Vec<(&'static str, String)>);
+
+impl Coordinates {
+    /// Builder: append one coordinate.
+    pub fn with(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.0.push((name, value.to_string()));
+        self
+    }
+}
+
+impl std::fmt::Display for Coordinates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a source hands the engine.
+#[derive(Debug)]
+pub struct Delivery {
+    pub message: Message,
+    pub coordinates: Coordinates,
+    /// Settles the message with the broker once the engine is done with it.
+    pub ack: AckHandle,
+    /// Set when the source could not decode the raw record (e.g. a line that
+    /// is not JSON where JSON was configured). The engine dead-letters such a
+    /// delivery at once with error class `decode`, without running the chain.
+    pub decode_error: Option<String>,
+}
+
+impl Delivery {
+    /// A decoded delivery.
+    pub fn new(message: Message, coordinates: Coordinates, ack: AckHandle) -> Self {
+        Delivery { message, coordinates, ack, decode_error: None }
+    }
+}

@@ -1,0 +1,40 @@
+//! The [`Sink`] trait: where messages go.
+
+use crate::message::Message;
+use futures::future::BoxFuture;
+
+/// Resolves once the sink has durably confirmed one message (a Kafka
+/// delivery report, an AMQP publisher confirm, a file write flushed).
+pub type Confirm = BoxFuture<'static, Result<(), SinkError>>;
+
+/// A sink failure. The engine never dead-letters a message because a sink
+/// failed: it retries the delivery with backoff and holds the source ack.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{sink}: connection failed: {reason}")]
+    Connection { sink: String, reason: String },
+    #[error("{sink}: publish failed: {reason}")]
+    Publish { sink: String, reason: String },
+    #[error("{sink}: {source}")]
+    Io { sink: String, #[source] source: std::io::Error },
+}
+
+/// A destination. Shared by all workers of a pipeline.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    /// A short human name, e.g. `file:out/eu.jsonl`.
+    fn describe(&self) -> String;
+
+    /// Hand one message over. Returns once the sink has taken it, in call
+    /// order (so per-key order is kept); the returned [`Confirm`] resolves
+    /// when the message is durably confirmed.
+    ///
+    /// # Errors
+    /// When the sink cannot take the message now; the engine retries.
+    async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError>;
+
+    /// Flush and confirm everything handed over so far (called at shutdown).
+    async fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! The [`Source`] trait: where deliveries come from.
+
+use crate::message::Delivery;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A source failure once running. Connectors reconnect with backoff on
+/// their own; an error returned from [`Source::run`] ends the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{source_name}: connection lost: {reason}")]
+    Connection { source_name: String, reason: String },
+    #[error("{source_name}: {source}")]
+    Io { source_name: String, #[source] source: std::io::Error },
+}
+
+/// A connected source, run as its own tokio task. Connecting happens in the
+/// connector's constructor, so an unreachable broker is reported before any
+/// pipeline starts (exit code 2).
+#[async_trait::async_trait]
+pub trait Source: Send {
+    /// A short human name, e.g. `file:orders.jsonl`.
+    fn describe(&self) -> String;
+
+    /// Send deliveries into `out` until the source ends (`Ok`) or `shutdown`
+    /// is cancelled (`Ok` after it stopped taking new messages). `out` is
+    /// bounded: a slow pipeline slows the source down.
+    ///
+    /// # Errors
+    /// When the source fails for good.
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError>;
+}

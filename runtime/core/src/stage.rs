@@ -1,0 +1,164 @@
+//! The [`Stage`] trait: one step of a chain (a filter, a transform or a
+//! router). sluice-wasm implements it for plugin components; tests and the
+//! benchmark implement it with native closures.
+
+use crate::message::Message;
+use std::path::PathBuf;
+
+/// The three kinds of stage, one per WIT world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageKind {
+    Filter,
+    Transform,
+    Route,
+}
+
+impl StageKind {
+    pub const ALL: [StageKind; 3] = [StageKind::Filter, StageKind::Transform, StageKind::Route];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Filter => "filter",
+            StageKind::Transform => "transform",
+            StageKind::Route => "route",
+        }
+    }
+}
+
+impl std::fmt::Display for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a stage decided for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageOutput {
+    /// Filter: keep (`true`) or drop (`false`).
+    Keep(bool),
+    /// Transform: zero (drop), one (map) or many (split) messages.
+    Messages(Vec<Message>),
+    /// Route: the names of the sinks the message goes to.
+    Routes(Vec<String>),
+}
+
+/// Why a stage host stopped a call: not the plugin's answer but something the
+/// host saw. Deterministic: the message is dead-lettered without retry and
+/// the stage's instance is replaced before its next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A trap: `unreachable` (a panic), out-of-bounds access, stack overflow...
+    Trap,
+    /// The per-message fuel budget ran out.
+    OutOfFuel,
+    /// The per-call wall-clock deadline passed.
+    Timeout,
+    /// The plugin asked for more memory than the stage's cap.
+    MemoryLimit,
+    /// The plugin answered something the host cannot use (wrong kind of result).
+    BadOutput,
+    /// A fresh instance could not be created.
+    Instantiate,
+}
+
+impl FaultKind {
+    /// The error class written to `sluice-error-class`.
+    pub fn class(self) -> &'static str {
+        match self {
+            FaultKind::Trap => "trap",
+            FaultKind::OutOfFuel => "out-of-fuel",
+            FaultKind::Timeout => "timeout",
+            FaultKind::MemoryLimit => "memory-limit",
+            FaultKind::BadOutput => "bad-output",
+            FaultKind::Instantiate => "instantiate",
+        }
+    }
+}
+
+/// A host-side fault with its detail text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub detail: String,
+}
+
+/// A stage call that did not produce an output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageError {
+    /// The plugin said: try again later (WIT `error::retryable`).
+    Retryable(String),
+    /// The plugin said: this message will never pass (WIT `error::fatal`).
+    Fatal(String),
+    /// The host stopped the call (trap, fuel, deadline, memory).
+    Fault(Fault),
+}
+
+/// One live stage: owns its plugin instance; used by one worker thread.
+pub trait Stage: Send {
+    /// Run the stage on one message. After a [`StageError::Fault`] the stage
+    /// must use a fresh instance for its next call.
+    fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError>;
+}
+
+/// Which plugin file a stage runs; written into DLQ envelopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub path: PathBuf,
+    /// Hex sha256 of the component file.
+    pub sha256: String,
+}
+
+/// Makes [`Stage`]s: one per worker. Built once when the config loads
+/// (compilation happens there), never on the message path.
+pub trait StageFactory: Send + Sync {
+    fn kind(&self) -> StageKind;
+    fn plugin(&self) -> PluginInfo;
+    /// A new independent stage instance.
+    ///
+    /// # Errors
+    /// When the plugin cannot be instantiated (e.g. its start function traps).
+    fn instantiate(&self) -> anyhow::Result<Box<dyn Stage>>;
+}
+
+/// A [`StageFactory`] made from a closure: native stages for tests and the
+/// benchmark baseline.
+pub struct NativeStage<F> {
+    kind: StageKind,
+    f: F,
+}
+
+impl<F> NativeStage<F>
+where
+    F: Fn(&Message) -> Result<StageOutput, StageError> + Send + Sync + Clone + 'static,
+{
+    pub fn new(kind: StageKind, f: F) -> Self {
+        NativeStage { kind, f }
+    }
+}
+
+struct NativeInstance<F>(F);
+
+impl<F> Stage for NativeInstance<F>
+where
+    F: Fn(&Message) -> Result<StageOutput, StageError> + Send + 'static,
+{
+    fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError> {
+        (self.0)(msg)
+    }
+}
+
+impl<F> StageFactory for NativeStage<F>
+where
+    F: Fn(&Message) -> Result<StageOutput, StageError> + Send + Sync + Clone + 'static,
+{
+    fn kind(&self) -> StageKind {
+        self.kind
+    }
+    fn plugin(&self) -> PluginInfo {
+        PluginInfo { path: PathBuf::from("<native>"), sha256: String::new() }
+    }
+    fn instantiate(&self) -> anyhow::Result<Box<dyn Stage>> {
+        Ok(Box::new(NativeInstance(self.f.clone())))
+    }
+}

@@ -1,0 +1,165 @@
+//! [`WasmHost`]: one wasmtime `Engine` and `Linker` for the whole process,
+//! the epoch ticker that enforces call deadlines, and plugin loading
+//! (read → hash → compile or load from cache → detect world → `InstancePre`).
+
+use crate::bindings::{filter, route, transform};
+use crate::cache::ArtifactCache;
+use crate::error::LoadError;
+use crate::host_api;
+use crate::limits::Limits;
+use crate::stage::WasmStageFactory;
+use crate::state::PluginState;
+use sha2::{Digest, Sha256};
+use sluice_core::{PluginInfo, StageKind};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+/// How often the epoch advances; the granularity of `timeout`.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Engine-wide switches. Both limits are on in production; the benchmark
+/// turns them off to measure what they cost.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Meter fuel so `fuel` limits work.
+    pub fuel: bool,
+    /// Epoch interruption so `timeout` limits work.
+    pub epoch: bool,
+    pub cache: ArtifactCache,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions { fuel: true, epoch: true, cache: ArtifactCache::from_env() }
+    }
+}
+
+/// The pre-linked form of a component, one variant per world.
+#[derive(Clone)]
+pub(crate) enum WorldPre {
+    Filter(filter::FilterPre<PluginState>),
+    Transform(transform::TransformPre<PluginState>),
+    Route(route::RoutePre<PluginState>),
+}
+
+/// A compiled, linked plugin component. Shared by every stage that uses it.
+pub struct Plugin {
+    pub info: PluginInfo,
+    pub kind: StageKind,
+    pub(crate) pre: WorldPre,
+}
+
+/// The process-wide Wasm host.
+pub struct WasmHost {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    options: HostOptions,
+    loaded: Mutex<HashMap<(PathBuf, String), Arc<Plugin>>>,
+}
+
+impl WasmHost {
+    /// # Errors
+    /// If wasmtime rejects the engine configuration.
+    pub fn new(options: HostOptions) -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config.consume_fuel(options.fuel);
+        config.epoch_interruption(options.epoch);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        host_api::add_to_linker(&mut linker)?;
+        if options.epoch {
+            spawn_epoch_ticker(&engine);
+        }
+        Ok(WasmHost { engine, linker, options, loaded: Mutex::default() })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Load a plugin: compile it (or take it from the artifact cache), find
+    /// which world it implements and link it. A file already loaded with the
+    /// same content is returned from memory.
+    ///
+    /// # Errors
+    /// Unreadable file, not a component, no sluice world, missing imports.
+    pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let key = (path.to_owned(), sha256.clone());
+        if let Some(plugin) = self.loaded.lock().expect("plugin table poisoned").get(&key) {
+            return Ok(plugin.clone());
+        }
+        let compile_error = |e: wasmtime::Error| LoadError::Compile { path: path.to_owned(), reason: format!("{e:#}") };
+        let started = std::time::Instant::now();
+        let component = self.options.cache.load_or_compile(&self.engine, &sha256, &bytes).map_err(compile_error)?;
+        tracing::debug!(plugin = %path.display(), elapsed = ?started.elapsed(), "plugin compiled or loaded from cache");
+        let kind = detect_world(&self.engine, &component)
+            .ok_or_else(|| LoadError::NoWorld { path: path.to_owned(), exports: export_names(&self.engine, &component) })?;
+        let link_error = |e: wasmtime::Error| LoadError::Link { path: path.to_owned(), reason: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = match kind {
+            StageKind::Filter => WorldPre::Filter(filter::FilterPre::new(instance_pre).map_err(link_error)?),
+            StageKind::Transform => WorldPre::Transform(transform::TransformPre::new(instance_pre).map_err(link_error)?),
+            StageKind::Route => WorldPre::Route(route::RoutePre::new(instance_pre).map_err(link_error)?),
+        };
+        let plugin = Arc::new(Plugin { info: PluginInfo { path: path.to_owned(), sha256 }, kind, pre });
+        self.loaded.lock().expect("plugin table poisoned").insert(key, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// A stage factory running `plugin` as stage `stage` of kind `kind`.
+    ///
+    /// # Errors
+    /// When the plugin implements another world than `kind`.
+    pub fn stage(
+        &self,
+        plugin: Arc<Plugin>,
+        stage: &str,
+        kind: StageKind,
+        limits: Limits,
+        params: BTreeMap<String, String>,
+    ) -> Result<WasmStageFactory, LoadError> {
+        if plugin.kind != kind {
+            return Err(LoadError::KindMismatch { path: plugin.info.path.clone(), expected: kind, found: plugin.kind });
+        }
+        Ok(WasmStageFactory::new(self.engine.clone(), plugin, stage, limits, params, self.options.fuel, self.options.epoch))
+    }
+}
+
+/// Which world a component implements, by the names it exports.
+fn detect_world(engine: &Engine, component: &Component) -> Option<StageKind> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    StageKind::ALL.into_iter().find(|kind| {
+        let single = kind.as_str();
+        let batch = format!("{single}-batch");
+        exports.contains(&single) && exports.contains(&batch.as_str())
+    })
+}
+
+fn export_names(engine: &Engine, component: &Component) -> String {
+    let ty = component.component_type();
+    let names: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    names.join(", ")
+}
+
+/// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || loop {
+        std::thread::sleep(EPOCH_TICK);
+        match weak.upgrade() {
+            Some(engine) => engine.increment_epoch(),
+            None => return,
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the epoch thread: stage timeouts will not fire");
+    }
+}

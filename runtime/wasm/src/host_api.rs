@@ -1,0 +1,31 @@
+//! The `sluice:plugin/host` interface every plugin imports: `log` and
+//! `config`, served from the store's [`PluginState`](crate::state::PluginState).
+
+use crate::bindings::host::{self, Level};
+use crate::state::PluginState;
+use wasmtime::component::{HasSelf, Linker};
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: Level, text: String) {
+        let stage = &*self.stage;
+        match level {
+            Level::Trace => tracing::trace!(target: "sluice::plugin", stage, "{text}"),
+            Level::Debug => tracing::debug!(target: "sluice::plugin", stage, "{text}"),
+            Level::Info => tracing::info!(target: "sluice::plugin", stage, "{text}"),
+            Level::Warn => tracing::warn!(target: "sluice::plugin", stage, "{text}"),
+            Level::Error => tracing::error!(target: "sluice::plugin", stage, "{text}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.params.get(&key).cloned()
+    }
+}
+
+/// Add the `host` interface to `linker`.
+///
+/// # Errors
+/// If the linker already defines it.
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    host::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
+}
