@@ -4,6 +4,7 @@
 
 use crate::message::Message;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The three kinds of stage, one per WIT world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -162,3 +163,27 @@ where
         Ok(Box::new(NativeInstance(self.f.clone())))
     }
 }
+
+/// Limits for one stage. Defaults are safe, not unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (roughly wasm instructions) one call may burn.
+    pub fuel: u64,
+    /// Wall-clock time one call may take.
+    pub timeout: Duration,
+    /// Bytes of linear memory an instance may grow to.
+    pub memory: u64,
+}
+
+impl Limits {
+    pub const DEFAULT_FUEL: u64 = 500_000_000;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_MEMORY: u64 = 128 * 1024 * 1024;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { fuel: Self::DEFAULT_FUEL, timeout: Self::DEFAULT_TIMEOUT, memory: Self::DEFAULT_MEMORY }
+    }
+}
+

@@ -6,7 +6,7 @@ use crate::bindings::{filter, route, transform};
 use crate::cache::ArtifactCache;
 use crate::error::LoadError;
 use crate::host_api;
-use crate::limits::Limits;
+use sluice_core::Limits;
 use crate::stage::WasmStageFactory;
 use crate::state::PluginState;
 use sha2::{Digest, Sha256};

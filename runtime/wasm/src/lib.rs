@@ -32,5 +32,6 @@ pub mod wasi_policy;
 pub use cache::ArtifactCache;
 pub use error::LoadError;
 pub use host::{HostOptions, Plugin, WasmHost, EPOCH_TICK};
-pub use limits::{Limits, MemoryCapExceeded};
+pub use limits::MemoryCapExceeded;
+pub use sluice_core::Limits;
 pub use stage::{WasmStage, WasmStageFactory};

@@ -1,30 +1,5 @@
-//! Per-stage resource limits: fuel per message, a wall-clock deadline per
-//! call (epoch interruption), and a memory cap (a `ResourceLimiter`).
-
-use std::time::Duration;
-
-/// Limits for one stage. Defaults are safe, not unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Fuel (roughly wasm instructions) one call may burn.
-    pub fuel: u64,
-    /// Wall-clock time one call may take.
-    pub timeout: Duration,
-    /// Bytes of linear memory an instance may grow to.
-    pub memory: u64,
-}
-
-impl Limits {
-    pub const DEFAULT_FUEL: u64 = 500_000_000;
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-    pub const DEFAULT_MEMORY: u64 = 128 * 1024 * 1024;
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { fuel: Self::DEFAULT_FUEL, timeout: Self::DEFAULT_TIMEOUT, memory: Self::DEFAULT_MEMORY }
-    }
-}
+//! The memory cap of a stage, enforced as a wasmtime `ResourceLimiter`.
+//! (Fuel and the deadline are set per call in [`crate::stage`].)
 
 /// Raised (as a trap) when a plugin tries to grow memory past its cap.
 #[derive(Debug, thiserror::Error)]

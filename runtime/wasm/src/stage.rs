@@ -5,7 +5,8 @@
 
 use crate::bindings::{filter, guest_error, route, to_wit, from_wit, transform};
 use crate::host::{Plugin, WorldPre, EPOCH_TICK};
-use crate::limits::{Limits, MemoryCapExceeded};
+use crate::limits::MemoryCapExceeded;
+use sluice_core::Limits;
 use crate::state::PluginState;
 use sluice_core::{Fault, FaultKind, Message, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput};
 use std::collections::BTreeMap;

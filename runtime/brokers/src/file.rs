@@ -1,0 +1,145 @@
+//! The `file` connector: a source that reads a file line by line and ends at
+//! its end, and a sink that writes one line per message.
+//!
+//! Neither has acknowledgements to make: a file source is read once from the
+//! start; the sink confirms a message once its line is flushed to the OS.
+
+use crate::lines::{self, LineFormat, LineWriter};
+use crate::ConnectError;
+use serde::Deserialize;
+use sluice_core::{Confirm, Delivery, Message, Sink, SinkError, Source, SourceError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// `source = { type = "file", path = "orders.jsonl" }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The file to read, relative to the config file.
+    pub path: PathBuf,
+    /// `json` (default) or `lines`.
+    #[serde(default)]
+    pub format: LineFormat,
+    /// For `json`: the top-level field whose value becomes the message key.
+    pub key_field: Option<String>,
+}
+
+impl FileSourceConfig {
+    pub(crate) async fn open(&self, base: &Path) -> Result<Box<dyn Source>, ConnectError> {
+        let path = base.join(&self.path);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| ConnectError::Invalid(format!("source file {}: {e}", path.display())))?;
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Box::new(FileSource { name, path, file, format: self.format, key_field: self.key_field.clone() }))
+    }
+}
+
+struct FileSource {
+    name: String,
+    path: PathBuf,
+    file: tokio::fs::File,
+    format: LineFormat,
+    key_field: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Source for FileSource {
+    fn describe(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+        let reader = tokio::io::BufReader::with_capacity(64 * 1024, self.file);
+        lines::read_lines(&self.name, reader, self.format, self.key_field.as_deref(), out, shutdown).await
+    }
+}
+
+/// `sinks.NAME = { type = "file", path = "out/eu.jsonl" }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file to write, relative to the config file. Parent directories
+    /// are created.
+    pub path: PathBuf,
+    /// `json` (default: one envelope with key, headers and payload per line)
+    /// or `lines` (the payload only).
+    #[serde(default)]
+    pub format: LineFormat,
+    /// Append to an existing file instead of truncating it at start.
+    #[serde(default)]
+    pub append: bool,
+}
+
+impl FileSinkConfig {
+    pub(crate) async fn open(&self, base: &Path) -> Result<Arc<dyn Sink>, ConnectError> {
+        let path = base.join(&self.path);
+        let unusable = |e: std::io::Error| ConnectError::Invalid(format!("sink file {}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(unusable)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(self.append)
+            .truncate(!self.append)
+            .open(&path)
+            .map_err(unusable)?;
+        let name = format!("file:{}", path.display());
+        let writer = LineWriter::spawn(name.clone(), Box::new(std::io::BufWriter::with_capacity(64 * 1024, file)))
+            .map_err(unusable)?;
+        Ok(Arc::new(LineSink { name, writer, format: self.format }))
+    }
+}
+
+/// A sink writing encoded lines through a [`LineWriter`] (file and stdout).
+pub(crate) struct LineSink {
+    pub(crate) name: String,
+    pub(crate) writer: LineWriter,
+    pub(crate) format: LineFormat,
+}
+
+#[async_trait::async_trait]
+impl Sink for LineSink {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
+        self.writer.write(lines::encode(msg, self.format)).await
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        self.writer.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_round_trips_through_source_and_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.txt"), "one\ntwo\n").unwrap();
+        let source = FileSourceConfig { path: "in.txt".into(), format: LineFormat::Lines, key_field: None };
+        let sink = FileSinkConfig { path: "out/o.txt".into(), format: LineFormat::Lines, append: false };
+        let source = source.open(dir.path()).await.unwrap();
+        let sink = sink.open(dir.path()).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        source.run(tx, CancellationToken::new()).await.unwrap();
+        while let Some(d) = rx.recv().await {
+            sink.publish(&d.message).await.unwrap().await.unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(dir.path().join("out/o.txt")).unwrap(), "one\ntwo\n");
+    }
+
+    #[tokio::test]
+    async fn a_missing_source_file_is_invalid_input() {
+        let config = FileSourceConfig { path: "nope.jsonl".into(), format: LineFormat::Json, key_field: None };
+        let err = config.open(Path::new("/tmp")).await.err().unwrap();
+        assert!(matches!(err, ConnectError::Invalid(ref m) if m.contains("nope.jsonl")), "{err}");
+    }
+}

@@ -1,0 +1,40 @@
+//! `sluice check CONFIG`: validate everything that can be validated without
+//! connecting, and print the resolved pipelines.
+
+use crate::assemble;
+use crate::exit::CliError;
+use sluice_wasm::{HostOptions, WasmHost};
+use std::path::Path;
+
+pub fn check(path: &Path) -> Result<(), CliError> {
+    let config = sluice_config::load(path)?;
+    let host = WasmHost::new(HostOptions::default()).map_err(|e| CliError::Invalid(format!("wasm engine: {e:#}")))?;
+    for pipeline in &config.pipelines {
+        let stages = assemble::load_stages(&host, &config, pipeline)?;
+        println!("pipeline {}", pipeline.name);
+        println!("  source      {:?}", pipeline.source);
+        for (stage, spec) in pipeline.stages.iter().zip(&stages) {
+            let plugin = spec.factory.plugin();
+            let l = stage.limits;
+            let r = stage.retry;
+            println!("  stage       {} ({}) {}", stage.name, stage.kind, plugin.path.display());
+            println!("                sha256 {}", plugin.sha256);
+            println!(
+                "                limits fuel={} timeout={:?} memory={} bytes; retry attempts={} initial={:?} factor={} max={:?} jitter={}",
+                l.fuel, l.timeout, l.memory, r.max_attempts, r.initial, r.factor, r.max_delay, r.jitter
+            );
+            if !stage.params.is_empty() {
+                let params: Vec<String> = stage.params.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                println!("                params {}", params.join(" "));
+            }
+        }
+        for (name, sink) in &pipeline.sinks {
+            println!("  sink        {name}: {sink:?}");
+        }
+        println!("  dlq         {:?}", pipeline.dlq);
+        let e = &pipeline.engine;
+        println!("  engine      concurrency={} buffer={} max_in_flight={}", e.concurrency, e.buffer, e.max_in_flight);
+    }
+    println!("{}: OK ({} pipeline(s))", path.display(), config.pipelines.len());
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The TOML as written: serde structs with `deny_unknown_fields` everywhere.
+//! Optional fields stay optional here; defaults are applied in `resolve`.
+
+use crate::units::{ByteSize, HumanDuration, Name};
+use serde::Deserialize;
+use sluice_brokers::{SinkConfig, SourceConfig};
+use sluice_core::StageKind;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub pipelines: BTreeMap<Name, Spanned<Pipeline>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub source: Spanned<SourceConfig>,
+    #[serde(default)]
+    pub stages: Vec<Spanned<Stage>>,
+    #[serde(default)]
+    pub sinks: BTreeMap<Name, Spanned<SinkConfig>>,
+    pub dlq: Spanned<SinkConfig>,
+    pub concurrency: Option<Spanned<usize>>,
+    pub buffer: Option<Spanned<usize>>,
+    pub max_in_flight: Option<Spanned<usize>>,
+    pub retry: Option<Spanned<Retry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub name: Name,
+    pub kind: Spanned<StageKind>,
+    pub plugin: Spanned<PathBuf>,
+    pub fuel: Option<u64>,
+    pub timeout: Option<HumanDuration>,
+    pub memory: Option<ByteSize>,
+    pub retry: Option<Spanned<Retry>>,
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    pub attempts: Option<u32>,
+    pub initial: Option<HumanDuration>,
+    pub factor: Option<f64>,
+    pub max: Option<HumanDuration>,
+    pub jitter: Option<f64>,
+}

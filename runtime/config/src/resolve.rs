@@ -1,0 +1,295 @@
+//! Raw TOML → validated, resolved [`Config`]: defaults applied, paths made
+//! relative to the config file, params flattened to strings.
+
+use crate::error::ConfigError;
+use crate::raw;
+use crate::units::Name;
+use sluice_brokers::{SinkConfig, SourceConfig};
+use sluice_core::engine::EngineOptions;
+use sluice_core::{Limits, RetryPolicy, StageKind};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A loaded, valid config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Its directory; relative paths in the file are relative to it.
+    pub base_dir: PathBuf,
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+/// One pipeline, resolved.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub name: String,
+    pub source: SourceConfig,
+    pub stages: Vec<StageConfig>,
+    /// Named sinks in name order.
+    pub sinks: Vec<(String, SinkConfig)>,
+    pub dlq: SinkConfig,
+    pub engine: EngineOptions,
+}
+
+/// One stage, resolved.
+#[derive(Debug, Clone)]
+pub struct StageConfig {
+    pub name: String,
+    pub kind: StageKind,
+    /// Absolute or config-relative-resolved plugin path.
+    pub plugin: PathBuf,
+    pub limits: Limits,
+    pub retry: RetryPolicy,
+    /// Flattened params: nested tables become dotted keys, values strings.
+    pub params: BTreeMap<String, String>,
+    /// The dotted key of this stage, for error messages.
+    pub key: String,
+    /// 1-based line of the stage's `plugin` key, for error messages.
+    pub line: Option<(usize, usize)>,
+}
+
+/// Read and resolve a config file.
+///
+/// # Errors
+/// An unreadable file, a TOML syntax error, an unknown key, a bad value.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")).help("check the path given to sluice"))?;
+    parse(&text, path)
+}
+
+/// Resolve config `text` as if read from `path`.
+///
+/// # Errors
+/// See [`load`].
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw: raw::File = toml::from_str(text).map_err(|e| {
+        ConfigError::new(path, e.message().trim().to_owned())
+            .at(text, e.span())
+            .help(help_for(e.message()))
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+    let cx = Resolver { path, text, base_dir: &base_dir };
+    if raw.pipelines.is_empty() {
+        return Err(ConfigError::new(path, "no pipelines defined")
+            .key("pipelines")
+            .help("add a [pipelines.NAME] table with a source, stages, sinks and a dlq (see examples/quickstart.toml)"));
+    }
+    let pipelines = raw
+        .pipelines
+        .into_iter()
+        .map(|(name, pipeline)| cx.pipeline(name, pipeline))
+        .collect::<Result<_, _>>()?;
+    Ok(Config { path: path.to_owned(), base_dir, pipelines })
+}
+
+/// A fix suggestion for serde's most common messages.
+fn help_for(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        "remove the key or correct its spelling; the keys allowed here are listed above".into()
+    } else if message.starts_with("missing field") {
+        "add the missing key".into()
+    } else if message.starts_with("unknown variant") {
+        "use one of the values listed above".into()
+    } else {
+        "see the config reference in README.md".into()
+    }
+}
+
+struct Resolver<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base_dir: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn error<T>(&self, spanned: &Spanned<T>, key: String, message: impl Into<String>, help: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.path, message).at(self.text, Some(spanned.span())).key(key).help(help)
+    }
+
+    fn pipeline(&self, name: Name, spanned: Spanned<raw::Pipeline>) -> Result<PipelineConfig, ConfigError> {
+        let key = format!("pipelines.{name}");
+        let span = spanned.span();
+        let p = spanned.into_inner();
+        if p.sinks.is_empty() {
+            return Err(ConfigError::new(self.path, "a pipeline needs at least one sink")
+                .at(self.text, Some(span))
+                .key(format!("{key}.sinks"))
+                .help(format!("add a [{key}.sinks.NAME] table, e.g. type = \"stdout\"")));
+        }
+        let defaults = EngineOptions::default();
+        let positive = |v: &Option<Spanned<usize>>, field: &str, default: usize| -> Result<usize, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) if *s.get_ref() >= 1 && *s.get_ref() <= 65_536 => Ok(*s.get_ref()),
+                Some(s) => Err(self.error(s, format!("{key}.{field}"), format!("{field} must be between 1 and 65536, not {}", s.get_ref()), format!("set {field} to a positive number (default {default})"))),
+            }
+        };
+        let engine = EngineOptions {
+            concurrency: positive(&p.concurrency, "concurrency", defaults.concurrency)?,
+            buffer: positive(&p.buffer, "buffer", defaults.buffer)?,
+            max_in_flight: positive(&p.max_in_flight, "max_in_flight", defaults.max_in_flight)?,
+            sink_retry: defaults.sink_retry,
+        };
+        let pipeline_retry = match &p.retry {
+            Some(r) => self.retry(r, RetryPolicy::default(), &format!("{key}.retry"))?,
+            None => RetryPolicy::default(),
+        };
+        let mut stages = Vec::with_capacity(p.stages.len());
+        for (i, stage) in p.stages.iter().enumerate() {
+            let stage_key = format!("{key}.stages[{i}]");
+            let s = stage.get_ref();
+            if p.stages[..i].iter().any(|other| other.get_ref().name == s.name) {
+                return Err(self.error(stage, format!("{stage_key}.name"), format!("stage name `{}` is used twice", s.name), "give every stage of a pipeline its own name"));
+            }
+            if *s.kind.get_ref() == StageKind::Route && i + 1 != p.stages.len() {
+                return Err(self.error(&s.kind, format!("{stage_key}.kind"), format!("route stage `{}` is not the last stage", s.name), "move the route stage to the end of the chain: it decides the sinks"));
+            }
+            stages.push(self.stage(stage, &stage_key, pipeline_retry)?);
+        }
+        Ok(PipelineConfig {
+            name: name.0,
+            source: p.source.into_inner(),
+            stages,
+            sinks: p.sinks.into_iter().map(|(n, s)| (n.0, s.into_inner())).collect(),
+            dlq: p.dlq.into_inner(),
+            engine,
+        })
+    }
+
+    fn stage(&self, spanned: &Spanned<raw::Stage>, key: &str, pipeline_retry: RetryPolicy) -> Result<StageConfig, ConfigError> {
+        let s = spanned.get_ref();
+        let defaults = Limits::default();
+        let limits = Limits {
+            fuel: s.fuel.unwrap_or(defaults.fuel),
+            timeout: s.timeout.map_or(defaults.timeout, |d| d.0),
+            memory: s.memory.map_or(defaults.memory, |m| m.0),
+        };
+        if limits.fuel == 0 || limits.timeout.is_zero() || limits.memory < 64 * 1024 {
+            return Err(self.error(spanned, key.to_owned(), "fuel and timeout must be above zero and memory at least 64KiB", "raise the limit, or leave it out to use the default"));
+        }
+        let retry = match &s.retry {
+            Some(r) => self.retry(r, pipeline_retry, &format!("{key}.retry"))?,
+            None => pipeline_retry,
+        };
+        let mut params = BTreeMap::new();
+        flatten(&s.params, "", &mut params).map_err(|bad| {
+            self.error(spanned, format!("{key}.params.{bad}"), "params values must be strings, numbers, booleans or lists of them", "write the value as a string")
+        })?;
+        Ok(StageConfig {
+            name: s.name.0.clone(),
+            kind: *s.kind.get_ref(),
+            plugin: self.base_dir.join(s.plugin.get_ref()),
+            limits,
+            retry,
+            params,
+            key: key.to_owned(),
+            line: Some(crate::error::line_col(self.text, s.plugin.span().start)),
+        })
+    }
+
+    fn retry(&self, spanned: &Spanned<raw::Retry>, base: RetryPolicy, key: &str) -> Result<RetryPolicy, ConfigError> {
+        let r = spanned.get_ref();
+        let policy = RetryPolicy {
+            max_attempts: r.attempts.unwrap_or(base.max_attempts),
+            initial: r.initial.map_or(base.initial, |d| d.0),
+            factor: r.factor.unwrap_or(base.factor),
+            max_delay: r.max.map_or(base.max_delay, |d| d.0),
+            jitter: r.jitter.unwrap_or(base.jitter),
+        };
+        if policy.max_attempts == 0 {
+            return Err(self.error(spanned, format!("{key}.attempts"), "attempts must be at least 1 (1 means no retry)", "set attempts = 1 to disable retries"));
+        }
+        if !(1.0..=100.0).contains(&policy.factor) {
+            return Err(self.error(spanned, format!("{key}.factor"), format!("factor must be between 1 and 100, not {}", policy.factor), "use factor = 2.0 for doubling delays"));
+        }
+        if !(0.0..=1.0).contains(&policy.jitter) {
+            return Err(self.error(spanned, format!("{key}.jitter"), format!("jitter must be between 0 and 1, not {}", policy.jitter), "use jitter = 0.2 for ±20%"));
+        }
+        Ok(policy)
+    }
+}
+
+/// Flatten a params table: `route = { DE = "x" }` becomes `route.DE = "x"`;
+/// numbers and booleans become their text; lists become comma-joined text.
+/// Returns the offending key for values that cannot be flattened.
+fn flatten(table: &toml::Table, prefix: &str, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten(t, &key, out)?,
+            toml::Value::Array(items) => {
+                let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
+                out.insert(key.clone(), parts.ok_or(key)?.join(","));
+            }
+            other => {
+                out.insert(key.clone(), scalar(other).ok_or(key)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[pipelines.orders]
+concurrency = 2
+source = { type = "file", path = "orders.jsonl" }
+dlq = { type = "file", path = "out/dlq.jsonl" }
+
+[pipelines.orders.retry]
+attempts = 5
+
+[[pipelines.orders.stages]]
+name = "big"
+kind = "filter"
+plugin = "../plugins/dist/json-filter.wasm"
+timeout = "250ms"
+memory = "32MiB"
+params = { field = "amount", min = 100, route = { DE = "eu" }, also = ["a", "b"] }
+
+[pipelines.orders.sinks.eu]
+type = "stdout"
+"#;
+
+    #[test]
+    fn a_good_config_resolves_with_defaults_and_relative_paths() {
+        let c = parse(GOOD, Path::new("examples/q.toml")).unwrap();
+        let p = &c.pipelines[0];
+        assert_eq!(p.engine.concurrency, 2);
+        let s = &p.stages[0];
+        assert_eq!(s.plugin, Path::new("examples/../plugins/dist/json-filter.wasm"));
+        assert_eq!(s.limits.timeout, std::time::Duration::from_millis(250));
+        assert_eq!(s.limits.memory, 32 * 1024 * 1024);
+        assert_eq!(s.limits.fuel, Limits::DEFAULT_FUEL);
+        assert_eq!(s.retry.max_attempts, 5);
+        assert_eq!(s.params["min"], "100");
+        assert_eq!(s.params["route.DE"], "eu");
+        assert_eq!(s.params["also"], "a,b");
+        assert_eq!(s.line, Some((13, 10)));
+    }
+
+    #[test]
+    fn a_typo_names_the_key_and_the_line() {
+        let bad = GOOD.replace("timeout = ", "timout = ");
+        let e = parse(&bad, Path::new("q.toml")).unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(14), "{e}");
+        assert!(e.to_string().contains("unknown field `timout`"), "{e}");
+    }
+}
