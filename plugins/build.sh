@@ -58,7 +58,9 @@ unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CA
 export RUSTC="$rustc"
 export RUSTC_BOOTSTRAP=1 # -Zbuild-std is a nightly flag
 export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-L native=$wasi_libc"
-export CARGO_TARGET_DIR="$here/target"
+# SLUICE_PLUGIN_TARGET_DIR lets CI keep the (slow to build) wasm std between
+# fresh clones on the same machine; the default is plugins/target.
+export CARGO_TARGET_DIR="${SLUICE_PLUGIN_TARGET_DIR:-$here/target}"
 
 (
     cd "$here"

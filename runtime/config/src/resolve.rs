@@ -182,7 +182,7 @@ impl Resolver<'_> {
         Ok(StageConfig {
             name: s.name.0.clone(),
             kind: *s.kind.get_ref(),
-            plugin: self.base_dir.join(s.plugin.get_ref()),
+            plugin: normalize(&self.base_dir.join(s.plugin.get_ref())),
             limits,
             retry,
             params,
@@ -233,6 +233,23 @@ fn flatten(table: &toml::Table, prefix: &str, out: &mut BTreeMap<String, String>
     Ok(())
 }
 
+/// Remove `.` and `name/..` pairs without touching the file system, so
+/// messages show `plugins/dist/x.wasm`, not `examples/../plugins/dist/x.wasm`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
 fn scalar(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.clone()),
@@ -274,7 +291,7 @@ type = "stdout"
         let p = &c.pipelines[0];
         assert_eq!(p.engine.concurrency, 2);
         let s = &p.stages[0];
-        assert_eq!(s.plugin, Path::new("examples/../plugins/dist/json-filter.wasm"));
+        assert_eq!(s.plugin, Path::new("plugins/dist/json-filter.wasm"));
         assert_eq!(s.limits.timeout, std::time::Duration::from_millis(250));
         assert_eq!(s.limits.memory, 32 * 1024 * 1024);
         assert_eq!(s.limits.fuel, Limits::DEFAULT_FUEL);

@@ -95,7 +95,11 @@ impl WasmHost {
         if let Some(plugin) = self.loaded.lock().expect("plugin table poisoned").get(&key) {
             return Ok(plugin.clone());
         }
-        let compile_error = |e: wasmtime::Error| LoadError::Compile { path: path.to_owned(), reason: format!("{e:#}") };
+        let compile_error = |e: wasmtime::Error| {
+            let reason = format!("{e:#}");
+            let reason = reason.lines().next().unwrap_or_default().trim_end_matches([' ', '[', '=']).to_owned();
+            LoadError::Compile { path: path.to_owned(), reason }
+        };
         let started = std::time::Instant::now();
         let component = self.options.cache.load_or_compile(&self.engine, &sha256, &bytes).map_err(compile_error)?;
         tracing::debug!(plugin = %path.display(), elapsed = ?started.elapsed(), "plugin compiled or loaded from cache");

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh machine:
+#
+#   tests/run.sh
+#
+# Installs what is missing (the Debian guest toolchain for the plugins),
+# builds every plugin from source, builds the `sluice` binary, and runs every
+# test of the workspace. Idempotent: a second run reuses everything built.
+#
+# Build outputs live outside the checkout (~/.cache/sluice by default) so a
+# fresh clone on the same machine does not rebuild wasmtime or the wasm std.
+# Override with CARGO_TARGET_DIR / SLUICE_PLUGIN_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The host builds with rustup's toolchain, never Debian's /usr/bin/cargo.
+export PATH="$HOME/.cargo/bin:$PATH"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+export SLUICE_PLUGIN_TARGET_DIR="${SLUICE_PLUGIN_TARGET_DIR:-$cache/plugins-target}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "plugins (Rust → wasm32-wasip2 components)"
+bash plugins/build.sh
+
+step "host build"
+cargo build --locked -p sluice-cli
+
+step "tests"
+cargo test --locked --workspace
+
+step "quickstart"
+examples/quickstart.sh >/dev/null
+echo "quickstart ran"
+
+echo
+echo "all tests passed"

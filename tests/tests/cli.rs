@@ -1,0 +1,150 @@
+//! The `sluice` binary: `check` on good and bad configs, `run` on the
+//! quickstart with every record accounted for, logs and exit codes.
+
+use sluice_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(sluice_bin()).args(args).env("SLUICE_CACHE_DIR", repo().join("target/test-artifact-cache")).output().expect("sluice runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The quickstart config rewritten to run from `dir` (absolute inputs and
+/// plugins, outputs under `dir/out`).
+fn quickstart_in(dir: &Path) -> PathBuf {
+    let examples = repo().join("examples");
+    let text = std::fs::read_to_string(examples.join("quickstart.toml"))
+        .unwrap()
+        .replace("\"orders.jsonl\"", &format!("{:?}", examples.join("orders.jsonl")))
+        .replace("\"../plugins/dist/", &format!("\"{}/", repo().join("plugins/dist").display()));
+    let path = dir.join("quickstart.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_the_quickstart_and_prints_the_resolved_pipeline() {
+    let out = sluice(&["check", repo().join("examples/quickstart.toml").to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout.contains("stage       big-orders (filter)"), "{stdout}");
+    assert!(stdout.contains("route.DE=\"europe\""), "{stdout}");
+    assert!(stdout.contains("OK (1 pipeline(s))"), "{stdout}");
+}
+
+#[test]
+fn every_invalid_config_fails_check_with_its_expected_message() {
+    let dir = repo().join("tests/ui/invalid");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "the invalid-config cases are there");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let expected = std::fs::read_to_string(case.with_extension("expected")).unwrap_or_else(|_| panic!("{} has no .expected file", case.display()));
+        let out = sluice(&["check", case.to_str().unwrap()]);
+        let err = stderr(&out);
+        if out.status.code() != Some(1) {
+            failures.push(format!("{}: exit {:?}, want 1\n{err}", case.display(), out.status.code()));
+            continue;
+        }
+        if !err.contains(&case.display().to_string()) {
+            failures.push(format!("{}: the message does not name the file:\n{err}", case.display()));
+        }
+        for want in expected.lines().filter(|l| !l.trim().is_empty()) {
+            if !err.contains(want) {
+                failures.push(format!("{}: missing `{want}` in:\n{err}", case.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_typo_in_a_key_names_the_key_and_the_line() {
+    let case = repo().join("tests/ui/invalid/typo-key.toml");
+    let out = sluice(&["check", case.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("typo-key.toml:12:1: unknown field `timout`"), "{err}");
+    assert!(err.contains("help:"), "{err}");
+}
+
+#[test]
+fn the_quickstart_accounts_for_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = quickstart_in(dir.path());
+    let out = sluice(&["run", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The expected outcome of every input line, computed here independently.
+    let (mut europe, mut americas, mut dropped, mut dead) = (0, 0, 0, 0);
+    let input = std::fs::read_to_string(repo().join("examples/orders.jsonl")).unwrap();
+    for line in input.lines() {
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else { dead += 1; continue };
+        match doc["amount"].as_f64() {
+            None => dead += 1,
+            Some(a) if a < 100.0 => dropped += 1,
+            Some(_) => match doc["country"].as_str().unwrap() {
+                "DE" | "FR" | "NL" => europe += 1,
+                _ => americas += 1,
+            },
+        }
+    }
+    let lines = |name: &str| std::fs::read_to_string(dir.path().join("out").join(name)).unwrap().lines().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(lines("europe.jsonl").len(), europe);
+    assert_eq!(lines("americas.jsonl").len(), americas);
+    let dlq = lines("dlq.jsonl");
+    assert_eq!(dlq.len(), dead);
+    assert_eq!(europe + americas + dropped + dead, input.lines().count());
+    for line in &dlq {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let class = doc["headers"]["sluice-error-class"].as_str().unwrap();
+        assert!(class == "decode" || class == "fatal", "{line}");
+        assert!(!doc["headers"]["sluice-error-text"].as_str().unwrap().is_empty());
+    }
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains(&format!("received {}, delivered {}, dropped {dropped}, dead-lettered {dead}", input.lines().count(), europe + americas)), "{summary}");
+    assert!(summary.contains("big-orders"), "{summary}");
+}
+
+#[test]
+fn guest_output_is_logged_with_the_stage_and_json_logs_work() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "{\"n\":1}\n{\"n\":2,\"panic\":true}\n{\"n\":3}\n").unwrap();
+    let config = format!(
+        r#"
+[pipelines.p]
+source = {{ type = "file", path = "in.jsonl" }}
+dlq = {{ type = "file", path = "dlq.jsonl" }}
+sinks.out = {{ type = "file", path = "out.jsonl", format = "lines" }}
+[[pipelines.p.stages]]
+name = "noisy"
+kind = "filter"
+plugin = "{}"
+"#,
+        plugin("panicker").display()
+    );
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = sluice(&["--log-format", "json", "run", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let logs: Vec<serde_json::Value> = stderr(&out).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    let guest: Vec<_> = logs.iter().filter(|l| l["stage"] == "noisy" && l["stream"] == "stdout").collect();
+    assert_eq!(guest.len(), 3, "one stdout line per call: {logs:?}");
+    assert!(logs.iter().any(|l| l["stream"] == "stderr" && l["message"].as_str().unwrap_or("").contains("asked to panic")), "the panic message reaches the log");
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap(), "{\"n\":1}\n{\"n\":3}\n");
+}
+
+#[test]
+fn run_with_a_missing_input_file_is_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, "[pipelines.p]\nsource = { type = \"file\", path = \"nope.jsonl\" }\ndlq = { type = \"stdout\" }\nsinks.out = { type = \"stdout\" }\n").unwrap();
+    let out = sluice(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope.jsonl"), "{}", stderr(&out));
+}
