@@ -8,10 +8,11 @@
 //! [`Stage`] implementations.
 //!
 //! ```no_run
-//! # async fn demo(pipeline: sluice_core::Pipeline) {
+//! # async fn demo(pipeline: sluice_core::Pipeline) -> Result<(), sluice_core::engine::EngineError> {
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let report = pipeline.run(shutdown).await;
+//! let report = pipeline.run(shutdown).await?;
 //! println!("{report}");
+//! # Ok(())
 //! # }
 //! ```
 
