@@ -148,3 +148,68 @@ fn run_with_a_missing_input_file_is_invalid_input() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("nope.jsonl"), "{}", stderr(&out));
 }
+
+fn pipe_config(dir: &Path) -> PathBuf {
+    let config = format!(
+        r#"
+[pipelines.pipe]
+source = {{ type = "stdin", format = "json", key_field = "id" }}
+dlq = {{ type = "file", path = "dlq.jsonl" }}
+sinks.out = {{ type = "stdout", format = "lines" }}
+[[pipelines.pipe.stages]]
+name = "big"
+kind = "filter"
+plugin = "{}"
+params = {{ min = 10 }}
+"#,
+        plugin("json-filter").display()
+    );
+    let path = dir.join("pipe.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn stdin_to_stdout_works_as_a_shell_filter() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipe_config(dir.path());
+    let mut child = Command::new(sluice_bin())
+        .args(["--log", "error", "run", config.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"{\"id\":1,\"amount\":50}\n{\"id\":2,\"amount\":5}\nbroken\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"id\":1,\"amount\":50}\n", "only the kept record on stdout");
+    assert!(stderr(&out).contains("received 3, delivered 1, dropped 1, dead-lettered 1"), "summary on stderr when stdout is a sink: {}", stderr(&out));
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipe_config(dir.path());
+    let mut child = Command::new(sluice_bin())
+        .args(["run", config.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"id\":1,\"amount\":50}\n").unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open: only the signal can end this run.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"id\":1,\"amount\":50}\n");
+    assert!(stderr(&out).contains("received 1, delivered 1"), "{}", stderr(&out));
+}

@@ -3,6 +3,7 @@
 
 use sluice_brokers::ConnectError;
 use sluice_config::ConfigError;
+use sluice_core::engine::EngineError;
 use sluice_wasm::LoadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,15 @@ impl From<ConnectError> for CliError {
         match e {
             ConnectError::Invalid(m) => CliError::Invalid(m),
             ConnectError::Unreachable(m) => CliError::Connection(m),
+        }
+    }
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Source { .. } => CliError::Connection(e.to_string()),
+            EngineError::Chain { .. } | EngineError::Thread { .. } => CliError::Invalid(e.to_string()),
         }
     }
 }

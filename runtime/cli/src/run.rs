@@ -13,7 +13,11 @@ pub fn run(path: &Path) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(path))
+    let result = runtime.block_on(run_async(path));
+    // Do not wait for blocking reads that can never finish (a stdin source
+    // after a signal): everything that matters was settled above.
+    runtime.shutdown_background();
+    result
 }
 
 async fn run_async(path: &Path) -> Result<(), CliError> {
@@ -37,7 +41,7 @@ async fn run_async(path: &Path) -> Result<(), CliError> {
     for handle in handles {
         match handle.await {
             Ok(Ok(report)) => reports.push(report),
-            Ok(Err(e)) => failure = Some(CliError::Connection(e.to_string())),
+            Ok(Err(e)) => failure = Some(e.into()),
             Err(e) => failure = Some(CliError::Invalid(format!("pipeline task failed: {e}"))),
         }
     }

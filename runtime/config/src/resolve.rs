@@ -66,9 +66,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// See [`load`].
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let raw: raw::File = toml::from_str(text).map_err(|e| {
-        ConfigError::new(path, e.message().trim().to_owned())
-            .at(text, e.span())
-            .help(help_for(e.message()))
+        let error = ConfigError::new(path, e.message().trim().to_owned()).at(text, e.span()).help(help_for(e.message()));
+        match e.span().and_then(|span| key_before(text, span.start)) {
+            Some(key) => error.key(key),
+            None => error,
+        }
     })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
@@ -86,14 +88,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     Ok(Config { path: path.to_owned(), base_dir, pipelines })
 }
 
+/// The key whose value starts at byte `offset`: the name right before the
+/// `=` that precedes it on the same line (`timeout = "fast"` → `timeout`).
+fn key_before(text: &str, offset: usize) -> Option<String> {
+    let line_start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let before = text[line_start..offset.min(text.len())].trim_end().strip_suffix('=')?.trim_end();
+    let key: String = before.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"')).collect();
+    let key: String = key.chars().rev().collect::<String>().trim_matches('"').to_owned();
+    (!key.is_empty()).then_some(key)
+}
+
 /// A fix suggestion for serde's most common messages.
 fn help_for(message: &str) -> String {
     if message.starts_with("unknown field") {
-        "remove the key or correct its spelling; the keys allowed here are listed above".into()
+        "remove the key or correct its spelling (the keys allowed here are listed)".into()
     } else if message.starts_with("missing field") {
         "add the missing key".into()
     } else if message.starts_with("unknown variant") {
-        "use one of the values listed above".into()
+        "use one of the values listed".into()
     } else {
         "see the config reference in README.md".into()
     }

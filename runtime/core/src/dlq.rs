@@ -11,12 +11,12 @@ pub const HEADER_PREFIX: &str = "sluice-error-";
 /// Why a delivery is being dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// The stage that failed (`<source>` for decode errors, `<router>` for
-    /// an unknown route).
+    /// The stage that failed (`<source>` for decode errors; the route stage
+    /// for an unknown route).
     pub stage: String,
     /// The plugin the stage runs, when there is one.
     pub plugin: Option<PluginInfo>,
-    /// `fatal`, `retries-exhausted`, `trap`, `out-of-fuel`, `timeout`,
+    /// `fatal`, `retryable` (with `attempts = 1`), `retries-exhausted`, `trap`, `out-of-fuel`, `timeout`,
     /// `memory-limit`, `bad-output`, `instantiate`, `unknown-route`, `decode`.
     pub class: String,
     /// The error text.

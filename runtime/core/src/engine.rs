@@ -31,7 +31,7 @@ pub struct Pipeline {
     pub name: String,
     pub source: Box<dyn Source>,
     pub stages: Vec<Arc<StageSpec>>,
-    /// Named sinks, in config order.
+    /// Named sinks (routes name them).
     pub sinks: Vec<(String, Arc<dyn Sink>)>,
     pub dlq: Arc<dyn Sink>,
     pub options: EngineOptions,

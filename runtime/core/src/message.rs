@@ -51,8 +51,8 @@ impl Message {
 }
 
 /// Where a message sits in its broker, as name/value pairs in a fixed order:
-/// `topic, partition, offset` for Kafka, `stream, id` for Redis, `file, line`
-/// for files. Shown in logs and in the `sluice-error-source-*` DLQ headers.
+/// `topic, partition, offset` for Kafka, `stream, id` for Redis, `line` for
+/// files (the file itself is the message's `source`). Shown in logs and in the `sluice-error-source-*` DLQ headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Coordinates(pub Vec<(&'static str, String)>);
 

@@ -123,7 +123,7 @@ impl Shared {
                 kind: FaultKind::Timeout,
                 detail: format!("call exceeded its timeout of {:?}", self.limits.timeout),
             },
-            _ => Fault { kind: FaultKind::Trap, detail: format!("{error:#}") },
+            _ => Fault { kind: FaultKind::Trap, detail: one_line(&format!("{error:#}")) },
         }
     }
 }
@@ -202,4 +202,19 @@ impl Stage for WasmStage {
             Err(trap) => Err(self.trapped(trap)),
         }
     }
+}
+
+/// A trap's text (message and wasm backtrace) on one line, at most 2 KiB,
+/// so it fits a broker header.
+fn one_line(text: &str) -> String {
+    let mut line = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+    if line.len() > 2048 {
+        let mut cut = 2048;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
 }
