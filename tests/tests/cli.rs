@@ -118,6 +118,7 @@ fn guest_output_is_logged_with_the_stage_and_json_logs_work() {
     let config = format!(
         r#"
 [pipelines.p]
+batch = 1  # one call per message, so the log has one line per message
 source = {{ type = "file", path = "in.jsonl" }}
 dlq = {{ type = "file", path = "dlq.jsonl" }}
 sinks.out = {{ type = "file", path = "out.jsonl", format = "lines" }}

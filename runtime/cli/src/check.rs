@@ -33,7 +33,7 @@ pub fn check(path: &Path) -> Result<(), CliError> {
         }
         println!("  dlq         {:?}", pipeline.dlq);
         let e = &pipeline.engine;
-        println!("  engine      concurrency={} buffer={} max_in_flight={}", e.concurrency, e.buffer, e.max_in_flight);
+        println!("  engine      concurrency={} buffer={} max_in_flight={} batch={}", e.concurrency, e.buffer, e.max_in_flight, e.batch);
     }
     println!("{}: OK ({} pipeline(s))", path.display(), config.pipelines.len());
     Ok(())

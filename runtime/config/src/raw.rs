@@ -28,6 +28,7 @@ pub struct Pipeline {
     pub concurrency: Option<Spanned<usize>>,
     pub buffer: Option<Spanned<usize>>,
     pub max_in_flight: Option<Spanned<usize>>,
+    pub batch: Option<Spanned<usize>>,
     pub retry: Option<Spanned<Retry>>,
 }
 

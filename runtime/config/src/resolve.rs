@@ -144,6 +144,7 @@ impl Resolver<'_> {
             concurrency: positive(&p.concurrency, "concurrency", defaults.concurrency)?,
             buffer: positive(&p.buffer, "buffer", defaults.buffer)?,
             max_in_flight: positive(&p.max_in_flight, "max_in_flight", defaults.max_in_flight)?,
+            batch: positive(&p.batch, "batch", defaults.batch)?,
             sink_retry: defaults.sink_retry,
         };
         let pipeline_retry = match &p.retry {

@@ -85,34 +85,65 @@ impl Chain {
 
     /// Run `original` through every stage.
     pub fn process(&mut self, original: &Message) -> ChainOutcome {
-        let mut batch = vec![original.clone()];
-        let mut routed: Option<Vec<(String, Message)>> = None;
+        self.process_batch(&[original]).pop().expect("one outcome per message")
+    }
+
+    /// Run several messages through every stage, one outcome per message in
+    /// order. Each stage is called once for the whole batch (its batch
+    /// export); retryable errors are retried one message at a time, and a
+    /// batch call that faults is redone one message at a time so only the
+    /// culprit is dead-lettered.
+    pub fn process_batch(&mut self, originals: &[&Message]) -> Vec<ChainOutcome> {
+        let n = originals.len();
+        let mut failed: Vec<Option<Failure>> = vec![None; n];
+        let mut routed: Vec<Option<Vec<(String, Message)>>> = vec![None; n];
+        // The messages still in flight and the input each one came from.
+        let mut origins: Vec<usize> = (0..n).collect();
+        let mut msgs: Vec<Message> = originals
+            .iter()
+            .map(|m| {
+                let mut m = (*m).clone();
+                m.attempt = m.attempt.max(1);
+                m
+            })
+            .collect();
         for (spec, stage) in &mut self.stages {
+            if msgs.is_empty() {
+                break;
+            }
             let stats = &spec.stats;
-            let mut next = Vec::with_capacity(batch.len());
-            for msg in batch {
+            let _span = tracing::trace_span!("stage", stage = %spec.name, messages = msgs.len()).entered();
+            let results = call_all(spec, stage.as_mut(), &msgs, &*self.clock);
+            let mut next_origins = Vec::with_capacity(origins.len());
+            let mut next_msgs = Vec::with_capacity(msgs.len());
+            for ((origin, msg), result) in origins.into_iter().zip(msgs).zip(results) {
+                if failed[origin].is_some() {
+                    continue; // another part of the same input already failed here
+                }
                 bump(&stats.input, 1);
-                let _span = tracing::trace_span!("stage", stage = %spec.name).entered();
-                let output = match call_with_retry(spec, stage.as_mut(), msg.clone(), &*self.clock) {
+                let output = match result {
                     Ok(output) => output,
                     Err(failure) => {
                         bump(&stats.dead_lettered, 1);
-                        return ChainOutcome::DeadLetter(failure);
+                        failed[origin] = Some(failure);
+                        continue;
                     }
                 };
                 match output {
                     StageOutput::Keep(true) => {
                         bump(&stats.output, 1);
-                        next.push(msg);
+                        next_origins.push(origin);
+                        next_msgs.push(msg);
                     }
                     StageOutput::Keep(false) => bump(&stats.dropped, 1),
                     StageOutput::Messages(out) if out.is_empty() => bump(&stats.dropped, 1),
                     StageOutput::Messages(out) => {
                         bump(&stats.output, out.len() as u64);
-                        next.extend(out.into_iter().map(|mut m| {
-                            m.attempt = msg.attempt;
-                            m
-                        }));
+                        for mut part in out {
+                            part.attempt = msg.attempt;
+                            next_origins.push(origin);
+                            next_msgs.push(part);
+                        }
                     }
                     StageOutput::Routes(names) if names.is_empty() => bump(&stats.dropped, 1),
                     StageOutput::Routes(names) => {
@@ -124,39 +155,85 @@ impl Chain {
                             );
                             let mut failure = Failure::once(&spec.name, "unknown-route", text, self.clock.now());
                             failure.plugin = Some(spec.factory.plugin());
-                            return ChainOutcome::DeadLetter(failure);
+                            failed[origin] = Some(failure);
+                            continue;
                         }
                         bump(&stats.output, names.len() as u64);
-                        let routes = routed.get_or_insert_with(Vec::new);
+                        let routes = routed[origin].get_or_insert_with(Vec::new);
                         routes.extend(names.into_iter().map(|name| (name, msg.clone())));
                     }
                 }
             }
-            batch = next;
+            origins = next_origins;
+            msgs = next_msgs;
         }
-        match routed {
-            Some(routes) => ChainOutcome::Deliver(routes),
-            None if batch.is_empty() => ChainOutcome::Dropped,
-            None => ChainOutcome::Deliver(
-                batch
-                    .into_iter()
-                    .flat_map(|m| self.sinks.iter().map(move |s| (s.clone(), m.clone())))
-                    .collect(),
-            ),
+        // Whatever is left after the last stage (no route stage) goes to every sink.
+        let mut survivors: Vec<Vec<Message>> = vec![Vec::new(); n];
+        for (origin, msg) in origins.into_iter().zip(msgs) {
+            survivors[origin].push(msg);
         }
+        (0..n)
+            .map(|i| {
+                if let Some(failure) = failed[i].take() {
+                    return ChainOutcome::DeadLetter(failure);
+                }
+                let mut deliver = routed[i].take().unwrap_or_default();
+                for msg in survivors[i].drain(..) {
+                    deliver.extend(self.sinks.iter().map(|s| (s.clone(), msg.clone())));
+                }
+                if deliver.is_empty() {
+                    ChainOutcome::Dropped
+                } else {
+                    ChainOutcome::Deliver(deliver)
+                }
+            })
+            .collect()
     }
 }
 
-/// Call one stage, retrying `retryable` errors with backoff. Returns the
-/// output, or the failure to dead-letter the message with.
-fn call_with_retry(spec: &StageSpec, stage: &mut dyn Stage, mut msg: Message, clock: &dyn Clock) -> Result<StageOutput, Failure> {
-    let first_attempt = msg.attempt.max(1);
+/// Call one stage for every message (one batch call when there are several)
+/// and settle each answer: retry retryable errors, turn the rest into
+/// failures.
+fn call_all(spec: &StageSpec, stage: &mut dyn Stage, msgs: &[Message], clock: &dyn Clock) -> Vec<Result<StageOutput, Failure>> {
+    let first: Vec<Result<StageOutput, StageError>> = if msgs.len() == 1 {
+        vec![stage.call(&msgs[0])]
+    } else {
+        match stage.call_batch(msgs) {
+            Ok(results) => results,
+            Err(fault) => {
+                bump(&spec.stats.replaced, 1);
+                tracing::debug!(stage = %spec.name, class = fault.kind.class(), "batch call faulted; calling one message at a time");
+                return msgs.iter().map(|m| call_with_retry(spec, stage, m, clock, None)).collect();
+            }
+        }
+    };
+    msgs.iter().zip(first).map(|(m, r)| call_with_retry(spec, stage, m, clock, Some(r))).collect()
+}
+
+/// Settle one message at one stage: `first` is the answer to attempt 1 if
+/// the stage was already called (in a batch); retryable errors are retried
+/// with backoff. Returns the output, or the failure to dead-letter with.
+fn call_with_retry(
+    spec: &StageSpec,
+    stage: &mut dyn Stage,
+    msg: &Message,
+    clock: &dyn Clock,
+    mut first: Option<Result<StageOutput, StageError>>,
+) -> Result<StageOutput, Failure> {
     let mut first_failure = None;
     let mut tries = 0;
     loop {
         tries += 1;
-        msg.attempt = first_attempt + tries - 1;
-        let (class, text) = match stage.call(&msg) {
+        let result = match first.take() {
+            Some(result) => result,
+            None if tries == 1 => stage.call(msg),
+            None => {
+                let mut retry = msg.clone();
+                retry.attempt = msg.attempt + tries - 1;
+                stage.call(&retry)
+            }
+        };
+        let (class, text) = match result {
             Ok(output) if output_matches(spec.factory.kind(), &output) => return Ok(output),
             Ok(output) => {
                 ("bad-output".to_owned(), format!("a {} stage returned {output:?}", spec.factory.kind()))
@@ -165,7 +242,7 @@ fn call_with_retry(spec: &StageSpec, stage: &mut dyn Stage, mut msg: Message, cl
                 first_failure.get_or_insert_with(|| clock.now());
                 bump(&spec.stats.retried, 1);
                 let delay = spec.retry.delay(tries);
-                tracing::debug!(stage = %spec.name, attempt = msg.attempt, ?delay, error = %text, "retryable error, backing off");
+                tracing::debug!(stage = %spec.name, attempt = msg.attempt + tries - 1, ?delay, error = %text, "retryable error, backing off");
                 clock.sleep(delay);
                 continue;
             }

@@ -48,6 +48,10 @@ pub struct EngineOptions {
     pub buffer: usize,
     /// Messages per worker published but not yet confirmed.
     pub max_in_flight: usize,
+    /// Most messages a worker hands to each stage in one call (the plugin's
+    /// batch export). A worker never waits to fill a batch: it takes what is
+    /// already queued, up to this many. 1 calls the single export only.
+    pub batch: usize,
     /// Backoff for failed sink publishes. Sink failures are retried without
     /// limit (`max_attempts` is ignored): a host-side outage never
     /// dead-letters a message.
@@ -60,6 +64,7 @@ impl Default for EngineOptions {
             concurrency: 1,
             buffer: 256,
             max_in_flight: 256,
+            batch: 32,
             sink_retry: RetryPolicy {
                 initial: Duration::from_millis(100),
                 max_delay: Duration::from_secs(30),
@@ -138,11 +143,12 @@ impl Pipeline {
         let mut delivery_tasks = Vec::with_capacity(workers);
         for (i, chain) in chains.into_iter().enumerate() {
             let (input_tx, input_rx) = mpsc::channel::<Delivery>(options.buffer);
-            let (done_tx, done_rx) = mpsc::channel::<Processed>(options.buffer);
+            let (done_tx, done_rx) = mpsc::channel::<Vec<Processed>>(options.buffer);
             let clock = clock.clone();
+            let batch = options.batch.max(1);
             std::thread::Builder::new()
                 .name(format!("sluice-{name}-{i}"))
-                .spawn(move || work(chain, input_rx, done_tx, &*clock))
+                .spawn(move || work(chain, input_rx, done_tx, &*clock, batch))
                 .map_err(|source| EngineError::Thread { pipeline: name.clone(), source })?;
             let deliverer = Deliverer {
                 pipeline: name.clone(),
@@ -204,14 +210,34 @@ impl Pipeline {
     }
 }
 
-/// A worker thread: run the chain on each delivery, in arrival order.
-fn work(mut chain: Chain, mut input: mpsc::Receiver<Delivery>, done: mpsc::Sender<Processed>, clock: &dyn Clock) {
-    while let Some(delivery) = input.blocking_recv() {
-        let outcome = match &delivery.decode_error {
-            Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once("<source>", "decode", error.clone(), clock.now())),
-            None => chain.process(&delivery.message),
-        };
-        if done.blocking_send(Processed { delivery, outcome }).is_err() {
+/// A worker thread: run the chain on what is queued (up to `batch`
+/// deliveries at a time), and pass the outcomes on in arrival order.
+fn work(mut chain: Chain, mut input: mpsc::Receiver<Delivery>, done: mpsc::Sender<Vec<Processed>>, clock: &dyn Clock, batch: usize) {
+    let mut deliveries = Vec::with_capacity(batch);
+    while let Some(first) = input.blocking_recv() {
+        deliveries.push(first);
+        while deliveries.len() < batch {
+            match input.try_recv() {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(_) => break,
+            }
+        }
+        let decoded: Vec<&Message> =
+            deliveries.iter().filter(|d| d.decode_error.is_none()).map(|d| &d.message).collect();
+        let mut outcomes = chain.process_batch(&decoded).into_iter();
+        let processed = deliveries
+            .drain(..)
+            .map(|delivery| {
+                let outcome = match &delivery.decode_error {
+                    Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once("<source>", "decode", error.clone(), clock.now())),
+                    None => outcomes.next().expect("one outcome per decoded delivery"),
+                };
+                Processed { delivery, outcome }
+            })
+            .collect();
+        // One hand-over per batch: cross-thread wake-ups are a large part of
+        // the per-message cost.
+        if done.blocking_send(processed).is_err() {
             return;
         }
     }
@@ -228,14 +254,18 @@ struct Deliverer {
 }
 
 impl Deliverer {
-    async fn run(self, mut done: mpsc::Receiver<Processed>, max_in_flight: usize) {
+    async fn run(self, mut done: mpsc::Receiver<Vec<Processed>>, max_in_flight: usize) {
         let mut pending: FuturesOrdered<BoxFuture<'static, ()>> = FuturesOrdered::new();
         loop {
             tokio::select! {
                 biased;
                 Some(()) = pending.next(), if !pending.is_empty() => {}
-                item = done.recv(), if pending.len() < max_in_flight => match item {
-                    Some(processed) => pending.push_back(self.hand_over(processed).await),
+                batch = done.recv(), if pending.len() < max_in_flight => match batch {
+                    Some(batch) => {
+                        for processed in batch {
+                            pending.push_back(self.hand_over(processed).await);
+                        }
+                    }
                     None => break,
                 },
             }

@@ -100,6 +100,15 @@ pub trait Stage: Send {
     /// Run the stage on one message. After a [`StageError::Fault`] the stage
     /// must use a fresh instance for its next call.
     fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError>;
+
+    /// Run the stage on several messages in one call: one result per
+    /// message, in order. `Err` means the whole call faulted (a trap in the
+    /// middle of a batch); the stage has then replaced its instance and the
+    /// caller retries the messages one by one to find the culprit. The
+    /// default calls [`Stage::call`] for each message.
+    fn call_batch(&mut self, msgs: &[Message]) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
+        Ok(msgs.iter().map(|m| self.call(m)).collect())
+    }
 }
 
 /// Which plugin file a stage runs; written into DLQ envelopes.

@@ -90,7 +90,7 @@ impl Shared {
         let state = PluginState::new(self.stage.clone(), self.params.clone(), self.limits.memory);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        self.arm(&mut store)?;
+        self.arm(&mut store, 1)?;
         let bindings = match &self.plugin.pre {
             WorldPre::Filter(pre) => Bindings::Filter(pre.instantiate(&mut store)?),
             WorldPre::Transform(pre) => Bindings::Transform(pre.instantiate(&mut store)?),
@@ -99,13 +99,14 @@ impl Shared {
         Ok(Live { store, bindings })
     }
 
-    /// A fresh fuel budget and deadline for the next call.
-    fn arm(&self, store: &mut Store<PluginState>) -> wasmtime::Result<()> {
+    /// A fresh fuel budget and deadline for the next call, which handles
+    /// `messages` messages (the per-message limits add up for a batch).
+    fn arm(&self, store: &mut Store<PluginState>, messages: u64) -> wasmtime::Result<()> {
         if self.fuel {
-            store.set_fuel(self.limits.fuel)?;
+            store.set_fuel(self.limits.fuel.saturating_mul(messages))?;
         }
         if let Some(ticks) = self.epoch_ticks {
-            store.set_epoch_deadline(ticks);
+            store.set_epoch_deadline(ticks.saturating_mul(messages));
         }
         Ok(())
     }
@@ -135,59 +136,36 @@ pub struct WasmStage {
 }
 
 impl WasmStage {
-    fn live(&mut self) -> Result<&mut Live, StageError> {
+    fn live(&mut self) -> Result<&mut Live, Fault> {
         if self.live.is_none() {
-            let live = self.shared.instantiate().map_err(|e| {
-                StageError::Fault(Fault { kind: FaultKind::Instantiate, detail: format!("{e:#}") })
-            })?;
+            let live = self
+                .shared
+                .instantiate()
+                .map_err(|e| Fault { kind: FaultKind::Instantiate, detail: one_line(&format!("{e:#}")) })?;
             self.live = Some(live);
         }
         Ok(self.live.as_mut().expect("instance present"))
     }
 
     /// The outcome of a call that trapped: replace the instance and report.
-    fn trapped(&mut self, error: wasmtime::Error) -> StageError {
+    fn trapped(&mut self, error: wasmtime::Error) -> Fault {
         let fault = self.shared.fault(error);
         tracing::warn!(stage = &*self.shared.stage, class = fault.kind.class(), detail = %fault.detail, "plugin fault; replacing instance");
         self.live = self.shared.instantiate().ok();
-        StageError::Fault(fault)
+        fault
     }
 
     /// Fuel left after the last call (for metrics and the benchmark).
     pub fn fuel_remaining(&self) -> Option<u64> {
         self.live.as_ref().and_then(|l| l.store.get_fuel().ok())
     }
-
-    /// Call the batch export: one result per message. A trap fails the whole
-    /// call (the caller falls back to single calls to find the culprit).
-    pub fn call_batch(&mut self, msgs: &[Message]) -> Result<Vec<Result<StageOutput, StageError>>, StageError> {
-        let shared = self.shared.clone();
-        let live = self.live()?;
-        shared.arm(&mut live.store).map_err(|e| StageError::Fault(shared.fault(e)))?;
-        let wit: Vec<_> = msgs.iter().map(to_wit).collect();
-        let store = &mut live.store;
-        let result = match &live.bindings {
-            Bindings::Filter(b) => b
-                .call_filter_batch(store, &wit)
-                .map(|rs| rs.into_iter().map(|r| r.map(StageOutput::Keep).map_err(guest_error)).collect()),
-            Bindings::Transform(b) => b.call_transform_batch(store, &wit).map(|rs| {
-                rs.into_iter()
-                    .map(|r| r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect())).map_err(guest_error))
-                    .collect()
-            }),
-            Bindings::Route(b) => b
-                .call_route_batch(store, &wit)
-                .map(|rs| rs.into_iter().map(|r| r.map(StageOutput::Routes).map_err(guest_error)).collect()),
-        };
-        result.map_err(|e| self.trapped(e))
-    }
 }
 
 impl Stage for WasmStage {
     fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError> {
         let shared = self.shared.clone();
-        let live = self.live()?;
-        shared.arm(&mut live.store).map_err(|e| StageError::Fault(shared.fault(e)))?;
+        let live = self.live().map_err(StageError::Fault)?;
+        shared.arm(&mut live.store, 1).map_err(|e| StageError::Fault(shared.fault(e)))?;
         let wit = to_wit(msg);
         let store = &mut live.store;
         let result = match &live.bindings {
@@ -199,6 +177,35 @@ impl Stage for WasmStage {
         };
         match result {
             Ok(answer) => answer.map_err(guest_error),
+            Err(trap) => Err(StageError::Fault(self.trapped(trap))),
+        }
+    }
+
+    fn call_batch(&mut self, msgs: &[Message]) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
+        let shared = self.shared.clone();
+        let live = self.live()?;
+        shared.arm(&mut live.store, msgs.len() as u64).map_err(|e| shared.fault(e))?;
+        let wit: Vec<_> = msgs.iter().map(to_wit).collect();
+        let store = &mut live.store;
+        let result = match &live.bindings {
+            Bindings::Filter(b) => b
+                .call_filter_batch(store, &wit)
+                .map(|rs| rs.into_iter().map(|r| r.map(StageOutput::Keep).map_err(guest_error)).collect()),
+            Bindings::Transform(b) => b.call_transform_batch(store, &wit).map(|rs| {
+                rs.into_iter()
+                    .map(|r| r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect())).map_err(guest_error))
+                    .collect::<Vec<_>>()
+            }),
+            Bindings::Route(b) => b
+                .call_route_batch(store, &wit)
+                .map(|rs| rs.into_iter().map(|r| r.map(StageOutput::Routes).map_err(guest_error)).collect()),
+        };
+        match result {
+            Ok(results) if results.len() == msgs.len() => Ok(results),
+            Ok(results) => Err(Fault {
+                kind: FaultKind::BadOutput,
+                detail: format!("batch call returned {} results for {} messages", results.len(), msgs.len()),
+            }),
             Err(trap) => Err(self.trapped(trap)),
         }
     }
