@@ -277,3 +277,86 @@ fn output_matches(kind: StageKind, output: &StageOutput) -> bool {
             | (StageKind::Route, StageOutput::Routes(_))
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::{Fault, FaultKind, PluginInfo};
+    use crate::SystemClock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A filter that keeps everything, faults a whole batch that contains
+    /// `bad` (and a single call on it), and fails `retry` messages once.
+    struct Picky {
+        retried: Arc<AtomicU32>,
+    }
+
+    impl Stage for Picky {
+        fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError> {
+            if msg.payload == b"bad" {
+                return Err(StageError::Fault(Fault { kind: FaultKind::Trap, detail: "bad".into() }));
+            }
+            if msg.payload == b"retry" && msg.attempt == 1 {
+                self.retried.fetch_add(1, Ordering::SeqCst);
+                return Err(StageError::Retryable("once more".into()));
+            }
+            Ok(StageOutput::Keep(true))
+        }
+
+        fn call_batch(&mut self, msgs: &[Message]) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
+            if msgs.iter().any(|m| m.payload == b"bad") {
+                return Err(Fault { kind: FaultKind::Trap, detail: "bad in batch".into() });
+            }
+            Ok(msgs.iter().map(|m| self.call(m)).collect())
+        }
+    }
+
+    struct PickyFactory(Arc<AtomicU32>);
+
+    impl StageFactory for PickyFactory {
+        fn kind(&self) -> StageKind {
+            StageKind::Filter
+        }
+        fn plugin(&self) -> PluginInfo {
+            PluginInfo::default()
+        }
+        fn instantiate(&self) -> anyhow::Result<Box<dyn Stage>> {
+            Ok(Box::new(Picky { retried: self.0.clone() }))
+        }
+    }
+
+    fn chain(retried: &Arc<AtomicU32>) -> Chain {
+        let retry = RetryPolicy { initial: std::time::Duration::ZERO, jitter: 0.0, ..RetryPolicy::default() };
+        let spec = Arc::new(StageSpec::new("picky", Arc::new(PickyFactory(retried.clone())), retry));
+        Chain::new(&[spec], Arc::from(vec!["out".to_string()]), Arc::new(SystemClock)).unwrap()
+    }
+
+    #[test]
+    fn a_faulting_batch_is_redone_one_by_one_and_only_the_culprit_fails() {
+        let retried = Arc::new(AtomicU32::new(0));
+        let msgs: Vec<Message> = ["a", "bad", "retry", "b"].iter().map(|p| Message::new(*p)).collect();
+        let refs: Vec<&Message> = msgs.iter().collect();
+        let outcomes = chain(&retried).process_batch(&refs);
+        let kinds: Vec<&str> = outcomes
+            .iter()
+            .map(|o| match o {
+                ChainOutcome::Deliver(_) => "deliver",
+                ChainOutcome::Dropped => "dropped",
+                ChainOutcome::DeadLetter(f) => if f.class == "trap" { "trap" } else { "other" },
+            })
+            .collect();
+        assert_eq!(kinds, ["deliver", "trap", "deliver", "deliver"]);
+        assert_eq!(retried.load(Ordering::SeqCst), 1, "the retryable message was retried alone");
+    }
+
+    #[test]
+    fn a_retryable_answer_inside_a_batch_is_retried_alone() {
+        let retried = Arc::new(AtomicU32::new(0));
+        let msgs: Vec<Message> = ["a", "retry", "b"].iter().map(|p| Message::new(*p)).collect();
+        let refs: Vec<&Message> = msgs.iter().collect();
+        let mut chain = chain(&retried);
+        let outcomes = chain.process_batch(&refs);
+        assert!(outcomes.iter().all(|o| matches!(o, ChainOutcome::Deliver(d) if d.len() == 1)));
+        assert_eq!(chain.stages[0].0.stats.snapshot().retried, 1);
+    }
+}
