@@ -113,7 +113,14 @@ impl Chain {
             }
             let stats = &spec.stats;
             let _span = tracing::trace_span!("stage", stage = %spec.name, messages = msgs.len()).entered();
+            tracing::debug!(stage = %spec.name, messages = msgs.len(), "stage invoked");
             let results = call_all(spec, stage.as_mut(), &msgs, &*self.clock);
+            let failures = results.iter().filter(|r| r.is_err()).count();
+            if failures > 0 {
+                tracing::debug!(stage = %spec.name, messages = msgs.len(), failures, "stage failed for some messages");
+            } else {
+                tracing::debug!(stage = %spec.name, messages = msgs.len(), "stage completed");
+            }
             let mut next_origins = Vec::with_capacity(origins.len());
             let mut next_msgs = Vec::with_capacity(msgs.len());
             for ((origin, msg), result) in origins.into_iter().zip(msgs).zip(results) {
