@@ -57,8 +57,14 @@ pub async fn read_lines(
         message.source = name.to_owned();
         let mut delivery = Delivery::new(message, Coordinates::default().with("line", number), AckHandle::none());
         if format == LineFormat::Json {
-            match serde_json::from_slice::<serde_json::Value>(&line) {
-                Ok(doc) => delivery.message.key = key_field.and_then(|f| key_of(&doc, f)),
+            // Build a document only when a key must be taken from it;
+            // otherwise just check the line is JSON.
+            let checked = match key_field {
+                Some(field) => serde_json::from_slice::<serde_json::Value>(&line).map(|doc| key_of(&doc, field)),
+                None => serde_json::from_slice::<serde::de::IgnoredAny>(&line).map(|_| None),
+            };
+            match checked {
+                Ok(key) => delivery.message.key = key,
                 Err(e) => delivery.decode_error = Some(format!("line {number} is not valid JSON: {e}")),
             }
         }

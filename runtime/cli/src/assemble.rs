@@ -5,8 +5,16 @@
 use crate::exit::CliError;
 use sluice_config::{Config, PipelineConfig, StageConfig};
 use sluice_core::{Pipeline, StageSpec, SystemClock};
-use sluice_wasm::{LoadError, WasmHost, WasmStageFactory};
+use sluice_wasm::{HostOptions, LoadError, WasmHost, WasmStageFactory};
 use std::sync::Arc;
+
+/// The process's Wasm host, limits on, artifact cache from the environment.
+///
+/// # Errors
+/// If wasmtime rejects the engine configuration.
+pub fn host() -> Result<WasmHost, CliError> {
+    WasmHost::new(HostOptions::default()).map_err(|e| CliError::Invalid(format!("wasm engine: {e:#}")))
+}
 
 /// Load and type-check every stage's plugin.
 ///

@@ -3,12 +3,11 @@
 
 use crate::assemble;
 use crate::exit::CliError;
-use sluice_wasm::{HostOptions, WasmHost};
 use std::path::Path;
 
 pub fn check(path: &Path) -> Result<(), CliError> {
     let config = sluice_config::load(path)?;
-    let host = WasmHost::new(HostOptions::default()).map_err(|e| CliError::Invalid(format!("wasm engine: {e:#}")))?;
+    let host = assemble::host()?;
     for pipeline in &config.pipelines {
         let stages = assemble::load_stages(&host, &config, pipeline)?;
         println!("pipeline {}", pipeline.name);

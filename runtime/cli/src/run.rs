@@ -4,7 +4,6 @@
 use crate::assemble;
 use crate::exit::CliError;
 use sluice_brokers::SinkConfig;
-use sluice_wasm::{HostOptions, WasmHost};
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +22,7 @@ pub fn run(path: &Path) -> Result<(), CliError> {
 async fn run_async(path: &Path) -> Result<(), CliError> {
     // Validate everything (config, plugins) before connecting to anything.
     let config = sluice_config::load(path)?;
-    let host = WasmHost::new(HostOptions::default()).map_err(|e| CliError::Invalid(format!("wasm engine: {e:#}")))?;
+    let host = assemble::host()?;
     let mut stages = Vec::with_capacity(config.pipelines.len());
     for pipeline in &config.pipelines {
         stages.push(assemble::load_stages(&host, &config, pipeline)?);
