@@ -3,9 +3,10 @@
 #
 #   tests/run.sh
 #
-# Installs what is missing (the Debian guest toolchain for the plugins),
-# builds every plugin from source, builds the `sluice` binary, and runs every
-# test of the workspace. Idempotent: a second run reuses everything built.
+# Installs what is missing (the Debian guest toolchain for the plugins, Redis,
+# the tansu Kafka broker), starts the brokers that are not running (and stops
+# those it started when done), builds every plugin from source, builds the
+# `sluice` binary, and runs every test of the workspace. Idempotent: a second run reuses everything built.
 #
 # Build outputs live outside the checkout (~/.cache/sluice by default) so a
 # fresh clone on the same machine does not rebuild wasmtime or the wasm std.
@@ -23,6 +24,13 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "plugins (Rust → wasm32-wasip2 components)"
 bash plugins/build.sh
+
+step "brokers (Redis, Kafka via tansu; started only if not running)"
+bash tests/brokers.sh all
+trap 'bash tests/brokers.sh stop' EXIT
+export SLUICE_TEST_REDIS="${SLUICE_TEST_REDIS:-redis://127.0.0.1:${SLUICE_REDIS_PORT:-6379}}"
+export SLUICE_TEST_KAFKA="${SLUICE_TEST_KAFKA:-127.0.0.1:${SLUICE_KAFKA_PORT:-19092}}"
+export SLUICE_TANSU="${SLUICE_TANSU:-$(bash tests/brokers.sh tansu-bin)}"
 
 step "host build"
 cargo build --locked -p sluice-cli

@@ -6,6 +6,10 @@
 //! runs it first). A missing component fails the test loudly; nothing is
 //! skipped.
 
+pub mod daemon;
+pub mod kafka_client;
+pub mod redis_client;
+
 use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{AckLog, MemorySink, MemorySource};
 use sluice_core::{Clock, Limits, Message, Pipeline, PipelineReport, RetryPolicy, StageKind, StageSpec};

@@ -6,7 +6,9 @@
 //! [`sluice_core::Source`] and [`sluice_core::Sink`].
 
 pub mod file;
+pub mod kafka;
 pub mod lines;
+pub mod redis;
 pub mod stdio;
 
 pub use sluice_core::memory;
@@ -15,6 +17,17 @@ use serde::Deserialize;
 use sluice_core::{Sink, Source};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Backoff between reconnect attempts once running: 100 ms doubling to 5 s,
+/// with jitter, without end (a running daemon waits for its broker).
+pub(crate) const RECONNECT: sluice_core::RetryPolicy = sluice_core::RetryPolicy {
+    max_attempts: u32::MAX,
+    initial: Duration::from_millis(100),
+    factor: 2.0,
+    max_delay: Duration::from_secs(5),
+    jitter: 0.2,
+};
 
 /// Why a connector could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +49,14 @@ pub enum SourceConfig {
     File(file::FileSourceConfig),
     /// Read standard input line by line until EOF.
     Stdin(stdio::StdinSourceConfig),
+    /// A Kafka consumer-group member.
+    Kafka(kafka::KafkaSourceConfig),
+    /// A Redis stream read by a consumer group.
+    #[serde(rename = "redis-stream")]
+    RedisStream(redis::StreamSourceConfig),
+    /// Redis Pub/Sub channels (at-most-once).
+    #[serde(rename = "redis-pubsub")]
+    RedisPubsub(redis::PubsubSourceConfig),
 }
 
 /// A `sinks.NAME` or `dlq` table.
@@ -46,6 +67,14 @@ pub enum SinkConfig {
     File(file::FileSinkConfig),
     /// Write messages to standard output, one per line.
     Stdout(stdio::StdoutSinkConfig),
+    /// Produce to a Kafka topic.
+    Kafka(kafka::KafkaSinkConfig),
+    /// Append to a Redis stream (XADD).
+    #[serde(rename = "redis-stream")]
+    RedisStream(redis::StreamSinkConfig),
+    /// Publish to a Redis Pub/Sub channel (at-most-once).
+    #[serde(rename = "redis-pubsub")]
+    RedisPubsub(redis::PubsubSinkConfig),
 }
 
 impl SourceConfig {
@@ -54,6 +83,9 @@ impl SourceConfig {
         match self {
             SourceConfig::File(_) => "file",
             SourceConfig::Stdin(_) => "stdin",
+            SourceConfig::Kafka(_) => "kafka",
+            SourceConfig::RedisStream(_) => "redis-stream",
+            SourceConfig::RedisPubsub(_) => "redis-pubsub",
         }
     }
 
@@ -66,6 +98,9 @@ impl SourceConfig {
         match self {
             SourceConfig::File(c) => c.open(base).await,
             SourceConfig::Stdin(c) => Ok(c.open()),
+            SourceConfig::Kafka(c) => c.open().await,
+            SourceConfig::RedisStream(c) => c.open().await,
+            SourceConfig::RedisPubsub(c) => c.open().await,
         }
     }
 }
@@ -76,17 +111,25 @@ impl SinkConfig {
         match self {
             SinkConfig::File(_) => "file",
             SinkConfig::Stdout(_) => "stdout",
+            SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::RedisStream(_) => "redis-stream",
+            SinkConfig::RedisPubsub(_) => "redis-pubsub",
         }
     }
 
-    /// Connect. Relative paths are resolved against `base`.
+    /// Connect. Relative paths are resolved against `base`. `name` is the
+    /// sink's name in the config (`PIPELINE.dlq` for a DLQ): brokers use it
+    /// as the topic, stream or channel when the table names none.
     ///
     /// # Errors
     /// See [`ConnectError`].
-    pub async fn open(&self, base: &Path) -> Result<Arc<dyn Sink>, ConnectError> {
+    pub async fn open(&self, base: &Path, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
         match self {
             SinkConfig::File(c) => c.open(base).await,
             SinkConfig::Stdout(c) => Ok(c.open()),
+            SinkConfig::Kafka(c) => c.open(name).await,
+            SinkConfig::RedisStream(c) => c.open(name).await,
+            SinkConfig::RedisPubsub(c) => c.open(name).await,
         }
     }
 }

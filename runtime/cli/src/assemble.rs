@@ -56,9 +56,9 @@ pub async fn connect(config: &Config, pipeline: &PipelineConfig, stages: Vec<Arc
     let source = pipeline.source.open(base).await.map_err(context)?;
     let mut sinks = Vec::with_capacity(pipeline.sinks.len());
     for (name, sink) in &pipeline.sinks {
-        sinks.push((name.clone(), sink.open(base).await.map_err(context)?));
+        sinks.push((name.clone(), sink.open(base, name).await.map_err(context)?));
     }
-    let dlq = pipeline.dlq.open(base).await.map_err(context)?;
+    let dlq = pipeline.dlq.open(base, &format!("{}.dlq", pipeline.name)).await.map_err(context)?;
     Ok(Pipeline {
         name: pipeline.name.clone(),
         source,

@@ -2,21 +2,8 @@
 //! validated names.
 
 use serde::Deserialize;
-use std::time::Duration;
 
-/// A duration written as a human string: `"250ms"`, `"1s"`, `"2m 30s"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct HumanDuration(pub Duration);
-
-impl TryFrom<String> for HumanDuration {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        humantime::parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\""))
-    }
-}
+pub use sluice_core::HumanDuration;
 
 /// A size in bytes: an integer, or a string like `"64MiB"` or `"1GB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -175,10 +175,13 @@ impl Pipeline {
                     key.hash(&mut hasher);
                     (hasher.finish() % workers as u64) as usize
                 }
-                None => {
-                    next_worker = (next_worker + 1) % workers;
-                    next_worker
-                }
+                None => match delivery.lane {
+                    Some(lane) => (lane % workers as u64) as usize,
+                    None => {
+                        next_worker = (next_worker + 1) % workers;
+                        next_worker
+                    }
+                },
             };
             if worker_inputs[index].send(delivery).await.is_err() {
                 break; // the worker is gone; its delivery task reports why

@@ -28,6 +28,7 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod stats;
+pub mod units;
 
 pub use ack::{AckHandle, Acker};
 pub use chain::{Chain, ChainOutcome, StageSpec};
@@ -40,3 +41,4 @@ pub use sink::{Confirm, Sink, SinkError};
 pub use source::{Source, SourceError};
 pub use stage::{Limits, NativeStage, Fault, FaultKind, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput};
 pub use stats::{PipelineStats, StageStats};
+pub use units::HumanDuration;

@@ -87,11 +87,21 @@ pub struct Delivery {
     /// is not JSON where JSON was configured). The engine dead-letters such a
     /// delivery at once with error class `decode`, without running the chain.
     pub decode_error: Option<String>,
+    /// For a message without a key: deliveries with the same lane go to the
+    /// same worker, so their order is kept (Kafka: one lane per partition).
+    /// `None` spreads keyless messages over the workers.
+    pub lane: Option<u64>,
 }
 
 impl Delivery {
     /// A decoded delivery.
     pub fn new(message: Message, coordinates: Coordinates, ack: AckHandle) -> Self {
-        Delivery { message, coordinates, ack, decode_error: None }
+        Delivery { message, coordinates, ack, decode_error: None, lane: None }
+    }
+
+    /// Builder: set the ordering lane for a keyless message.
+    pub fn with_lane(mut self, lane: u64) -> Self {
+        self.lane = Some(lane);
+        self
     }
 }

@@ -1,0 +1,200 @@
+//! The `kafka` connector (librdkafka through `rdkafka`).
+//!
+//! - Source: a consumer group member. Auto-commit is off; offsets are
+//!   committed per partition only up to the first message not yet finished
+//!   ([`offsets`]), on a timer, on revoke and at shutdown.
+//! - Sink: an idempotent producer with `acks=all`; a message is confirmed by
+//!   its delivery report.
+//!
+//! Any librdkafka property can be passed through `properties`; the keys
+//! sluice sets itself can be overridden there, except `enable.auto.commit`
+//! and `enable.auto.offset.store`, which the at-least-once guarantee needs off.
+
+mod offsets;
+mod sink;
+mod source;
+
+use crate::ConnectError;
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+use sluice_core::{HumanDuration, Sink, Source};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `source = { type = "kafka", brokers = "127.0.0.1:9092", group = "g", topics = ["orders"] }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// `bootstrap.servers`: `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The consumer group (`group.id`).
+    pub group: String,
+    /// Topics to subscribe to.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regular expression; every matching topic is subscribed (librdkafka
+    /// syntax, e.g. `"^orders\\..*"`). Used instead of, or besides, `topics`.
+    pub topic_pattern: Option<String>,
+    /// Where a group with no committed offset starts: `earliest` (default)
+    /// or `latest`.
+    #[serde(default)]
+    pub auto_offset_reset: OffsetReset,
+    /// How often finished offsets are committed (also on revoke and at
+    /// shutdown). Default 1s.
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: HumanDuration,
+    /// How long start-up waits for the brokers before giving up (exit 2).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Extra librdkafka consumer properties, passed through as they are.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Property>,
+}
+
+/// `sinks.NAME = { type = "kafka", brokers = "127.0.0.1:9092", topic = "out" }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The topic to write to. Default: the sink's name (so a route's
+    /// destination names the topic); for the DLQ, `PIPELINE.dlq`.
+    pub topic: Option<String>,
+    /// How long start-up waits for the brokers before giving up (exit 2).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Extra librdkafka producer properties (e.g. `"compression.type" =
+    /// "zstd"`, `"linger.ms" = 20`), passed through as they are.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Property>,
+}
+
+/// `auto_offset_reset`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+/// A librdkafka property value: written as a string, number or boolean.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Property {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Property::Text(s) => f.write_str(s),
+            Property::Int(n) => write!(f, "{n}"),
+            Property::Float(x) => write!(f, "{x}"),
+            Property::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+fn default_commit_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+/// Properties sluice owns: changing them would break at-least-once.
+const RESERVED: &[&str] = &["enable.auto.commit", "enable.auto.offset.store"];
+
+impl KafkaSourceConfig {
+    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
+        if self.topics.is_empty() && self.topic_pattern.is_none() {
+            return Err(ConnectError::Invalid(
+                "kafka source: no topics; set `topics = [\"name\"]` or `topic_pattern = \"^regex\"`".into(),
+            ));
+        }
+        if let Some(key) = self.properties.keys().find(|k| RESERVED.contains(&k.as_str())) {
+            return Err(ConnectError::Invalid(format!(
+                "kafka source: property `{key}` is managed by sluice (offsets are committed after the sinks confirm); remove it"
+            )));
+        }
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set(
+                "auto.offset.reset",
+                match self.auto_offset_reset {
+                    OffsetReset::Earliest => "earliest",
+                    OffsetReset::Latest => "latest",
+                },
+            );
+        for (key, value) in &self.properties {
+            config.set(key, value.to_string());
+        }
+        let mut topics = self.topics.clone();
+        if let Some(pattern) = &self.topic_pattern {
+            // librdkafka treats a subscription starting with `^` as a regex.
+            topics.push(if pattern.starts_with('^') { pattern.clone() } else { format!("^{pattern}") });
+        }
+        let source = source::KafkaSource::connect(config, self, topics).await?;
+        Ok(Box::new(source))
+    }
+}
+
+impl KafkaSinkConfig {
+    pub(crate) async fn open(&self, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        for (key, value) in &self.properties {
+            config.set(key, value.to_string());
+        }
+        let topic = self.topic.clone().unwrap_or_else(|| name.to_string());
+        let sink = sink::KafkaSink::connect(config, &self.brokers, topic, self.connect_timeout.0).await?;
+        Ok(Arc::new(sink))
+    }
+}
+
+/// The start-up reachability check: `probe` asks the cluster for its
+/// metadata on a blocking thread.
+async fn reach(
+    what: &str,
+    brokers: &str,
+    timeout: Duration,
+    probe: impl FnOnce() -> rdkafka::error::KafkaResult<()> + Send + 'static,
+) -> Result<(), ConnectError> {
+    let unreachable = |e: String| {
+        ConnectError::Unreachable(format!(
+            "{what}: cannot reach Kafka brokers at {brokers} within {}: {e}",
+            humantime::format_duration(timeout)
+        ))
+    };
+    match tokio::task::spawn_blocking(probe).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(e) => Err(unreachable(e.to_string())),
+    }
+}
+
+/// librdkafka's own log lines go to tracing.
+fn log_rdkafka(level: rdkafka::config::RDKafkaLogLevel, fac: &str, text: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", facility = fac, "{text}"),
+        L::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{text}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", facility = fac, "{text}"),
+        L::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{text}"),
+    }
+}

@@ -1,0 +1,106 @@
+//! The Kafka sink: an idempotent `acks=all` producer. `publish` enqueues
+//! the record in librdkafka (in call order, so per-partition order holds)
+//! and returns its delivery report as the [`Confirm`].
+
+use super::{log_rdkafka, reach};
+use crate::ConnectError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, ClientContext};
+use sluice_core::{Confirm, Message, Sink, SinkError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `flush` waits for outstanding delivery reports.
+const FLUSH: Duration = Duration::from_secs(30);
+
+pub(super) struct KafkaSink {
+    producer: Arc<FutureProducer<LogContext>>,
+    topic: String,
+    name: String,
+}
+
+impl KafkaSink {
+    pub(super) async fn connect(config: ClientConfig, brokers: &str, topic: String, timeout: Duration) -> Result<Self, ConnectError> {
+        let name = format!("kafka:{topic}");
+        let producer: FutureProducer<LogContext> = config
+            .create_with_context(LogContext { name: name.clone() })
+            .map_err(|e| ConnectError::Invalid(format!("kafka sink `{topic}`: {e}")))?;
+        let producer = Arc::new(producer);
+        let probe = producer.clone();
+        reach(&format!("kafka sink `{topic}`"), brokers, timeout, move || {
+            probe.client().fetch_metadata(None, timeout).map(|_| ())
+        })
+        .await?;
+        Ok(KafkaSink { producer, topic, name })
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> SinkError {
+        SinkError::Publish { sink: self.name.clone(), reason: e.to_string() }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for KafkaSink {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
+        let mut headers = OwnedHeaders::new_with_capacity(msg.headers.len());
+        for (key, value) in &msg.headers {
+            headers = headers.insert(Header { key, value: Some(value.as_slice()) });
+        }
+        loop {
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(&msg.payload).headers(headers.clone());
+            if let Some(key) = &msg.key {
+                record = record.key(key);
+            }
+            if let Some(ts) = msg.timestamp_ms.and_then(|t| i64::try_from(t).ok()) {
+                record = record.timestamp(ts);
+            }
+            match self.producer.send_result(record) {
+                Ok(report) => {
+                    let name = self.name.clone();
+                    return Ok(Box::pin(async move {
+                        match report.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((e, _))) => Err(SinkError::Publish { sink: name, reason: e.to_string() }),
+                            Err(_) => Err(SinkError::Publish { sink: name, reason: "producer shut down".into() }),
+                        }
+                    }));
+                }
+                // librdkafka's queue is full: wait for reports to drain it.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(self.failed(e)),
+            }
+        }
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        match tokio::task::spawn_blocking(move || producer.flush(FLUSH)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.failed(e)),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+}
+
+/// Sends librdkafka's log lines to tracing.
+pub(super) struct LogContext {
+    name: String,
+}
+
+impl ClientContext for LogContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_rdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(sink = %self.name, error = %error, reason, "kafka client error");
+    }
+}

@@ -1,0 +1,260 @@
+//! The Kafka source: one consumer-group member feeding the engine.
+//!
+//! Offsets are never stored by librdkafka on its own (auto-commit and
+//! auto-store are off). Each message's ack marks its offset done in the
+//! shared [`Offsets`]; the source task commits the contiguous done prefix of
+//! every partition on a timer. A revoke (in the rebalance callback) commits
+//! what finished for the partitions going away and forgets them, so acks
+//! that arrive later for those partitions commit nothing.
+
+use super::offsets::{Offsets, Tp};
+use super::{log_rdkafka, reach, KafkaSourceConfig};
+use crate::ConnectError;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Message as _};
+use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long a stopping source waits for messages in the pipeline to finish
+/// so their offsets can be committed. What is not finished by then is
+/// redelivered after the restart.
+const DRAIN: Duration = Duration::from_secs(30);
+
+type Shared = Arc<Mutex<Offsets>>;
+
+fn lock(offsets: &Shared) -> MutexGuard<'_, Offsets> {
+    offsets.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(super) struct KafkaSource {
+    consumer: Arc<StreamConsumer<GroupContext>>,
+    offsets: Shared,
+    name: String,
+    commit_interval: Duration,
+}
+
+impl KafkaSource {
+    pub(super) async fn connect(config: ClientConfig, c: &KafkaSourceConfig, topics: Vec<String>) -> Result<Self, ConnectError> {
+        let name = format!("kafka:{}", topics.join(","));
+        let offsets = Shared::default();
+        let context = GroupContext { offsets: offsets.clone(), name: name.clone() };
+        let consumer: StreamConsumer<GroupContext> = config
+            .create_with_context(context)
+            .map_err(|e| ConnectError::Invalid(format!("kafka source: {e}")))?;
+        let consumer = Arc::new(consumer);
+        let probe = consumer.clone();
+        let timeout = c.connect_timeout.0;
+        reach("kafka source", &c.brokers, timeout, move || probe.fetch_metadata(None, timeout).map(|_| ())).await?;
+        let subscription: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&subscription)
+            .map_err(|e| ConnectError::Invalid(format!("kafka source: cannot subscribe to {topics:?}: {e}")))?;
+        Ok(KafkaSource { consumer, offsets, name, commit_interval: c.commit_interval.0 })
+    }
+
+    /// Turn a fetched record into a delivery, or `None` if its partition
+    /// is no longer ours.
+    fn delivery(&self, m: &BorrowedMessage<'_>) -> Option<Delivery> {
+        let tp: Tp = (m.topic().to_string(), m.partition());
+        let epoch = lock(&self.offsets).take(&tp, m.offset())?;
+        let headers = m
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+            .unwrap_or_default();
+        let message = Message {
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+            source: tp.0.clone(),
+            timestamp_ms: m.timestamp().to_millis().and_then(|t| u64::try_from(t).ok()),
+            attempt: 1,
+        };
+        let coordinates =
+            Coordinates::default().with("topic", &tp.0).with("partition", tp.1).with("offset", m.offset());
+        let mut lane = std::collections::hash_map::DefaultHasher::new();
+        tp.hash(&mut lane);
+        let acker = OffsetAcker { offsets: self.offsets.clone(), tp, offset: m.offset(), epoch, settled: false };
+        Some(Delivery::new(message, coordinates, AckHandle::new(acker)).with_lane(lane.finish()))
+    }
+
+    /// Commit every partition's finished prefix that moved.
+    async fn commit(&self) {
+        let batch = lock(&self.offsets).to_commit();
+        if batch.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &batch {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+                tracing::warn!(source = %self.name, error = %e, "cannot build the offset commit");
+                return;
+            }
+        }
+        let consumer = self.consumer.clone();
+        match tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await {
+            Ok(Ok(())) => {
+                tracing::debug!(source = %self.name, partitions = batch.len(), "offsets committed");
+                lock(&self.offsets).committed(&batch);
+            }
+            Ok(Err(e)) => tracing::warn!(source = %self.name, error = %e, "offset commit failed; will retry"),
+            Err(e) => tracing::warn!(source = %self.name, error = %e, "offset commit task failed"),
+        }
+    }
+
+    /// After the last message was taken: wait (bounded) for the pipeline to
+    /// finish what it holds, commit, and leave the group.
+    async fn drain(&self) {
+        let deadline = Instant::now() + DRAIN;
+        while lock(&self.offsets).working() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.commit().await;
+        let unfinished = lock(&self.offsets).working();
+        if unfinished > 0 {
+            tracing::warn!(source = %self.name, unfinished, "stopping with unfinished messages; Kafka redelivers them");
+        }
+        self.consumer.unsubscribe();
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for KafkaSource {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+        let mut tick = tokio::time::interval(self.commit_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        'taking: loop {
+            let fetched = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => { self.commit().await; continue; }
+                fetched = self.consumer.recv() => fetched,
+            };
+            let delivery = match fetched {
+                Ok(m) => match self.delivery(&m) {
+                    Some(d) => d,
+                    None => continue,
+                },
+                Err(e) => {
+                    // librdkafka reconnects by itself; this is a report.
+                    tracing::warn!(source = %self.name, error = %e, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            // Hand over; keep committing while a full pipeline holds us up.
+            let send = out.send(delivery);
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    sent = &mut send => {
+                        if sent.is_err() {
+                            break 'taking;
+                        }
+                        break;
+                    }
+                    _ = tick.tick() => self.commit().await,
+                    _ = shutdown.cancelled() => break 'taking,
+                }
+            }
+        }
+        self.drain().await;
+        Ok(())
+    }
+}
+
+/// Settles one offset in the tracker. Dropped unsettled (the engine gave
+/// the message up) it counts as released: not done, never committed.
+struct OffsetAcker {
+    offsets: Shared,
+    tp: Tp,
+    offset: i64,
+    epoch: u64,
+    settled: bool,
+}
+
+impl OffsetAcker {
+    fn settle(&mut self, finished: bool) {
+        if !self.settled {
+            self.settled = true;
+            lock(&self.offsets).settle(&self.tp, self.offset, self.epoch, finished);
+        }
+    }
+}
+
+impl Acker for OffsetAcker {
+    fn ack(mut self: Box<Self>) {
+        self.settle(true);
+    }
+
+    fn nack(mut self: Box<Self>) {
+        self.settle(false);
+    }
+}
+
+impl Drop for OffsetAcker {
+    fn drop(&mut self) {
+        self.settle(false);
+    }
+}
+
+/// Rebalance callbacks and librdkafka logs. Runs on the thread that polls
+/// the consumer, i.e. inside [`StreamConsumer::recv`].
+struct GroupContext {
+    offsets: Shared,
+    name: String,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_rdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(source = %self.name, error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut offsets = lock(&self.offsets);
+                for e in tpl.elements() {
+                    offsets.assign((e.topic().to_string(), e.partition()));
+                }
+                tracing::info!(source = %self.name, partitions = %list(tpl), "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                let mut commit = TopicPartitionList::new();
+                {
+                    let mut offsets = lock(&self.offsets);
+                    for e in tpl.elements() {
+                        if let Some(offset) = offsets.revoke(&(e.topic().to_string(), e.partition())) {
+                            let _ = commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(offset));
+                        }
+                    }
+                }
+                if commit.count() > 0 {
+                    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                        tracing::warn!(source = %self.name, error = %e, "commit on revoke failed; the new owner re-reads from the last commit");
+                    }
+                }
+                tracing::info!(source = %self.name, partitions = %list(tpl), "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(source = %self.name, error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn list(tpl: &TopicPartitionList) -> String {
+    tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(",")
+}

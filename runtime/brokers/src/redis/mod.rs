@@ -1,0 +1,224 @@
+//! The Redis connectors (the `redis` crate, tokio).
+//!
+//! - `redis-stream`: a stream read by a consumer group (at-least-once:
+//!   `XACK` only after the sinks confirm; entries a crashed consumer left
+//!   pending are taken over with `XAUTOCLAIM`), and a stream sink (`XADD`).
+//! - `redis-pubsub`: channels and patterns, source and sink. Pub/Sub has no
+//!   acknowledgements and no storage: a message published while sluice is
+//!   not subscribed, or lost with a connection, is gone. At-most-once.
+//!
+//! Stream entries map onto messages field by field: the `payload` field is
+//! the payload, the `key` field the key, every other field a header (in
+//! entry order). Both names are configurable.
+
+mod pubsub;
+mod streams;
+mod writer;
+
+use crate::ConnectError;
+use serde::Deserialize;
+use sluice_core::{HumanDuration, Sink, Source};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `source = { type = "redis-stream", stream = "orders", group = "sluice" }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSourceConfig {
+    /// Server address, `redis://[user:password@]host:port[/db]`.
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// The stream to read.
+    pub stream: String,
+    /// The consumer group; created (with MKSTREAM) if missing.
+    pub group: String,
+    /// This consumer's name in the group. Default: `HOST-PID`. Give each
+    /// daemon a stable name to have it re-read its own pending entries at
+    /// once after a restart (otherwise they are claimed after `claim_idle`).
+    pub consumer: Option<String>,
+    /// Where a newly created group starts: `earliest` (default, the whole
+    /// stream) or `latest` (new entries only).
+    #[serde(default)]
+    pub start: Start,
+    /// Entries per XREADGROUP (COUNT). Default 100.
+    #[serde(default = "default_count")]
+    pub count: usize,
+    /// How long one XREADGROUP waits for new entries (BLOCK). Default 1s;
+    /// also bounds how fast the source notices a shutdown.
+    #[serde(default = "default_block")]
+    pub block: HumanDuration,
+    /// Entries pending (read, not acked) longer than this in any consumer of
+    /// the group are claimed by this one (XAUTOCLAIM). Must exceed the time a
+    /// message takes through the pipeline. Default 60s.
+    #[serde(default = "default_claim_idle")]
+    pub claim_idle: HumanDuration,
+    /// The entry field holding the payload. Default `payload`.
+    #[serde(default = "default_payload_field")]
+    pub payload_field: String,
+    /// The entry field holding the key. Default `key`.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// How long start-up waits for the server before giving up (exit 2).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+}
+
+/// `sinks.NAME = { type = "redis-stream", stream = "out" }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSinkConfig {
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// The stream to append to. Default: the sink's name (`PIPELINE.dlq`
+    /// for a DLQ).
+    pub stream: Option<String>,
+    /// Trim the stream to about this many entries (`XADD MAXLEN ~ n`).
+    pub maxlen: Option<u64>,
+    #[serde(default = "default_payload_field")]
+    pub payload_field: String,
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+}
+
+/// `source = { type = "redis-pubsub", channels = ["events"] }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PubsubSourceConfig {
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// Channels to SUBSCRIBE to.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Glob patterns to PSUBSCRIBE to (`events.*`).
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+}
+
+/// `sinks.NAME = { type = "redis-pubsub", channel = "events" }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PubsubSinkConfig {
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// The channel to PUBLISH to. Default: the sink's name.
+    pub channel: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+}
+
+/// `start` of a stream source's group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+fn default_url() -> String {
+    "redis://127.0.0.1:6379".into()
+}
+fn default_count() -> usize {
+    100
+}
+fn default_block() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_claim_idle() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_payload_field() -> String {
+    "payload".into()
+}
+fn default_key_field() -> String {
+    "key".into()
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+impl StreamSourceConfig {
+    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
+        if self.count == 0 {
+            return Err(ConnectError::Invalid("redis-stream source: `count` must be at least 1".into()));
+        }
+        Ok(Box::new(streams::StreamSource::connect(self).await?))
+    }
+}
+
+impl StreamSinkConfig {
+    pub(crate) async fn open(&self, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
+        Ok(Arc::new(streams::StreamSink::connect(self, name).await?))
+    }
+}
+
+impl PubsubSourceConfig {
+    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
+        if self.channels.is_empty() && self.patterns.is_empty() {
+            return Err(ConnectError::Invalid(
+                "redis-pubsub source: nothing to subscribe to; set `channels = [\"name\"]` or `patterns = [\"glob*\"]`".into(),
+            ));
+        }
+        Ok(Box::new(pubsub::PubsubSource::connect(self).await?))
+    }
+}
+
+impl PubsubSinkConfig {
+    pub(crate) async fn open(&self, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
+        Ok(Arc::new(pubsub::PubsubSink::connect(self, name).await?))
+    }
+}
+
+/// A client for `url`, or a config error naming it.
+fn client(what: &str, url: &str) -> Result<redis::Client, ConnectError> {
+    redis::Client::open(url).map_err(|e| ConnectError::Invalid(format!("{what}: bad url `{url}`: {e}")))
+}
+
+/// One multiplexed connection, answered within `response` (or never time
+/// out with `None`: blocking reads wait on purpose).
+async fn connect(
+    client: &redis::Client,
+    timeout: Duration,
+    response: Option<Duration>,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(response);
+    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+    redis::cmd("PING").query_async::<()>(&mut conn).await?;
+    Ok(conn)
+}
+
+/// [`connect`] at start-up: an unreachable server is exit 2, naming it.
+async fn connect_at_start(
+    what: &str,
+    client: &redis::Client,
+    url: &str,
+    timeout: Duration,
+    response: Option<Duration>,
+) -> Result<redis::aio::MultiplexedConnection, ConnectError> {
+    connect(client, timeout, response).await.map_err(|e| {
+        ConnectError::Unreachable(format!("{what}: cannot reach Redis at {}: {e}", redacted(url)))
+    })
+}
+
+/// The URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(super::redacted("redis://u:secret@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(super::redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Start the brokers the tests and the broker examples use, if they are not
+# already running. Idempotent; binds to 127.0.0.1 only.
+#
+#   tests/brokers.sh              # Redis on 6379 and Kafka (tansu) on 19092
+#   tests/brokers.sh redis        # only Redis
+#   tests/brokers.sh kafka        # only Kafka
+#   tests/brokers.sh stop         # stop what this script started (by PID)
+#
+# Redis: Debian's redis-server (installed with apt-get if missing), no
+# persistence. Kafka: tansu, a Kafka-compatible broker from crates.io,
+# installed once into ~/.cache/sluice/tools (a cold build takes ~10 min),
+# storing in SQLite under ~/.cache/sluice/tansu. PIDs of what this script
+# started are kept in ~/.cache/sluice/pids so `stop` only stops those.
+set -euo pipefail
+
+export PATH="$HOME/.cargo/bin:$PATH"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
+tools="$cache/tools"
+pids="$cache/pids"
+mkdir -p "$tools" "$pids"
+
+REDIS_PORT="${SLUICE_REDIS_PORT:-6379}"
+KAFKA_PORT="${SLUICE_KAFKA_PORT:-19092}"
+TANSU_VERSION=0.6.0
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port name seconds
+    for _ in $(seq 1 $(($3 * 10))); do
+        listening "$1" && return 0
+        sleep 0.1
+    done
+    echo "$2 did not start on 127.0.0.1:$1 within $3 s" >&2
+    return 1
+}
+
+apt_install() {
+    if [ -z "${apt_updated:-}" ]; then apt-get update -qq; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+redis() {
+    if listening "$REDIS_PORT"; then return 0; fi
+    command -v redis-server >/dev/null || apt_install redis-server
+    echo "starting redis-server on 127.0.0.1:$REDIS_PORT"
+    local dir="$cache/redis"
+    mkdir -p "$dir"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+        --dir "$dir" --logfile "$dir/redis.log" --pidfile "$pids/redis.pid"
+    wait_port "$REDIS_PORT" redis-server 20
+}
+
+# The tansu binary, installed once. Prints its path.
+tansu_bin() {
+    local bin="$tools/bin/tansu"
+    if [ ! -x "$bin" ] || [ "$(cat "$tools/tansu.version" 2>/dev/null)" != "$TANSU_VERSION" ]; then
+        echo "installing tansu $TANSU_VERSION (one-time, ~10 min)" >&2
+        CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu --version "$TANSU_VERSION" \
+            --locked --features libsql --root "$tools" --force >&2
+        echo "$TANSU_VERSION" > "$tools/tansu.version"
+        rm -rf "$cache/tansu-target"
+    fi
+    echo "$bin"
+}
+
+kafka() {
+    local bin
+    bin="$(tansu_bin)"
+    if listening "$KAFKA_PORT"; then return 0; fi
+    echo "starting tansu (Kafka API) on 127.0.0.1:$KAFKA_PORT"
+    local dir="$cache/tansu"
+    mkdir -p "$dir"
+    nohup "$bin" broker \
+        --storage-engine "sqlite://$dir/tansu.db" \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        >"$dir/tansu.log" 2>&1 &
+    echo $! > "$pids/tansu.pid"
+    wait_port "$KAFKA_PORT" tansu 60
+}
+
+stop() {
+    for f in "$pids"/*.pid; do
+        [ -e "$f" ] || continue
+        local pid
+        pid="$(cat "$f")"
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "stopping $(basename "$f" .pid) (pid $pid)"
+            kill "$pid"
+        fi
+        rm -f "$f"
+    done
+}
+
+case "${1:-all}" in
+    redis) redis ;;
+    kafka) kafka ;;
+    tansu-bin) tansu_bin ;;
+    all) redis; kafka ;;
+    stop) stop ;;
+    *) echo "usage: $0 [all|redis|kafka|tansu-bin|stop]" >&2; exit 1 ;;
+esac

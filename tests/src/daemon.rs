@@ -1,0 +1,118 @@
+//! The `sluice` binary as a daemon under test: started on a config file,
+//! stopped with SIGTERM, or killed with SIGKILL mid-stream.
+
+use crate::{repo, sluice_bin};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `sluice run CONFIG`, its output going to `log`.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Start `sluice run config`; stdout and stderr go to `log` (appended,
+    /// so restarts keep one history).
+    pub fn start(config: &Path, log: &Path) -> Daemon {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
+        let child = Command::new(sluice_bin())
+            .arg("--log")
+            .arg("info")
+            .arg("run")
+            .arg(config)
+            .env("SLUICE_CACHE_DIR", repo().join("target/test-artifact-cache"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("sluice starts");
+        Daemon { child: Some(child), log: log.to_owned() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGKILL: no drain, no commit, no goodbye.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit.
+    pub fn terminate(mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        wait(&mut child, within).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("sluice did not exit within {within:?} after SIGTERM; log:\n{}", self.log_text())
+        })
+    }
+
+    /// Wait for the process to exit by itself (bounded).
+    pub fn wait(mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        wait(&mut child, within).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("sluice did not exit within {within:?}; log:\n{}", self.log_text())
+        })
+    }
+
+    /// Still running?
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn wait(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A name no other test (or earlier run) uses: `prefix-PID-NANOS`.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// Poll `check` every 50 ms until it is true or `within` passes.
+pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `plugins/dist/NAME.wasm` as a TOML string literal.
+pub fn plugin_literal(name: &str) -> String {
+    format!("{:?}", crate::plugin(name).display().to_string())
+}

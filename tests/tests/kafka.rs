@@ -1,0 +1,312 @@
+//! The Kafka connector against a real Kafka-protocol broker (tansu, started
+//! by the test command), driven through the `sluice` binary: every record
+//! comes out or lands in the DLQ, keys and headers survive, offsets are
+//! committed, SIGKILL mid-stream loses nothing, two daemons share a group,
+//! a broker restart is ridden out, an unreachable broker is exit 2.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+use sluice_tests::daemon::{eventually, plugin_literal, unique, Daemon};
+use sluice_tests::kafka_client::{create_topic, kafka_addr, produce, read_topic, Record};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Names {
+    input: String,
+    output: String,
+    dlq: String,
+    group: String,
+}
+
+impl Names {
+    fn new(test: &str, partitions: i32, brokers: &str) -> Names {
+        let base = unique(test);
+        let n = Names { input: format!("{base}.in"), output: format!("{base}.out"), dlq: format!("{base}.dlq"), group: format!("{base}.g") };
+        create_topic(brokers, &n.input, partitions);
+        create_topic(brokers, &n.output, partitions);
+        create_topic(brokers, &n.dlq, 1);
+        n
+    }
+}
+
+/// topic → json-filter → topic, DLQ a topic too.
+fn write_config(dir: &Path, brokers: &str, n: &Names, output: &str, extra_source: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[pipelines.relay]
+concurrency = 2
+source = {{ type = "kafka", brokers = "{brokers}", group = "{group}", topics = ["{input}"], commit_interval = "200ms", properties = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 1000 }}{extra_source} }}
+dlq = {{ type = "kafka", brokers = "{brokers}", topic = "{dlq}" }}
+
+[[pipelines.relay.stages]]
+name = "valid"
+kind = "filter"
+plugin = {plugin}
+params = {{ field = "amount", min = 0 }}
+
+[pipelines.relay.sinks.out]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{output}"
+"#,
+        input = n.input,
+        group = n.group,
+        dlq = n.dlq,
+        plugin = plugin_literal("json-filter"),
+    );
+    let path = dir.join(format!("{}.toml", unique("kafka")));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Record `i`: key `k{i}`, header `trace = t{i}`; every tenth is not JSON.
+fn record(i: usize) -> (String, Vec<u8>, Vec<(String, String)>) {
+    let payload = if i % 10 == 7 { b"not json".to_vec() } else { format!(r#"{{"amount":{i}}}"#).into_bytes() };
+    (format!("k{i}"), payload, vec![("trace".into(), format!("t{i}"))])
+}
+
+fn records(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>, Vec<(String, String)>)> {
+    range.map(record).collect()
+}
+
+/// Everything in the outputs and the DLQ, once `want` distinct keys are
+/// there (or 90 s passed), plus a second to catch late duplicates.
+fn collect(brokers: &str, topics: &[&str], want: usize) -> Vec<Record> {
+    let mut all = Vec::new();
+    // Read the topics together by polling each until the total is reached.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        all.clear();
+        for t in topics {
+            all.extend(read_topic(brokers, t, Duration::from_secs(5), Duration::from_millis(300), |_| false));
+        }
+        let distinct: BTreeSet<_> = all.iter().filter_map(|r| r.key.clone()).collect();
+        if distinct.len() >= want || std::time::Instant::now() >= deadline {
+            return all;
+        }
+    }
+}
+
+fn distinct(records: &[Record]) -> BTreeSet<String> {
+    records.iter().filter_map(|r| r.key.clone()).collect()
+}
+
+/// How many records `topics` hold now (a quick look, for thresholds).
+fn count(brokers: &str, topics: &[&str]) -> usize {
+    topics.iter().map(|t| read_topic(brokers, t, Duration::from_millis(1500), Duration::ZERO, |_| false).len()).sum()
+}
+
+#[test]
+fn every_record_is_delivered_or_dead_lettered_with_keys_headers_and_offsets() {
+    let brokers = kafka_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("kafka-roundtrip", 3, &brokers);
+    let total = 1000;
+    produce(&brokers, &n.input, &records(0..total));
+    let daemon = Daemon::start(&write_config(dir.path(), &brokers, &n, &n.output, ""), &dir.path().join("sluice.log"));
+
+    let all = collect(&brokers, &[&n.output, &n.dlq], total);
+    assert_eq!(distinct(&all).len(), total, "everything arrived; log:\n{}", daemon.log_text());
+    let status = daemon.terminate(Duration::from_secs(60));
+    assert!(status.success(), "SIGTERM ends with exit 0, got {status:?}");
+
+    let inputs: BTreeMap<String, Record> =
+        read_topic(&brokers, &n.input, Duration::from_secs(20), Duration::ZERO, |r| r.len() >= total).into_iter().map(|r| (r.key.clone().unwrap(), r)).collect();
+    let out = read_topic(&brokers, &n.output, Duration::from_secs(20), Duration::from_millis(500), |r| r.len() >= 900);
+    let dlq = read_topic(&brokers, &n.dlq, Duration::from_secs(20), Duration::from_millis(500), |r| r.len() >= 100);
+    let want_out: BTreeSet<String> = (0..total).filter(|i| i % 10 != 7).map(|i| format!("k{i}")).collect();
+    let want_dlq: BTreeSet<String> = (0..total).filter(|i| i % 10 == 7).map(|i| format!("k{i}")).collect();
+    assert_eq!(distinct(&out), want_out);
+    assert_eq!(out.len(), want_out.len(), "no duplicates without failures");
+    assert_eq!(distinct(&dlq), want_dlq);
+    for r in &out {
+        let key = r.key.clone().unwrap();
+        let i: usize = key[1..].parse().unwrap();
+        assert_eq!(r.header("trace"), Some(format!("t{i}")), "header kept on {key}");
+        assert_eq!(r.payload, format!(r#"{{"amount":{i}}}"#).into_bytes());
+    }
+    for r in &dlq {
+        let key = r.key.clone().unwrap();
+        let source = &inputs[&key];
+        assert_eq!(r.header("sluice-error-source-topic").as_deref(), Some(n.input.as_str()), "{r:?}");
+        assert_eq!(r.header("sluice-error-source-partition"), Some(source.partition.to_string()), "{r:?}");
+        assert_eq!(r.header("sluice-error-source-offset"), Some(source.offset.to_string()), "{r:?}");
+        assert_eq!(r.header("sluice-error-class").as_deref(), Some("fatal"));
+        assert_eq!(r.payload, b"not json", "the original payload is kept");
+        assert_eq!(r.header("trace"), Some(format!("t{}", &key[1..])), "original headers are kept");
+    }
+
+    // The group committed everything: per partition, the last offset + 1.
+    let mut end: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in inputs.values() {
+        let e = end.entry(r.partition).or_default();
+        *e = (*e).max(r.offset + 1);
+    }
+    assert_eq!(committed(&brokers, &n.group, &n.input, 3), end, "offsets committed up to the end of each partition");
+}
+
+/// The group's committed offset per partition.
+fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let map = got
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect();
+    // Drop the list before the consumer: the other order hangs librdkafka.
+    drop(got);
+    drop(consumer);
+    map
+}
+
+#[test]
+fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
+    let brokers = kafka_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("kafka-crash", 3, &brokers);
+    let config = write_config(dir.path(), &brokers, &n, &n.output, "");
+    let log = dir.path().join("sluice.log");
+    let total = 6000;
+    let producer = {
+        let (brokers, input) = (brokers.clone(), n.input.clone());
+        std::thread::spawn(move || {
+            for start in (0..total).step_by(500) {
+                produce(&brokers, &input, &records(start..start + 500));
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let mut kills = Vec::new();
+    for threshold in [800, 2500, 4200] {
+        let daemon = Daemon::start(&config, &log);
+        let reached = eventually(Duration::from_secs(90), || count(&brokers, &[&n.output, &n.dlq]) >= threshold);
+        assert!(reached, "never reached {threshold}; log:\n{}", daemon.log_text());
+        let seen = count(&brokers, &[&n.output, &n.dlq]);
+        daemon.kill9();
+        kills.push(seen);
+    }
+    assert!(kills.iter().all(|k| *k < total), "each kill happened mid-stream: {kills:?}");
+    producer.join().unwrap();
+
+    let daemon = Daemon::start(&config, &log);
+    let all = collect(&brokers, &[&n.output, &n.dlq], total);
+    let got = distinct(&all);
+    assert_eq!(got.len(), total, "zero lost; log:\n{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(60)).success());
+    eprintln!("kafka crash test: {total} records, SIGKILL after {kills:?} delivered, 0 lost, {} duplicates", all.len() - got.len());
+}
+
+#[test]
+fn two_daemons_in_one_group_share_the_partitions() {
+    let brokers = kafka_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("kafka-scale", 4, &brokers);
+    let (out_a, out_b) = (format!("{}.a", n.output), format!("{}.b", n.output));
+    create_topic(&brokers, &out_a, 1);
+    create_topic(&brokers, &out_b, 1);
+    let a = Daemon::start(&write_config(dir.path(), &brokers, &n, &out_a, ""), &dir.path().join("a.log"));
+    assert!(eventually(Duration::from_secs(60), || a.log_text().contains("partitions assigned")), "{}", a.log_text());
+    let b = Daemon::start(&write_config(dir.path(), &brokers, &n, &out_b, ""), &dir.path().join("b.log"));
+    assert!(
+        eventually(Duration::from_secs(60), || b.log_text().contains("partitions assigned")),
+        "the second daemon got partitions; logs:\n{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    let total = 2000;
+    for start in (0..total).step_by(200) {
+        produce(&brokers, &n.input, &records(start..start + 200));
+    }
+    let all = collect(&brokers, &[&out_a, &out_b, &n.dlq], total);
+    assert_eq!(distinct(&all).len(), total, "logs:\n{}\n{}", a.log_text(), b.log_text());
+    assert!(a.terminate(Duration::from_secs(60)).success());
+    assert!(b.terminate(Duration::from_secs(60)).success());
+    let (from_a, from_b) = (count(&brokers, &[&out_a]), count(&brokers, &[&out_b]));
+    assert!(from_a > 0 && from_b > 0, "both daemons did work: a={from_a} b={from_b}");
+    eprintln!("kafka scale-out: a delivered {from_a}, b delivered {from_b}, {} duplicates", all.len() - total);
+}
+
+#[test]
+fn an_unreachable_broker_at_start_is_exit_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names { input: "in".into(), output: "out".into(), dlq: "dlq".into(), group: "g".into() };
+    let config = write_config(dir.path(), "127.0.0.1:1", &n, &n.output, r#", connect_timeout = "2s""#);
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    let status = daemon.wait(Duration::from_secs(60));
+    let log = std::fs::read_to_string(dir.path().join("sluice.log")).unwrap();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("127.0.0.1:1"), "the message names the broker: {log}");
+}
+
+/// A private tansu broker (SQLite storage in `dir`) on a free port.
+struct Broker {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path, port: u16) -> Broker {
+        let bin = std::env::var("SLUICE_TANSU").map(PathBuf::from).unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/tools/bin/tansu")
+        });
+        assert!(bin.exists(), "{} is missing: tests/brokers.sh kafka installs it", bin.display());
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("tansu.log")).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("broker")
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{}", dir.join("tansu.db").display()))
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+        assert!(eventually(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+        Broker { child, port, dir: dir.to_owned() }
+    }
+
+    fn restart(mut self) -> Broker {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_secs(2));
+        Broker::start(&self.dir.clone(), self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_broker_restart_while_running_is_ridden_out_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let broker = Broker::start(dir.path(), port);
+    let brokers = format!("127.0.0.1:{port}");
+    let n = Names::new("kafka-restart", 2, &brokers);
+    let mut daemon = Daemon::start(&write_config(dir.path(), &brokers, &n, &n.output, ""), &dir.path().join("sluice.log"));
+    let half = 300;
+    produce(&brokers, &n.input, &records(0..half));
+    assert_eq!(distinct(&collect(&brokers, &[&n.output, &n.dlq], half)).len(), half, "{}", daemon.log_text());
+
+    let _broker = broker.restart();
+    produce(&brokers, &n.input, &records(half..2 * half));
+    let all = collect(&brokers, &[&n.output, &n.dlq], 2 * half);
+    assert!(daemon.running(), "the daemon rode out the restart; log:\n{}", daemon.log_text());
+    assert_eq!(distinct(&all).len(), 2 * half, "nothing lost across the restart; log:\n{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(60)).success());
+}
