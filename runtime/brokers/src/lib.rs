@@ -41,6 +41,28 @@ pub enum ConnectError {
     Unreachable(String),
 }
 
+/// A connector table that parses but cannot work, found before connecting
+/// (so `sluice check` reports it with the file and line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Invalid { message: message.into(), help: help.into() }
+    }
+}
+
+impl From<Invalid> for ConnectError {
+    fn from(e: Invalid) -> Self {
+        ConnectError::Invalid(format!("{} ({})", e.message, e.help))
+    }
+}
+
 /// A pipeline's `source` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -89,12 +111,26 @@ impl SourceConfig {
         }
     }
 
+    /// Check what serde cannot: combinations of keys.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        match self {
+            SourceConfig::Kafka(c) => c.validate(),
+            SourceConfig::RedisStream(c) => c.validate(),
+            SourceConfig::RedisPubsub(c) => c.validate(),
+            SourceConfig::File(_) | SourceConfig::Stdin(_) => Ok(()),
+        }
+    }
+
     /// Connect. Relative paths are resolved against `base` (the config
     /// file's directory).
     ///
     /// # Errors
     /// See [`ConnectError`].
     pub async fn open(&self, base: &Path) -> Result<Box<dyn Source>, ConnectError> {
+        self.validate()?;
         match self {
             SourceConfig::File(c) => c.open(base).await,
             SourceConfig::Stdin(c) => Ok(c.open()),

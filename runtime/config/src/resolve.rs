@@ -132,6 +132,9 @@ impl Resolver<'_> {
                 .key(format!("{key}.sinks"))
                 .help(format!("add a [{key}.sinks.NAME] table, e.g. type = \"stdout\"")));
         }
+        if let Err(e) = p.source.get_ref().validate() {
+            return Err(self.error(&p.source, format!("{key}.source"), e.message, e.help));
+        }
         let defaults = EngineOptions::default();
         let positive = |v: &Option<Spanned<usize>>, field: &str, default: usize| -> Result<usize, ConfigError> {
             match v {

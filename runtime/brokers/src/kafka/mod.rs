@@ -14,7 +14,7 @@ mod offsets;
 mod sink;
 mod source;
 
-use crate::ConnectError;
+use crate::{ConnectError, Invalid};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use sluice_core::{HumanDuration, Sink, Source};
@@ -112,17 +112,20 @@ fn default_connect_timeout() -> HumanDuration {
 const RESERVED: &[&str] = &["enable.auto.commit", "enable.auto.offset.store"];
 
 impl KafkaSourceConfig {
-    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.topics.is_empty() && self.topic_pattern.is_none() {
-            return Err(ConnectError::Invalid(
-                "kafka source: no topics; set `topics = [\"name\"]` or `topic_pattern = \"^regex\"`".into(),
-            ));
+            return Err(Invalid::new("a kafka source needs topics", "set `topics = [\"name\"]` or `topic_pattern = \"^regex\"`"));
         }
         if let Some(key) = self.properties.keys().find(|k| RESERVED.contains(&k.as_str())) {
-            return Err(ConnectError::Invalid(format!(
-                "kafka source: property `{key}` is managed by sluice (offsets are committed after the sinks confirm); remove it"
-            )));
+            return Err(Invalid::new(
+                format!("property `{key}` is managed by sluice: offsets are committed only after the sinks confirm"),
+                "remove it from `properties`",
+            ));
         }
+        Ok(())
+    }
+
+    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)

@@ -15,7 +15,7 @@ mod pubsub;
 mod streams;
 mod writer;
 
-use crate::ConnectError;
+use crate::{ConnectError, Invalid};
 use serde::Deserialize;
 use sluice_core::{HumanDuration, Sink, Source};
 use std::sync::Arc;
@@ -142,10 +142,14 @@ fn default_connect_timeout() -> HumanDuration {
 }
 
 impl StreamSourceConfig {
-    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.count == 0 {
-            return Err(ConnectError::Invalid("redis-stream source: `count` must be at least 1".into()));
+            return Err(Invalid::new("`count` must be at least 1", "set `count` to the entries per read (default 100)"));
         }
+        Ok(())
+    }
+
+    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
         Ok(Box::new(streams::StreamSource::connect(self).await?))
     }
 }
@@ -157,12 +161,14 @@ impl StreamSinkConfig {
 }
 
 impl PubsubSourceConfig {
-    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.channels.is_empty() && self.patterns.is_empty() {
-            return Err(ConnectError::Invalid(
-                "redis-pubsub source: nothing to subscribe to; set `channels = [\"name\"]` or `patterns = [\"glob*\"]`".into(),
-            ));
+            return Err(Invalid::new("a redis-pubsub source needs something to subscribe to", "set `channels = [\"name\"]` or `patterns = [\"glob*\"]`"));
         }
+        Ok(())
+    }
+
+    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
         Ok(Box::new(pubsub::PubsubSource::connect(self).await?))
     }
 }
