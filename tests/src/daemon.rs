@@ -116,3 +116,29 @@ pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub fn plugin_literal(name: &str) -> String {
     format!("{:?}", crate::plugin(name).display().to_string())
 }
+
+/// `examples/NAME` rewritten to run from `dir`: the input file and plugins
+/// by absolute path, and each `(from, to)` replacement applied (to give
+/// topics and streams names of their own).
+pub fn example_in(dir: &Path, name: &str, replacements: &[(String, String)]) -> PathBuf {
+    let examples = repo().join("examples");
+    let mut text = std::fs::read_to_string(examples.join(name))
+        .unwrap_or_else(|e| panic!("examples/{name}: {e}"))
+        .replace("\"orders.jsonl\"", &format!("{:?}", examples.join("orders.jsonl")))
+        .replace("\"../plugins/dist/", &format!("\"{}/", repo().join("plugins/dist").display()));
+    for (from, to) in replacements {
+        assert!(text.contains(from.as_str()), "examples/{name} has no `{from}`");
+        text = text.replace(from.as_str(), to);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The numbers of the summary line `pipeline NAME: received R, delivered D,
+/// dropped X, dead-lettered L, acked A` in a daemon log.
+pub fn summary(log: &str, pipeline: &str) -> Option<[u64; 5]> {
+    let line = log.lines().find(|l| l.starts_with(&format!("pipeline {pipeline}: received ")))?;
+    let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect();
+    numbers.get(..5)?.try_into().ok()
+}

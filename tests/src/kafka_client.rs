@@ -74,27 +74,52 @@ pub fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>, Vec<(Str
     });
 }
 
-/// Read `topic` from the start until `want` returns true for what was
-/// read, or `within` passes; then keep reading for `linger` more (to catch
-/// duplicates). Reads by assignment, without a consumer group.
-pub fn read_topic(brokers: &str, topic: &str, within: Duration, linger: Duration, mut want: impl FnMut(&[Record]) -> bool) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
+fn reader(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "sluice-test-reader")
         .set("enable.auto.commit", "false")
         .create()
-        .expect("consumer");
+        .expect("consumer")
+}
+
+/// Per partition of `topic`: (low, high) watermarks.
+fn watermarks(consumer: &BaseConsumer, topic: &str) -> Vec<(i32, i64, i64)> {
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0) as i32;
+    (0..partitions)
+        .map(|p| {
+            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+            (p, low, high)
+        })
+        .collect()
+}
+
+/// How many records `topic` holds now.
+pub fn count(brokers: &str, topic: &str) -> usize {
+    watermarks(&reader(brokers), topic).iter().map(|(_, low, high)| (high - low).max(0) as usize).sum()
+}
+
+/// Every record `topic` holds now (up to each partition's high watermark),
+/// read by assignment without a consumer group.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
+    let consumer = reader(brokers);
+    let marks = watermarks(&consumer, topic);
     let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    let mut remaining = 0;
+    for (p, low, high) in &marks {
+        if high > low {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*low)).unwrap();
+            remaining += (high - low) as usize;
+        }
+    }
+    let mut records = Vec::with_capacity(remaining);
+    if remaining == 0 {
+        return records;
     }
     consumer.assign(&tpl).expect("assign");
-    let mut records = Vec::new();
-    let deadline = Instant::now() + within;
-    let mut satisfied_at: Option<Instant> = None;
-    while Instant::now() < deadline && satisfied_at.is_none_or(|t| t.elapsed() < linger) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records.len() < remaining && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => records.push(Record {
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
@@ -109,14 +134,35 @@ pub fn read_topic(brokers: &str, topic: &str, within: Duration, linger: Duration
             Some(Err(e)) => eprintln!("test reader: {e}"),
             None => {}
         }
-        if satisfied_at.is_none() && want(&records) {
-            satisfied_at = Some(Instant::now());
-        }
     }
+    assert_eq!(records.len(), remaining, "read all of {topic} within 60 s");
     records
 }
 
 /// Count of distinct keys in `records`.
 pub fn distinct_keys(records: &[Record]) -> usize {
     records.iter().filter_map(|r| r.key.as_deref()).collect::<std::collections::HashSet<_>>().len()
+}
+
+/// The committed offset per partition of `group` on `topic` (partitions
+/// without a commit are left out).
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> std::collections::BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let map = got
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect();
+    // Drop the list before the consumer: the other order hangs librdkafka.
+    drop(got);
+    drop(consumer);
+    map
 }

@@ -4,11 +4,8 @@
 //! committed, SIGKILL mid-stream loses nothing, two daemons share a group,
 //! a broker restart is ridden out, an unreachable broker is exit 2.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientConfig;
 use sluice_tests::daemon::{eventually, plugin_literal, unique, Daemon};
-use sluice_tests::kafka_client::{create_topic, kafka_addr, produce, read_topic, Record};
+use sluice_tests::kafka_client::{self, committed, create_topic, kafka_addr, produce, read_topic, Record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,31 +68,28 @@ fn records(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>, Vec<(String, 
     range.map(record).collect()
 }
 
-/// Everything in the outputs and the DLQ, once `want` distinct keys are
-/// there (or 90 s passed), plus a second to catch late duplicates.
+/// Everything in `topics` once they hold `want` distinct keys (or 90 s
+/// passed), read a second later to catch late duplicates too.
 fn collect(brokers: &str, topics: &[&str], want: usize) -> Vec<Record> {
-    let mut all = Vec::new();
-    // Read the topics together by polling each until the total is reached.
+    let read = || topics.iter().flat_map(|t| read_topic(brokers, t)).collect::<Vec<_>>();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        all.clear();
-        for t in topics {
-            all.extend(read_topic(brokers, t, Duration::from_secs(5), Duration::from_millis(300), |_| false));
+    while std::time::Instant::now() < deadline {
+        if count(brokers, topics) >= want && distinct(&read()).len() >= want {
+            break;
         }
-        let distinct: BTreeSet<_> = all.iter().filter_map(|r| r.key.clone()).collect();
-        if distinct.len() >= want || std::time::Instant::now() >= deadline {
-            return all;
-        }
+        std::thread::sleep(Duration::from_millis(250));
     }
+    std::thread::sleep(Duration::from_secs(1));
+    read()
 }
 
 fn distinct(records: &[Record]) -> BTreeSet<String> {
     records.iter().filter_map(|r| r.key.clone()).collect()
 }
 
-/// How many records `topics` hold now (a quick look, for thresholds).
+/// How many records `topics` hold now.
 fn count(brokers: &str, topics: &[&str]) -> usize {
-    topics.iter().map(|t| read_topic(brokers, t, Duration::from_millis(1500), Duration::ZERO, |_| false).len()).sum()
+    topics.iter().map(|t| kafka_client::count(brokers, t)).sum()
 }
 
 #[test]
@@ -112,10 +106,9 @@ fn every_record_is_delivered_or_dead_lettered_with_keys_headers_and_offsets() {
     let status = daemon.terminate(Duration::from_secs(60));
     assert!(status.success(), "SIGTERM ends with exit 0, got {status:?}");
 
-    let inputs: BTreeMap<String, Record> =
-        read_topic(&brokers, &n.input, Duration::from_secs(20), Duration::ZERO, |r| r.len() >= total).into_iter().map(|r| (r.key.clone().unwrap(), r)).collect();
-    let out = read_topic(&brokers, &n.output, Duration::from_secs(20), Duration::from_millis(500), |r| r.len() >= 900);
-    let dlq = read_topic(&brokers, &n.dlq, Duration::from_secs(20), Duration::from_millis(500), |r| r.len() >= 100);
+    let inputs: BTreeMap<String, Record> = read_topic(&brokers, &n.input).into_iter().map(|r| (r.key.clone().unwrap(), r)).collect();
+    let out = read_topic(&brokers, &n.output);
+    let dlq = read_topic(&brokers, &n.dlq);
     let want_out: BTreeSet<String> = (0..total).filter(|i| i % 10 != 7).map(|i| format!("k{i}")).collect();
     let want_dlq: BTreeSet<String> = (0..total).filter(|i| i % 10 == 7).map(|i| format!("k{i}")).collect();
     assert_eq!(distinct(&out), want_out);
@@ -145,28 +138,6 @@ fn every_record_is_delivered_or_dead_lettered_with_keys_headers_and_offsets() {
         *e = (*e).max(r.offset + 1);
     }
     assert_eq!(committed(&brokers, &n.group, &n.input, 3), end, "offsets committed up to the end of each partition");
-}
-
-/// The group's committed offset per partition.
-fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
-    let map = got
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect();
-    // Drop the list before the consumer: the other order hangs librdkafka.
-    drop(got);
-    drop(consumer);
-    map
 }
 
 #[test]
@@ -207,7 +178,7 @@ fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
 }
 
 #[test]
-fn two_daemons_in_one_group_share_the_partitions() {
+fn two_daemons_in_one_group_share_the_partitions_and_a_rebalance_mid_stream_loses_nothing() {
     let brokers = kafka_addr();
     let dir = tempfile::tempdir().unwrap();
     let n = Names::new("kafka-scale", 4, &brokers);
@@ -216,6 +187,19 @@ fn two_daemons_in_one_group_share_the_partitions() {
     create_topic(&brokers, &out_b, 1);
     let a = Daemon::start(&write_config(dir.path(), &brokers, &n, &out_a, ""), &dir.path().join("a.log"));
     assert!(eventually(Duration::from_secs(60), || a.log_text().contains("partitions assigned")), "{}", a.log_text());
+    // Records flow while the second daemon joins: the group rebalances
+    // with work in flight on the first.
+    let total = 4000;
+    let producer = {
+        let (brokers, input) = (brokers.clone(), n.input.clone());
+        std::thread::spawn(move || {
+            for start in (0..total).step_by(200) {
+                produce(&brokers, &input, &records(start..start + 200));
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
     let b = Daemon::start(&write_config(dir.path(), &brokers, &n, &out_b, ""), &dir.path().join("b.log"));
     assert!(
         eventually(Duration::from_secs(60), || b.log_text().contains("partitions assigned")),
@@ -223,12 +207,10 @@ fn two_daemons_in_one_group_share_the_partitions() {
         a.log_text(),
         b.log_text()
     );
-    let total = 2000;
-    for start in (0..total).step_by(200) {
-        produce(&brokers, &n.input, &records(start..start + 200));
-    }
+    producer.join().unwrap();
     let all = collect(&brokers, &[&out_a, &out_b, &n.dlq], total);
     assert_eq!(distinct(&all).len(), total, "logs:\n{}\n{}", a.log_text(), b.log_text());
+    assert!(a.log_text().contains("partitions revoked"), "the first daemon gave partitions up: {}", a.log_text());
     assert!(a.terminate(Duration::from_secs(60)).success());
     assert!(b.terminate(Duration::from_secs(60)).success());
     let (from_a, from_b) = (count(&brokers, &[&out_a]), count(&brokers, &[&out_b]));

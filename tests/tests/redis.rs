@@ -3,7 +3,7 @@
 //! headers survive, SIGKILL mid-stream loses nothing, two daemons share a
 //! group, a server restart is ridden out, an unreachable server is exit 2.
 
-use sluice_tests::daemon::{eventually, plugin_literal, unique, Daemon};
+use sluice_tests::daemon::{eventually, example_in, plugin_literal, summary, unique, Daemon};
 use sluice_tests::redis_client::{self, add, connection, read_stream, redis_url, Entry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -343,4 +343,50 @@ channel = "{output}"
     assert_eq!(got.len(), 200, "every message relayed while all was up");
     assert_eq!(got[0], r#"{"amount":0}"#);
     assert_eq!(got[199], r#"{"amount":199}"#, "in order");
+}
+
+#[test]
+fn the_redis_examples_load_and_process_the_orders() {
+    let url = redis_url();
+    let dir = tempfile::tempdir().unwrap();
+    let u = unique("example");
+    let stream = |s: &str| (format!("\"{s}\""), format!("\"{u}.{s}\""));
+    let load = example_in(dir.path(), "redis-load.toml", &[(
+        "sinks.orders = { type = \"redis-stream\", url = \"redis://127.0.0.1:6379\" }".into(),
+        format!("sinks.orders = {{ type = \"redis-stream\", url = \"{url}\", stream = \"{u}.orders\" }}"),
+    )]);
+    let orders = example_in(
+        dir.path(),
+        "redis-orders.toml",
+        &[stream("orders"), stream("orders-europe"), stream("orders-americas"), stream("orders.dlq"), stream("sluice-orders")],
+    );
+    let loaded = Daemon::start(&load, &dir.path().join("load.log"));
+    assert!(loaded.wait(Duration::from_secs(60)).success());
+    let mut conn = connection(&url);
+    let input = redis_client::len(&mut conn, &format!("{u}.orders"));
+    assert_eq!(input, 9900, "the 9,900 well-formed orders are in the stream");
+
+    let daemon = Daemon::start(&orders, &dir.path().join("orders.log"));
+    let counted = |conn: &mut redis::Connection| -> usize {
+        ["orders-europe", "orders-americas", "orders.dlq"].iter().map(|s| redis_client::len(conn, &format!("{u}.{s}"))).sum()
+    };
+    assert!(eventually(Duration::from_secs(60), || counted(&mut conn) >= 8900), "{}", daemon.log_text());
+    // Done when the group has read everything (lag 0) and acked it (pending 0).
+    assert!(eventually(Duration::from_secs(60), || {
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+            redis::cmd("XINFO").arg("GROUPS").arg(format!("{u}.orders")).query(&mut conn).unwrap();
+        groups.first().is_some_and(|g| g.get("lag") == Some(&redis::Value::Int(0)) && g.get("pending") == Some(&redis::Value::Int(0)))
+    }), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let [received, delivered, _dropped, dead, acked] = summary(&daemon_log(&dir), "orders").expect("summary line");
+    assert_eq!((received, acked), (9900, 9900));
+    let europe = redis_client::len(&mut conn, &format!("{u}.orders-europe")) as u64;
+    let americas = redis_client::len(&mut conn, &format!("{u}.orders-americas")) as u64;
+    assert!(europe > 0 && americas > 0);
+    assert_eq!(europe + americas, delivered);
+    assert_eq!(redis_client::len(&mut conn, &format!("{u}.orders.dlq")) as u64, dead);
+}
+
+fn daemon_log(dir: &tempfile::TempDir) -> String {
+    std::fs::read_to_string(dir.path().join("orders.log")).unwrap()
 }

@@ -1,16 +1,18 @@
-//! The Kafka source's commit discipline, in process, against librdkafka's
-//! mock cluster (a real Kafka-protocol broker over TCP): offsets are
-//! committed per partition only below the first unfinished message, and a
-//! message given back unfinished is never committed.
+//! Fast Kafka tests against librdkafka's mock cluster (a real Kafka-protocol
+//! broker over TCP, inside the test process): the source's commit
+//! discipline in process (offsets are committed per partition only below
+//! the first unfinished message; a message given back unfinished is never
+//! committed), and the `sluice` binary relaying topic to topic through it.
+//! The same behaviours against a real broker process are in `kafka.rs`.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use sluice_brokers::kafka::{KafkaSourceConfig, OffsetReset};
 use sluice_brokers::SourceConfig;
 use sluice_core::{Delivery, HumanDuration};
+use sluice_tests::daemon::{eventually, plugin_literal, Daemon};
+use sluice_tests::kafka_client::{count, read_topic};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -20,25 +22,7 @@ const TOPIC: &str = "orders";
 
 async fn committed(brokers: &str, group: &str) -> BTreeMap<i32, i64> {
     let (brokers, group) = (brokers.to_string(), group.to_string());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", &group).create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(TOPIC, 0);
-        tpl.add_partition(TOPIC, 1);
-        let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
-        let map = got
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((e.partition(), o)),
-                _ => None,
-            })
-            .collect();
-        drop(got); // before the consumer: the other order hangs librdkafka
-        map
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || sluice_tests::kafka_client::committed(&brokers, &group, TOPIC, 2)).await.unwrap()
 }
 
 /// Poll until the group's commits equal `want` (commits are on a timer).
@@ -121,4 +105,64 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
         BTreeMap::from([(0, 20), (1, 20)]),
         "offset 20 was never finished, so 21 and 22 are not committed either"
     );
+}
+
+#[test]
+fn the_daemon_relays_topic_to_topic_with_keys_and_headers() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    for (topic, partitions) in [("in", 3), ("out", 3), ("dlq", 1)] {
+        cluster.create_topic(topic, partitions, 1).expect("topic");
+    }
+    let brokers = cluster.bootstrap_servers();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    runtime.block_on(async {
+        for i in 0..300 {
+            let payload = if i % 10 == 7 { "not json".to_string() } else { format!(r#"{{"amount":{i}}}"#) };
+            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header { key: "trace", value: Some(&format!("t{i}")) });
+            let key = format!("k{i}");
+            let record = FutureRecord::to("in").key(&key).payload(&payload).headers(headers);
+            producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mock.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipelines.relay]
+concurrency = 2
+source = {{ type = "kafka", brokers = "{brokers}", group = "g", topics = ["in"], commit_interval = "100ms" }}
+dlq = {{ type = "kafka", brokers = "{brokers}", topic = "dlq" }}
+[[pipelines.relay.stages]]
+name = "valid"
+kind = "filter"
+plugin = {plugin}
+[pipelines.relay.sinks.out]
+type = "kafka"
+brokers = "{brokers}"
+"#,
+            plugin = plugin_literal("json-filter")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    assert!(
+        eventually(Duration::from_secs(60), || count(&brokers, "out") + count(&brokers, "dlq") >= 300),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let out = read_topic(&brokers, "out");
+    let dlq = read_topic(&brokers, "dlq");
+    assert_eq!((out.len(), dlq.len()), (270, 30));
+    for r in &out {
+        let i: usize = r.key.as_deref().unwrap()[1..].parse().unwrap();
+        assert_eq!(r.header("trace"), Some(format!("t{i}")));
+        assert_eq!(r.payload, format!(r#"{{"amount":{i}}}"#).into_bytes());
+    }
+    assert!(dlq.iter().all(|r| r.header("sluice-error-source-topic").as_deref() == Some("in") && r.header("sluice-error-source-offset").is_some()));
+    let committed = sluice_tests::kafka_client::committed(&brokers, "g", "in", 3);
+    assert_eq!(committed.values().sum::<i64>(), 300, "every offset committed: {committed:?}");
 }
