@@ -22,6 +22,19 @@ export SLUICE_PLUGIN_TARGET_DIR="${SLUICE_PLUGIN_TARGET_DIR:-$cache/plugins-targ
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "system packages for the host build"
+# librdkafka (bundled by the rdkafka crate) links the system OpenSSL.
+missing=()
+for pkg in libssl-dev pkg-config make g++; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+echo "ok"
+
 step "plugins (Rust → wasm32-wasip2 components)"
 bash plugins/build.sh
 
