@@ -71,11 +71,12 @@ kafka() {
     echo "starting tansu (Kafka API) on 127.0.0.1:$KAFKA_PORT"
     local dir="$cache/tansu"
     mkdir -p "$dir"
-    nohup "$bin" broker \
-        --storage-engine "sqlite://$dir/tansu.db" \
+    # tansu resolves the SQLite path against its working directory.
+    (cd "$dir" && exec nohup "$bin" broker \
+        --storage-engine "sqlite://tansu.db" \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        >"$dir/tansu.log" 2>&1 &
+        >"$dir/tansu.log" 2>&1) &
     echo $! > "$pids/tansu.pid"
     wait_port "$KAFKA_PORT" tansu 60
 }

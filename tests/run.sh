@@ -38,15 +38,18 @@ echo "ok"
 step "plugins (Rust → wasm32-wasip2 components)"
 bash plugins/build.sh
 
-step "brokers (Redis, Kafka via tansu; started only if not running)"
-bash tests/brokers.sh all
+step "brokers (Redis if not running; the tansu Kafka broker installed once)"
+bash tests/brokers.sh redis
 trap 'bash tests/brokers.sh stop' EXIT
 export SLUICE_TEST_REDIS="${SLUICE_TEST_REDIS:-redis://127.0.0.1:${SLUICE_REDIS_PORT:-6379}}"
-export SLUICE_TEST_KAFKA="${SLUICE_TEST_KAFKA:-127.0.0.1:${SLUICE_KAFKA_PORT:-19092}}"
+# Each Kafka test starts its own tansu process from this binary (isolated
+# storage, restartable); set SLUICE_TEST_KAFKA=host:port to use a real Kafka.
 export SLUICE_TANSU="${SLUICE_TANSU:-$(bash tests/brokers.sh tansu-bin)}"
 
 step "host build"
-cargo build --locked -p sluice-cli
+# The whole workspace, so the binary's dependencies are built with the same
+# features as the tests' and compiled once.
+cargo build --locked --workspace
 
 step "tests"
 cargo test --locked --workspace

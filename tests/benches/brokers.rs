@@ -11,7 +11,7 @@
 //! Environment:
 //! - `SLUICE_BENCH_N`        messages per run (default 50000)
 //! - `SLUICE_BENCH_BROKERS`  comma list of `redis`, `kafka` (default both)
-//! - `SLUICE_BENCH_ROUNDS`   timed runs per variant, median reported (default 3)
+//! - `SLUICE_BENCH_ROUNDS`   timed runs per variant, median reported (default 5)
 //! - `SLUICE_BENCH_TIMEOUT`  seconds one run may take before it is abandoned (default 120)
 //! - `SLUICE_BENCH_MD`       also write the tables as markdown to this file
 //! - `SLUICE_TEST_REDIS`     Redis URL (default `redis://127.0.0.1:6379`)
@@ -27,8 +27,9 @@
 //!   confirmed (the same at-least-once contract sluice keeps);
 //! - **sluice**: the `redis-stream` / `kafka` source and sink opened from
 //!   their config structs, one `identity` Wasm stage (fuel and epoch on),
-//!   a DLQ on the same broker, `Pipeline::run` in process, concurrency 1
-//!   and 2.
+//!   a DLQ on the same broker, `Pipeline::run` in process; concurrency 1
+//!   and 2 with the default `max_in_flight` (256 per worker), and
+//!   concurrency 1 with `max_in_flight` 10000 (what the Kafka relay allows).
 //!
 //! A run's time goes from the moment the consumer is subscribed (group
 //! created) until N messages are acknowledged: for the relay, XACKed or
@@ -57,7 +58,6 @@ use sluice_tests::redis_client::redis_url;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -76,8 +76,10 @@ const PARTITIONS: i32 = 3;
 const KAFKA_IN_FLIGHT: usize = 10_000;
 /// How often the Kafka relay commits (sluice's default `commit_interval`).
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
-/// The sluice engine settings measured.
-const CONCURRENCY: [usize; 2] = [1, 2];
+/// The sluice engine shapes measured: (concurrency, max_in_flight). 256 is
+/// the engine's default `max_in_flight`; the last row raises it to the
+/// relay's [`KAFKA_IN_FLIGHT`].
+const SHAPES: [(usize, usize); 3] = [(1, 256), (2, 256), (1, KAFKA_IN_FLIGHT)];
 /// Generous bound on every set-up step and check (connect, seed, read back).
 const STEP: Duration = Duration::from_secs(60);
 
@@ -113,7 +115,7 @@ impl Settings {
         assert!(n > 0, "SLUICE_BENCH_N must be positive");
         Settings {
             n,
-            rounds: env_usize("SLUICE_BENCH_ROUNDS", 3).max(1),
+            rounds: env_usize("SLUICE_BENCH_ROUNDS", 5).max(1),
             timeout: Duration::from_secs(env_usize("SLUICE_BENCH_TIMEOUT", 120) as u64),
             brokers,
         }
@@ -187,21 +189,40 @@ fn generate(n: usize) -> Vec<Input> {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Variant {
     Relay,
-    Sluice { concurrency: usize },
+    Sluice(Shape),
+}
+
+/// What a sluice variant changes in `EngineOptions::default()`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct Shape {
+    concurrency: usize,
+    max_in_flight: usize,
+}
+
+impl Shape {
+    fn options(self) -> EngineOptions {
+        EngineOptions { concurrency: self.concurrency, max_in_flight: self.max_in_flight, ..EngineOptions::default() }
+    }
 }
 
 impl Variant {
     fn all() -> Vec<Variant> {
         let mut all = vec![Variant::Relay];
-        all.extend(CONCURRENCY.iter().map(|&concurrency| Variant::Sluice { concurrency }));
+        all.extend(SHAPES.iter().map(|&(concurrency, max_in_flight)| Variant::Sluice(Shape { concurrency, max_in_flight })));
         all
     }
 
     fn label(self, broker: Broker) -> String {
         match (self, broker) {
             (Variant::Relay, Broker::Redis) => "relay (redis crate)".into(),
-            (Variant::Relay, Broker::Kafka) => "relay (rdkafka)".into(),
-            (Variant::Sluice { concurrency }, _) => format!("sluice, identity.wasm, concurrency {concurrency}"),
+            (Variant::Relay, Broker::Kafka) => format!("relay (rdkafka, {KAFKA_IN_FLIGHT} in flight)"),
+            (Variant::Sluice(shape), _) => {
+                let mut label = format!("sluice, concurrency {}", shape.concurrency);
+                if shape.max_in_flight != EngineOptions::default().max_in_flight {
+                    label += &format!(", max_in_flight {}", shape.max_in_flight);
+                }
+                label
+            }
         }
     }
 }
@@ -233,7 +254,7 @@ impl RunNames {
     fn new(prefix: &str, variant: Variant, round: usize) -> RunNames {
         let tag = match variant {
             Variant::Relay => "relay".to_string(),
-            Variant::Sluice { concurrency } => format!("sluice{concurrency}"),
+            Variant::Sluice(shape) => format!("sluice-c{}-f{}", shape.concurrency, shape.max_in_flight),
         };
         let base = format!("{prefix}.{tag}.r{round}");
         RunNames { group: format!("{base}.g"), output: format!("{base}.out"), dlq: format!("{base}.dlq") }
@@ -305,7 +326,7 @@ fn one_stage_pipeline(
     sink: Arc<dyn sluice_core::Sink>,
     dlq: Arc<dyn sluice_core::Sink>,
     host: &sluice_wasm::WasmHost,
-    concurrency: usize,
+    shape: Shape,
 ) -> (Pipeline, Arc<PipelineStats>) {
     let stats = Arc::<PipelineStats>::default();
     let pipeline = Pipeline {
@@ -314,7 +335,7 @@ fn one_stage_pipeline(
         stages: vec![identity_stage(host)],
         sinks: vec![("out".into(), sink)],
         dlq,
-        options: EngineOptions { concurrency, ..EngineOptions::default() },
+        options: shape.options(),
         clock: Arc::new(SystemClock),
         stats: stats.clone(),
     };
@@ -402,7 +423,7 @@ async fn redis_sluice(
     input: &str,
     names: &RunNames,
     host: &sluice_wasm::WasmHost,
-    concurrency: usize,
+    shape: Shape,
     n: usize,
     timeout: Duration,
 ) -> (Result<Timed, String>, Option<PipelineReport>) {
@@ -434,7 +455,7 @@ async fn redis_sluice(
     let out = sink(&names.output).open(base, "out").await.expect("opening the redis-stream sink");
     let dlq = sink(&names.dlq).open(base, "bench.dlq").await.expect("opening the redis-stream DLQ");
     let source = source.open(base).await.expect("opening the redis-stream source");
-    let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, concurrency);
+    let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, shape);
     time_pipeline(pipeline, stats, n as u64, timeout).await
 }
 
@@ -495,8 +516,8 @@ fn bench_redis(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[Input], hos
                 let names = RunNames::new(&prefix, variant, round);
                 let (timed, mut problems) = match variant {
                     Variant::Relay => (redis_relay(&url, &input, &names, s.n, s.timeout).await, Vec::new()),
-                    Variant::Sluice { concurrency } => {
-                        let (timed, report) = redis_sluice(&url, &input, &names, host, concurrency, s.n, s.timeout).await;
+                    Variant::Sluice(shape) => {
+                        let (timed, report) = redis_sluice(&url, &input, &names, host, shape, s.n, s.timeout).await;
                         (timed, report_problems(report.as_ref(), s.n as u64))
                     }
                 };
@@ -688,7 +709,7 @@ async fn kafka_sluice(
     input: &str,
     names: &RunNames,
     host: &sluice_wasm::WasmHost,
-    concurrency: usize,
+    shape: Shape,
     n: usize,
     timeout: Duration,
 ) -> (Result<Timed, String>, Option<PipelineReport>) {
@@ -715,7 +736,7 @@ async fn kafka_sluice(
     let out = sink(&names.output).open(base, "out").await.expect("opening the kafka sink");
     let dlq = sink(&names.dlq).open(base, "bench.dlq").await.expect("opening the kafka DLQ");
     let source = source.open(base).await.expect("opening the kafka source");
-    let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, concurrency);
+    let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, shape);
     time_pipeline(pipeline, stats, n as u64, timeout).await
 }
 
@@ -795,8 +816,8 @@ fn bench_kafka(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[Input], hos
                 kafka_create(&brokers, &[(&names.output, PARTITIONS), (&names.dlq, 1)]).await;
                 let (timed, mut problems) = match variant {
                     Variant::Relay => (kafka_relay(&brokers, &input, &names, s.n, s.timeout).await, Vec::new()),
-                    Variant::Sluice { concurrency } => {
-                        let (timed, report) = kafka_sluice(&brokers, &input, &names, host, concurrency, s.n, s.timeout).await;
+                    Variant::Sluice(shape) => {
+                        let (timed, report) = kafka_sluice(&brokers, &input, &names, host, shape, s.n, s.timeout).await;
                         (timed, report_problems(report.as_ref(), s.n as u64))
                     }
                 };
@@ -843,17 +864,22 @@ impl BrokerResults {
         self.runs.values().flatten().any(|r| r.timed.is_err() || !r.problems.is_empty())
     }
 
-    /// Median of the successful runs' seconds and first-message seconds,
-    /// and (max − min) / median of the seconds in percent.
-    fn summary(&self, variant: Variant) -> Option<(f64, f64, f64)> {
-        let runs = self.runs.get(&variant)?;
-        let mut elapsed: Vec<f64> = runs.iter().filter_map(|r| r.timed.as_ref().ok()).map(|t| t.elapsed.as_secs_f64()).collect();
-        let mut first: Vec<f64> = runs.iter().filter_map(|r| r.timed.as_ref().ok()).map(|t| t.first.as_secs_f64()).collect();
-        if elapsed.is_empty() {
+    /// Medians over the successful runs of one variant.
+    fn summary(&self, variant: Variant, n: usize) -> Option<Summary> {
+        let timed: Vec<&Timed> = self.runs.get(&variant)?.iter().filter_map(|r| r.timed.as_ref().ok()).collect();
+        if timed.is_empty() {
             return None;
         }
-        let spread = (elapsed.iter().cloned().fold(f64::MIN, f64::max) - elapsed.iter().cloned().fold(f64::MAX, f64::min)) / median(&mut elapsed.clone()) * 100.0;
-        Some((median(&mut elapsed), median(&mut first), spread))
+        let of = |f: &dyn Fn(&Timed) -> f64| median(&mut timed.iter().map(|t| f(t)).collect::<Vec<_>>());
+        let secs = of(&|t| t.elapsed.as_secs_f64());
+        let (min, max) = timed.iter().map(|t| t.elapsed.as_secs_f64()).fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        Some(Summary {
+            secs,
+            rate: n as f64 / secs,
+            steady_rate: of(&|t| n as f64 / (t.elapsed - t.first).as_secs_f64().max(1e-9)),
+            first_ms: of(&|t| t.first.as_secs_f64() * 1000.0),
+            spread: (max - min) / secs * 100.0,
+        })
     }
 
     fn table(&self, n: usize, rounds: usize) -> Table {
@@ -861,8 +887,11 @@ impl BrokerResults {
             Broker::Redis => "Redis streams: input stream → (relay | sluice) → output stream",
             Broker::Kafka => "Kafka: input topic (3 partitions) → (relay | sluice) → output topic (3 partitions)",
         };
-        let mut t = Table::new(title, &["variant", "messages", "seconds", "msg/s", "vs relay", "first msg (s)", "spread", "ok runs", "check"]);
-        let relay = self.summary(Variant::Relay).map(|(secs, _, _)| n as f64 / secs);
+        let mut t = Table::new(
+            title,
+            &["variant", "messages", "seconds", "msg/s", "vs relay", "first msg (ms)", "msg/s after first", "spread", "ok runs", "check"],
+        );
+        let relay = self.summary(Variant::Relay, n).map(|r| r.rate);
         for variant in Variant::all() {
             let runs = self.runs.get(&variant).map(Vec::as_slice).unwrap_or_default();
             let ok = runs.iter().filter(|r| r.timed.is_ok()).count();
@@ -874,22 +903,20 @@ impl BrokerResults {
                 .collect();
             let check = if problems.is_empty() { "ok".to_string() } else { problems.join("; ") };
             let mut row = vec![variant.label(self.broker), n.to_string()];
-            match self.summary(variant) {
-                Some((secs, first, spread)) => {
-                    let rate = n as f64 / secs;
-                    row.extend([
-                        format!("{secs:.2}"),
-                        thousands(rate),
-                        match (variant, relay) {
-                            (Variant::Relay, _) => "1.00x".into(),
-                            (_, Some(r)) => format!("{:.2}x", rate / r),
-                            (_, None) => "-".into(),
-                        },
-                        format!("{first:.2}"),
-                        format!("{spread:.0}%"),
-                    ]);
-                }
-                None => row.extend(["-", "-", "-", "-", "-"].map(String::from)),
+            match self.summary(variant, n) {
+                Some(m) => row.extend([
+                    format!("{:.2}", m.secs),
+                    thousands(m.rate),
+                    match (variant, relay) {
+                        (Variant::Relay, _) => "1.00x".into(),
+                        (_, Some(r)) => format!("{:.2}x", m.rate / r),
+                        (_, None) => "-".into(),
+                    },
+                    format!("{:.0}", m.first_ms),
+                    thousands(m.steady_rate),
+                    format!("{:.0}%", m.spread),
+                ]),
+                None => row.extend(["-", "-", "-", "-", "-", "-"].map(String::from)),
             }
             row.extend([format!("{ok}/{rounds}"), check]);
             t.rows.push(row);
@@ -900,9 +927,20 @@ impl BrokerResults {
             self.seeded.as_secs_f64()
         ));
         t.notes.push("seconds: from subscription (group created) to N acknowledged; msg/s = N / seconds; vs relay = msg/s ratio sluice/relay.".into());
-        t.notes.push("first msg: time until the first message was in hand; spread: (max - min) / median of the seconds.".into());
+        t.notes.push("first msg: time until the first message was in hand (Kafka: mostly the group join); msg/s after first = N / (seconds - first msg).".into());
+        t.notes.push("spread: (max - min) / median of the seconds over the rounds.".into());
         t
     }
+}
+
+/// Medians of one variant's successful runs.
+struct Summary {
+    secs: f64,
+    rate: f64,
+    steady_rate: f64,
+    first_ms: f64,
+    /// (max − min) / median of the seconds, in percent.
+    spread: f64,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -1046,7 +1084,7 @@ fn main() {
             s.n,
             BLOCK.as_millis()
         ),
-        "sluice: one identity.wasm transform stage, Limits::default() (fuel and epoch on), EngineOptions::default() apart from concurrency".into(),
+        "sluice: one identity.wasm transform stage, Limits::default() (fuel and epoch on), EngineOptions::default() apart from concurrency and max_in_flight".into(),
         format!("total bench time: {:.1?}", bench_started.elapsed()),
     ];
     let tables: Vec<Table> = results.iter().map(|r| r.table(s.n, s.rounds)).collect();

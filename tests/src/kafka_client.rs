@@ -7,11 +7,98 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// The Kafka-compatible broker the test command started (tansu).
+/// The shared broker `tests/brokers.sh kafka` starts, for benchmarks:
+/// `SLUICE_TEST_KAFKA` or 127.0.0.1:19092.
 pub fn kafka_addr() -> String {
-    std::env::var("SLUICE_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into())
+    std::env::var("SLUICE_TEST_KAFKA").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "127.0.0.1:19092".into())
+}
+
+/// The Kafka a test talks to: `SLUICE_TEST_KAFKA` (`host:port`) when set,
+/// otherwise a private tansu broker for this test alone (SQLite storage in
+/// `dir`), so tests are isolated from each other and from whatever else
+/// uses the shared broker.
+pub struct TestKafka {
+    pub brokers: String,
+    _private: Option<Tansu>,
+}
+
+impl TestKafka {
+    pub fn start(dir: &Path) -> TestKafka {
+        match std::env::var("SLUICE_TEST_KAFKA") {
+            Ok(brokers) if !brokers.is_empty() => TestKafka { brokers, _private: None },
+            _ => {
+                let tansu = Tansu::start(dir, free_port());
+                TestKafka { brokers: tansu.brokers(), _private: Some(tansu) }
+            }
+        }
+    }
+}
+
+/// A tansu broker process (a Kafka-compatible broker from crates.io) on
+/// 127.0.0.1:`port`, storing in `dir/tansu.db`. Stopped on drop.
+pub struct Tansu {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Tansu {
+    /// The binary: `SLUICE_TANSU`, else where `tests/brokers.sh` installs it.
+    pub fn bin() -> PathBuf {
+        let bin = std::env::var("SLUICE_TANSU").map(PathBuf::from).unwrap_or_else(|_| {
+            let cache = std::env::var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+            cache.join("sluice/tools/bin/tansu")
+        });
+        assert!(bin.exists(), "{} is missing: `tests/brokers.sh kafka` installs it (tests/run.sh does)", bin.display());
+        bin
+    }
+
+    pub fn start(dir: &Path, port: u16) -> Tansu {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("tansu.log")).unwrap();
+        let child = Command::new(Self::bin())
+            .arg("broker")
+            .args(["--storage-engine", "sqlite://tansu.db"]) // relative to the working directory
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .current_dir(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port} within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Tansu { child, port, dir: dir.to_owned() }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, wait, and start again on the same port and storage.
+    pub fn restart(mut self) -> Tansu {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        Tansu::start(&self.dir.clone(), self.port)
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One record as a test sees it.

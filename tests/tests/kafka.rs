@@ -1,11 +1,12 @@
-//! The Kafka connector against a real Kafka-protocol broker (tansu, started
-//! by the test command), driven through the `sluice` binary: every record
+//! The Kafka connector against a real Kafka-protocol broker process (a
+//! private tansu per test, installed by the test command; or the Kafka named
+//! by `SLUICE_TEST_KAFKA`), driven through the `sluice` binary: every record
 //! comes out or lands in the DLQ, keys and headers survive, offsets are
 //! committed, SIGKILL mid-stream loses nothing, two daemons share a group,
 //! a broker restart is ridden out, an unreachable broker is exit 2.
 
 use sluice_tests::daemon::{eventually, plugin_literal, unique, Daemon};
-use sluice_tests::kafka_client::{self, committed, create_topic, kafka_addr, produce, read_topic, Record};
+use sluice_tests::kafka_client::{self, committed, create_topic, free_port, produce, read_topic, Record, Tansu, TestKafka};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -94,8 +95,9 @@ fn count(brokers: &str, topics: &[&str]) -> usize {
 
 #[test]
 fn every_record_is_delivered_or_dead_lettered_with_keys_headers_and_offsets() {
-    let brokers = kafka_addr();
     let dir = tempfile::tempdir().unwrap();
+    let kafka = TestKafka::start(dir.path());
+    let brokers = kafka.brokers.clone();
     let n = Names::new("kafka-roundtrip", 3, &brokers);
     let total = 1000;
     produce(&brokers, &n.input, &records(0..total));
@@ -142,8 +144,9 @@ fn every_record_is_delivered_or_dead_lettered_with_keys_headers_and_offsets() {
 
 #[test]
 fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
-    let brokers = kafka_addr();
     let dir = tempfile::tempdir().unwrap();
+    let kafka = TestKafka::start(dir.path());
+    let brokers = kafka.brokers.clone();
     let n = Names::new("kafka-crash", 3, &brokers);
     let config = write_config(dir.path(), &brokers, &n, &n.output, "");
     let log = dir.path().join("sluice.log");
@@ -151,9 +154,11 @@ fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
     let producer = {
         let (brokers, input) = (brokers.clone(), n.input.clone());
         std::thread::spawn(move || {
-            for start in (0..total).step_by(500) {
-                produce(&brokers, &input, &records(start..start + 500));
-                std::thread::sleep(Duration::from_millis(300));
+            // Slow enough that every kill (and the group's wait for the
+            // killed member's session to expire) falls mid-stream.
+            for start in (0..total).step_by(25) {
+                produce(&brokers, &input, &records(start..start + 25));
+                std::thread::sleep(Duration::from_millis(100));
             }
         })
     };
@@ -179,8 +184,9 @@ fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
 
 #[test]
 fn two_daemons_in_one_group_share_the_partitions_and_a_rebalance_mid_stream_loses_nothing() {
-    let brokers = kafka_addr();
     let dir = tempfile::tempdir().unwrap();
+    let kafka = TestKafka::start(dir.path());
+    let brokers = kafka.brokers.clone();
     let n = Names::new("kafka-scale", 4, &brokers);
     let (out_a, out_b) = (format!("{}.a", n.output), format!("{}.b", n.output));
     create_topic(&brokers, &out_a, 1);
@@ -230,55 +236,11 @@ fn an_unreachable_broker_at_start_is_exit_2_naming_it() {
     assert!(log.contains("127.0.0.1:1"), "the message names the broker: {log}");
 }
 
-/// A private tansu broker (SQLite storage in `dir`) on a free port.
-struct Broker {
-    child: std::process::Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let bin = std::env::var("SLUICE_TANSU").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/tools/bin/tansu")
-        });
-        assert!(bin.exists(), "{} is missing: tests/brokers.sh kafka installs it", bin.display());
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("tansu.log")).unwrap();
-        let child = std::process::Command::new(bin)
-            .arg("broker")
-            .arg("--storage-engine")
-            .arg(format!("sqlite://{}", dir.join("tansu.db").display()))
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("tansu starts");
-        assert!(eventually(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
-        Broker { child, port, dir: dir.to_owned() }
-    }
-
-    fn restart(mut self) -> Broker {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-        std::thread::sleep(Duration::from_secs(2));
-        Broker::start(&self.dir.clone(), self.port)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_broker_restart_while_running_is_ridden_out_without_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker = Broker::start(dir.path(), port);
-    let brokers = format!("127.0.0.1:{port}");
+    let broker = Tansu::start(dir.path(), free_port());
+    let brokers = broker.brokers();
     let n = Names::new("kafka-restart", 2, &brokers);
     let mut daemon = Daemon::start(&write_config(dir.path(), &brokers, &n, &n.output, ""), &dir.path().join("sluice.log"));
     let half = 300;
