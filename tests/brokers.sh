@@ -6,6 +6,7 @@
 #   tests/brokers.sh redis        # only Redis
 #   tests/brokers.sh kafka        # only Kafka
 #   tests/brokers.sh stop         # stop what this script started (by PID)
+#   tests/brokers.sh stop redis   # stop only Redis, if this script started it
 #
 # Redis: Debian's redis-server (installed with apt-get if missing), no
 # persistence. Kafka: tansu, a Kafka-compatible broker from crates.io,
@@ -81,13 +82,18 @@ kafka() {
     wait_port "$KAFKA_PORT" tansu 60
 }
 
-stop() {
-    for f in "$pids"/*.pid; do
+stop() { # [name...]: default all
+    local names=("$@")
+    if [ ${#names[@]} -eq 0 ]; then
+        for f in "$pids"/*.pid; do [ -e "$f" ] && names+=("$(basename "$f" .pid)"); done
+    fi
+    for name in "${names[@]}"; do
+        local f="$pids/$name.pid"
         [ -e "$f" ] || continue
         local pid
         pid="$(cat "$f")"
         if kill -0 "$pid" 2>/dev/null; then
-            echo "stopping $(basename "$f" .pid) (pid $pid)"
+            echo "stopping $name (pid $pid)"
             kill "$pid"
         fi
         rm -f "$f"
@@ -99,6 +105,6 @@ case "${1:-all}" in
     kafka) kafka ;;
     tansu-bin) tansu_bin ;;
     all) redis; kafka ;;
-    stop) stop ;;
+    stop) shift; stop "$@" ;;
     *) echo "usage: $0 [all|redis|kafka|tansu-bin|stop]" >&2; exit 1 ;;
 esac
