@@ -142,3 +142,45 @@ pub fn summary(log: &str, pipeline: &str) -> Option<[u64; 5]> {
     let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect();
     numbers.get(..5)?.try_into().ok()
 }
+
+/// The input, output, DLQ and consumer-group names of one test, unique per
+/// run: `TEST-PID-N.in`, `.out`, `.dlq`, `.g`.
+pub struct Names {
+    pub input: String,
+    pub output: String,
+    pub dlq: String,
+    pub group: String,
+}
+
+impl Names {
+    pub fn new(test: &str) -> Names {
+        let base = unique(test);
+        Names { input: format!("{base}.in"), output: format!("{base}.out"), dlq: format!("{base}.dlq"), group: format!("{base}.g") }
+    }
+}
+
+/// Write a config with one pipeline, `relay`: `source` → `valid` (the
+/// json-filter plugin: a payload that is not JSON is a fatal error, so it is
+/// dead-lettered) → sink `out`, with `dlq`. Each argument is an inline TOML
+/// table (`{ type = "...", ... }`).
+pub fn relay_config(dir: &Path, source: &str, out: &str, dlq: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[pipelines.relay]
+concurrency = 2
+source = {source}
+dlq = {dlq}
+sinks.out = {out}
+
+[[pipelines.relay.stages]]
+name = "valid"
+kind = "filter"
+plugin = {plugin}
+params = {{ field = "amount", min = 0 }}
+"#,
+        plugin = plugin_literal("json-filter"),
+    );
+    let path = dir.join(format!("{}.toml", unique("relay")));
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -5,58 +5,30 @@
 //! committed, SIGKILL mid-stream loses nothing, two daemons share a group,
 //! a broker restart is ridden out, an unreachable broker is exit 2.
 
-use sluice_tests::daemon::{eventually, plugin_literal, unique, Daemon};
+use sluice_tests::daemon::{eventually, relay_config, Daemon, Names};
 use sluice_tests::kafka_client::{self, committed, create_topic, free_port, produce, read_topic, Record, Tansu, TestKafka};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-struct Names {
-    input: String,
-    output: String,
-    dlq: String,
-    group: String,
-}
-
-impl Names {
-    fn new(test: &str, partitions: i32, brokers: &str) -> Names {
-        let base = unique(test);
-        let n = Names { input: format!("{base}.in"), output: format!("{base}.out"), dlq: format!("{base}.dlq"), group: format!("{base}.g") };
-        create_topic(brokers, &n.input, partitions);
-        create_topic(brokers, &n.output, partitions);
-        create_topic(brokers, &n.dlq, 1);
-        n
-    }
+/// Fresh names, with their topics created (outputs with `partitions`).
+fn names(test: &str, partitions: i32, brokers: &str) -> Names {
+    let n = Names::new(test);
+    create_topic(brokers, &n.input, partitions);
+    create_topic(brokers, &n.output, partitions);
+    create_topic(brokers, &n.dlq, 1);
+    n
 }
 
 /// topic → json-filter → topic, DLQ a topic too.
 fn write_config(dir: &Path, brokers: &str, n: &Names, output: &str, extra_source: &str) -> PathBuf {
-    let text = format!(
-        r#"
-[pipelines.relay]
-concurrency = 2
-source = {{ type = "kafka", brokers = "{brokers}", group = "{group}", topics = ["{input}"], commit_interval = "200ms", properties = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 1000 }}{extra_source} }}
-dlq = {{ type = "kafka", brokers = "{brokers}", topic = "{dlq}" }}
-
-[[pipelines.relay.stages]]
-name = "valid"
-kind = "filter"
-plugin = {plugin}
-params = {{ field = "amount", min = 0 }}
-
-[pipelines.relay.sinks.out]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{output}"
-"#,
-        input = n.input,
-        group = n.group,
-        dlq = n.dlq,
-        plugin = plugin_literal("json-filter"),
+    let source = format!(
+        r#"{{ type = "kafka", brokers = "{brokers}", group = "{}", topics = ["{}"], commit_interval = "200ms", properties = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 1000 }}{extra_source} }}"#,
+        n.group, n.input
     );
-    let path = dir.join(format!("{}.toml", unique("kafka")));
-    std::fs::write(&path, text).unwrap();
-    path
+    let out = format!(r#"{{ type = "kafka", brokers = "{brokers}", topic = "{output}" }}"#);
+    let dlq = format!(r#"{{ type = "kafka", brokers = "{brokers}", topic = "{}" }}"#, n.dlq);
+    relay_config(dir, &source, &out, &dlq)
 }
 
 /// Record `i`: key `k{i}`, header `trace = t{i}`; every tenth is not JSON.
@@ -98,7 +70,7 @@ fn every_record_is_delivered_or_dead_lettered_with_keys_headers_and_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let kafka = TestKafka::start(dir.path());
     let brokers = kafka.brokers.clone();
-    let n = Names::new("kafka-roundtrip", 3, &brokers);
+    let n = names("kafka-roundtrip", 3, &brokers);
     let total = 1000;
     produce(&brokers, &n.input, &records(0..total));
     let daemon = Daemon::start(&write_config(dir.path(), &brokers, &n, &n.output, ""), &dir.path().join("sluice.log"));
@@ -147,7 +119,7 @@ fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let kafka = TestKafka::start(dir.path());
     let brokers = kafka.brokers.clone();
-    let n = Names::new("kafka-crash", 3, &brokers);
+    let n = names("kafka-crash", 3, &brokers);
     let config = write_config(dir.path(), &brokers, &n, &n.output, "");
     let log = dir.path().join("sluice.log");
     let total = 6000;
@@ -187,7 +159,7 @@ fn two_daemons_in_one_group_share_the_partitions_and_a_rebalance_mid_stream_lose
     let dir = tempfile::tempdir().unwrap();
     let kafka = TestKafka::start(dir.path());
     let brokers = kafka.brokers.clone();
-    let n = Names::new("kafka-scale", 4, &brokers);
+    let n = names("kafka-scale", 4, &brokers);
     let (out_a, out_b) = (format!("{}.a", n.output), format!("{}.b", n.output));
     create_topic(&brokers, &out_a, 1);
     create_topic(&brokers, &out_b, 1);
@@ -227,7 +199,7 @@ fn two_daemons_in_one_group_share_the_partitions_and_a_rebalance_mid_stream_lose
 #[test]
 fn an_unreachable_broker_at_start_is_exit_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let n = Names { input: "in".into(), output: "out".into(), dlq: "dlq".into(), group: "g".into() };
+    let n = Names::new("kafka-down");
     let config = write_config(dir.path(), "127.0.0.1:1", &n, &n.output, r#", connect_timeout = "2s""#);
     let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
     let status = daemon.wait(Duration::from_secs(60));
@@ -241,7 +213,7 @@ fn a_broker_restart_while_running_is_ridden_out_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start(dir.path(), free_port());
     let brokers = broker.brokers();
-    let n = Names::new("kafka-restart", 2, &brokers);
+    let n = names("kafka-restart", 2, &brokers);
     let mut daemon = Daemon::start(&write_config(dir.path(), &brokers, &n, &n.output, ""), &dir.path().join("sluice.log"));
     let half = 300;
     produce(&brokers, &n.input, &records(0..half));

@@ -3,55 +3,21 @@
 //! headers survive, SIGKILL mid-stream loses nothing, two daemons share a
 //! group, a server restart is ridden out, an unreachable server is exit 2.
 
-use sluice_tests::daemon::{eventually, example_in, plugin_literal, summary, unique, Daemon};
+use sluice_tests::daemon::{eventually, example_in, plugin_literal, relay_config, summary, unique, Daemon, Names};
 use sluice_tests::redis_client::{self, add, connection, read_stream, redis_url, Entry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Streams and group of one test.
-struct Names {
-    input: String,
-    output: String,
-    dlq: String,
-    group: String,
-}
-
-impl Names {
-    fn new(test: &str) -> Names {
-        let base = unique(test);
-        Names { input: format!("{base}.in"), output: format!("{base}.out"), dlq: format!("{base}.dlq"), group: format!("{base}.g") }
-    }
-}
-
-/// A stream → json-filter → stream pipeline, DLQ a stream too.
+/// stream → json-filter → stream, DLQ a stream too.
 fn write_config(dir: &Path, url: &str, n: &Names, output: &str, extra_source: &str) -> PathBuf {
-    let text = format!(
-        r#"
-[pipelines.relay]
-concurrency = 2
-source = {{ type = "redis-stream", url = "{url}", stream = "{input}", group = "{group}", block = "200ms", claim_idle = "1s"{extra_source} }}
-dlq = {{ type = "redis-stream", url = "{url}", stream = "{dlq}" }}
-
-[[pipelines.relay.stages]]
-name = "valid"
-kind = "filter"
-plugin = {plugin}
-params = {{ field = "amount", min = 0 }}
-
-[pipelines.relay.sinks.out]
-type = "redis-stream"
-url = "{url}"
-stream = "{output}"
-"#,
-        input = n.input,
-        group = n.group,
-        dlq = n.dlq,
-        plugin = plugin_literal("json-filter"),
+    let source = format!(
+        r#"{{ type = "redis-stream", url = "{url}", stream = "{}", group = "{}", block = "200ms", claim_idle = "1s"{extra_source} }}"#,
+        n.input, n.group
     );
-    let path = dir.join(format!("{}.toml", unique("redis")));
-    std::fs::write(&path, text).unwrap();
-    path
+    let out = format!(r#"{{ type = "redis-stream", url = "{url}", stream = "{output}" }}"#);
+    let dlq = format!(r#"{{ type = "redis-stream", url = "{url}", stream = "{}" }}"#, n.dlq);
+    relay_config(dir, &source, &out, &dlq)
 }
 
 /// Entry `i`: key `k{i}`, header `trace = t{i}`; every tenth is not JSON
