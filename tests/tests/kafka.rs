@@ -5,7 +5,7 @@
 //! committed, SIGKILL mid-stream loses nothing, two daemons share a group,
 //! a broker restart is ridden out, an unreachable broker is exit 2.
 
-use sluice_tests::daemon::{eventually, relay_config, Daemon, Names};
+use sluice_tests::daemon::{eventually, example_in, relay_config, summary, unique, Daemon, Names};
 use sluice_tests::kafka_client::{self, committed, create_topic, free_port, produce, read_topic, Record, Tansu, TestKafka};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -225,4 +225,53 @@ fn a_broker_restart_while_running_is_ridden_out_without_loss() {
     assert!(daemon.running(), "the daemon rode out the restart; log:\n{}", daemon.log_text());
     assert_eq!(distinct(&all).len(), 2 * half, "nothing lost across the restart; log:\n{}", daemon.log_text());
     assert!(daemon.terminate(Duration::from_secs(60)).success());
+}
+
+#[test]
+fn the_kafka_examples_load_and_process_the_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = TestKafka::start(dir.path());
+    let brokers = kafka.brokers.clone();
+    let u = unique("example");
+    let topic = |t: &str| format!("{u}.{t}");
+    for t in ["orders", "orders-europe", "orders-americas", "orders.dlq"] {
+        create_topic(&brokers, &topic(t), 2);
+    }
+    let address = ("\"127.0.0.1:19092\"".to_string(), format!("\"{brokers}\""));
+    let quoted = |t: &str| (format!("\"{t}\""), format!("\"{}\"", topic(t)));
+    let load = example_in(dir.path(), "kafka-load.toml", &[
+        address.clone(),
+        ("sinks.orders = { type = \"kafka\",".into(), format!("sinks.orders = {{ type = \"kafka\", topic = \"{}\",", topic("orders"))),
+    ]);
+    let orders = example_in(
+        dir.path(),
+        "kafka-orders.toml",
+        &[address, quoted("orders"), quoted("orders-europe"), quoted("orders-americas"), quoted("orders.dlq"), quoted("sluice-orders")],
+    );
+    assert!(Daemon::start(&load, &dir.path().join("load.log")).wait(Duration::from_secs(120)).success());
+    assert_eq!(count(&brokers, &[&topic("orders")]), 9900, "the 9,900 well-formed orders are in the topic");
+
+    let daemon = Daemon::start(&orders, &dir.path().join("orders.log"));
+    // Done when the group has committed to the end of both partitions.
+    let ends: BTreeMap<i32, i64> = {
+        let mut ends = BTreeMap::new();
+        for r in read_topic(&brokers, &topic("orders")) {
+            let e = ends.entry(r.partition).or_insert(0);
+            *e = (*e).max(r.offset + 1);
+        }
+        ends
+    };
+    assert!(
+        eventually(Duration::from_secs(120), || committed(&brokers, &topic("sluice-orders"), &topic("orders"), 2) == ends),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.terminate(Duration::from_secs(60)).success());
+    let log = std::fs::read_to_string(dir.path().join("orders.log")).unwrap();
+    let [received, delivered, _dropped, dead, acked] = summary(&log, "orders").expect("summary line");
+    assert_eq!((received, acked), (9900, 9900));
+    let (europe, americas) = (count(&brokers, &[&topic("orders-europe")]), count(&brokers, &[&topic("orders-americas")]));
+    assert!(europe > 0 && americas > 0);
+    assert_eq!((europe + americas) as u64, delivered);
+    assert_eq!(count(&brokers, &[&topic("orders.dlq")]) as u64, dead);
 }
