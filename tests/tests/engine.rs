@@ -147,3 +147,44 @@ fn the_source_is_acked_only_after_the_sink_confirmed() {
     });
     assert_eq!(acks.acked.lock().unwrap().len(), 10);
 }
+
+/// Keyless messages of one lane (a Kafka partition) leave in the order they
+/// came, even with several workers and a stage whose speed varies.
+#[test]
+fn keyless_messages_keep_their_lane_order() {
+    use sluice_core::{NativeStage, StageOutput};
+    let slow_sometimes = NativeStage::new(StageKind::Filter, |m: &Message| {
+        if m.payload.ends_with(b"0") {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Ok(StageOutput::Keep(true))
+    });
+    let stages = vec![Arc::new(sluice_core::StageSpec::new("vary", Arc::new(slow_sometimes), RetryPolicy::default()))];
+    let input: Vec<Message> = (0..400).map(|i| Message::new(format!("{}:{i}", i % 3))).collect();
+    let lanes = (0..400).map(|i| Some((i % 3) as u64)).collect();
+    let (source, _acks) = MemorySource::new("partitioned", input);
+    let sink = MemorySink::new("out");
+    let pipeline = Pipeline {
+        name: "lanes".into(),
+        source: Box::new(source.with_lanes(lanes)),
+        stages,
+        sinks: vec![("out".into(), sink.clone() as Arc<dyn sluice_core::Sink>)],
+        dlq: MemorySink::new("dlq"),
+        options: EngineOptions { concurrency: 4, batch: 1, ..EngineOptions::default() },
+        clock: Arc::new(SystemClock),
+        stats: Arc::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(pipeline.run(Default::default())).expect("pipeline ran");
+    let out = sink.messages();
+    assert_eq!(out.len(), 400);
+    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &out {
+        let text = String::from_utf8(m.payload.clone()).unwrap();
+        let (lane, n) = text.split_once(':').unwrap();
+        let n: usize = n.parse().unwrap();
+        if let Some(prev) = last.insert(lane.to_string(), n) {
+            assert!(prev < n, "lane {lane} out of order: {prev} then {n}");
+        }
+    }
+}

@@ -21,13 +21,21 @@ pub struct AckLog {
 pub struct MemorySource {
     name: String,
     messages: Vec<Message>,
+    lanes: Vec<Option<u64>>,
     acks: Arc<AckLog>,
 }
 
 impl MemorySource {
     pub fn new(name: impl Into<String>, messages: Vec<Message>) -> (Self, Arc<AckLog>) {
         let acks = Arc::new(AckLog::default());
-        (MemorySource { name: name.into(), messages, acks: acks.clone() }, acks)
+        (MemorySource { name: name.into(), messages, lanes: Vec::new(), acks: acks.clone() }, acks)
+    }
+
+    /// Give message `i` the ordering lane `lanes[i]` (see
+    /// [`Delivery::lane`]), as a partitioned broker would.
+    pub fn with_lanes(mut self, lanes: Vec<Option<u64>>) -> Self {
+        self.lanes = lanes;
+        self
     }
 }
 
@@ -48,7 +56,8 @@ impl Source for MemorySource {
                 let log = if acked { &acks.acked } else { &acks.nacked };
                 log.lock().expect("ack log poisoned").push(index);
             }));
-            let delivery = Delivery::new(message, Coordinates::default().with("index", index), ack);
+            let mut delivery = Delivery::new(message, Coordinates::default().with("index", index), ack);
+            delivery.lane = self.lanes.get(index as usize).copied().flatten();
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 sent = out.send(delivery) => if sent.is_err() { return Ok(()) },
