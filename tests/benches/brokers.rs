@@ -33,10 +33,14 @@
 //!
 //! A run's time goes from the moment the consumer is subscribed (group
 //! created) until N messages are acknowledged: for the relay, XACKed or
-//! delivery-confirmed; for sluice, counted in `PipelineStats::acked`. Each
-//! run is checked afterwards (output length, nothing pending or uncommitted,
-//! no dead letters) and a failed check is printed next to its figure. The
-//! bench never judges timings; it prints them, and the ratio sluice/relay.
+//! delivery-confirmed; for sluice, counted in `PipelineStats::acked`. Also
+//! reported: the time to the first message (for Kafka mostly the group
+//! join) and the CPU time per message of this process and of the broker
+//! (from `/proc`, when the broker runs on this machine). Each run is checked
+//! afterwards (output length, nothing pending or uncommitted, no dead
+//! letters); a failed check is printed next to its figure and makes the
+//! bench exit 1. The bench never judges timings; it prints them, and the
+//! ratio sluice/relay.
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -234,6 +238,61 @@ struct Timed {
     elapsed: Duration,
     /// From subscription to the first message in hand.
     first: Duration,
+    /// CPU time (user + system) this process used meanwhile, all threads.
+    cpu: Option<Duration>,
+    /// CPU time the broker process used meanwhile, when it runs on this machine.
+    broker_cpu: Option<Duration>,
+}
+
+/// CPU time used so far by process `pid` (user + system, all threads), from
+/// `/proc/PID/stat`, in USER_HZ ticks of 10 ms.
+fn cpu_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)` one; utime and stime are fields 14 and 15 of the line.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// `pid` if it is a local process whose name starts with `name`.
+fn local_process(pid: &str, name: &str) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    comm.starts_with(name).then(|| pid.to_string())
+}
+
+/// Starts the clocks of one run: wall time, this process's CPU time and the
+/// broker's (given its local pid).
+struct Stopwatch {
+    started: Instant,
+    cpu: Option<Duration>,
+    broker_pid: Option<String>,
+    broker_cpu: Option<Duration>,
+}
+
+impl Stopwatch {
+    fn start(broker_pid: Option<&str>) -> Stopwatch {
+        Stopwatch {
+            started: Instant::now(),
+            cpu: cpu_of("self"),
+            broker_pid: broker_pid.map(String::from),
+            broker_cpu: broker_pid.and_then(cpu_of),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The run is done; `first` is when its first message was in hand.
+    fn stop(&self, first: Option<Duration>) -> Timed {
+        let since = |before: Option<Duration>, now: Option<Duration>| Some(now?.saturating_sub(before?));
+        Timed {
+            elapsed: self.started.elapsed(),
+            first: first.unwrap_or_default(),
+            cpu: since(self.cpu, cpu_of("self")),
+            broker_cpu: since(self.broker_cpu, self.broker_pid.as_deref().and_then(cpu_of)),
+        }
+    }
 }
 
 /// One run's result: timings, or why it has none; and what its checks found.
@@ -263,9 +322,15 @@ impl RunNames {
 
 /// Run a pipeline until `n` messages are acked (or `timeout`), then stop it
 /// and return the timings with the final report.
-async fn time_pipeline(pipeline: Pipeline, stats: Arc<PipelineStats>, n: u64, timeout: Duration) -> (Result<Timed, String>, Option<PipelineReport>) {
+async fn time_pipeline(
+    pipeline: Pipeline,
+    stats: Arc<PipelineStats>,
+    n: u64,
+    timeout: Duration,
+    broker_pid: Option<&str>,
+) -> (Result<Timed, String>, Option<PipelineReport>) {
     let shutdown = CancellationToken::new();
-    let started = Instant::now();
+    let started = Stopwatch::start(broker_pid);
     let mut run = tokio::spawn(pipeline.run(shutdown.clone()));
     let mut first = None;
     let timed = loop {
@@ -274,7 +339,7 @@ async fn time_pipeline(pipeline: Pipeline, stats: Arc<PipelineStats>, n: u64, ti
             first = Some(started.elapsed());
         }
         if counts.acked >= n {
-            break Ok(Timed { elapsed: started.elapsed(), first: first.unwrap_or_default() });
+            break Ok(started.stop(first));
         }
         if run.is_finished() {
             break Err(format!("the pipeline stopped after {} of {n} acks", counts.acked));
@@ -374,7 +439,7 @@ async fn redis_seed(conn: &mut redis::aio::MultiplexedConnection, stream: &str, 
 
 /// The plain relay: XREADGROUP COUNT 100 BLOCK 100 → one pipeline of XADDs
 /// → XACK once the XADDs are answered; until `n` are relayed.
-async fn redis_relay(url: &str, input: &str, names: &RunNames, n: usize, timeout: Duration) -> Result<Timed, String> {
+async fn redis_relay(url: &str, input: &str, names: &RunNames, n: usize, timeout: Duration, broker_pid: Option<&str>) -> Result<Timed, String> {
     let mut conn = redis_connection(url).await;
     redis::cmd("XGROUP")
         .arg("CREATE")
@@ -385,7 +450,7 @@ async fn redis_relay(url: &str, input: &str, names: &RunNames, n: usize, timeout
         .await
         .map_err(|e| format!("XGROUP CREATE: {e}"))?;
     let options = StreamReadOptions::default().group(&names.group, "relay").count(COUNT).block(BLOCK.as_millis() as usize);
-    let started = Instant::now();
+    let started = Stopwatch::start(broker_pid);
     let mut first = None;
     let mut relayed = 0;
     while relayed < n {
@@ -414,7 +479,7 @@ async fn redis_relay(url: &str, input: &str, names: &RunNames, n: usize, timeout
         let _: usize = conn.xack(input, &names.group, &ids).await.map_err(|e| format!("XACK: {e}"))?;
         relayed += ids.len();
     }
-    Ok(Timed { elapsed: started.elapsed(), first: first.unwrap_or_default() })
+    Ok(started.stop(first))
 }
 
 /// sluice: redis-stream source → identity.wasm → redis-stream sink.
@@ -426,6 +491,7 @@ async fn redis_sluice(
     shape: Shape,
     n: usize,
     timeout: Duration,
+    broker_pid: Option<&str>,
 ) -> (Result<Timed, String>, Option<PipelineReport>) {
     let base = Path::new(".");
     let sink = |stream: &str| {
@@ -456,7 +522,7 @@ async fn redis_sluice(
     let dlq = sink(&names.dlq).open(base, "bench.dlq").await.expect("opening the redis-stream DLQ");
     let source = source.open(base).await.expect("opening the redis-stream source");
     let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, shape);
-    time_pipeline(pipeline, stats, n as u64, timeout).await
+    time_pipeline(pipeline, stats, n as u64, timeout, broker_pid).await
 }
 
 /// Entries of `group` on `stream` read and not acked.
@@ -494,8 +560,9 @@ async fn redis_check_and_clean(conn: &mut redis::aio::MultiplexedConnection, inp
     problems
 }
 
-fn redis_version(info: &str) -> String {
-    info.lines().find_map(|l| l.strip_prefix("redis_version:")).map(|v| v.trim().to_string()).unwrap_or_else(|| "unknown".into())
+/// A field of `INFO` output (`name:value` lines).
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(|v| v.trim().to_string())
 }
 
 /// The whole Redis half: seed, then rounds of every variant, interleaved.
@@ -510,14 +577,17 @@ fn bench_redis(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[Input], hos
         redis_seed(&mut conn, &input, inputs).await;
         let seeded = seeding.elapsed();
         eprintln!("bench: redis: {} entries added to `{input}` in {seeded:.2?}", inputs.len());
-        let mut results = BrokerResults::new(Broker::Redis, format!("Redis {}", redis_version(&info)), seeded);
+        let version = info_field(&info, "redis_version").unwrap_or_else(|| "(version unknown)".into());
+        let pid = info_field(&info, "process_id").and_then(|p| local_process(&p, "redis-server"));
+        let pid = pid.as_deref();
+        let mut results = BrokerResults::new(Broker::Redis, format!("Redis {version}"), seeded);
         for round in 0..s.rounds {
             for variant in Variant::all() {
                 let names = RunNames::new(&prefix, variant, round);
                 let (timed, mut problems) = match variant {
-                    Variant::Relay => (redis_relay(&url, &input, &names, s.n, s.timeout).await, Vec::new()),
+                    Variant::Relay => (redis_relay(&url, &input, &names, s.n, s.timeout, pid).await, Vec::new()),
                     Variant::Sluice(shape) => {
-                        let (timed, report) = redis_sluice(&url, &input, &names, host, shape, s.n, s.timeout).await;
+                        let (timed, report) = redis_sluice(&url, &input, &names, host, shape, s.n, s.timeout, pid).await;
                         (timed, report_problems(report.as_ref(), s.n as u64))
                     }
                 };
@@ -643,7 +713,7 @@ impl Progress {
 /// → FutureProducer, up to [`KAFKA_IN_FLIGHT`] delivery reports
 /// outstanding; offsets committed every second up to the first record not
 /// yet delivered, and at the end.
-async fn kafka_relay(brokers: &str, input: &str, names: &RunNames, n: usize, timeout: Duration) -> Result<Timed, String> {
+async fn kafka_relay(brokers: &str, input: &str, names: &RunNames, n: usize, timeout: Duration, broker_pid: Option<&str>) -> Result<Timed, String> {
     let producer = kafka_producer(brokers);
     let consumer: StreamConsumer = kafka_config(brokers)
         .set("group.id", &names.group)
@@ -653,7 +723,7 @@ async fn kafka_relay(brokers: &str, input: &str, names: &RunNames, n: usize, tim
         .create()
         .map_err(|e| format!("consumer: {e}"))?;
     consumer.subscribe(&[input]).map_err(|e| format!("subscribe: {e}"))?;
-    let started = Instant::now();
+    let started = Stopwatch::start(broker_pid);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut first = None;
     let mut progress = Progress::default();
@@ -695,7 +765,7 @@ async fn kafka_relay(brokers: &str, input: &str, names: &RunNames, n: usize, tim
             }
         }
     }
-    let timed = Timed { elapsed: started.elapsed(), first: first.unwrap_or_default() };
+    let timed = started.stop(first);
     if let Some(tpl) = progress.to_commit(input) {
         consumer.commit(&tpl, CommitMode::Sync).map_err(|e| format!("final commit: {e}"))?;
     }
@@ -712,6 +782,7 @@ async fn kafka_sluice(
     shape: Shape,
     n: usize,
     timeout: Duration,
+    broker_pid: Option<&str>,
 ) -> (Result<Timed, String>, Option<PipelineReport>) {
     let base = Path::new(".");
     let sink = |topic: &str| {
@@ -737,7 +808,7 @@ async fn kafka_sluice(
     let dlq = sink(&names.dlq).open(base, "bench.dlq").await.expect("opening the kafka DLQ");
     let source = source.open(base).await.expect("opening the kafka source");
     let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, shape);
-    time_pipeline(pipeline, stats, n as u64, timeout).await
+    time_pipeline(pipeline, stats, n as u64, timeout, broker_pid).await
 }
 
 /// Records in `topic` (sum of high − low watermarks over its partitions).
@@ -786,15 +857,26 @@ fn kafka_check(brokers: &str, input: &str, names: &RunNames, n: usize) -> Vec<St
     problems
 }
 
-/// The tansu version tests/brokers.sh installed, if it did.
-fn tansu_version() -> String {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+/// Where tests/brokers.sh keeps its tools and pid files.
+fn sluice_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_default();
-    std::fs::read_to_string(cache.join("sluice/tools/tansu.version"))
+        .unwrap_or_default()
+        .join("sluice")
+}
+
+/// The tansu version tests/brokers.sh installed, if it did.
+fn tansu_version() -> String {
+    std::fs::read_to_string(sluice_cache().join("tools/tansu.version"))
         .map(|v| format!("tansu {} (tests/brokers.sh)", v.trim()))
         .unwrap_or_else(|_| "Kafka-compatible broker (version unknown)".into())
+}
+
+/// The pid of the tansu that tests/brokers.sh started, if it runs.
+fn tansu_pid() -> Option<String> {
+    let pid = std::fs::read_to_string(sluice_cache().join("pids/tansu.pid")).ok()?;
+    local_process(pid.trim(), "tansu")
 }
 
 /// The whole Kafka half: seed, then rounds of every variant, interleaved.
@@ -809,15 +891,17 @@ fn bench_kafka(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[Input], hos
         let seeded = seeding.elapsed();
         eprintln!("bench: kafka: {} records produced to `{input}` in {seeded:.2?}", inputs.len());
         let mut results = BrokerResults::new(Broker::Kafka, format!("{} at {brokers}", tansu_version()), seeded);
+        let pid = tansu_pid();
+        let pid = pid.as_deref();
         let mut topics = vec![input.clone()];
         for round in 0..s.rounds {
             for variant in Variant::all() {
                 let names = RunNames::new(&prefix, variant, round);
                 kafka_create(&brokers, &[(&names.output, PARTITIONS), (&names.dlq, 1)]).await;
                 let (timed, mut problems) = match variant {
-                    Variant::Relay => (kafka_relay(&brokers, &input, &names, s.n, s.timeout).await, Vec::new()),
+                    Variant::Relay => (kafka_relay(&brokers, &input, &names, s.n, s.timeout, pid).await, Vec::new()),
                     Variant::Sluice(shape) => {
-                        let (timed, report) = kafka_sluice(&brokers, &input, &names, host, shape, s.n, s.timeout).await;
+                        let (timed, report) = kafka_sluice(&brokers, &input, &names, host, shape, s.n, s.timeout, pid).await;
                         (timed, report_problems(report.as_ref(), s.n as u64))
                     }
                 };
@@ -878,6 +962,8 @@ impl BrokerResults {
             rate: n as f64 / secs,
             steady_rate: of(&|t| n as f64 / (t.elapsed - t.first).as_secs_f64().max(1e-9)),
             first_ms: of(&|t| t.first.as_secs_f64() * 1000.0),
+            cpu_us: per_message(timed.iter().map(|t| t.cpu), n),
+            broker_cpu_us: per_message(timed.iter().map(|t| t.broker_cpu), n),
             spread: (max - min) / secs * 100.0,
         })
     }
@@ -889,7 +975,20 @@ impl BrokerResults {
         };
         let mut t = Table::new(
             title,
-            &["variant", "messages", "seconds", "msg/s", "vs relay", "first msg (ms)", "msg/s after first", "spread", "ok runs", "check"],
+            &[
+                "variant",
+                "messages",
+                "seconds",
+                "msg/s",
+                "vs relay",
+                "first msg (ms)",
+                "msg/s after first",
+                "bench CPU µs/msg",
+                "broker CPU µs/msg",
+                "spread",
+                "ok runs",
+                "check",
+            ],
         );
         let relay = self.summary(Variant::Relay, n).map(|r| r.rate);
         for variant in Variant::all() {
@@ -914,9 +1013,11 @@ impl BrokerResults {
                     },
                     format!("{:.0}", m.first_ms),
                     thousands(m.steady_rate),
+                    m.cpu_us.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+                    m.broker_cpu_us.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
                     format!("{:.0}%", m.spread),
                 ]),
-                None => row.extend(["-", "-", "-", "-", "-", "-"].map(String::from)),
+                None => row.extend(["-", "-", "-", "-", "-", "-", "-", "-"].map(String::from)),
             }
             row.extend([format!("{ok}/{rounds}"), check]);
             t.rows.push(row);
@@ -928,6 +1029,8 @@ impl BrokerResults {
         ));
         t.notes.push("seconds: from subscription (group created) to N acknowledged; msg/s = N / seconds; vs relay = msg/s ratio sluice/relay.".into());
         t.notes.push("first msg: time until the first message was in hand (Kafka: mostly the group join); msg/s after first = N / (seconds - first msg).".into());
+        t.notes.push("CPU µs/msg: user + system CPU time during the timed part / N, median; bench = this whole process (client and".into());
+        t.notes.push("sluice engine, all threads), broker = the broker process (when it runs on this machine; 10 ms ticks).".into());
         t.notes.push("spread: (max - min) / median of the seconds over the rounds.".into());
         t
     }
@@ -939,8 +1042,17 @@ struct Summary {
     rate: f64,
     steady_rate: f64,
     first_ms: f64,
+    /// Median CPU microseconds per message, of this process and of the broker.
+    cpu_us: Option<f64>,
+    broker_cpu_us: Option<f64>,
     /// (max − min) / median of the seconds, in percent.
     spread: f64,
+}
+
+/// Median of some CPU times, in microseconds per message; `None` if any is unknown.
+fn per_message(cpu: impl Iterator<Item = Option<Duration>>, n: usize) -> Option<f64> {
+    let mut us: Vec<f64> = cpu.map(|c| c.map(|c| c.as_secs_f64() * 1e6 / n as f64)).collect::<Option<_>>()?;
+    Some(median(&mut us))
 }
 
 fn median(values: &mut [f64]) -> f64 {
