@@ -6,6 +6,7 @@
 //! runs it first). A missing component fails the test loudly; nothing is
 //! skipped.
 
+pub mod amqp_client;
 pub mod daemon;
 pub mod kafka_client;
 pub mod redis_client;

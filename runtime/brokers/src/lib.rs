@@ -5,6 +5,7 @@
 //! Connectors never touch wasmtime; they only speak
 //! [`sluice_core::Source`] and [`sluice_core::Sink`].
 
+pub mod amqp;
 pub mod file;
 pub mod kafka;
 pub mod lines;
@@ -79,6 +80,8 @@ pub enum SourceConfig {
     /// Redis Pub/Sub channels (at-most-once).
     #[serde(rename = "redis-pubsub")]
     RedisPubsub(redis::PubsubSourceConfig),
+    /// A RabbitMQ queue, manual acks.
+    Rabbitmq(amqp::AmqpSourceConfig),
 }
 
 /// A `sinks.NAME` or `dlq` table.
@@ -97,6 +100,8 @@ pub enum SinkConfig {
     /// Publish to a Redis Pub/Sub channel (at-most-once).
     #[serde(rename = "redis-pubsub")]
     RedisPubsub(redis::PubsubSinkConfig),
+    /// Publish to a RabbitMQ exchange with publisher confirms.
+    Rabbitmq(amqp::AmqpSinkConfig),
 }
 
 impl SourceConfig {
@@ -108,6 +113,7 @@ impl SourceConfig {
             SourceConfig::Kafka(_) => "kafka",
             SourceConfig::RedisStream(_) => "redis-stream",
             SourceConfig::RedisPubsub(_) => "redis-pubsub",
+            SourceConfig::Rabbitmq(_) => "rabbitmq",
         }
     }
 
@@ -120,6 +126,7 @@ impl SourceConfig {
             SourceConfig::Kafka(c) => c.validate(),
             SourceConfig::RedisStream(c) => c.validate(),
             SourceConfig::RedisPubsub(c) => c.validate(),
+            SourceConfig::Rabbitmq(c) => c.validate(),
             SourceConfig::File(_) | SourceConfig::Stdin(_) => Ok(()),
         }
     }
@@ -137,6 +144,7 @@ impl SourceConfig {
             SourceConfig::Kafka(c) => c.open().await,
             SourceConfig::RedisStream(c) => c.open().await,
             SourceConfig::RedisPubsub(c) => c.open().await,
+            SourceConfig::Rabbitmq(c) => c.open().await,
         }
     }
 }
@@ -150,6 +158,7 @@ impl SinkConfig {
             SinkConfig::Kafka(_) => "kafka",
             SinkConfig::RedisStream(_) => "redis-stream",
             SinkConfig::RedisPubsub(_) => "redis-pubsub",
+            SinkConfig::Rabbitmq(_) => "rabbitmq",
         }
     }
 
@@ -166,6 +175,25 @@ impl SinkConfig {
             SinkConfig::Kafka(c) => c.open(name).await,
             SinkConfig::RedisStream(c) => c.open(name).await,
             SinkConfig::RedisPubsub(c) => c.open(name).await,
+            SinkConfig::Rabbitmq(c) => c.open(name).await,
         }
+    }
+}
+
+/// A broker URL without its password, for messages.
+pub(crate) fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(super::redacted("redis://u:secret@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(super::redacted("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://***@127.0.0.1:5672/%2f");
+        assert_eq!(super::redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

@@ -15,7 +15,7 @@ mod pubsub;
 mod streams;
 mod writer;
 
-use crate::{ConnectError, Invalid};
+use crate::{redacted, ConnectError, Invalid};
 use serde::Deserialize;
 use sluice_core::{HumanDuration, Sink, Source};
 use std::sync::Arc;
@@ -210,21 +210,4 @@ async fn connect_at_start(
     connect(client, timeout, response).await.map_err(|e| {
         ConnectError::Unreachable(format!("{what}: cannot reach Redis at {}: {e}", redacted(url)))
     })
-}
-
-/// The URL without its password, for messages.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(super::redacted("redis://u:secret@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(super::redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
 }

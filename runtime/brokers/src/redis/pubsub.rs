@@ -4,7 +4,8 @@
 //! payload only: Pub/Sub messages have no key and no headers.
 
 use super::writer::Writer;
-use super::{client, connect_at_start, redacted, PubsubSinkConfig, PubsubSourceConfig};
+use super::{client, connect_at_start, PubsubSinkConfig, PubsubSourceConfig};
+use crate::redacted;
 use crate::{ConnectError, RECONNECT};
 use futures::StreamExt;
 use sluice_core::{AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError};

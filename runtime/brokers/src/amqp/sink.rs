@@ -1,0 +1,110 @@
+//! The RabbitMQ sink: persistent publishes with publisher confirms.
+//!
+//! `publish` sends the message on a confirm-mode channel (in call order)
+//! and returns the broker's confirm as the [`Confirm`]: an ack is success; a
+//! nack, or a return of a `mandatory` message no queue took, is a failure
+//! the engine publishes again. A broken channel or connection is replaced
+//! on the next publish.
+
+use super::{connect, connect_at_start, AmqpSinkConfig, KEY_HEADER};
+use crate::ConnectError;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel};
+use sluice_core::{Confirm, Message, Sink, SinkError};
+use tokio::sync::Mutex;
+
+pub(super) struct AmqpSink {
+    config: AmqpSinkConfig,
+    routing_key: String,
+    name: String,
+    /// The connection and its confirm-mode channel; `None` after a failure.
+    link: Mutex<Option<(lapin::Connection, Channel)>>,
+}
+
+impl AmqpSink {
+    pub(super) async fn connect(c: &AmqpSinkConfig, sink_name: &str) -> Result<Self, ConnectError> {
+        let routing_key = c.routing_key.clone().unwrap_or_else(|| sink_name.to_string());
+        let name = format!("rabbitmq:{}/{routing_key}", c.exchange);
+        let conn = connect_at_start(&format!("rabbitmq sink `{sink_name}`"), &c.url, c.connect_timeout.0).await?;
+        let channel = confirm_channel(&conn)
+            .await
+            .map_err(|e| ConnectError::Unreachable(format!("rabbitmq sink `{sink_name}`: cannot open a confirm channel: {e}")))?;
+        Ok(AmqpSink { config: c.clone(), routing_key, name, link: Mutex::new(Some((conn, channel))) })
+    }
+
+    fn failed(&self, reason: impl ToString) -> SinkError {
+        SinkError::Connection { sink: self.name.clone(), reason: reason.to_string() }
+    }
+
+    fn properties(&self, msg: &Message) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        for (name, value) in &msg.headers {
+            headers.insert(ShortString::from(name.as_str()), AMQPValue::LongString(LongString::from(value.as_slice())));
+        }
+        if let Some(key) = &msg.key {
+            headers.insert(ShortString::from(KEY_HEADER), AMQPValue::LongString(LongString::from(key.as_slice())));
+        }
+        let mut props = BasicProperties::default().with_headers(headers).with_delivery_mode(if self.config.persistent { 2 } else { 1 });
+        if let Some(ms) = msg.timestamp_ms {
+            props = props.with_timestamp(ms / 1000);
+        }
+        props
+    }
+}
+
+async fn confirm_channel(conn: &lapin::Connection) -> lapin::Result<Channel> {
+    let channel = conn.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(channel)
+}
+
+#[async_trait::async_trait]
+impl Sink for AmqpSink {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
+        let mut link = self.link.lock().await;
+        if link.as_ref().is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected()) {
+            *link = None;
+            let conn = connect(&self.config.url, self.config.connect_timeout.0).await.map_err(|e| self.failed(e))?;
+            let channel = confirm_channel(&conn).await.map_err(|e| self.failed(e))?;
+            tracing::info!(sink = %self.name, "reconnected to RabbitMQ");
+            *link = Some((conn, channel));
+        }
+        let (_, channel) = link.as_ref().expect("connected above");
+        let options = BasicPublishOptions { mandatory: self.config.mandatory, ..Default::default() };
+        let published = channel
+            .basic_publish(
+                self.config.exchange.as_str().into(),
+                self.routing_key.as_str().into(),
+                options,
+                &msg.payload,
+                self.properties(msg),
+            )
+            .await;
+        let confirm = match published {
+            Ok(confirm) => confirm,
+            Err(e) => {
+                *link = None;
+                return Err(self.failed(e));
+            }
+        };
+        let name = self.name.clone();
+        Ok(Box::pin(async move {
+            let fail = |reason: String| SinkError::Publish { sink: name.clone(), reason };
+            match confirm.await {
+                Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
+                Ok(Confirmation::Ack(Some(returned))) => Err(fail(format!(
+                    "returned unroutable: {} (no queue is bound for this routing key)",
+                    returned.reply_text.as_str()
+                ))),
+                Ok(Confirmation::Nack(_)) => Err(fail("the broker nacked the message".into())),
+                Err(e) => Err(fail(e.to_string())),
+            }
+        }))
+    }
+}

@@ -1,0 +1,238 @@
+//! The RabbitMQ source: one consumer on one channel, manual acks.
+//!
+//! Acks and nacks are asynchronous in lapin; deliveries' [`Acker`]s send
+//! them to a task that performs them in order. After a lost connection the
+//! source reconnects with backoff and declares its topology again; the
+//! broker redelivers whatever was unacked on the old channel (acks for
+//! those, arriving later, fail harmlessly).
+
+use super::{arguments, connect, connect_at_start, header_bytes, AmqpSourceConfig, KEY_HEADER};
+use crate::{ConnectError, RECONNECT};
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, ExchangeKind};
+use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long a stopping source waits for the pipeline to finish what it holds.
+const DRAIN: Duration = Duration::from_secs(30);
+
+pub(super) struct AmqpSource {
+    config: AmqpSourceConfig,
+    conn: Option<lapin::Connection>,
+    tag: String,
+}
+
+impl AmqpSource {
+    pub(super) async fn connect(c: &AmqpSourceConfig) -> Result<Self, ConnectError> {
+        let conn = connect_at_start("rabbitmq source", &c.url, c.connect_timeout.0).await?;
+        let tag = format!("sluice-{}", std::process::id());
+        Ok(AmqpSource { config: c.clone(), conn: Some(conn), tag })
+    }
+
+    fn name(&self) -> String {
+        format!("rabbitmq:{}", self.config.queue)
+    }
+
+    /// Channel, QoS, queue, bindings, consumer.
+    async fn consume(&self, conn: &lapin::Connection) -> lapin::Result<(Channel, lapin::Consumer)> {
+        let c = &self.config;
+        let channel = conn.create_channel().await?;
+        channel.basic_qos(c.prefetch, BasicQosOptions::default()).await?;
+        let options = QueueDeclareOptions {
+            passive: !c.declare,
+            durable: c.durable,
+            exclusive: c.exclusive,
+            auto_delete: c.auto_delete,
+            nowait: false,
+        };
+        channel.queue_declare(c.queue.as_str().into(), options, arguments(&c.arguments)).await?;
+        for b in &c.bindings {
+            if let Some(kind) = &b.exchange_type {
+                let kind = match kind.as_str() {
+                    "fanout" => ExchangeKind::Fanout,
+                    "topic" => ExchangeKind::Topic,
+                    "headers" => ExchangeKind::Headers,
+                    _ => ExchangeKind::Direct,
+                };
+                let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
+                channel.exchange_declare(b.exchange.as_str().into(), kind, options, FieldTable::default()).await?;
+            }
+            channel
+                .queue_bind(c.queue.as_str().into(), b.exchange.as_str().into(), b.routing_key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .await?;
+        }
+        let consumer = channel
+            .basic_consume(c.queue.as_str().into(), self.tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        Ok((channel, consumer))
+    }
+
+    fn delivery(&self, d: lapin::message::Delivery, acks: &mpsc::UnboundedSender<Settle>, held: &Arc<AtomicUsize>) -> Delivery {
+        let mut key = None;
+        let mut headers = Vec::new();
+        if let Some(table) = d.properties.headers() {
+            for (name, value) in table.inner() {
+                if name.as_str() == KEY_HEADER && key.is_none() {
+                    key = Some(header_bytes(value));
+                } else {
+                    headers.push((name.as_str().to_string(), header_bytes(value)));
+                }
+            }
+        }
+        let message = Message {
+            key,
+            payload: d.data,
+            headers,
+            source: self.config.queue.clone(),
+            timestamp_ms: d.properties.timestamp().map(|secs| secs.saturating_mul(1000)),
+            attempt: 1,
+        };
+        let coordinates = Coordinates::default()
+            .with("queue", &self.config.queue)
+            .with("delivery-tag", d.delivery_tag)
+            .with("exchange", d.exchange.as_str())
+            .with("routing-key", d.routing_key.as_str())
+            .with("redelivered", d.redelivered);
+        held.fetch_add(1, Ordering::SeqCst);
+        let acker = TagAcker { acker: Some(d.acker), acks: acks.clone() };
+        Delivery::new(message, coordinates, AckHandle::new(acker))
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for AmqpSource {
+    fn describe(&self) -> String {
+        self.name()
+    }
+
+    async fn run(mut self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+        let held = Arc::new(AtomicUsize::new(0));
+        let (acks, settled) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(ack_task(self.name(), settled, held.clone(), self.config.requeue));
+        let mut attempt = 0;
+        let mut channel: Option<Channel> = None;
+        'running: while !shutdown.is_cancelled() {
+            let conn = match self.conn.take() {
+                Some(conn) if conn.status().connected() => conn,
+                _ => {
+                    attempt += 1;
+                    let delay = RECONNECT.delay(attempt);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    match connect(&self.config.url, self.config.connect_timeout.0).await {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::warn!(source = %self.name(), error = %e, ?delay, "RabbitMQ unreachable; retrying");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let (ch, mut consumer) = match self.consume(&conn).await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(source = %self.name(), error = %e, "cannot set up the queue and consumer; retrying");
+                    attempt += 1;
+                    continue; // drops the connection; the next round reconnects
+                }
+            };
+            if attempt > 0 {
+                tracing::info!(source = %self.name(), "reconnected to RabbitMQ; unacked deliveries are redelivered");
+            }
+            attempt = 0;
+            channel = Some(ch);
+            self.conn = Some(conn);
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break 'running,
+                    next = consumer.next() => next,
+                };
+                let d = match next {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => {
+                        tracing::warn!(source = %self.name(), error = %e, "consumer failed; reconnecting");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!(source = %self.name(), "consumer cancelled by the broker; reconnecting");
+                        break;
+                    }
+                };
+                let delivery = self.delivery(d, &acks, &held);
+                tokio::select! {
+                    sent = out.send(delivery) => if sent.is_err() { break 'running },
+                    _ = shutdown.cancelled() => break 'running,
+                }
+            }
+            self.conn = None;
+        }
+        // Stop the flow, let the pipeline finish (bounded), then close.
+        if let Some(ch) = &channel {
+            let _ = ch.basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default()).await;
+        }
+        let deadline = Instant::now() + DRAIN;
+        while held.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(acks);
+        let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close(200, "sluice stopping".into()).await;
+        }
+        Ok(())
+    }
+}
+
+/// What an acker reports.
+enum Settle {
+    Ack(lapin::Acker),
+    /// Given back unfinished.
+    Nack(lapin::Acker),
+}
+
+struct TagAcker {
+    acker: Option<lapin::Acker>,
+    acks: mpsc::UnboundedSender<Settle>,
+}
+
+impl Acker for TagAcker {
+    fn ack(mut self: Box<Self>) {
+        if let Some(a) = self.acker.take() {
+            let _ = self.acks.send(Settle::Ack(a));
+        }
+    }
+}
+
+impl Drop for TagAcker {
+    fn drop(&mut self) {
+        if let Some(a) = self.acker.take() {
+            let _ = self.acks.send(Settle::Nack(a));
+        }
+    }
+}
+
+/// Perform acks and nacks in the order they come.
+async fn ack_task(name: String, mut settled: mpsc::UnboundedReceiver<Settle>, held: Arc<AtomicUsize>, requeue: bool) {
+    while let Some(s) = settled.recv().await {
+        let result = match s {
+            Settle::Ack(a) => a.ack(BasicAckOptions::default()).await,
+            Settle::Nack(a) => a.nack(BasicNackOptions { requeue, ..Default::default() }).await,
+        };
+        if let Err(e) = result {
+            // The channel it came on is gone: the broker redelivers it.
+            tracing::debug!(source = %name, error = %e, "ack on a closed channel; the broker redelivers that message");
+        }
+        held.fetch_sub(1, Ordering::SeqCst);
+    }
+}

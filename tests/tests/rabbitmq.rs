@@ -1,0 +1,174 @@
+//! The RabbitMQ connector against a real RabbitMQ server, driven through the
+//! `sluice` binary: every message comes out or lands in the DLQ queue with
+//! its headers and key, SIGKILL mid-stream loses nothing, two daemons share
+//! a queue, an unreachable server is exit 2.
+
+use sluice_tests::amqp_client::{amqp_url, declare, delete, depth, drain, publish, Got};
+use sluice_tests::daemon::{eventually, relay_config, Daemon, Names};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// queue → json-filter → queue, DLQ a queue too (all through the default
+/// exchange, routing key = queue name).
+fn write_config(dir: &Path, url: &str, n: &Names, output: &str, extra_source: &str) -> PathBuf {
+    let source = format!(r#"{{ type = "rabbitmq", url = "{url}", queue = "{}", prefetch = 50{extra_source} }}"#, n.input);
+    let out = format!(r#"{{ type = "rabbitmq", url = "{url}", routing_key = "{output}" }}"#);
+    let dlq = format!(r#"{{ type = "rabbitmq", url = "{url}", routing_key = "{}" }}"#, n.dlq);
+    relay_config(dir, &source, &out, &dlq)
+}
+
+/// Message `i`: header `sluice-key = k{i}` (the key), `trace = t{i}`;
+/// every tenth is not JSON.
+fn message(i: usize) -> (Vec<u8>, Vec<(String, String)>) {
+    let payload = if i % 10 == 7 { b"not json".to_vec() } else { format!(r#"{{"amount":{i}}}"#).into_bytes() };
+    (payload, vec![("sluice-key".into(), format!("k{i}")), ("trace".into(), format!("t{i}"))])
+}
+
+fn messages(range: std::ops::Range<usize>) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+    range.map(message).collect()
+}
+
+fn keys(got: &[Got]) -> Vec<String> {
+    got.iter().filter_map(|g| g.header("sluice-key")).collect()
+}
+
+fn queues(n: &Names, outputs: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
+    all.extend([n.input.clone(), n.dlq.clone()]);
+    all
+}
+
+#[test]
+fn every_message_is_delivered_or_dead_lettered_with_key_and_headers() {
+    let url = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("amqp-roundtrip");
+    declare(&url, &[&n.input, &n.output, &n.dlq]);
+    let total = 1000;
+    publish(&url, &n.input, &messages(0..total));
+    let daemon = Daemon::start(&write_config(dir.path(), &url, &n, &n.output, ""), &dir.path().join("sluice.log"));
+    let done = eventually(Duration::from_secs(60), || depth(&url, &n.output) + depth(&url, &n.dlq) >= total as u32);
+    assert!(done, "not everything arrived; log:\n{}", daemon.log_text());
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert!(status.success(), "SIGTERM ends with exit 0, got {status:?}");
+    assert_eq!(depth(&url, &n.input), 0, "every input message was acked");
+
+    let out = drain(&url, &n.output);
+    let dlq = drain(&url, &n.dlq);
+    let want_out: BTreeSet<String> = (0..total).filter(|i| i % 10 != 7).map(|i| format!("k{i}")).collect();
+    let want_dlq: BTreeSet<String> = (0..total).filter(|i| i % 10 == 7).map(|i| format!("k{i}")).collect();
+    assert_eq!(keys(&out).into_iter().collect::<BTreeSet<_>>(), want_out);
+    assert_eq!(out.len(), want_out.len(), "no duplicates without failures");
+    assert_eq!(keys(&dlq).into_iter().collect::<BTreeSet<_>>(), want_dlq);
+    for g in &out {
+        let i: usize = g.header("sluice-key").unwrap()[1..].parse().unwrap();
+        assert_eq!(g.header("trace"), Some(format!("t{i}")));
+        assert_eq!(g.payload, format!(r#"{{"amount":{i}}}"#).into_bytes());
+    }
+    for g in &dlq {
+        assert_eq!(g.header("sluice-error-source-queue").as_deref(), Some(n.input.as_str()), "{g:?}");
+        assert!(g.header("sluice-error-source-delivery-tag").is_some(), "{g:?}");
+        assert_eq!(g.header("sluice-error-class").as_deref(), Some("fatal"));
+        assert_eq!(g.payload, b"not json");
+        assert!(g.header("trace").is_some(), "original headers kept");
+    }
+    delete(&url, &[&n.input, &n.output, &n.dlq]);
+}
+
+#[test]
+fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
+    let url = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("amqp-crash");
+    declare(&url, &[&n.input, &n.output, &n.dlq]);
+    let config = write_config(dir.path(), &url, &n, &n.output, "");
+    let log = dir.path().join("sluice.log");
+    let total = 6000;
+    let producer = {
+        let (url, input) = (url.clone(), n.input.clone());
+        std::thread::spawn(move || {
+            for start in (0..total).step_by(100) {
+                publish(&url, &input, &messages(start..start + 100));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let delivered = || depth(&url, &n.output) + depth(&url, &n.dlq);
+    let mut kills = Vec::new();
+    for threshold in [800, 2500, 4200] {
+        let daemon = Daemon::start(&config, &log);
+        assert!(eventually(Duration::from_secs(60), || delivered() >= threshold), "never reached {threshold}; log:\n{}", daemon.log_text());
+        let seen = delivered();
+        daemon.kill9();
+        kills.push(seen);
+    }
+    assert!(kills.iter().all(|k| *k < total as u32), "each kill happened mid-stream: {kills:?}");
+    producer.join().unwrap();
+
+    let daemon = Daemon::start(&config, &log);
+    assert!(eventually(Duration::from_secs(60), || depth(&url, &n.input) == 0 && delivered() >= total as u32), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let mut all = keys(&drain(&url, &n.output));
+    all.extend(keys(&drain(&url, &n.dlq)));
+    let distinct: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(distinct.len(), total, "zero lost");
+    eprintln!("rabbitmq crash test: {total} messages, SIGKILL after {kills:?} delivered, 0 lost, {} duplicates", all.len() - total);
+    delete(&url, &queues(&n, &[&n.output]).iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn two_daemons_on_one_queue_share_the_work() {
+    let url = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("amqp-scale");
+    let (out_a, out_b) = (format!("{}.a", n.output), format!("{}.b", n.output));
+    declare(&url, &[&n.input, &out_a, &out_b, &n.dlq]);
+    let a = Daemon::start(&write_config(dir.path(), &url, &n, &out_a, ""), &dir.path().join("a.log"));
+    let b = Daemon::start(&write_config(dir.path(), &url, &n, &out_b, ""), &dir.path().join("b.log"));
+    std::thread::sleep(Duration::from_secs(1));
+    let total = 3000;
+    publish(&url, &n.input, &messages(0..total));
+    let delivered = || depth(&url, &out_a) + depth(&url, &out_b) + depth(&url, &n.dlq);
+    assert!(eventually(Duration::from_secs(60), || delivered() >= total as u32), "logs:\n{}\n{}", a.log_text(), b.log_text());
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+    let (got_a, got_b, dlq) = (drain(&url, &out_a), drain(&url, &out_b), drain(&url, &n.dlq));
+    assert!(!got_a.is_empty() && !got_b.is_empty(), "both daemons did work: a={} b={}", got_a.len(), got_b.len());
+    let mut all = keys(&got_a);
+    all.extend(keys(&got_b));
+    all.extend(keys(&dlq));
+    let distinct: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!((distinct.len(), all.len()), (total, total), "together every message exactly once");
+    delete(&url, &queues(&n, &[&out_a, &out_b]).iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_unreachable_server_at_start_is_exit_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("amqp-down");
+    let config = write_config(dir.path(), "amqp://guest:guest@127.0.0.1:1/%2f", &n, &n.output, r#", connect_timeout = "2s""#);
+    let status = Daemon::start(&config, &dir.path().join("sluice.log")).wait(Duration::from_secs(30));
+    let log = std::fs::read_to_string(dir.path().join("sluice.log")).unwrap();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("amqp://***@127.0.0.1:1"), "the message names the server, without its password: {log}");
+}
+
+#[test]
+fn an_unroutable_publish_is_retried_not_lost() {
+    // The output queue does not exist at first: the mandatory publish comes
+    // back, the engine retries, and once the queue is declared the message
+    // arrives and only then is the input acked.
+    let url = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("amqp-unroutable");
+    declare(&url, &[&n.input, &n.dlq]);
+    publish(&url, &n.input, &messages(0..5));
+    let daemon = Daemon::start(&write_config(dir.path(), &url, &n, &n.output, ""), &dir.path().join("sluice.log"));
+    assert!(eventually(Duration::from_secs(30), || daemon.log_text().contains("returned unroutable")), "{}", daemon.log_text());
+    declare(&url, &[&n.output]);
+    assert!(eventually(Duration::from_secs(60), || depth(&url, &n.output) >= 4), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    assert_eq!(depth(&url, &n.input), 0);
+    delete(&url, &[&n.input, &n.output, &n.dlq]);
+}
