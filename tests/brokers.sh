@@ -4,6 +4,7 @@
 #
 #   tests/brokers.sh              # Redis on 6379 and Kafka (tansu) on 19092
 #   tests/brokers.sh redis        # only Redis
+#   tests/brokers.sh rabbitmq     # only RabbitMQ (guest/guest on 5672)
 #   tests/brokers.sh kafka        # only Kafka
 #   tests/brokers.sh stop         # stop what this script started (by PID)
 #   tests/brokers.sh stop redis   # stop only Redis, if this script started it
@@ -22,6 +23,7 @@ pids="$cache/pids"
 mkdir -p "$tools" "$pids"
 
 REDIS_PORT="${SLUICE_REDIS_PORT:-6379}"
+AMQP_PORT=5672
 KAFKA_PORT="${SLUICE_KAFKA_PORT:-19092}"
 TANSU_VERSION=0.6.0
 
@@ -50,6 +52,22 @@ redis() {
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
         --dir "$dir" --logfile "$dir/redis.log" --pidfile "$pids/redis.pid"
     wait_port "$REDIS_PORT" redis-server 20
+}
+
+rabbitmq() {
+    if listening "$AMQP_PORT"; then return 0; fi
+    command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+    echo "starting rabbitmq-server on 127.0.0.1:$AMQP_PORT"
+    export RABBITMQ_NODENAME=rabbit@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 ERL_EPMD_ADDRESS=127.0.0.1
+    rabbitmq-server -detached
+    # The node takes a few seconds to boot; await_startup fails until it
+    # is reachable at all.
+    for _ in $(seq 1 90); do
+        rabbitmqctl -q -n rabbit@localhost await_startup >/dev/null 2>&1 && break
+        sleep 1
+    done
+    wait_port "$AMQP_PORT" rabbitmq-server 30
+    rabbitmqctl -q -n rabbit@localhost eval 'os:getpid().' | tr -d '"' > "$pids/rabbitmq.pid"
 }
 
 # The tansu binary, installed once. Prints its path.
@@ -102,9 +120,10 @@ stop() { # [name...]: default all
 
 case "${1:-all}" in
     redis) redis ;;
+    rabbitmq) rabbitmq ;;
     kafka) kafka ;;
     tansu-bin) tansu_bin ;;
-    all) redis; kafka ;;
+    all) redis; rabbitmq; kafka ;;
     stop) shift; stop "$@" ;;
-    *) echo "usage: $0 [all|redis|kafka|tansu-bin|stop]" >&2; exit 1 ;;
+    *) echo "usage: $0 [all|redis|rabbitmq|kafka|tansu-bin|stop [names]]" >&2; exit 1 ;;
 esac

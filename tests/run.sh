@@ -38,12 +38,17 @@ echo "ok"
 step "plugins (Rust → wasm32-wasip2 components)"
 bash plugins/build.sh
 
-step "brokers (Redis if not running; the tansu Kafka broker installed once)"
-redis_pid="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/pids/redis.pid"
-had_pid=false; [ -e "$redis_pid" ] && had_pid=true
-bash tests/brokers.sh redis
-# Stop Redis at the end only if this run started it.
-if ! $had_pid && [ -e "$redis_pid" ]; then trap 'bash tests/brokers.sh stop redis' EXIT; fi
+step "brokers (Redis and RabbitMQ if not running; the tansu Kafka broker installed once)"
+# Start Redis and RabbitMQ if nothing listens on their ports; stop at the end
+# only what this run started.
+pids="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/pids"
+started=()
+for broker in redis rabbitmq; do
+    had=false; [ -e "$pids/$broker.pid" ] && had=true
+    bash tests/brokers.sh "$broker"
+    if ! $had && [ -e "$pids/$broker.pid" ]; then started+=("$broker"); fi
+done
+if [ ${#started[@]} -gt 0 ]; then trap 'bash tests/brokers.sh stop "${started[@]}"' EXIT; fi
 export SLUICE_TEST_REDIS="${SLUICE_TEST_REDIS:-redis://127.0.0.1:${SLUICE_REDIS_PORT:-6379}}"
 # Each Kafka test starts its own tansu process from this binary (isolated
 # storage, restartable); set SLUICE_TEST_KAFKA=host:port to use a real Kafka.
