@@ -172,3 +172,64 @@ fn an_unroutable_publish_is_retried_not_lost() {
     assert_eq!(depth(&url, &n.input), 0);
     delete(&url, &[&n.input, &n.output, &n.dlq]);
 }
+
+/// Close every connection a daemon process has to RabbitMQ, from the
+/// server side (as a broker restart or a network cut would). Returns how
+/// many were closed.
+fn cut_connections(daemon_pid: u32) -> usize {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "--no-table-headers", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let marker = format!("sluice-{daemon_pid}");
+    let mut closed = 0;
+    for line in text.lines().filter(|l| l.contains(&marker)) {
+        let pid = line.split_whitespace().next().unwrap();
+        let status = std::process::Command::new("rabbitmqctl").args(["-q", "close_connection", pid, "test: connection cut"]).status().unwrap();
+        assert!(status.success());
+        closed += 1;
+    }
+    closed
+}
+
+#[test]
+fn a_lost_connection_is_reconnected_and_nothing_is_lost() {
+    let url = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("amqp-cut");
+    declare(&url, &[&n.input, &n.output, &n.dlq]);
+    let mut daemon = Daemon::start(&write_config(dir.path(), &url, &n, &n.output, ""), &dir.path().join("sluice.log"));
+    let delivered = || depth(&url, &n.output) + depth(&url, &n.dlq);
+    publish(&url, &n.input, &messages(0..300));
+    assert!(eventually(Duration::from_secs(30), || delivered() >= 300), "{}", daemon.log_text());
+
+    // Cut while messages flow: publish in the background, cut midway.
+    let producer = {
+        let (url, input) = (url.clone(), n.input.clone());
+        std::thread::spawn(move || {
+            for start in (300..900).step_by(50) {
+                publish(&url, &input, &messages(start..start + 50));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let cut = cut_connections(daemon.pid());
+    assert!(cut >= 3, "source, sink and DLQ connections were cut (found {cut})");
+    producer.join().unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || depth(&url, &n.input) == 0 && delivered() >= 900),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.running(), "the daemon rode out the cut; log:\n{}", daemon.log_text());
+    assert!(daemon.log_text().contains("reconnected to RabbitMQ"), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let mut all = keys(&drain(&url, &n.output));
+    all.extend(keys(&drain(&url, &n.dlq)));
+    let distinct: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(distinct.len(), 900, "nothing lost across the cut");
+    eprintln!("rabbitmq connection cut: {cut} connections closed, 900 messages, 0 lost, {} duplicates", all.len() - 900);
+    delete(&url, &[&n.input, &n.output, &n.dlq]);
+}

@@ -148,9 +148,11 @@ impl AmqpSinkConfig {
     }
 }
 
-/// Connect within `timeout`.
+/// Connect within `timeout`. The connection is named `sluice-PID` so an
+/// operator (or a test) can find this daemon's connections in RabbitMQ.
 async fn connect(url: &str, timeout: Duration) -> Result<lapin::Connection, String> {
-    match tokio::time::timeout(timeout, lapin::Connection::connect(url, lapin::ConnectionProperties::default())).await {
+    let properties = lapin::ConnectionProperties::default().with_connection_name(format!("sluice-{}", std::process::id()).into());
+    match tokio::time::timeout(timeout, lapin::Connection::connect(url, properties)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
