@@ -122,3 +122,14 @@ pub fn drain(url: &str, queue: &str) -> Vec<Got> {
         got
     })
 }
+
+/// Does `queue` exist?
+pub fn exists(url: &str, queue: &str) -> bool {
+    runtime().block_on(async {
+        let conn = connect(url).await;
+        let ch = conn.create_channel().await.unwrap();
+        let found = ch.queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.is_ok();
+        let _ = conn.close(200, "done".into()).await;
+        found
+    })
+}

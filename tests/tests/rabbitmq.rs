@@ -3,8 +3,8 @@
 //! its headers and key, SIGKILL mid-stream loses nothing, two daemons share
 //! a queue, an unreachable server is exit 2.
 
-use sluice_tests::amqp_client::{amqp_url, declare, delete, depth, drain, publish, Got};
-use sluice_tests::daemon::{eventually, relay_config, Daemon, Names};
+use sluice_tests::amqp_client::{amqp_url, declare, delete, depth, drain, exists, publish, Got};
+use sluice_tests::daemon::{eventually, example_in, relay_config, summary, unique, Daemon, Names};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -232,4 +232,32 @@ fn a_lost_connection_is_reconnected_and_nothing_is_lost() {
     assert_eq!(distinct.len(), 900, "nothing lost across the cut");
     eprintln!("rabbitmq connection cut: {cut} connections closed, 900 messages, 0 lost, {} duplicates", all.len() - 900);
     delete(&url, &[&n.input, &n.output, &n.dlq]);
+}
+
+#[test]
+fn the_rabbitmq_examples_load_and_process_the_orders() {
+    let url = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let u = unique("example");
+    let q = |name: &str| format!("{u}.{name}");
+    let quoted = |name: &str| (format!("\"{name}\""), format!("\"{}\"", q(name)));
+    let names = ["orders", "orders-europe", "orders-americas", "orders.dlq", "orders-in"];
+    let orders = example_in(dir.path(), "rabbitmq-orders.toml", &names.map(quoted));
+    let load = example_in(dir.path(), "rabbitmq-load.toml", &[quoted("orders")]);
+
+    let daemon = Daemon::start(&orders, &dir.path().join("orders.log"));
+    assert!(eventually(Duration::from_secs(30), || exists(&url, &q("orders"))), "the source declared its queue; {}", daemon.log_text());
+    assert!(Daemon::start(&load, &dir.path().join("load.log")).wait(Duration::from_secs(60)).success());
+    let outputs = || depth(&url, &q("orders-europe")) + depth(&url, &q("orders-americas")) + depth(&url, &q("orders.dlq"));
+    // Done when the input queue is empty and stays so while outputs settle.
+    assert!(eventually(Duration::from_secs(60), || outputs() >= 8900 && depth(&url, &q("orders")) == 0), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(dir.path().join("orders.log")).unwrap();
+    let [received, delivered, _dropped, dead, acked] = summary(&log, "orders").expect("summary line");
+    assert_eq!((received, acked), (9900, 9900), "{log}");
+    let (europe, americas) = (depth(&url, &q("orders-europe")), depth(&url, &q("orders-americas")));
+    assert!(europe > 0 && americas > 0);
+    assert_eq!(u64::from(europe + americas), delivered);
+    assert_eq!(u64::from(depth(&url, &q("orders.dlq"))), dead);
+    delete(&url, &names.map(q).iter().map(String::as_str).collect::<Vec<_>>());
 }

@@ -102,6 +102,12 @@ pub struct AmqpSinkConfig {
     /// A message no queue takes is returned and fails the publish (default).
     #[serde(default = "yes")]
     pub mandatory: bool,
+    /// Declare a durable queue named like the routing key (and bind it to
+    /// `exchange` when that is not the default exchange), so the publishes
+    /// always have somewhere to go. Default off: the topology is the
+    /// operator's.
+    #[serde(default)]
+    pub declare_queue: bool,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }

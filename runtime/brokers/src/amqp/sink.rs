@@ -8,7 +8,7 @@
 
 use super::{connect, connect_at_start, AmqpSinkConfig, KEY_HEADER};
 use crate::ConnectError;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
@@ -28,7 +28,7 @@ impl AmqpSink {
         let routing_key = c.routing_key.clone().unwrap_or_else(|| sink_name.to_string());
         let name = format!("rabbitmq:{}/{routing_key}", c.exchange);
         let conn = connect_at_start(&format!("rabbitmq sink `{sink_name}`"), &c.url, c.connect_timeout.0).await?;
-        let channel = confirm_channel(&conn)
+        let channel = confirm_channel(&conn, c, &routing_key)
             .await
             .map_err(|e| ConnectError::Unreachable(format!("rabbitmq sink `{sink_name}`: cannot open a confirm channel: {e}")))?;
         Ok(AmqpSink { config: c.clone(), routing_key, name, link: Mutex::new(Some((conn, channel))) })
@@ -54,8 +54,19 @@ impl AmqpSink {
     }
 }
 
-async fn confirm_channel(conn: &lapin::Connection) -> lapin::Result<Channel> {
+/// A confirm-mode channel; with `declare_queue`, the destination queue
+/// declared (and bound) first.
+async fn confirm_channel(conn: &lapin::Connection, c: &AmqpSinkConfig, routing_key: &str) -> lapin::Result<Channel> {
     let channel = conn.create_channel().await?;
+    if c.declare_queue {
+        let options = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel.queue_declare(routing_key.into(), options, FieldTable::default()).await?;
+        if !c.exchange.is_empty() {
+            channel
+                .queue_bind(routing_key.into(), c.exchange.as_str().into(), routing_key.into(), QueueBindOptions::default(), FieldTable::default())
+                .await?;
+        }
+    }
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     Ok(channel)
 }
@@ -71,7 +82,7 @@ impl Sink for AmqpSink {
         if link.as_ref().is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected()) {
             *link = None;
             let conn = connect(&self.config.url, self.config.connect_timeout.0).await.map_err(|e| self.failed(e))?;
-            let channel = confirm_channel(&conn).await.map_err(|e| self.failed(e))?;
+            let channel = confirm_channel(&conn, &self.config, &self.routing_key).await.map_err(|e| self.failed(e))?;
             tracing::info!(sink = %self.name, "reconnected to RabbitMQ");
             *link = Some((conn, channel));
         }
