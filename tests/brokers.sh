@@ -5,6 +5,7 @@
 #   tests/brokers.sh              # Redis on 6379 and Kafka (tansu) on 19092
 #   tests/brokers.sh redis        # only Redis
 #   tests/brokers.sh rabbitmq     # only RabbitMQ (guest/guest on 5672)
+#   tests/brokers.sh sqs          # only the SQS emulator (moto) on 19324
 #   tests/brokers.sh kafka        # only Kafka
 #   tests/brokers.sh stop         # stop what this script started (by PID)
 #   tests/brokers.sh stop redis   # stop only Redis, if this script started it
@@ -24,6 +25,7 @@ mkdir -p "$tools" "$pids"
 
 REDIS_PORT="${SLUICE_REDIS_PORT:-6379}"
 AMQP_PORT=5672
+SQS_PORT="${SLUICE_SQS_PORT:-19324}"
 KAFKA_PORT="${SLUICE_KAFKA_PORT:-19092}"
 TANSU_VERSION=0.6.0
 
@@ -68,6 +70,23 @@ rabbitmq() {
     done
     wait_port "$AMQP_PORT" rabbitmq-server 30
     rabbitmqctl -q -n rabbit@localhost eval 'os:getpid().' | tr -d '"' > "$pids/rabbitmq.pid"
+}
+
+# SQS: moto's server from PyPI, in a virtualenv of its own.
+sqs() {
+    local venv="$tools/moto"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+        echo "installing moto[server] into $venv" >&2
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q 'moto[server]' >&2
+    fi
+    if listening "$SQS_PORT"; then return 0; fi
+    echo "starting moto_server (SQS API) on 127.0.0.1:$SQS_PORT"
+    local dir="$cache/moto"
+    mkdir -p "$dir"
+    nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$SQS_PORT" >"$dir/moto.log" 2>&1 &
+    echo $! > "$pids/sqs.pid"
+    wait_port "$SQS_PORT" moto_server 60
 }
 
 # The tansu binary, installed once. Prints its path.
@@ -121,9 +140,10 @@ stop() { # [name...]: default all
 case "${1:-all}" in
     redis) redis ;;
     rabbitmq) rabbitmq ;;
+    sqs) sqs ;;
     kafka) kafka ;;
     tansu-bin) tansu_bin ;;
-    all) redis; rabbitmq; kafka ;;
+    all) redis; rabbitmq; sqs; kafka ;;
     stop) shift; stop "$@" ;;
-    *) echo "usage: $0 [all|redis|rabbitmq|kafka|tansu-bin|stop [names]]" >&2; exit 1 ;;
+    *) echo "usage: $0 [all|redis|rabbitmq|sqs|kafka|tansu-bin|stop [names]]" >&2; exit 1 ;;
 esac

@@ -38,18 +38,20 @@ echo "ok"
 step "plugins (Rust → wasm32-wasip2 components)"
 bash plugins/build.sh
 
-step "brokers (Redis and RabbitMQ if not running; the tansu Kafka broker installed once)"
-# Start Redis and RabbitMQ if nothing listens on their ports; stop at the end
+step "brokers (Redis, RabbitMQ, SQS emulator if not running; the tansu Kafka broker installed once)"
+# Start Redis, RabbitMQ and the SQS emulator if nothing listens on their
+# ports; stop at the end
 # only what this run started.
 pids="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/pids"
 started=()
-for broker in redis rabbitmq; do
+for broker in redis rabbitmq sqs; do
     had=false; [ -e "$pids/$broker.pid" ] && had=true
     bash tests/brokers.sh "$broker"
     if ! $had && [ -e "$pids/$broker.pid" ]; then started+=("$broker"); fi
 done
 if [ ${#started[@]} -gt 0 ]; then trap 'bash tests/brokers.sh stop "${started[@]}"' EXIT; fi
 export SLUICE_TEST_REDIS="${SLUICE_TEST_REDIS:-redis://127.0.0.1:${SLUICE_REDIS_PORT:-6379}}"
+export SLUICE_TEST_SQS="${SLUICE_TEST_SQS:-http://127.0.0.1:${SLUICE_SQS_PORT:-19324}}"
 # Each Kafka test starts its own tansu process from this binary (isolated
 # storage, restartable); set SLUICE_TEST_KAFKA=host:port to use a real Kafka.
 export SLUICE_TANSU="${SLUICE_TANSU:-$(bash tests/brokers.sh tansu-bin)}"

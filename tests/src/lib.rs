@@ -10,6 +10,7 @@ pub mod amqp_client;
 pub mod daemon;
 pub mod kafka_client;
 pub mod redis_client;
+pub mod sqs_client;
 
 use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{AckLog, MemorySink, MemorySource};

@@ -10,6 +10,7 @@ pub mod file;
 pub mod kafka;
 pub mod lines;
 pub mod redis;
+pub mod sqs;
 pub mod stdio;
 
 pub use sluice_core::memory;
@@ -82,6 +83,8 @@ pub enum SourceConfig {
     RedisPubsub(redis::PubsubSourceConfig),
     /// A RabbitMQ queue, manual acks.
     Rabbitmq(amqp::AmqpSourceConfig),
+    /// An SQS queue, long polling.
+    Sqs(sqs::SqsSourceConfig),
 }
 
 /// A `sinks.NAME` or `dlq` table.
@@ -102,6 +105,8 @@ pub enum SinkConfig {
     RedisPubsub(redis::PubsubSinkConfig),
     /// Publish to a RabbitMQ exchange with publisher confirms.
     Rabbitmq(amqp::AmqpSinkConfig),
+    /// Send to an SQS queue in batches.
+    Sqs(sqs::SqsSinkConfig),
 }
 
 impl SourceConfig {
@@ -114,6 +119,7 @@ impl SourceConfig {
             SourceConfig::RedisStream(_) => "redis-stream",
             SourceConfig::RedisPubsub(_) => "redis-pubsub",
             SourceConfig::Rabbitmq(_) => "rabbitmq",
+            SourceConfig::Sqs(_) => "sqs",
         }
     }
 
@@ -127,6 +133,7 @@ impl SourceConfig {
             SourceConfig::RedisStream(c) => c.validate(),
             SourceConfig::RedisPubsub(c) => c.validate(),
             SourceConfig::Rabbitmq(c) => c.validate(),
+            SourceConfig::Sqs(c) => c.validate(),
             SourceConfig::File(_) | SourceConfig::Stdin(_) => Ok(()),
         }
     }
@@ -145,6 +152,7 @@ impl SourceConfig {
             SourceConfig::RedisStream(c) => c.open().await,
             SourceConfig::RedisPubsub(c) => c.open().await,
             SourceConfig::Rabbitmq(c) => c.open().await,
+            SourceConfig::Sqs(c) => c.open().await,
         }
     }
 }
@@ -159,6 +167,7 @@ impl SinkConfig {
             SinkConfig::RedisStream(_) => "redis-stream",
             SinkConfig::RedisPubsub(_) => "redis-pubsub",
             SinkConfig::Rabbitmq(_) => "rabbitmq",
+            SinkConfig::Sqs(_) => "sqs",
         }
     }
 
@@ -176,6 +185,7 @@ impl SinkConfig {
             SinkConfig::RedisStream(c) => c.open(name).await,
             SinkConfig::RedisPubsub(c) => c.open(name).await,
             SinkConfig::Rabbitmq(c) => c.open(name).await,
+            SinkConfig::Sqs(c) => c.open(name).await,
         }
     }
 }

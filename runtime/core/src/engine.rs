@@ -169,19 +169,19 @@ impl Pipeline {
         let mut next_worker = 0usize;
         while let Some(delivery) = source_rx.recv().await {
             bump(&stats.received, 1);
-            let index = match &delivery.message.key {
-                Some(key) => {
+            // A lane (a partition, a FIFO group) keeps its order; otherwise
+            // the key does; keyless messages spread over the workers.
+            let index = match (delivery.lane, &delivery.message.key) {
+                (Some(lane), _) => (lane % workers as u64) as usize,
+                (None, Some(key)) => {
                     let mut hasher = std::collections::hash_map::DefaultHasher::new();
                     key.hash(&mut hasher);
                     (hasher.finish() % workers as u64) as usize
                 }
-                None => match delivery.lane {
-                    Some(lane) => (lane % workers as u64) as usize,
-                    None => {
-                        next_worker = (next_worker + 1) % workers;
-                        next_worker
-                    }
-                },
+                (None, None) => {
+                    next_worker = (next_worker + 1) % workers;
+                    next_worker
+                }
             };
             if worker_inputs[index].send(delivery).await.is_err() {
                 break; // the worker is gone; its delivery task reports why

@@ -87,9 +87,10 @@ pub struct Delivery {
     /// is not JSON where JSON was configured). The engine dead-letters such a
     /// delivery at once with error class `decode`, without running the chain.
     pub decode_error: Option<String>,
-    /// For a message without a key: deliveries with the same lane go to the
-    /// same worker, so their order is kept (Kafka: one lane per partition).
-    /// `None` spreads keyless messages over the workers.
+    /// Deliveries with the same lane go to the same worker, so their order
+    /// is kept (Kafka: one lane per partition; SQS FIFO: one per message
+    /// group). A lane takes precedence over the key; with `None`, messages
+    /// go by key hash, and keyless ones spread over the workers.
     pub lane: Option<u64>,
 }
 
@@ -99,7 +100,7 @@ impl Delivery {
         Delivery { message, coordinates, ack, decode_error: None, lane: None }
     }
 
-    /// Builder: set the ordering lane for a keyless message.
+    /// Builder: set the ordering lane.
     pub fn with_lane(mut self, lane: u64) -> Self {
         self.lane = Some(lane);
         self

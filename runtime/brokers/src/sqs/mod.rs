@@ -1,0 +1,163 @@
+//! The `sqs` connector (`aws-sdk-sqs`, credentials and region from the
+//! standard AWS chain, endpoint overridable for local emulators).
+//!
+//! - Source: long polling, up to 10 messages per receive; the visibility
+//!   timeout of every message still in the pipeline is extended on a timer;
+//!   a message is deleted (`DeleteMessageBatch`) only after the sinks
+//!   confirmed it; one given back unfinished is made visible again at once.
+//!   FIFO queues: order is kept per message group.
+//! - Sink: `SendMessageBatch` of up to 10, failed entries retried alone;
+//!   FIFO group and deduplication ids from config or headers.
+//!
+//! Message mapping: message attributes ↔ headers (String and Binary types);
+//! the key travels in the attribute `sluice-key`; FIFO ids in the headers
+//! `sqs-message-group-id` / `sqs-message-deduplication-id`. SQS bodies are
+//! text: a payload that is not UTF-8 is sent base64-encoded with the
+//! attribute `sluice-encoding = base64` and decoded again by the source.
+
+mod sink;
+mod source;
+
+use crate::{ConnectError, Invalid};
+use serde::Deserialize;
+use sluice_core::{HumanDuration, Sink, Source};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The attribute that carries the message key.
+pub const KEY_ATTRIBUTE: &str = "sluice-key";
+/// Set to `base64` when the body is a base64-encoded binary payload.
+pub const ENCODING_ATTRIBUTE: &str = "sluice-encoding";
+/// Headers that carry FIFO ids in and out.
+pub const GROUP_HEADER: &str = "sqs-message-group-id";
+pub const DEDUP_HEADER: &str = "sqs-message-deduplication-id";
+
+/// Where the queue is: shared by source and sink.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// The queue URL, or its name (looked up with GetQueueUrl).
+    pub queue: String,
+    /// The AWS region; default from the environment/profile.
+    pub region: Option<String>,
+    /// Override the service endpoint (a local emulator such as
+    /// `http://127.0.0.1:9324`).
+    pub endpoint_url: Option<String>,
+}
+
+/// `source = { type = "sqs", queue = "orders", ... }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqsSourceConfig {
+    #[serde(flatten)]
+    pub endpoint: Endpoint,
+    /// Long-polling wait per receive (`WaitTimeSeconds`, at most 20s).
+    #[serde(default = "default_wait")]
+    pub wait: HumanDuration,
+    /// Messages per receive, 1 to 10.
+    #[serde(default = "default_batch")]
+    pub batch: i32,
+    /// Visibility timeout given at receive and renewed while a message is in
+    /// the pipeline.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout: HumanDuration,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+}
+
+/// `sinks.NAME = { type = "sqs", queue = "out", ... }`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqsSinkConfig {
+    /// Default queue name: the sink's name.
+    pub queue: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// FIFO: the group id when the message has no `sqs-message-group-id`
+    /// header (default: its key, else `sluice`).
+    pub message_group_id: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+}
+
+fn default_wait() -> HumanDuration {
+    HumanDuration(Duration::from_secs(20))
+}
+fn default_batch() -> i32 {
+    10
+}
+fn default_visibility() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+impl SqsSourceConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if !(1..=10).contains(&self.batch) {
+            return Err(Invalid::new(format!("`batch` is {}, SQS receives 1 to 10 messages at a time", self.batch), "set `batch` between 1 and 10"));
+        }
+        if self.wait.0 > Duration::from_secs(20) {
+            return Err(Invalid::new("`wait` exceeds SQS's 20 s long-polling limit", "set `wait` to at most \"20s\""));
+        }
+        if self.visibility_timeout.0 < Duration::from_secs(2) {
+            return Err(Invalid::new("`visibility_timeout` below 2 s leaves no time to renew it", "set `visibility_timeout` to at least \"2s\""));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn open(&self) -> Result<Box<dyn Source>, ConnectError> {
+        Ok(Box::new(source::SqsSource::connect(self).await?))
+    }
+}
+
+impl SqsSinkConfig {
+    pub(crate) async fn open(&self, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
+        let endpoint = Endpoint {
+            queue: self.queue.clone().unwrap_or_else(|| name.to_string()),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        };
+        Ok(Arc::new(sink::SqsSink::connect(self, endpoint).await?))
+    }
+}
+
+/// A client and the queue URL, checked against the service within `timeout`.
+async fn connect(what: &str, e: &Endpoint, timeout: Duration) -> Result<(aws_sdk_sqs::Client, String), ConnectError> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &e.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &e.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let config = loader.load().await;
+    let client = aws_sdk_sqs::Client::new(&config);
+    let at = e.endpoint_url.clone().unwrap_or_else(|| "the SQS endpoint of the configured region".into());
+    let url = if e.queue.starts_with("https://") || e.queue.starts_with("http://") {
+        let probe = client.get_queue_attributes().queue_url(&e.queue).send();
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(_)) => e.queue.clone(),
+            Ok(Err(err)) => return Err(unreachable(what, &at, &e.queue, &aws_sdk_sqs::error::DisplayErrorContext(err).to_string())),
+            Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
+        }
+    } else {
+        let lookup = client.get_queue_url().queue_name(&e.queue).send();
+        match tokio::time::timeout(timeout, lookup).await {
+            Ok(Ok(out)) => out.queue_url().unwrap_or_default().to_string(),
+            Ok(Err(err)) => return Err(unreachable(what, &at, &e.queue, &aws_sdk_sqs::error::DisplayErrorContext(err).to_string())),
+            Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
+        }
+    };
+    Ok((client, url))
+}
+
+fn unreachable(what: &str, at: &str, queue: &str, e: &str) -> ConnectError {
+    ConnectError::Unreachable(format!("{what}: cannot reach queue `{queue}` at {at}: {e}"))
+}
+
+/// Is this a FIFO queue (by its URL or name)?
+fn is_fifo(queue_url: &str) -> bool {
+    queue_url.ends_with(".fifo")
+}

@@ -1,0 +1,278 @@
+//! The SQS source: long polling, visibility renewed while in the pipeline,
+//! delete after confirm.
+//!
+//! Three tasks share the set of receipt handles in the pipeline: the
+//! receiver adds to it, the settler deletes (batches of 10, failed entries
+//! retried alone) or releases (visibility 0) and removes, and the renewer
+//! extends the visibility of everything still held every half timeout.
+
+use super::{connect, SqsSourceConfig, ENCODING_ATTRIBUTE, GROUP_HEADER, DEDUP_HEADER, KEY_ATTRIBUTE};
+use crate::{ConnectError, RECONNECT};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use base64::Engine as _;
+use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const DRAIN: Duration = Duration::from_secs(30);
+
+type Held = Arc<Mutex<HashSet<String>>>;
+
+fn lock(held: &Held) -> MutexGuard<'_, HashSet<String>> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(super) struct SqsSource {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    config: SqsSourceConfig,
+}
+
+impl SqsSource {
+    pub(super) async fn connect(c: &SqsSourceConfig) -> Result<Self, ConnectError> {
+        let (client, url) = connect("sqs source", &c.endpoint, c.connect_timeout.0).await?;
+        Ok(SqsSource { client, url, config: c.clone() })
+    }
+
+    fn name(&self) -> String {
+        format!("sqs:{}", self.config.endpoint.queue)
+    }
+
+    fn delivery(&self, m: &aws_sdk_sqs::types::Message, settle: &mpsc::UnboundedSender<Settle>) -> Option<Delivery> {
+        let receipt = m.receipt_handle()?.to_string();
+        let body = m.body().unwrap_or_default();
+        let mut key = None;
+        let mut headers = Vec::new();
+        let mut base64 = false;
+        let mut attributes: Vec<_> = m.message_attributes().map(|a| a.iter().collect()).unwrap_or_default();
+        attributes.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, value) in attributes {
+            let bytes = match (value.string_value(), value.binary_value()) {
+                (Some(s), _) => s.as_bytes().to_vec(),
+                (None, Some(b)) => b.as_ref().to_vec(),
+                _ => Vec::new(),
+            };
+            match name.as_str() {
+                KEY_ATTRIBUTE => key = Some(bytes),
+                ENCODING_ATTRIBUTE => base64 = bytes == b"base64",
+                _ => headers.push((name.clone(), bytes)),
+            }
+        }
+        let system = m.attributes();
+        let system_attr = |name: MessageSystemAttributeName| system.and_then(|s| s.get(&name)).cloned();
+        let group = system_attr(MessageSystemAttributeName::MessageGroupId);
+        if let Some(g) = &group {
+            headers.push((GROUP_HEADER.into(), g.clone().into_bytes()));
+        }
+        if let Some(d) = system_attr(MessageSystemAttributeName::MessageDeduplicationId) {
+            headers.push((DEDUP_HEADER.into(), d.into_bytes()));
+        }
+        let (payload, decode_error) = if base64 {
+            match base64::engine::general_purpose::STANDARD.decode(body) {
+                Ok(p) => (p, None),
+                Err(e) => (body.as_bytes().to_vec(), Some(format!("`{ENCODING_ATTRIBUTE}=base64` but the body is not base64: {e}"))),
+            }
+        } else {
+            (body.as_bytes().to_vec(), None)
+        };
+        let message = Message {
+            key,
+            payload,
+            headers,
+            source: self.config.endpoint.queue.clone(),
+            timestamp_ms: system_attr(MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok()),
+            attempt: 1,
+        };
+        let mut coordinates = Coordinates::default()
+            .with("queue", &self.config.endpoint.queue)
+            .with("message-id", m.message_id().unwrap_or_default());
+        if let Some(n) = system_attr(MessageSystemAttributeName::ApproximateReceiveCount) {
+            coordinates = coordinates.with("receive-count", n);
+        }
+        let acker = ReceiptAcker { receipt: Some(receipt), settle: settle.clone() };
+        let mut delivery = Delivery::new(message, coordinates, AckHandle::new(acker));
+        delivery.decode_error = decode_error;
+        // FIFO: one lane per message group keeps the group's order.
+        if let Some(g) = group {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            g.hash(&mut h);
+            delivery.lane = Some(h.finish());
+        }
+        Some(delivery)
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for SqsSource {
+    fn describe(&self) -> String {
+        self.name()
+    }
+
+    async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+        let held = Held::default();
+        let (settle, settled) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(settle_task(self.name(), self.client.clone(), self.url.clone(), held.clone(), settled));
+        let renewer = tokio::spawn(renew_task(self.name(), self.client.clone(), self.url.clone(), held.clone(), self.config.visibility_timeout.0));
+        let visibility = self.config.visibility_timeout.0.as_secs() as i32;
+        let mut attempt = 0;
+        'receiving: while !shutdown.is_cancelled() {
+            let receive = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(self.config.batch)
+                .wait_time_seconds(self.config.wait.0.as_secs() as i32)
+                .visibility_timeout(visibility)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send();
+            // A receive cut short by shutdown hides its messages for one
+            // visibility timeout; they come back, nothing is lost.
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = receive => r,
+            };
+            let messages = match received {
+                Ok(out) => {
+                    attempt = 0;
+                    out.messages.unwrap_or_default()
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let delay = RECONNECT.delay(attempt);
+                    tracing::warn!(source = %self.name(), error = %aws_sdk_sqs::error::DisplayErrorContext(e), ?delay, "receive failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            };
+            for m in &messages {
+                let Some(delivery) = self.delivery(m, &settle) else { continue };
+                if let Some(r) = m.receipt_handle() {
+                    lock(&held).insert(r.to_string());
+                }
+                tokio::select! {
+                    sent = out.send(delivery) => if sent.is_err() { break 'receiving },
+                    _ = shutdown.cancelled() => break 'receiving,
+                }
+            }
+        }
+        let deadline = Instant::now() + DRAIN;
+        while !lock(&held).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(settle);
+        let _ = tokio::time::timeout(Duration::from_secs(10), settler).await;
+        renewer.abort();
+        Ok(())
+    }
+}
+
+enum Settle {
+    Delete(String),
+    Release(String),
+}
+
+struct ReceiptAcker {
+    receipt: Option<String>,
+    settle: mpsc::UnboundedSender<Settle>,
+}
+
+impl Acker for ReceiptAcker {
+    fn ack(mut self: Box<Self>) {
+        if let Some(r) = self.receipt.take() {
+            let _ = self.settle.send(Settle::Delete(r));
+        }
+    }
+}
+
+impl Drop for ReceiptAcker {
+    fn drop(&mut self) {
+        if let Some(r) = self.receipt.take() {
+            let _ = self.settle.send(Settle::Release(r));
+        }
+    }
+}
+
+/// Delete finished messages in batches of 10 (retrying failed entries);
+/// make released ones visible again at once.
+async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, held: Held, mut settled: mpsc::UnboundedReceiver<Settle>) {
+    let mut batch = Vec::new();
+    let mut to_delete: Vec<String> = Vec::new();
+    while settled.recv_many(&mut batch, 100).await > 0 {
+        for s in batch.drain(..) {
+            match s {
+                Settle::Delete(r) => to_delete.push(r),
+                Settle::Release(r) => {
+                    let _ = client.change_message_visibility().queue_url(&url).receipt_handle(&r).visibility_timeout(0).send().await;
+                    lock(&held).remove(&r);
+                }
+            }
+        }
+        let mut attempt = 0;
+        while !to_delete.is_empty() {
+            let mut failed = Vec::new();
+            for chunk in to_delete.chunks(10) {
+                let entries: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build().ok())
+                    .collect();
+                match client.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await {
+                    Ok(out) => {
+                        let bad: HashSet<usize> = out.failed().iter().filter_map(|f| f.id().parse().ok()).collect();
+                        for (i, r) in chunk.iter().enumerate() {
+                            if bad.contains(&i) {
+                                failed.push(r.clone());
+                            } else {
+                                lock(&held).remove(r);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(source = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "DeleteMessageBatch failed; retrying");
+                        failed.extend(chunk.iter().cloned());
+                    }
+                }
+            }
+            to_delete = failed;
+            if !to_delete.is_empty() {
+                attempt += 1;
+                tokio::time::sleep(RECONNECT.delay(attempt)).await;
+            }
+        }
+    }
+}
+
+/// Every half visibility timeout, extend the visibility of every message
+/// still in the pipeline.
+async fn renew_task(name: String, client: aws_sdk_sqs::Client, url: String, held: Held, visibility: Duration) {
+    let mut tick = tokio::time::interval(visibility / 2);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let receipts: Vec<String> = lock(&held).iter().cloned().collect();
+        for chunk in receipts.chunks(10) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .visibility_timeout(visibility.as_secs() as i32)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if let Err(e) = client.change_message_visibility_batch().queue_url(&url).set_entries(Some(entries)).send().await {
+                tracing::warn!(source = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "visibility renewal failed");
+            }
+        }
+    }
+}

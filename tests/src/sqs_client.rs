@@ -1,0 +1,119 @@
+//! Test-side SQS access with plain `aws-sdk-sqs` against the emulator the
+//! test command starts (moto): queues, sending inputs, reading outputs.
+
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+
+/// The SQS endpoint (moto on 19324 unless `SLUICE_TEST_SQS` says otherwise).
+pub fn sqs_endpoint() -> String {
+    std::env::var("SLUICE_TEST_SQS").unwrap_or_else(|_| "http://127.0.0.1:19324".into())
+}
+
+/// Dummy credentials for the emulator, in this process's environment (the
+/// daemons it starts inherit them).
+pub fn emulator_credentials() {
+    for (k, v) in [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")] {
+        if std::env::var(k).is_err() {
+            std::env::set_var(k, v);
+        }
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+pub async fn client() -> aws_sdk_sqs::Client {
+    emulator_credentials();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(sqs_endpoint()).load().await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+/// Create a queue (FIFO when the name ends in `.fifo`); returns its URL.
+pub async fn create(client: &aws_sdk_sqs::Client, name: &str) -> String {
+    let mut req = client.create_queue().queue_name(name);
+    if name.ends_with(".fifo") {
+        req = req.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    req.send().await.unwrap_or_else(|e| panic!("cannot create {name} at {} (run tests/run.sh): {e:?}", sqs_endpoint())).queue_url().unwrap().to_string()
+}
+
+/// One message as a test sees it.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub body: String,
+    pub attributes: Vec<(String, String)>,
+    pub group: Option<String>,
+}
+
+impl Got {
+    pub fn attribute(&self, name: &str) -> Option<String> {
+        self.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+}
+
+/// Send `(body, attributes, group)` in batches of 10.
+pub async fn send(client: &aws_sdk_sqs::Client, url: &str, messages: &[(String, Vec<(String, String)>, Option<String>)]) {
+    for (c, chunk) in messages.chunks(10).enumerate() {
+        let entries: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (body, attrs, group))| {
+                let mut e = SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body);
+                for (k, v) in attrs {
+                    e = e.message_attributes(k, MessageAttributeValue::builder().data_type("String").string_value(v).build().unwrap());
+                }
+                if let Some(g) = group {
+                    e = e.message_group_id(g).message_deduplication_id(format!("{c}-{i}-{body}"));
+                }
+                e.build().unwrap()
+            })
+            .collect();
+        let out = client.send_message_batch().queue_url(url).set_entries(Some(entries)).send().await.expect("send batch");
+        assert!(out.failed().is_empty(), "test send failed: {:?}", out.failed());
+    }
+}
+
+/// Approximate visible + in-flight messages.
+pub async fn count(client: &aws_sdk_sqs::Client, url: &str) -> usize {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes");
+    out.attributes()
+        .map(|a| a.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+        .unwrap_or(0)
+}
+
+/// Receive and delete everything in `url` (until an empty receive).
+pub async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Got> {
+    let mut got = Vec::new();
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return got;
+        }
+        for m in messages {
+            let attributes = m
+                .message_attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string())).collect())
+                .unwrap_or_default();
+            let group = m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId)).cloned();
+            got.push(Got { body: m.body().unwrap_or_default().to_string(), attributes, group });
+            client.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.expect("delete");
+        }
+    }
+}
