@@ -10,6 +10,7 @@ pub mod file;
 pub mod kafka;
 pub mod lines;
 pub mod redis;
+mod settle;
 pub mod sqs;
 pub mod stdio;
 

@@ -7,6 +7,7 @@
 //! those, arriving later, fail harmlessly).
 
 use super::{arguments, connect, connect_at_start, header_bytes, AmqpSourceConfig, KEY_HEADER};
+use crate::settle::{ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use futures::StreamExt;
 use lapin::options::{
@@ -15,7 +16,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
-use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
+use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +77,7 @@ impl AmqpSource {
         Ok((channel, consumer))
     }
 
-    fn delivery(&self, d: lapin::message::Delivery, acks: &mpsc::UnboundedSender<Settle>, held: &Arc<AtomicUsize>) -> Delivery {
+    fn delivery(&self, d: lapin::message::Delivery, acks: &mpsc::UnboundedSender<Settled<lapin::Acker>>, held: &Arc<AtomicUsize>) -> Delivery {
         let mut key = None;
         let mut headers = Vec::new();
         if let Some(table) = d.properties.headers() {
@@ -103,7 +104,7 @@ impl AmqpSource {
             .with("routing-key", d.routing_key.as_str())
             .with("redelivered", d.redelivered);
         held.fetch_add(1, Ordering::SeqCst);
-        let acker = TagAcker { acker: Some(d.acker), acks: acks.clone() };
+        let acker = ChannelAcker::new(d.acker, acks);
         Delivery::new(message, coordinates, AckHandle::new(acker))
     }
 }
@@ -194,40 +195,12 @@ impl Source for AmqpSource {
     }
 }
 
-/// What an acker reports.
-enum Settle {
-    Ack(lapin::Acker),
-    /// Given back unfinished.
-    Nack(lapin::Acker),
-}
-
-struct TagAcker {
-    acker: Option<lapin::Acker>,
-    acks: mpsc::UnboundedSender<Settle>,
-}
-
-impl Acker for TagAcker {
-    fn ack(mut self: Box<Self>) {
-        if let Some(a) = self.acker.take() {
-            let _ = self.acks.send(Settle::Ack(a));
-        }
-    }
-}
-
-impl Drop for TagAcker {
-    fn drop(&mut self) {
-        if let Some(a) = self.acker.take() {
-            let _ = self.acks.send(Settle::Nack(a));
-        }
-    }
-}
-
 /// Perform acks and nacks in the order they come.
-async fn ack_task(name: String, mut settled: mpsc::UnboundedReceiver<Settle>, held: Arc<AtomicUsize>, requeue: bool) {
+async fn ack_task(name: String, mut settled: mpsc::UnboundedReceiver<Settled<lapin::Acker>>, held: Arc<AtomicUsize>, requeue: bool) {
     while let Some(s) = settled.recv().await {
         let result = match s {
-            Settle::Ack(a) => a.ack(BasicAckOptions::default()).await,
-            Settle::Nack(a) => a.nack(BasicNackOptions { requeue, ..Default::default() }).await,
+            Settled::Done(a) => a.ack(BasicAckOptions::default()).await,
+            Settled::Released(a) => a.nack(BasicNackOptions { requeue, ..Default::default() }).await,
         };
         if let Err(e) = result {
             // The channel it came on is gone: the broker redelivers it.

@@ -9,9 +9,10 @@
 
 use super::writer::Writer;
 use super::{client, connect, connect_at_start, Start, StreamSinkConfig, StreamSourceConfig};
+use crate::settle::{ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use redis::Value;
-use sluice_core::{AckHandle, Acker, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError};
+use sluice_core::{AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -155,7 +156,7 @@ impl StreamSource {
         Ok(claimed)
     }
 
-    fn delivery(&self, entry: Entry, acks: &mpsc::UnboundedSender<Settle>) -> Delivery {
+    fn delivery(&self, entry: Entry, acks: &mpsc::UnboundedSender<Settled<String>>) -> Delivery {
         let c = &self.config;
         let mut payload = None;
         let mut key = None;
@@ -174,7 +175,7 @@ impl StreamSource {
         let message =
             Message { key, payload: payload.unwrap_or_default(), headers, source: c.stream.clone(), timestamp_ms, attempt: 1 };
         let coordinates = Coordinates::default().with("stream", &c.stream).with("id", &entry.id);
-        let acker = EntryAcker { id: Some(entry.id), acks: acks.clone() };
+        let acker = ChannelAcker::new(entry.id, acks);
         let mut delivery = Delivery::new(message, coordinates, AckHandle::new(acker));
         delivery.decode_error = decode_error;
         delivery
@@ -270,42 +271,13 @@ impl StreamSource {
     }
 }
 
-/// What an acker reports.
-enum Settle {
-    /// Done: XACK it.
-    Ack(String),
-    /// Given back unfinished: it stays pending (claimed later).
-    Release(String),
-}
-
-struct EntryAcker {
-    id: Option<String>,
-    acks: mpsc::UnboundedSender<Settle>,
-}
-
-impl Acker for EntryAcker {
-    fn ack(mut self: Box<Self>) {
-        if let Some(id) = self.id.take() {
-            let _ = self.acks.send(Settle::Ack(id));
-        }
-    }
-}
-
-impl Drop for EntryAcker {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let _ = self.acks.send(Settle::Release(id));
-        }
-    }
-}
-
 /// Batch acks into XACK; keep retrying through a lost connection.
 async fn ack_task(
     name: String,
     client: redis::Client,
     config: StreamSourceConfig,
     held: Held,
-    mut settled: mpsc::UnboundedReceiver<Settle>,
+    mut settled: mpsc::UnboundedReceiver<Settled<String>>,
 ) {
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     let mut batch = Vec::new();
@@ -313,8 +285,8 @@ async fn ack_task(
     while settled.recv_many(&mut batch, ACK_BATCH).await > 0 {
         for s in batch.drain(..) {
             match s {
-                Settle::Ack(id) => ids.push(id),
-                Settle::Release(id) => {
+                Settled::Done(id) => ids.push(id),
+                Settled::Released(id) => {
                     lock(&held).remove(&id);
                 }
             }

@@ -7,10 +7,11 @@
 //! extends the visibility of everything still held every half timeout.
 
 use super::{connect, SqsSourceConfig, ENCODING_ATTRIBUTE, GROUP_HEADER, DEDUP_HEADER, KEY_ATTRIBUTE};
+use crate::settle::{ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use base64::Engine as _;
-use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
+use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,7 +43,7 @@ impl SqsSource {
         format!("sqs:{}", self.config.endpoint.queue)
     }
 
-    fn delivery(&self, m: &aws_sdk_sqs::types::Message, settle: &mpsc::UnboundedSender<Settle>) -> Option<Delivery> {
+    fn delivery(&self, m: &aws_sdk_sqs::types::Message, settle: &mpsc::UnboundedSender<Settled<String>>) -> Option<Delivery> {
         let receipt = m.receipt_handle()?.to_string();
         let body = m.body().unwrap_or_default();
         let mut key = None;
@@ -93,7 +94,7 @@ impl SqsSource {
         if let Some(n) = system_attr(MessageSystemAttributeName::ApproximateReceiveCount) {
             coordinates = coordinates.with("receive-count", n);
         }
-        let acker = ReceiptAcker { receipt: Some(receipt), settle: settle.clone() };
+        let acker = ChannelAcker::new(receipt, settle);
         let mut delivery = Delivery::new(message, coordinates, AckHandle::new(acker));
         delivery.decode_error = decode_error;
         // FIFO: one lane per message group keeps the group's order.
@@ -173,42 +174,16 @@ impl Source for SqsSource {
     }
 }
 
-enum Settle {
-    Delete(String),
-    Release(String),
-}
-
-struct ReceiptAcker {
-    receipt: Option<String>,
-    settle: mpsc::UnboundedSender<Settle>,
-}
-
-impl Acker for ReceiptAcker {
-    fn ack(mut self: Box<Self>) {
-        if let Some(r) = self.receipt.take() {
-            let _ = self.settle.send(Settle::Delete(r));
-        }
-    }
-}
-
-impl Drop for ReceiptAcker {
-    fn drop(&mut self) {
-        if let Some(r) = self.receipt.take() {
-            let _ = self.settle.send(Settle::Release(r));
-        }
-    }
-}
-
 /// Delete finished messages in batches of 10 (retrying failed entries);
 /// make released ones visible again at once.
-async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, held: Held, mut settled: mpsc::UnboundedReceiver<Settle>) {
+async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, held: Held, mut settled: mpsc::UnboundedReceiver<Settled<String>>) {
     let mut batch = Vec::new();
     let mut to_delete: Vec<String> = Vec::new();
     while settled.recv_many(&mut batch, 100).await > 0 {
         for s in batch.drain(..) {
             match s {
-                Settle::Delete(r) => to_delete.push(r),
-                Settle::Release(r) => {
+                Settled::Done(r) => to_delete.push(r),
+                Settled::Released(r) => {
                     let _ = client.change_message_visibility().queue_url(&url).receipt_handle(&r).visibility_timeout(0).send().await;
                     lock(&held).remove(&r);
                 }

@@ -1,0 +1,43 @@
+//! Acks that cross to a connector's own task. [`Acker`] calls must not
+//! block, but broker acks are network calls: a [`ChannelAcker`] sends the
+//! connector's token for the delivery (an entry id, a receipt handle, a
+//! lapin acker) to the connector's settle task. Dropped unsettled (the
+//! engine gave the delivery back), it reports the token as released.
+
+use sluice_core::Acker;
+use tokio::sync::mpsc;
+
+/// How a delivery ended, with the connector's token for it.
+pub(crate) enum Settled<T> {
+    /// Finished and confirmed: acknowledge it to the broker.
+    Done(T),
+    /// Given back unfinished: let the broker redeliver it.
+    Released(T),
+}
+
+pub(crate) struct ChannelAcker<T: Send + 'static> {
+    token: Option<T>,
+    tx: mpsc::UnboundedSender<Settled<T>>,
+}
+
+impl<T: Send + 'static> ChannelAcker<T> {
+    pub fn new(token: T, tx: &mpsc::UnboundedSender<Settled<T>>) -> Self {
+        ChannelAcker { token: Some(token), tx: tx.clone() }
+    }
+}
+
+impl<T: Send + 'static> Acker for ChannelAcker<T> {
+    fn ack(mut self: Box<Self>) {
+        if let Some(t) = self.token.take() {
+            let _ = self.tx.send(Settled::Done(t));
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for ChannelAcker<T> {
+    fn drop(&mut self) {
+        if let Some(t) = self.token.take() {
+            let _ = self.tx.send(Settled::Released(t));
+        }
+    }
+}
