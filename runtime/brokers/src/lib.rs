@@ -6,6 +6,7 @@
 //! [`sluice_core::Source`] and [`sluice_core::Sink`].
 
 pub mod amqp;
+mod batch;
 pub mod file;
 pub mod kafka;
 pub mod lines;

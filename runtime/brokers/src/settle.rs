@@ -41,3 +41,16 @@ impl<T: Send + 'static> Drop for ChannelAcker<T> {
         }
     }
 }
+
+/// How long a stopping source waits for the pipeline to finish the
+/// deliveries it holds, so they can be acknowledged. What is not finished by
+/// then is redelivered by the broker after the restart.
+pub(crate) const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Wait until `busy` turns false, at most [`DRAIN`].
+pub(crate) async fn drained(mut busy: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + DRAIN;
+    while busy() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -7,7 +7,7 @@
 //! those, arriving later, fail harmlessly).
 
 use super::{arguments, connect, connect_at_start, header_bytes, AmqpSourceConfig, KEY_HEADER};
-use crate::settle::{ChannelAcker, Settled};
+use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use futures::StreamExt;
 use lapin::options::{
@@ -19,12 +19,9 @@ use lapin::{Channel, ExchangeKind};
 use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// How long a stopping source waits for the pipeline to finish what it holds.
-const DRAIN: Duration = Duration::from_secs(30);
 
 pub(super) struct AmqpSource {
     config: AmqpSourceConfig,
@@ -182,10 +179,7 @@ impl Source for AmqpSource {
         if let Some(ch) = &channel {
             let _ = ch.basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default()).await;
         }
-        let deadline = Instant::now() + DRAIN;
-        while held.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        drained(|| held.load(Ordering::SeqCst) > 0).await;
         drop(acks);
         let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
         if let Some(conn) = self.conn.take() {

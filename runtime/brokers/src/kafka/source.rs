@@ -9,6 +9,7 @@
 
 use super::offsets::{Offsets, Tp};
 use super::{log_rdkafka, reach, KafkaSourceConfig};
+use crate::settle::drained;
 use crate::ConnectError;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -17,14 +18,9 @@ use rdkafka::{ClientConfig, ClientContext, Message as _};
 use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// How long a stopping source waits for messages in the pipeline to finish
-/// so their offsets can be committed. What is not finished by then is
-/// redelivered after the restart.
-const DRAIN: Duration = Duration::from_secs(30);
 
 type Shared = Arc<Mutex<Offsets>>;
 
@@ -110,10 +106,7 @@ impl KafkaSource {
     /// After the last message was taken: wait (bounded) for the pipeline to
     /// finish what it holds, commit, and leave the group.
     async fn drain(&self) {
-        let deadline = Instant::now() + DRAIN;
-        while lock(&self.offsets).working() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        drained(|| lock(&self.offsets).working() > 0).await;
         self.commit().await;
         let unfinished = lock(&self.offsets).working();
         if unfinished > 0 {

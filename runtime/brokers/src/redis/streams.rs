@@ -9,7 +9,7 @@
 
 use super::writer::Writer;
 use super::{client, connect, connect_at_start, Start, StreamSinkConfig, StreamSourceConfig};
-use crate::settle::{ChannelAcker, Settled};
+use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use redis::Value;
 use sluice_core::{AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError};
@@ -19,9 +19,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// How long a stopping source waits for the pipeline to finish what it
-/// holds so it can be acked.
-const DRAIN: Duration = Duration::from_secs(30);
 /// Most ids in one XACK.
 const ACK_BATCH: usize = 1000;
 
@@ -248,10 +245,7 @@ impl Source for StreamSource {
             }
         }
         // Drain: let the pipeline finish what it holds, so it gets acked.
-        let deadline = Instant::now() + DRAIN;
-        while !lock(&self.held).is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        drained(|| !lock(&self.held).is_empty()).await;
         drop(acks);
         let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
         let unfinished = lock(&self.held).len();

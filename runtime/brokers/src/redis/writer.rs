@@ -10,41 +10,27 @@
 use super::connect;
 use sluice_core::{Confirm, SinkError};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use crate::batch::{BatchQueue, Reply};
+use tokio::sync::mpsc;
 
 /// Most commands in one pipeline.
 const BATCH: usize = 512;
 
-type Reply = oneshot::Sender<Result<(), String>>;
-
 pub(super) struct Writer {
-    queue: mpsc::Sender<(redis::Cmd, Reply)>,
-    name: String,
+    queue: BatchQueue<redis::Cmd>,
 }
 
 impl Writer {
     /// Start the writer task on an open connection.
     pub fn start(name: String, client: redis::Client, conn: redis::aio::MultiplexedConnection, timeout: Duration) -> Self {
-        let (queue, rx) = mpsc::channel(BATCH * 4);
-        tokio::spawn(run(name.clone(), client, conn, timeout, rx));
-        Writer { queue, name }
+        let (queue, rx) = BatchQueue::new(name.clone(), BATCH * 4);
+        tokio::spawn(run(name, client, conn, timeout, rx));
+        Writer { queue }
     }
 
     /// Queue a command; the confirm resolves with its reply.
     pub async fn send(&self, cmd: redis::Cmd) -> Result<Confirm, SinkError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((cmd, reply))
-            .await
-            .map_err(|_| SinkError::Connection { sink: self.name.clone(), reason: "writer stopped".into() })?;
-        let sink = self.name.clone();
-        Ok(Box::pin(async move {
-            match answer.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(reason)) => Err(SinkError::Publish { sink, reason }),
-                Err(_) => Err(SinkError::Connection { sink, reason: "writer stopped".into() }),
-            }
-        }))
+        self.queue.send(cmd).await
     }
 
     /// Wait until everything queued so far has been answered.

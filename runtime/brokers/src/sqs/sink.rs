@@ -11,12 +11,11 @@ use base64::Engine as _;
 use sluice_core::{Confirm, Message, Sink, SinkError};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use tokio::sync::{mpsc, oneshot};
-
-type Reply = oneshot::Sender<Result<(), String>>;
+use crate::batch::{BatchQueue, Reply};
+use tokio::sync::mpsc;
 
 pub(super) struct SqsSink {
-    queue: mpsc::Sender<(SendMessageBatchRequestEntry, Reply)>,
+    queue: BatchQueue<SendMessageBatchRequestEntry>,
     name: String,
     fifo: bool,
     group: Option<String>,
@@ -26,7 +25,7 @@ impl SqsSink {
     pub(super) async fn connect(c: &SqsSinkConfig, endpoint: Endpoint) -> Result<Self, ConnectError> {
         let name = format!("sqs:{}", endpoint.queue);
         let (client, url) = connect(&format!("sqs sink `{}`", endpoint.queue), &endpoint, c.connect_timeout.0).await?;
-        let (queue, rx) = mpsc::channel(100);
+        let (queue, rx) = BatchQueue::new(name.clone(), 100);
         tokio::spawn(batcher(name.clone(), client, url.clone(), rx));
         Ok(SqsSink { queue, name, fifo: is_fifo(&url), group: c.message_group_id.clone() })
     }
@@ -89,19 +88,7 @@ impl Sink for SqsSink {
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
         let entry = self.entry(msg).map_err(|reason| SinkError::Publish { sink: self.name.clone(), reason })?;
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((entry, reply))
-            .await
-            .map_err(|_| SinkError::Connection { sink: self.name.clone(), reason: "batcher stopped".into() })?;
-        let sink = self.name.clone();
-        Ok(Box::pin(async move {
-            match answer.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(reason)) => Err(SinkError::Publish { sink, reason }),
-                Err(_) => Err(SinkError::Connection { sink, reason: "batcher stopped".into() }),
-            }
-        }))
+        self.queue.send(entry).await
     }
 }
 

@@ -7,7 +7,7 @@
 //! extends the visibility of everything still held every half timeout.
 
 use super::{connect, SqsSourceConfig, ENCODING_ATTRIBUTE, GROUP_HEADER, DEDUP_HEADER, KEY_ATTRIBUTE};
-use crate::settle::{ChannelAcker, Settled};
+use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use base64::Engine as _;
@@ -15,11 +15,9 @@ use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-const DRAIN: Duration = Duration::from_secs(30);
 
 type Held = Arc<Mutex<HashSet<String>>>;
 
@@ -163,10 +161,7 @@ impl Source for SqsSource {
                 }
             }
         }
-        let deadline = Instant::now() + DRAIN;
-        while !lock(&held).is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        drained(|| !lock(&held).is_empty()).await;
         drop(settle);
         let _ = tokio::time::timeout(Duration::from_secs(10), settler).await;
         renewer.abort();
