@@ -257,15 +257,6 @@ pub(crate) fn kafka_check(brokers: &str, input: &str, names: &RunNames, n: usize
     problems
 }
 
-/// Where tests/brokers.sh keeps its tools and pid files.
-pub(crate) fn sluice_cache() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_default()
-        .join("sluice")
-}
-
 /// The tansu version tests/brokers.sh installed, if it did.
 pub(crate) fn tansu_version() -> String {
     std::fs::read_to_string(sluice_cache().join("tools/tansu.version"))
@@ -275,8 +266,7 @@ pub(crate) fn tansu_version() -> String {
 
 /// The pid of the tansu that tests/brokers.sh started, if it runs.
 pub(crate) fn tansu_pid() -> Option<String> {
-    let pid = std::fs::read_to_string(sluice_cache().join("pids/tansu.pid")).ok()?;
-    local_process(pid.trim(), "tansu")
+    brokers_sh_pid("tansu", "tansu")
 }
 
 /// The whole Kafka half: seed, then rounds of every variant, interleaved.
@@ -290,12 +280,14 @@ pub(crate) fn bench_kafka(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[
         kafka_seed(&brokers, &input, inputs).await;
         let seeded = seeding.elapsed();
         eprintln!("bench: kafka: {} records produced to `{input}` in {seeded:.2?}", inputs.len());
-        let mut results = BrokerResults::new(Broker::Kafka, format!("{} at {brokers}", tansu_version()), seeded);
+        let mut results = BrokerResults::new(Broker::Kafka, format!("{} at {brokers}", tansu_version()), s.n);
+        results.input = format!("input written once in {:.2} s", seeded.as_secs_f64());
+        results.settings = format!("commit_interval {} s (relay and source)", COMMIT_EVERY.as_secs());
         let pid = tansu_pid();
         let pid = pid.as_deref();
         let mut topics = vec![input.clone()];
         for round in 0..s.rounds {
-            for variant in Variant::all() {
+            for variant in Variant::all(Broker::Kafka) {
                 let names = RunNames::new(&prefix, variant, round);
                 kafka_create(&brokers, &[(&names.output, PARTITIONS), (&names.dlq, 1)]).await;
                 let (timed, mut problems) = match variant {

@@ -4,43 +4,64 @@
 //! the same data.
 //!
 //! ```sh
-//! bash tests/brokers.sh            # Redis on 6379, Kafka (tansu) on 19092
+//! bash tests/brokers.sh            # Redis 6379, RabbitMQ 5672, SQS (moto) 19324, Kafka (tansu) 19092
+//! bash plugins/build.sh            # plugins/dist/identity.wasm
 //! cargo bench -p sluice-tests --bench brokers
 //! ```
 //!
 //! Environment:
 //! - `SLUICE_BENCH_N`        messages per run (default 50000)
-//! - `SLUICE_BENCH_BROKERS`  comma list of `redis`, `kafka` (default both)
+//! - `SLUICE_BENCH_SQS_N`    messages per SQS run (default min(N, 500): moto is slow)
+//! - `SLUICE_BENCH_BROKERS`  comma list of `redis`, `kafka`, `rabbitmq`, `sqs`
+//!   (default all four, in that order)
 //! - `SLUICE_BENCH_ROUNDS`   timed runs per variant, median reported (default 5)
 //! - `SLUICE_BENCH_TIMEOUT`  seconds one run may take before it is abandoned (default 120)
+//! - `SLUICE_BENCH_PREFETCH` RabbitMQ `basic_qos` prefetch of relay and source (default 100, sluice's default)
 //! - `SLUICE_BENCH_MD`       also write the tables as markdown to this file
 //! - `SLUICE_TEST_REDIS`     Redis URL (default `redis://127.0.0.1:6379`)
 //! - `SLUICE_TEST_KAFKA`     Kafka bootstrap address (default `127.0.0.1:19092`)
+//! - `SLUICE_TEST_AMQP`      RabbitMQ URL (default `amqp://guest:guest@127.0.0.1:5672/%2f`)
+//! - `SLUICE_TEST_SQS`       SQS endpoint (default `http://127.0.0.1:19324`; dummy
+//!   credentials and region `us-east-1` unless the environment has others)
 //!
-//! What it measures, per broker (see BENCHMARKS.md, run 4):
-//! - the input: N entries (Redis stream) or records (Kafka topic with 3
-//!   partitions), each a ~200-byte JSON payload and a key, written once
-//!   before anything is timed. Every run reads all of them with a consumer
-//!   group of its own, so every run reads the same data;
-//! - **relay**: a consumer-group reader and a writer in plain `redis` /
-//!   `rdkafka` code, acknowledging the input only once the output write is
-//!   confirmed (the same at-least-once contract sluice keeps);
-//! - **sluice**: the `redis-stream` / `kafka` source and sink opened from
-//!   their config structs, one `identity` Wasm stage (fuel and epoch on),
-//!   a DLQ on the same broker, `Pipeline::run` in process; concurrency 1
-//!   and 2 with the default `max_in_flight` (256 per worker), and
-//!   concurrency 1 with `max_in_flight` 10000 (what the Kafka relay allows).
+//! What it measures, per broker (see BENCHMARKS.md, runs 4 and 5):
+//! - the input: N messages, each a ~200-byte JSON payload and a key.
+//!   Redis (a stream) and Kafka (a topic with 3 partitions) keep what is
+//!   read, so their input is written once before anything is timed and
+//!   every run reads all of it with a consumer group of its own. RabbitMQ
+//!   and SQS queues are consumed destructively, so every run gets a fresh
+//!   input queue, filled (untimed) right before it: RabbitMQ a durable queue
+//!   of persistent messages, the key in the `sluice-key` header; SQS a
+//!   standard queue, the key in the `sluice-key` attribute;
+//! - **relay**: a reader and a writer in plain `redis` / `rdkafka` / `lapin` /
+//!   `aws-sdk-sqs` code, acknowledging the input only once the output write
+//!   is confirmed (the same at-least-once contract sluice keeps), with the
+//!   read settings of sluice's source: RabbitMQ, the same prefetch, every
+//!   delivery published at once on a confirm channel and acked when its
+//!   confirm arrives (so up to prefetch in flight, as in sluice); SQS,
+//!   ReceiveMessage of 10 → SendMessageBatch → DeleteMessageBatch, one batch
+//!   at a time (sluice overlaps the three in separate tasks);
+//! - **sluice**: the `redis-stream` / `kafka` / `rabbitmq` / `sqs` source and
+//!   sink opened from their config structs, one `identity` Wasm stage (fuel
+//!   and epoch on), a DLQ on the same broker, `Pipeline::run` in process;
+//!   concurrency 1 and 2 with the default `max_in_flight` (256 per worker),
+//!   and for Redis and Kafka also concurrency 1 with `max_in_flight` 10000
+//!   (what the Kafka relay allows; for RabbitMQ the prefetch and for SQS the
+//!   sink's one batch at a time bound what is in flight instead).
 //!
-//! A run's time goes from the moment the consumer is subscribed (group
-//! created) until N messages are acknowledged: for the relay, XACKed or
-//! delivery-confirmed; for sluice, counted in `PipelineStats::acked`. Also
-//! reported: the time to the first message (for Kafka mostly the group
-//! join) and the CPU time per message of this process and of the broker
-//! (from `/proc`, when the broker runs on this machine). Each run is checked
-//! afterwards (output length, nothing pending or uncommitted, no dead
-//! letters); a failed check is printed next to its figure and makes the
-//! bench exit 1. The bench never judges timings; it prints them, and the
-//! ratio sluice/relay.
+//! A run's time goes from the moment the consumer is ready to start (group
+//! created, subscribed, connections open) until N messages are
+//! acknowledged: for the relay, XACKed, delivery-confirmed, basic.acked or
+//! deleted; for sluice, counted in `PipelineStats::acked`. For sluice also
+//! the time until `Pipeline::run` returned after the cancel (its source has
+//! then also sent the acks or deletes it still had queued). Also reported:
+//! the time to the first message (for Kafka mostly the group join) and the
+//! CPU time per message of this process and of the broker (from `/proc`,
+//! when the broker runs on this machine). Each run is checked afterwards
+//! (output length; nothing pending, uncommitted, unacked or left in the
+//! input queue; no dead letters); a failed check is printed next to its
+//! figure and makes the bench exit 1. The bench never judges timings; it
+//! prints them, and the ratio sluice/relay.
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -57,6 +78,7 @@ use sluice_brokers::redis::{Start, StreamSinkConfig, StreamSourceConfig};
 use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::engine::EngineOptions;
 use sluice_core::{HumanDuration, Limits, Pipeline, PipelineReport, PipelineStats, RetryPolicy, StageKind, SystemClock};
+use sluice_tests::amqp_client::amqp_url;
 use sluice_tests::kafka_client::kafka_addr;
 use sluice_tests::redis_client::redis_url;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -66,13 +88,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
+mod amqp_bench;
 mod kafka_bench;
 mod redis_bench;
 mod report;
+mod sqs_bench;
 
+use amqp_bench::*;
 use kafka_bench::*;
 use redis_bench::*;
 use report::*;
+use sqs_bench::*;
 
 /// Size of every generated payload, exactly.
 const PAYLOAD_BYTES: usize = 200;
@@ -92,6 +118,17 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// the engine's default `max_in_flight`; the last row raises it to the
 /// relay's [`KAFKA_IN_FLIGHT`].
 const SHAPES: [(usize, usize); 3] = [(1, 256), (2, 256), (1, KAFKA_IN_FLIGHT)];
+/// The shapes measured for RabbitMQ and SQS. There a larger `max_in_flight`
+/// changes nothing: RabbitMQ's prefetch bounds the unacked deliveries (100
+/// by default), and the SQS sink sends one batch of 10 at a time.
+const QUEUE_SHAPES: [(usize, usize); 2] = [(1, 256), (2, 256)];
+/// sluice's default RabbitMQ `prefetch`, used by the relay and the source.
+const PREFETCH: u16 = 100;
+/// SQS runs move at most this many messages by default. moto's cost per
+/// request grows with the queue's depth (it scans the whole queue, several
+/// times per message sent or received): at 2000 one run takes minutes, at
+/// 500 about 9 s.
+const SQS_DEFAULT_N: usize = 500;
 /// Generous bound on every set-up step and check (connect, seed, read back).
 const STEP: Duration = Duration::from_secs(60);
 
@@ -101,18 +138,25 @@ const STEP: Duration = Duration::from_secs(60);
 enum Broker {
     Redis,
     Kafka,
+    Rabbitmq,
+    Sqs,
 }
 
 struct Settings {
     n: usize,
+    /// Messages per SQS run (moto is slow): `SLUICE_BENCH_SQS_N`, else
+    /// min(n, [`SQS_DEFAULT_N`]).
+    sqs_n: usize,
     rounds: usize,
     timeout: Duration,
     brokers: Vec<Broker>,
+    /// RabbitMQ `basic_qos` prefetch, of the relay and the sluice source alike.
+    prefetch: u16,
 }
 
 impl Settings {
     fn from_env() -> Settings {
-        let brokers = std::env::var("SLUICE_BENCH_BROKERS").unwrap_or_else(|_| "redis,kafka".into());
+        let brokers = std::env::var("SLUICE_BENCH_BROKERS").unwrap_or_else(|_| "redis,kafka,rabbitmq,sqs".into());
         let brokers = brokers
             .split(',')
             .map(str::trim)
@@ -120,16 +164,32 @@ impl Settings {
             .map(|b| match b {
                 "redis" => Broker::Redis,
                 "kafka" => Broker::Kafka,
-                other => panic!("SLUICE_BENCH_BROKERS: unknown broker `{other}` (use redis, kafka)"),
+                "rabbitmq" => Broker::Rabbitmq,
+                "sqs" => Broker::Sqs,
+                other => panic!("SLUICE_BENCH_BROKERS: unknown broker `{other}` (use redis, kafka, rabbitmq, sqs)"),
             })
             .collect();
         let n = env_usize("SLUICE_BENCH_N", 50_000);
         assert!(n > 0, "SLUICE_BENCH_N must be positive");
+        let sqs_n = env_usize("SLUICE_BENCH_SQS_N", n.min(SQS_DEFAULT_N));
+        assert!(sqs_n > 0, "SLUICE_BENCH_SQS_N must be positive");
+        let prefetch = env_usize("SLUICE_BENCH_PREFETCH", PREFETCH.into());
+        let prefetch = u16::try_from(prefetch).ok().filter(|p| *p > 0).expect("SLUICE_BENCH_PREFETCH must be 1 to 65535");
         Settings {
             n,
+            sqs_n,
             rounds: env_usize("SLUICE_BENCH_ROUNDS", 5).max(1),
             timeout: Duration::from_secs(env_usize("SLUICE_BENCH_TIMEOUT", 120) as u64),
             brokers,
+            prefetch,
+        }
+    }
+
+    /// Messages per run for `broker`.
+    fn n_for(&self, broker: Broker) -> usize {
+        match broker {
+            Broker::Sqs => self.sqs_n,
+            _ => self.n,
         }
     }
 }
@@ -141,8 +201,8 @@ fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
-/// A prefix no earlier run used: every stream, topic and group of this run
-/// starts with it.
+/// A prefix no earlier run used: every stream, topic, queue and group of
+/// this run starts with it.
 fn run_prefix() -> String {
     let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     format!("sluice-bench-{}-{ms}", std::process::id())
@@ -218,9 +278,13 @@ impl Shape {
 }
 
 impl Variant {
-    fn all() -> Vec<Variant> {
+    fn all(broker: Broker) -> Vec<Variant> {
+        let shapes: &[(usize, usize)] = match broker {
+            Broker::Redis | Broker::Kafka => &SHAPES,
+            Broker::Rabbitmq | Broker::Sqs => &QUEUE_SHAPES,
+        };
         let mut all = vec![Variant::Relay];
-        all.extend(SHAPES.iter().map(|&(concurrency, max_in_flight)| Variant::Sluice(Shape { concurrency, max_in_flight })));
+        all.extend(shapes.iter().map(|&(concurrency, max_in_flight)| Variant::Sluice(Shape { concurrency, max_in_flight })));
         all
     }
 
@@ -228,6 +292,8 @@ impl Variant {
         match (self, broker) {
             (Variant::Relay, Broker::Redis) => "relay (redis crate)".into(),
             (Variant::Relay, Broker::Kafka) => format!("relay (rdkafka, {KAFKA_IN_FLIGHT} in flight)"),
+            (Variant::Relay, Broker::Rabbitmq) => "relay (lapin)".into(),
+            (Variant::Relay, Broker::Sqs) => "relay (aws-sdk-sqs, one batch at a time)".into(),
             (Variant::Sluice(shape), _) => {
                 let mut label = format!("sluice, concurrency {}", shape.concurrency);
                 if shape.max_in_flight != EngineOptions::default().max_in_flight {
@@ -250,6 +316,10 @@ struct Timed {
     cpu: Option<Duration>,
     /// CPU time the broker process used meanwhile, when it runs on this machine.
     broker_cpu: Option<Duration>,
+    /// sluice only: from the start until `Pipeline::run` returned after the
+    /// cancel at N acked, i.e. the source has also sent the acks, deletes or
+    /// commits it still held, and closed.
+    stopped: Option<Duration>,
 }
 
 /// CPU time used so far by process `pid` (user + system, all threads), from
@@ -299,6 +369,7 @@ impl Stopwatch {
             first: first.unwrap_or_default(),
             cpu: since(self.cpu, cpu_of("self")),
             broker_cpu: since(self.broker_cpu, self.broker_pid.as_deref().and_then(cpu_of)),
+            stopped: None,
         }
     }
 }
@@ -309,9 +380,12 @@ struct RunResult {
     problems: Vec<String>,
 }
 
-/// Names of one run's group and output streams or topics.
+/// Names of one run's group and output streams, topics or queues.
 #[derive(Clone)]
 struct RunNames {
+    /// The run's own input queue, where the input is consumed destructively
+    /// (RabbitMQ, SQS); Redis and Kafka runs share one input instead.
+    input: String,
     group: String,
     output: String,
     dlq: String,
@@ -319,12 +393,22 @@ struct RunNames {
 
 impl RunNames {
     fn new(prefix: &str, variant: Variant, round: usize) -> RunNames {
+        RunNames::with_separator(prefix, variant, round, '.')
+    }
+
+    /// SQS queue names allow no dots: there the parts are joined with `-`.
+    fn with_separator(prefix: &str, variant: Variant, round: usize, sep: char) -> RunNames {
         let tag = match variant {
             Variant::Relay => "relay".to_string(),
             Variant::Sluice(shape) => format!("sluice-c{}-f{}", shape.concurrency, shape.max_in_flight),
         };
-        let base = format!("{prefix}.{tag}.r{round}");
-        RunNames { group: format!("{base}.g"), output: format!("{base}.out"), dlq: format!("{base}.dlq") }
+        let base = format!("{prefix}{sep}{tag}{sep}r{round}");
+        RunNames {
+            input: format!("{base}{sep}in"),
+            group: format!("{base}{sep}g"),
+            output: format!("{base}{sep}out"),
+            dlq: format!("{base}{sep}dlq"),
+        }
     }
 }
 
@@ -358,8 +442,14 @@ async fn time_pipeline(
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     shutdown.cancel();
+    let mut timed = timed;
     let report = match tokio::time::timeout(STEP, &mut run).await {
-        Ok(Ok(Ok(report))) => Some(report),
+        Ok(Ok(Ok(report))) => {
+            if let Ok(t) = &mut timed {
+                t.stopped = Some(started.elapsed());
+            }
+            Some(report)
+        }
         Ok(Ok(Err(e))) => return (timed.and(Err(format!("pipeline failed: {e}"))), None),
         Ok(Err(e)) => return (timed.and(Err(format!("pipeline task failed: {e}"))), None),
         Err(_) => {
@@ -419,13 +509,29 @@ fn secs(d: Duration) -> HumanDuration {
     HumanDuration(d)
 }
 
+/// Where tests/brokers.sh keeps its tools and pid files.
+fn sluice_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_default()
+        .join("sluice")
+}
+
+/// The pid tests/brokers.sh recorded for `name`, if that process runs here
+/// and its name starts with `comm`.
+fn brokers_sh_pid(name: &str, comm: &str) -> Option<String> {
+    let pid = std::fs::read_to_string(sluice_cache().join(format!("pids/{name}.pid"))).ok()?;
+    local_process(pid.trim(), comm)
+}
+
 // ---------------------------------------------------------------- main
 
 fn main() {
     let bench_started = Instant::now();
     let s = Settings::from_env();
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
-    let inputs = generate(s.n);
+    let inputs = generate(s.brokers.iter().map(|b| s.n_for(*b)).max().unwrap_or(s.n));
     let host = sluice_tests::host();
     // Load (compile or fetch from the artifact cache) before anything is timed.
     drop(identity_stage(&host));
@@ -433,10 +539,13 @@ fn main() {
 
     let mut results = Vec::new();
     for broker in &s.brokers {
-        eprintln!("bench: {broker:?}: N = {}, {} round(s), timeout {:?} per run", s.n, s.rounds, s.timeout);
+        eprintln!("bench: {broker:?}: N = {}, {} round(s), timeout {:?} per run", s.n_for(*broker), s.rounds, s.timeout);
+        let inputs = &inputs[..s.n_for(*broker)];
         results.push(match broker {
-            Broker::Redis => bench_redis(&rt, &s, &inputs, &host),
-            Broker::Kafka => bench_kafka(&rt, &s, &inputs, &host),
+            Broker::Redis => bench_redis(&rt, &s, inputs, &host),
+            Broker::Kafka => bench_kafka(&rt, &s, inputs, &host),
+            Broker::Rabbitmq => bench_amqp(&rt, &s, inputs, &host),
+            Broker::Sqs => bench_sqs(&rt, &s, inputs, &host),
         });
     }
 
@@ -444,14 +553,14 @@ fn main() {
         format!("date: {} (UTC)", today()),
         format!("machine: {cores} cores (available_parallelism), CPU: {}", cpu_model()),
         format!(
-            "messages: N = {}, payload {PAYLOAD_BYTES} bytes of JSON, key out of {KEYS} customer ids; XREADGROUP COUNT {COUNT} BLOCK {} ms",
+            "messages: N = {} per run{}, payload {PAYLOAD_BYTES} bytes of JSON, key out of {KEYS} customer ids",
             s.n,
-            BLOCK.as_millis()
+            if s.brokers.contains(&Broker::Sqs) && s.sqs_n != s.n { format!(" (SQS: {})", s.sqs_n) } else { String::new() },
         ),
         "sluice: one identity.wasm transform stage, Limits::default() (fuel and epoch on), EngineOptions::default() apart from concurrency and max_in_flight".into(),
         format!("total bench time: {:.1?}", bench_started.elapsed()),
     ];
-    let tables: Vec<Table> = results.iter().map(|r| r.table(s.n, s.rounds)).collect();
+    let tables: Vec<Table> = results.iter().map(|r| r.table(s.rounds)).collect();
     let mut text = String::from("sluice broker relay benchmark\n");
     for line in &header {
         text += &format!("  {line}\n");

@@ -169,9 +169,11 @@ pub(crate) fn bench_redis(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[
         let version = info_field(&info, "redis_version").unwrap_or_else(|| "(version unknown)".into());
         let pid = info_field(&info, "process_id").and_then(|p| local_process(&p, "redis-server"));
         let pid = pid.as_deref();
-        let mut results = BrokerResults::new(Broker::Redis, format!("Redis {version}"), seeded);
+        let mut results = BrokerResults::new(Broker::Redis, format!("Redis {version}"), s.n);
+        results.input = format!("input written once in {:.2} s", seeded.as_secs_f64());
+        results.settings = format!("XREADGROUP COUNT {COUNT} BLOCK {} ms (relay and source)", BLOCK.as_millis());
         for round in 0..s.rounds {
-            for variant in Variant::all() {
+            for variant in Variant::all(Broker::Redis) {
                 let names = RunNames::new(&prefix, variant, round);
                 let (timed, mut problems) = match variant {
                     Variant::Relay => (redis_relay(&url, &input, &names, s.n, s.timeout, pid).await, Vec::new()),

@@ -6,19 +6,27 @@ use super::*;
 pub(crate) struct BrokerResults {
     broker: Broker,
     server: String,
-    seeded: Duration,
+    /// Messages per run.
+    n: usize,
+    /// How the input was written (once, or before every run), for the notes.
+    pub(crate) input: String,
+    /// The read and write settings relay and source share, for the notes.
+    pub(crate) settings: String,
     runs: HashMap<Variant, Vec<RunResult>>,
 }
 
 impl BrokerResults {
-    pub(crate) fn new(broker: Broker, server: String, seeded: Duration) -> BrokerResults {
-        BrokerResults { broker, server, seeded, runs: HashMap::new() }
+    pub(crate) fn new(broker: Broker, server: String, n: usize) -> BrokerResults {
+        BrokerResults { broker, server, n, input: String::new(), settings: String::new(), runs: HashMap::new() }
     }
 
     pub(crate) fn record(&mut self, variant: Variant, round: usize, rounds: usize, run: RunResult) {
         let what = format!("bench: {:?} round {}/{rounds}: {}", self.broker, round + 1, variant.label(self.broker));
         match &run.timed {
-            Ok(t) => eprintln!("{what}: {:.2?} (first message after {:.2?})", t.elapsed, t.first),
+            Ok(t) => match t.stopped {
+                Some(stopped) => eprintln!("{what}: {:.2?} (first message after {:.2?}, stopped after {stopped:.2?})", t.elapsed, t.first),
+                None => eprintln!("{what}: {:.2?} (first message after {:.2?})", t.elapsed, t.first),
+            },
             Err(e) => eprintln!("{what}: FAILED: {e}"),
         }
         for p in &run.problems {
@@ -32,7 +40,8 @@ impl BrokerResults {
     }
 
     /// Medians over the successful runs of one variant.
-    fn summary(&self, variant: Variant, n: usize) -> Option<Summary> {
+    fn summary(&self, variant: Variant) -> Option<Summary> {
+        let n = self.n;
         let timed: Vec<&Timed> = self.runs.get(&variant)?.iter().filter_map(|r| r.timed.as_ref().ok()).collect();
         if timed.is_empty() {
             return None;
@@ -42,6 +51,7 @@ impl BrokerResults {
         let (min, max) = timed.iter().map(|t| t.elapsed.as_secs_f64()).fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
         Some(Summary {
             secs,
+            stopped: timed.iter().map(|t| t.stopped.map(|s| s.as_secs_f64())).collect::<Option<Vec<_>>>().map(|mut s| median(&mut s)),
             rate: n as f64 / secs,
             steady_rate: of(&|t| n as f64 / (t.elapsed - t.first).as_secs_f64().max(1e-9)),
             first_ms: of(&|t| t.first.as_secs_f64() * 1000.0),
@@ -51,10 +61,19 @@ impl BrokerResults {
         })
     }
 
-    pub(crate) fn table(&self, n: usize, rounds: usize) -> Table {
+    pub(crate) fn table(&self, rounds: usize) -> Table {
+        let n = self.n;
         let title = match self.broker {
             Broker::Redis => "Redis streams: input stream → (relay | sluice) → output stream",
             Broker::Kafka => "Kafka: input topic (3 partitions) → (relay | sluice) → output topic (3 partitions)",
+            Broker::Rabbitmq => "RabbitMQ: durable input queue → (relay | sluice) → durable output queue (persistent, publisher confirms)",
+            Broker::Sqs => "SQS (moto): input queue → (relay | sluice) → output queue",
+        };
+        let start = match self.broker {
+            Broker::Redis => "group created",
+            Broker::Kafka => "consumer subscribed",
+            Broker::Rabbitmq => "connections open, before the consumer's channel, qos and basic.consume",
+            Broker::Sqs => "clients connected, before the first ReceiveMessage",
         };
         let mut t = Table::new(
             title,
@@ -62,6 +81,7 @@ impl BrokerResults {
                 "variant",
                 "messages",
                 "seconds",
+                "until stopped (s)",
                 "msg/s",
                 "vs relay",
                 "first msg (ms)",
@@ -73,8 +93,8 @@ impl BrokerResults {
                 "check",
             ],
         );
-        let relay = self.summary(Variant::Relay, n).map(|r| r.rate);
-        for variant in Variant::all() {
+        let relay = self.summary(Variant::Relay).map(|r| r.rate);
+        for variant in Variant::all(self.broker) {
             let runs = self.runs.get(&variant).map(Vec::as_slice).unwrap_or_default();
             let ok = runs.iter().filter(|r| r.timed.is_ok()).count();
             let problems: Vec<String> = runs
@@ -85,9 +105,10 @@ impl BrokerResults {
                 .collect();
             let check = if problems.is_empty() { "ok".to_string() } else { problems.join("; ") };
             let mut row = vec![variant.label(self.broker), n.to_string()];
-            match self.summary(variant, n) {
+            match self.summary(variant) {
                 Some(m) => row.extend([
                     format!("{:.2}", m.secs),
+                    m.stopped.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
                     thousands(m.rate),
                     match (variant, relay) {
                         (Variant::Relay, _) => "1.00x".into(),
@@ -100,18 +121,23 @@ impl BrokerResults {
                     m.broker_cpu_us.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
                     format!("{:.0}%", m.spread),
                 ]),
-                None => row.extend(["-", "-", "-", "-", "-", "-", "-", "-"].map(String::from)),
+                None => row.extend(["-", "-", "-", "-", "-", "-", "-", "-", "-"].map(String::from)),
             }
             row.extend([format!("{ok}/{rounds}"), check]);
             t.rows.push(row);
         }
-        t.notes.push(format!(
-            "server: {}; input written once in {:.2} s; median of {rounds} runs per variant, rounds interleaved.",
-            self.server,
-            self.seeded.as_secs_f64()
-        ));
-        t.notes.push("seconds: from subscription (group created) to N acknowledged; msg/s = N / seconds; vs relay = msg/s ratio sluice/relay.".into());
-        t.notes.push("first msg: time until the first message was in hand (Kafka: mostly the group join); msg/s after first = N / (seconds - first msg).".into());
+        t.notes.push(format!("server: {}; {}; median of {rounds} runs per variant, rounds interleaved.", self.server, self.input));
+        if !self.settings.is_empty() {
+            t.notes.push(format!("settings: {}.", self.settings));
+        }
+        t.notes.push(format!("seconds: from the start ({start}) to N acknowledged; msg/s = N / seconds; vs relay = msg/s ratio sluice/relay."));
+        t.notes.push("until stopped: sluice only, from the start until Pipeline::run returned after the cancel at N acked, i.e. until".into());
+        t.notes.push("the source had also sent the broker acks, deletes or commits it still held, and closed.".into());
+        t.notes.push(match self.broker {
+            Broker::Kafka => "first msg: time until the first message was in hand (mostly the group join); msg/s after first = N / (seconds - first msg).",
+            Broker::Sqs => "first msg: time until the first message was in hand (the first ReceiveMessage, slow on moto's full queue); msg/s after first = N / (seconds - first msg).",
+            Broker::Redis | Broker::Rabbitmq => "first msg: time until the first message was in hand; msg/s after first = N / (seconds - first msg).",
+        }.into());
         t.notes.push("CPU µs/msg: user + system CPU time during the timed part / N, median; bench = this whole process (client and".into());
         t.notes.push("sluice engine, all threads), broker = the broker process (when it runs on this machine; 10 ms ticks).".into());
         t.notes.push("spread: (max - min) / median of the seconds over the rounds.".into());
@@ -122,6 +148,8 @@ impl BrokerResults {
 /// Medians of one variant's successful runs.
 pub(crate) struct Summary {
     secs: f64,
+    /// sluice: median seconds until the pipeline had stopped.
+    stopped: Option<f64>,
     rate: f64,
     steady_rate: f64,
     first_ms: f64,

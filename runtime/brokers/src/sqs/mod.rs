@@ -43,6 +43,11 @@ pub struct Endpoint {
     /// Override the service endpoint (a local emulator such as
     /// `http://127.0.0.1:9324`).
     pub endpoint_url: Option<String>,
+    /// Create the queue if it does not exist (a FIFO queue when the name
+    /// ends in `.fifo`), with default attributes. Default off: queues are
+    /// usually the operator's (IaC, redrive policies).
+    #[serde(default)]
+    pub create_queue: bool,
 }
 
 /// `source = { type = "sqs", queue = "orders", ... }`
@@ -76,6 +81,9 @@ pub struct SqsSinkConfig {
     /// FIFO: the group id when the message has no `sqs-message-group-id`
     /// header (default: its key, else `sluice`).
     pub message_group_id: Option<String>,
+    /// Create the queue if it does not exist (see the source's key).
+    #[serde(default)]
+    pub create_queue: bool,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -118,6 +126,7 @@ impl SqsSinkConfig {
             queue: self.queue.clone().unwrap_or_else(|| name.to_string()),
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
+            create_queue: self.create_queue,
         };
         Ok(Arc::new(sink::SqsSink::connect(self, endpoint).await?))
     }
@@ -139,6 +148,17 @@ async fn connect(what: &str, e: &Endpoint, timeout: Duration) -> Result<(aws_sdk
         let probe = client.get_queue_attributes().queue_url(&e.queue).send();
         match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(_)) => e.queue.clone(),
+            Ok(Err(err)) => return Err(unreachable(what, &at, &e.queue, &aws_sdk_sqs::error::DisplayErrorContext(err).to_string())),
+            Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
+        }
+    } else if e.create_queue {
+        // CreateQueue returns the existing queue's URL when the attributes match.
+        let mut create = client.create_queue().queue_name(&e.queue);
+        if is_fifo(&e.queue) {
+            create = create.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+        }
+        match tokio::time::timeout(timeout, create.send()).await {
+            Ok(Ok(out)) => out.queue_url().unwrap_or_default().to_string(),
             Ok(Err(err)) => return Err(unreachable(what, &at, &e.queue, &aws_sdk_sqs::error::DisplayErrorContext(err).to_string())),
             Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
         }

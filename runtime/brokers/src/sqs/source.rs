@@ -178,7 +178,7 @@ async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, hel
         for s in batch.drain(..) {
             match s {
                 Settled::Done(r) => to_delete.push(r),
-                Settled::Released(r) => {
+                Settled::Released(r) | Settled::Later(r, _) => {
                     let _ = client.change_message_visibility().queue_url(&url).receipt_handle(&r).visibility_timeout(0).send().await;
                     lock(&held).remove(&r);
                 }
