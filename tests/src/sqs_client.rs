@@ -18,6 +18,15 @@ pub fn emulator_credentials() {
     }
 }
 
+/// One SQS test at a time: moto serves requests one by one (Python, one
+/// process) and its cost per request grows with the depth of the queue, so
+/// tests running side by side mostly slow each other down, past their
+/// time limits. Each SQS test holds this for its whole run.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static MOTO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    MOTO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }

@@ -1,18 +1,29 @@
 //! The SQS connector against an SQS emulator (moto, started by the test
 //! command), driven through the `sluice` binary: every message comes out or
 //! lands in the DLQ queue with key and attributes, a FIFO queue keeps the
-//! order per group, an unreachable endpoint is exit 2.
+//! order per group, SIGKILL mid-stream loses nothing, two daemons share a
+//! queue, the visibility timeout is renewed while a message is in the
+//! pipeline, an unreachable endpoint is exit 2.
+//!
+//! moto's cost per request grows with the depth of the queue (see
+//! BENCHMARKS.md, run 5), so these tests move hundreds of messages, not
+//! thousands, and run one at a time.
 
-use sluice_tests::daemon::{eventually, relay_config, Daemon, Names};
-use sluice_tests::sqs_client::{client, count, create, drain, runtime, send, sqs_endpoint};
+use sluice_tests::daemon::{eventually, example_in, relay_config, summary, Daemon, Names};
+use sluice_tests::sqs_client::{client, count, create, drain, one_at_a_time, runtime, send, sqs_endpoint, Got};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// queue → json-filter → queue, DLQ a queue too.
 fn write_config(dir: &Path, endpoint: &str, input: &str, output: &str, dlq: &str) -> PathBuf {
+    write_config_with(dir, endpoint, input, output, dlq, "10s")
+}
+
+/// [`write_config`] with the source's visibility timeout.
+fn write_config_with(dir: &Path, endpoint: &str, input: &str, output: &str, dlq: &str, visibility: &str) -> PathBuf {
     let at = format!(r#"region = "us-east-1", endpoint_url = "{endpoint}""#);
-    let source = format!(r#"{{ type = "sqs", queue = "{input}", {at}, wait = "1s", visibility_timeout = "10s", connect_timeout = "3s" }}"#);
+    let source = format!(r#"{{ type = "sqs", queue = "{input}", {at}, wait = "1s", visibility_timeout = "{visibility}", connect_timeout = "3s" }}"#);
     let out = format!(r#"{{ type = "sqs", queue = "{output}", {at} }}"#);
     let dlq = format!(r#"{{ type = "sqs", queue = "{dlq}", {at} }}"#);
     relay_config(dir, &source, &out, &dlq)
@@ -25,12 +36,22 @@ fn message(i: usize, group: Option<&str>) -> (String, Vec<(String, String)>, Opt
     (body, vec![("sluice-key".into(), format!("k{i}")), ("trace".into(), format!("t{i}"))], group.map(String::from))
 }
 
+/// [`Names`] with dashes: SQS queue names allow no dots (but `.fifo`).
+fn names(test: &str) -> Names {
+    let n = Names::new(test);
+    Names { input: n.input.replace('.', "-"), output: n.output.replace('.', "-"), dlq: n.dlq.replace('.', "-"), group: n.group }
+}
+
+fn key_of(m: &Got) -> String {
+    m.attribute("sluice-key").expect("every message carries its key")
+}
+
 #[test]
 fn every_message_is_delivered_or_dead_lettered_with_key_and_attributes() {
+    let _moto = one_at_a_time();
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let n = Names::new("sqs-roundtrip");
-    let n = Names { input: n.input.replace('.', "-"), output: n.output.replace('.', "-"), dlq: n.dlq.replace('.', "-"), group: n.group };
+    let n = names("sqs-roundtrip");
     let sqs = rt.block_on(client());
     let urls: Vec<String> = [&n.input, &n.output, &n.dlq].iter().map(|q| rt.block_on(create(&sqs, q))).collect();
     let total = 300;
@@ -64,6 +85,7 @@ fn every_message_is_delivered_or_dead_lettered_with_key_and_attributes() {
 
 #[test]
 fn a_fifo_queue_keeps_the_order_of_each_group() {
+    let _moto = one_at_a_time();
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let n = Names::new("sqs-fifo");
@@ -93,6 +115,7 @@ fn a_fifo_queue_keeps_the_order_of_each_group() {
 
 #[test]
 fn an_unreachable_endpoint_at_start_is_exit_2_naming_it() {
+    let _moto = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     sluice_tests::sqs_client::emulator_credentials();
     let config = write_config(dir.path(), "http://127.0.0.1:1", "in", "out", "dlq");
@@ -101,3 +124,168 @@ fn an_unreachable_endpoint_at_start_is_exit_2_naming_it() {
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(log.contains("http://127.0.0.1:1"), "the message names the endpoint: {log}");
 }
+
+#[test]
+fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
+    let _moto = one_at_a_time();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let n = names("sqs-crash");
+    let sqs = rt.block_on(client());
+    let urls: Vec<String> = [&n.input, &n.output, &n.dlq].iter().map(|q| rt.block_on(create(&sqs, q))).collect();
+    // A short visibility timeout so that what a killed daemon held comes
+    // back soon; the renewer keeps it for the living one.
+    let config = write_config_with(dir.path(), &sqs_endpoint(), &n.input, &n.output, &n.dlq, "4s");
+    let log = dir.path().join("sluice.log");
+    let total = 600;
+    let producer = {
+        let url = urls[0].clone();
+        std::thread::spawn(move || {
+            let rt = runtime();
+            let sqs = rt.block_on(client());
+            for start in (0..total).step_by(20) {
+                rt.block_on(send(&sqs, &url, &(start..start + 20).map(|i| message(i, None)).collect::<Vec<_>>()));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let delivered = || rt.block_on(async { count(&sqs, &urls[1]).await + count(&sqs, &urls[2]).await });
+    let mut kills = Vec::new();
+    for threshold in [80, 220, 360] {
+        let daemon = Daemon::start(&config, &log);
+        assert!(eventually(Duration::from_secs(90), || delivered() >= threshold), "never reached {threshold}; log:\n{}", daemon.log_text());
+        let seen = delivered();
+        daemon.kill9();
+        kills.push(seen);
+    }
+    assert!(kills.iter().all(|k| *k < total), "each kill happened mid-stream: {kills:?}");
+    producer.join().unwrap();
+
+    let daemon = Daemon::start(&config, &log);
+    let done = eventually(Duration::from_secs(120), || rt.block_on(count(&sqs, &urls[0])) == 0 && delivered() >= total);
+    assert!(done, "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let mut all: Vec<String> = rt.block_on(drain(&sqs, &urls[1])).iter().map(key_of).collect();
+    all.extend(rt.block_on(drain(&sqs, &urls[2])).iter().map(key_of));
+    let distinct: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(distinct.len(), total, "zero lost");
+    eprintln!("sqs crash test: {total} messages, SIGKILL after {kills:?} delivered, 0 lost, {} duplicates", all.len() - total);
+}
+
+#[test]
+fn two_daemons_on_one_queue_share_the_work() {
+    let _moto = one_at_a_time();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let n = names("sqs-scale");
+    let (out_a, out_b) = (format!("{}-a", n.output), format!("{}-b", n.output));
+    let sqs = rt.block_on(client());
+    let urls: Vec<String> = [&n.input, &out_a, &out_b, &n.dlq].iter().map(|q| rt.block_on(create(&sqs, q))).collect();
+    let a = Daemon::start(&write_config(dir.path(), &sqs_endpoint(), &n.input, &out_a, &n.dlq), &dir.path().join("a.log"));
+    let b = Daemon::start(&write_config(dir.path(), &sqs_endpoint(), &n.input, &out_b, &n.dlq), &dir.path().join("b.log"));
+    let total = 400;
+    rt.block_on(send(&sqs, &urls[0], &(0..total).map(|i| message(i, None)).collect::<Vec<_>>()));
+    let delivered = || rt.block_on(async { count(&sqs, &urls[1]).await + count(&sqs, &urls[2]).await + count(&sqs, &urls[3]).await });
+    assert!(eventually(Duration::from_secs(90), || delivered() >= total), "logs:\n{}\n{}", a.log_text(), b.log_text());
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+    let (got_a, got_b, dlq) = (rt.block_on(drain(&sqs, &urls[1])), rt.block_on(drain(&sqs, &urls[2])), rt.block_on(drain(&sqs, &urls[3])));
+    assert!(!got_a.is_empty() && !got_b.is_empty(), "both daemons did work: a={} b={}", got_a.len(), got_b.len());
+    let all: Vec<String> = got_a.iter().chain(&got_b).chain(&dlq).map(key_of).collect();
+    let distinct: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!((distinct.len(), all.len()), (total, total), "together every message exactly once");
+}
+
+#[test]
+fn the_visibility_timeout_is_renewed_while_a_message_is_in_the_pipeline() {
+    let _moto = one_at_a_time();
+    // Each message spends about 4.5 s in the pipeline (the flaky stage
+    // fails twice, backing off 1.5 s and 3 s), more than twice the 2 s
+    // visibility timeout. Without renewal SQS would hand every one out
+    // again meanwhile, and they would come out twice.
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let n = names("sqs-renew");
+    let sqs = rt.block_on(client());
+    let urls: Vec<String> = [&n.input, &n.output, &n.dlq].iter().map(|q| rt.block_on(create(&sqs, q))).collect();
+    let at = format!(r#"region = "us-east-1", endpoint_url = "{}""#, sqs_endpoint());
+    let config = dir.path().join("renew.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipelines.slow]
+concurrency = 4
+source = {{ type = "sqs", queue = "{input}", {at}, wait = "1s", visibility_timeout = "2s" }}
+dlq = {{ type = "sqs", queue = "{dlq}", {at} }}
+sinks.out = {{ type = "sqs", queue = "{output}", {at} }}
+
+[[pipelines.slow.stages]]
+name = "flaky"
+kind = "filter"
+plugin = {plugin}
+params = {{ fail_attempts = 2 }}
+retry = {{ attempts = 3, initial = "1500ms", factor = 2.0, jitter = 0.0 }}
+"#,
+            input = n.input,
+            output = n.output,
+            dlq = n.dlq,
+            plugin = sluice_tests::daemon::plugin_literal("flaky"),
+        ),
+    )
+    .unwrap();
+    let total = 12;
+    rt.block_on(send(&sqs, &urls[0], &(0..total).map(|i| (format!(r#"{{"amount":{i}}}"#), vec![("sluice-key".to_string(), format!("k{i}"))], None)).collect::<Vec<_>>()));
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    assert!(eventually(Duration::from_secs(90), || rt.block_on(count(&sqs, &urls[1])) >= total), "{}", daemon.log_text());
+    // Give a second delivery, had there been one, time to arrive too.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(dir.path().join("sluice.log")).unwrap();
+    let out = rt.block_on(drain(&sqs, &urls[1]));
+    let keys: BTreeSet<String> = out.iter().map(key_of).collect();
+    assert_eq!(keys.len(), total, "{log}");
+    assert_eq!(out.len(), total, "no message was handed out twice while in the pipeline; log:\n{log}");
+    let [received, delivered, _, dead, acked] = sluice_tests::daemon::summary(&log, "slow").expect("summary line");
+    assert_eq!((received, delivered, dead, acked), (total as u64, total as u64, 0, total as u64), "{log}");
+}
+
+#[test]
+fn the_sqs_examples_load_and_process_the_orders() {
+    let _moto = one_at_a_time();
+    let rt = runtime();
+    let sqs = rt.block_on(client());
+    let dir = tempfile::tempdir().unwrap();
+    let u = sluice_tests::daemon::unique("example");
+    let q = |name: &str| format!("{u}-{name}");
+    let quoted = |name: &str| (format!("\"{name}\""), format!("\"{}\"", q(name)));
+    // The first 300 orders: moto slows down as a queue grows.
+    let all = std::fs::read_to_string(sluice_tests::repo().join("examples/orders.jsonl")).unwrap();
+    let input = dir.path().join("orders-300.jsonl");
+    std::fs::write(&input, all.lines().take(300).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let whole = format!("{:?}", sluice_tests::repo().join("examples/orders.jsonl"));
+    let names = ["orders", "orders-europe", "orders-americas", "orders-dlq"];
+    let orders = example_in(dir.path(), "sqs-orders.toml", &names.map(quoted));
+    let load = example_in(dir.path(), "sqs-load.toml", &[quoted("orders"), (whole, format!("{input:?}"))]);
+
+    let daemon = Daemon::start(&orders, &dir.path().join("orders.log"));
+    assert!(Daemon::start(&load, &dir.path().join("load.log")).wait(Duration::from_secs(120)).success(), "{}", std::fs::read_to_string(dir.path().join("load.log")).unwrap_or_default());
+    let load_log = std::fs::read_to_string(dir.path().join("load.log")).unwrap();
+    let [_, loaded, _, malformed, _] = summary(&load_log, "load").expect("load summary");
+    assert_eq!(loaded + malformed, 300, "{load_log}");
+    let url = |name: &str| rt.block_on(async { sqs.get_queue_url().queue_name(q(name)).send().await.unwrap().queue_url().unwrap().to_string() });
+    let (input_url, europe, americas, dlq) = (url("orders"), url("orders-europe"), url("orders-americas"), url("orders-dlq"));
+    // The load has finished, so every order is in the input queue or done;
+    // a message leaves the queue (deleted) only once it is done.
+    let settled = || rt.block_on(async { count(&sqs, &input_url).await == 0 });
+    assert!(eventually(Duration::from_secs(120), settled), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(dir.path().join("orders.log")).unwrap();
+    let [received, delivered, _dropped, dead, acked] = summary(&log, "orders").expect("summary line");
+    assert_eq!((received, acked), (loaded, loaded), "{log}");
+    let (eu, am, dl) = rt.block_on(async { (count(&sqs, &europe).await, count(&sqs, &americas).await, count(&sqs, &dlq).await) });
+    assert!(eu > 0 && am > 0, "both regions got orders: {eu} {am}");
+    assert_eq!((eu + am) as u64, delivered);
+    assert_eq!(dl as u64, dead);
+}
+

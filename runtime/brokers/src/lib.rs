@@ -125,6 +125,12 @@ impl SourceConfig {
         }
     }
 
+    /// Can this source retry a message through its broker (a pipeline's
+    /// `retry.republish`)? RabbitMQ can: delay queues and `x-retry-count`.
+    pub fn republishes_retries(&self) -> bool {
+        matches!(self, SourceConfig::Rabbitmq(_))
+    }
+
     /// Check what serde cannot: combinations of keys.
     ///
     /// # Errors

@@ -4,7 +4,8 @@
 //! lapin acker) to the connector's settle task. Dropped unsettled (the
 //! engine gave the delivery back), it reports the token as released.
 
-use sluice_core::Acker;
+use sluice_core::{Acker, Message};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// How a delivery ended, with the connector's token for it.
@@ -13,6 +14,18 @@ pub(crate) enum Settled<T> {
     Done(T),
     /// Given back unfinished: let the broker redeliver it.
     Released(T),
+    /// A retryable failure in a pipeline that retries through the broker:
+    /// bring it back later ([`Acker::retry_later`]). Connectors that cannot
+    /// treat it as [`Settled::Released`] (the config refuses them anyway).
+    Later(T, Later),
+}
+
+/// What [`Acker::retry_later`] was asked.
+pub(crate) struct Later {
+    pub message: Message,
+    /// The attempt that failed; the message comes back as `attempt + 1`.
+    pub attempt: u32,
+    pub delay: Duration,
 }
 
 pub(crate) struct ChannelAcker<T: Send + 'static> {
@@ -30,6 +43,12 @@ impl<T: Send + 'static> Acker for ChannelAcker<T> {
     fn ack(mut self: Box<Self>) {
         if let Some(t) = self.token.take() {
             let _ = self.tx.send(Settled::Done(t));
+        }
+    }
+
+    fn retry_later(mut self: Box<Self>, message: &Message, attempt: u32, delay: Duration) {
+        if let Some(t) = self.token.take() {
+            let _ = self.tx.send(Settled::Later(t, Later { message: message.clone(), attempt, delay }));
         }
     }
 }

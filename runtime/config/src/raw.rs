@@ -54,4 +54,6 @@ pub struct Retry {
     pub factor: Option<f64>,
     pub max: Option<HumanDuration>,
     pub jitter: Option<f64>,
+    /// Pipeline level only: retry through the broker instead of on the worker.
+    pub republish: Option<bool>,
 }

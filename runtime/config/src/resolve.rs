@@ -149,7 +149,23 @@ impl Resolver<'_> {
             max_in_flight: positive(&p.max_in_flight, "max_in_flight", defaults.max_in_flight)?,
             batch: positive(&p.batch, "batch", defaults.batch)?,
             sink_retry: defaults.sink_retry,
+            republish_retries: false,
         };
+        let mut engine = engine;
+        if let Some(r) = &p.retry {
+            if r.get_ref().republish == Some(true) {
+                let source = p.source.get_ref();
+                if !source.republishes_retries() {
+                    return Err(self.error(
+                        r,
+                        format!("{key}.retry.republish"),
+                        format!("a `{}` source cannot retry through its broker", source.kind()),
+                        "remove `republish` (retries then wait on the worker); only the rabbitmq source republishes retries",
+                    ));
+                }
+                engine.republish_retries = true;
+            }
+        }
         let pipeline_retry = match &p.retry {
             Some(r) => self.retry(r, RetryPolicy::default(), &format!("{key}.retry"))?,
             None => RetryPolicy::default(),
@@ -188,6 +204,9 @@ impl Resolver<'_> {
             return Err(self.error(spanned, key.to_owned(), "fuel and timeout must be above zero and memory at least 64KiB", "raise the limit, or leave it out to use the default"));
         }
         let retry = match &s.retry {
+            Some(r) if r.get_ref().republish.is_some() => {
+                return Err(self.error(r, format!("{key}.retry.republish"), "`republish` is a pipeline setting", "move `republish` to the pipeline's [retry] table"));
+            }
             Some(r) => self.retry(r, pipeline_retry, &format!("{key}.retry"))?,
             None => pipeline_retry,
         };

@@ -15,6 +15,15 @@
 //!
 //! Ack calls are synchronous and must not block: connectors send to their
 //! own task (a channel) and do the broker I/O there.
+//!
+//! A third way to settle, [`Acker::retry_later`], is for pipelines that
+//! retry through the broker (`retry.republish`): the connector makes the
+//! message come back after a delay as the next attempt (RabbitMQ: republish
+//! to a delay queue with the attempt count in `x-retry-count`, then ack the
+//! original), so no worker sits waiting out a backoff.
+
+use crate::message::Message;
+use std::time::Duration;
 
 /// How a connector settles one delivery with its broker.
 pub trait Acker: Send + 'static {
@@ -24,6 +33,15 @@ pub trait Acker: Send + 'static {
     /// before it was delivered). The broker should redeliver it. The default
     /// does nothing, which for most brokers means "redeliver after timeout".
     fn nack(self: Box<Self>) {}
+    /// A stage failed with a retryable error on attempt `attempt`: have the
+    /// broker deliver `message` again after `delay`, marked as attempt
+    /// `attempt + 1`, and settle this delivery. Only called for sources that
+    /// can ([`Source::republishes_retries`](crate::Source::republishes_retries)).
+    /// The default gives the message back at once ([`nack`](Acker::nack)).
+    fn retry_later(self: Box<Self>, message: &Message, attempt: u32, delay: Duration) {
+        let _ = (message, attempt, delay);
+        self.nack()
+    }
 }
 
 /// An owned, settle-once handle. Dropping it without settling does nothing,
@@ -49,6 +67,13 @@ impl AckHandle {
     pub fn nack(mut self) {
         if let Some(acker) = self.0.take() {
             acker.nack();
+        }
+    }
+
+    /// See [`Acker::retry_later`].
+    pub fn retry_later(mut self, message: &Message, attempt: u32, delay: Duration) {
+        if let Some(acker) = self.0.take() {
+            acker.retry_later(message, attempt, delay);
         }
     }
 }

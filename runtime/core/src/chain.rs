@@ -1,6 +1,9 @@
 //! The synchronous stage chain: `process(msg) -> ChainOutcome`. One `Chain`
 //! per worker thread; it owns one instance of every stage. Retries with
-//! backoff happen here, on the worker's thread, so per-key order holds.
+//! backoff happen here, on the worker's thread, so per-key order holds;
+//! or, in a pipeline that retries through its broker
+//! ([`Chain::republishing_retries`]), a retryable error ends the call with
+//! [`ChainOutcome::RetryLater`] and the broker brings the message back.
 
 use crate::clock::Clock;
 use crate::dlq::Failure;
@@ -44,6 +47,10 @@ pub enum ChainOutcome {
     Dropped,
     /// Publish the original message to the DLQ with this reason.
     DeadLetter(Failure),
+    /// A retryable error, in a chain that retries through the broker: hand
+    /// the original back to the source to come back after
+    /// `failure.retry_after`, as attempt `failure.attempts + 1`.
+    RetryLater(Failure),
 }
 
 /// Why a chain could not be built.
@@ -60,6 +67,7 @@ pub struct Chain {
     stages: Vec<(Arc<StageSpec>, Box<dyn Stage>)>,
     sinks: Arc<[String]>,
     clock: Arc<dyn Clock>,
+    republish: bool,
 }
 
 impl Chain {
@@ -80,7 +88,17 @@ impl Chain {
                 .map_err(|reason| ChainError::Instantiate { stage: spec.name.clone(), reason })?;
             stages.push((spec.clone(), stage));
         }
-        Ok(Chain { stages, sinks, clock })
+        Ok(Chain { stages, sinks, clock, republish: false })
+    }
+
+    /// Builder: retry through the broker. A retryable error below the
+    /// stage's `max_attempts` (counting from the message's `attempt`, which
+    /// the source restores from the broker) yields
+    /// [`ChainOutcome::RetryLater`] with the un-jittered backoff delay,
+    /// instead of a wait on this thread.
+    pub fn republishing_retries(mut self, republish: bool) -> Self {
+        self.republish = republish;
+        self
     }
 
     /// Run `original` through every stage.
@@ -114,7 +132,7 @@ impl Chain {
             let stats = &spec.stats;
             let _span = tracing::trace_span!("stage", stage = %spec.name, messages = msgs.len()).entered();
             tracing::debug!(stage = %spec.name, messages = msgs.len(), "stage invoked");
-            let results = call_all(spec, stage.as_mut(), &msgs, &*self.clock);
+            let results = call_all(spec, stage.as_mut(), &msgs, &*self.clock, self.republish);
             let failures = results.iter().filter(|r| r.is_err()).count();
             if failures > 0 {
                 tracing::debug!(stage = %spec.name, messages = msgs.len(), failures, "stage failed for some messages");
@@ -182,7 +200,10 @@ impl Chain {
         (0..n)
             .map(|i| {
                 if let Some(failure) = failed[i].take() {
-                    return ChainOutcome::DeadLetter(failure);
+                    return match failure.retry_after {
+                        Some(_) => ChainOutcome::RetryLater(failure),
+                        None => ChainOutcome::DeadLetter(failure),
+                    };
                 }
                 let mut deliver = routed[i].take().unwrap_or_default();
                 for msg in survivors[i].drain(..) {
@@ -201,7 +222,7 @@ impl Chain {
 /// Call one stage for every message (one batch call when there are several)
 /// and settle each answer: retry retryable errors, turn the rest into
 /// failures.
-fn call_all(spec: &StageSpec, stage: &mut dyn Stage, msgs: &[Message], clock: &dyn Clock) -> Vec<Result<StageOutput, Failure>> {
+fn call_all(spec: &StageSpec, stage: &mut dyn Stage, msgs: &[Message], clock: &dyn Clock, republish: bool) -> Vec<Result<StageOutput, Failure>> {
     let first: Vec<Result<StageOutput, StageError>> = if msgs.len() == 1 {
         vec![stage.call(&msgs[0])]
     } else {
@@ -210,21 +231,26 @@ fn call_all(spec: &StageSpec, stage: &mut dyn Stage, msgs: &[Message], clock: &d
             Err(fault) => {
                 bump(&spec.stats.replaced, 1);
                 tracing::debug!(stage = %spec.name, class = fault.kind.class(), "batch call faulted; calling one message at a time");
-                return msgs.iter().map(|m| call_with_retry(spec, stage, m, clock, None)).collect();
+                return msgs.iter().map(|m| call_with_retry(spec, stage, m, clock, republish, None)).collect();
             }
         }
     };
-    msgs.iter().zip(first).map(|(m, r)| call_with_retry(spec, stage, m, clock, Some(r))).collect()
+    msgs.iter().zip(first).map(|(m, r)| call_with_retry(spec, stage, m, clock, republish, Some(r))).collect()
 }
 
 /// Settle one message at one stage: `first` is the answer to attempt 1 if
 /// the stage was already called (in a batch); retryable errors are retried
-/// with backoff. Returns the output, or the failure to dead-letter with.
+/// with backoff, here or (with `republish`) through the broker. Returns the
+/// output, or the failure to dead-letter (or retry later) with.
+///
+/// Attempts count from the message's own `attempt`: 1 for a fresh message,
+/// more for one the broker brought back for a retry.
 fn call_with_retry(
     spec: &StageSpec,
     stage: &mut dyn Stage,
     msg: &Message,
     clock: &dyn Clock,
+    republish: bool,
     mut first: Option<Result<StageOutput, StageError>>,
 ) -> Result<StageOutput, Failure> {
     let mut first_failure = None;
@@ -240,16 +266,25 @@ fn call_with_retry(
                 stage.call(&retry)
             }
         };
+        let attempt = msg.attempt + tries - 1;
+        let mut retry_after = None;
         let (class, text) = match result {
             Ok(output) if output_matches(spec.factory.kind(), &output) => return Ok(output),
             Ok(output) => {
                 ("bad-output".to_owned(), format!("a {} stage returned {output:?}", spec.factory.kind()))
             }
-            Err(StageError::Retryable(text)) if tries < spec.retry.max_attempts => {
+            Err(StageError::Retryable(text)) if republish && attempt < spec.retry.max_attempts => {
+                bump(&spec.stats.retried, 1);
+                let delay = spec.retry.base_delay(attempt);
+                tracing::debug!(stage = %spec.name, attempt, ?delay, error = %text, "retryable error, retrying through the broker");
+                retry_after = Some(delay);
+                ("retryable".to_owned(), text)
+            }
+            Err(StageError::Retryable(text)) if !republish && attempt < spec.retry.max_attempts => {
                 first_failure.get_or_insert_with(|| clock.now());
                 bump(&spec.stats.retried, 1);
-                let delay = spec.retry.delay(tries);
-                tracing::debug!(stage = %spec.name, attempt = msg.attempt + tries - 1, ?delay, error = %text, "retryable error, backing off");
+                let delay = spec.retry.delay(attempt);
+                tracing::debug!(stage = %spec.name, attempt, ?delay, error = %text, "retryable error, backing off");
                 clock.sleep(delay);
                 continue;
             }
@@ -269,9 +304,10 @@ fn call_with_retry(
             plugin: Some(spec.factory.plugin()),
             class,
             text,
-            attempts: tries,
+            attempts: attempt,
             first_failure: first_failure.unwrap_or(now),
             last_failure: now,
+            retry_after,
         });
     }
 }
@@ -350,6 +386,7 @@ mod tests {
                 ChainOutcome::Deliver(_) => "deliver",
                 ChainOutcome::Dropped => "dropped",
                 ChainOutcome::DeadLetter(f) => if f.class == "trap" { "trap" } else { "other" },
+                ChainOutcome::RetryLater(_) => "later",
             })
             .collect();
         assert_eq!(kinds, ["deliver", "trap", "deliver", "deliver"]);
@@ -365,5 +402,72 @@ mod tests {
         let outcomes = chain.process_batch(&refs);
         assert!(outcomes.iter().all(|o| matches!(o, ChainOutcome::Deliver(d) if d.len() == 1)));
         assert_eq!(chain.stages[0].0.stats.snapshot().retried, 1);
+    }
+
+    #[test]
+    fn republishing_chains_hand_retries_back_and_count_attempts_from_the_message() {
+        let retried = Arc::new(AtomicU32::new(0));
+        let retry = RetryPolicy { initial: std::time::Duration::from_millis(300), jitter: 0.5, ..RetryPolicy::default() };
+        let spec = Arc::new(StageSpec::new("picky", Arc::new(PickyFactory(retried.clone())), retry));
+        let mut chain = Chain::new(&[spec], Arc::from(vec!["out".to_string()]), Arc::new(SystemClock)).unwrap().republishing_retries(true);
+        // `Picky` fails "retry" on attempt 1 only: handed back once, with the
+        // un-jittered first delay, no waiting and no second call here.
+        match chain.process(&Message::new("retry")) {
+            ChainOutcome::RetryLater(f) => {
+                assert_eq!((f.attempts, f.retry_after), (1, Some(std::time::Duration::from_millis(300))));
+                assert_eq!(f.class, "retryable");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(retried.load(Ordering::SeqCst), 1);
+        // Back as attempt 2, it passes.
+        let mut again = Message::new("retry");
+        again.attempt = 2;
+        assert!(matches!(chain.process(&again), ChainOutcome::Deliver(_)));
+    }
+
+    /// Always retryable.
+    struct Never;
+
+    impl Stage for Never {
+        fn call(&mut self, _: &Message) -> Result<StageOutput, StageError> {
+            Err(StageError::Retryable("not yet".into()))
+        }
+    }
+
+    struct NeverFactory;
+
+    impl StageFactory for NeverFactory {
+        fn kind(&self) -> StageKind {
+            StageKind::Filter
+        }
+        fn plugin(&self) -> PluginInfo {
+            PluginInfo::default()
+        }
+        fn instantiate(&self) -> anyhow::Result<Box<dyn Stage>> {
+            Ok(Box::new(Never))
+        }
+    }
+
+    #[test]
+    fn the_last_attempt_dead_letters_in_either_mode() {
+        let retry = RetryPolicy { initial: std::time::Duration::ZERO, jitter: 0.0, ..RetryPolicy::default() };
+        for republish in [false, true] {
+            let spec = Arc::new(StageSpec::new("never", Arc::new(NeverFactory), retry));
+            let mut chain = Chain::new(&[spec], Arc::from(vec!["out".to_string()]), Arc::new(SystemClock)).unwrap().republishing_retries(republish);
+            let mut last = Message::new("x");
+            last.attempt = 3;
+            match chain.process(&last) {
+                ChainOutcome::DeadLetter(f) => assert_eq!((f.class.as_str(), f.attempts), ("retries-exhausted", 3), "republish {republish}"),
+                other => panic!("republish {republish}: {other:?}"),
+            }
+            // A fresh message: in the host, three calls then the DLQ.
+            if !republish {
+                match chain.process(&Message::new("x")) {
+                    ChainOutcome::DeadLetter(f) => assert_eq!(f.attempts, 3),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 }

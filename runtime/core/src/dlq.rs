@@ -25,6 +25,10 @@ pub struct Failure {
     pub attempts: u32,
     pub first_failure: SystemTime,
     pub last_failure: SystemTime,
+    /// Set when the failure is not final: a retryable error in a pipeline
+    /// that retries through its broker (`retry.republish`), to be tried
+    /// again after this delay instead of being dead-lettered.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -38,6 +42,7 @@ impl Failure {
             attempts: 1,
             first_failure: at,
             last_failure: at,
+            retry_after: None,
         }
     }
 }

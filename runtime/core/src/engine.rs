@@ -56,6 +56,11 @@ pub struct EngineOptions {
     /// limit (`max_attempts` is ignored): a host-side outage never
     /// dead-letters a message.
     pub sink_retry: RetryPolicy,
+    /// Retry retryable stage errors through the broker instead of waiting on
+    /// the worker (`retry.republish`): the source brings the message back
+    /// after the backoff delay as the next attempt. Needs a source that
+    /// [can](crate::Source::republishes_retries).
+    pub republish_retries: bool,
 }
 
 impl Default for EngineOptions {
@@ -70,6 +75,7 @@ impl Default for EngineOptions {
                 max_delay: Duration::from_secs(30),
                 ..RetryPolicy::default()
             },
+            republish_retries: false,
         }
     }
 }
@@ -83,6 +89,8 @@ pub enum EngineError {
     Source { pipeline: String, source: SourceError },
     #[error("pipeline `{pipeline}`: cannot start worker thread: {source}")]
     Thread { pipeline: String, source: std::io::Error },
+    #[error("pipeline `{pipeline}`: source {source_name} cannot retry through its broker (`retry.republish`)")]
+    CannotRepublish { pipeline: String, source_name: String },
 }
 
 /// What a finished run did.
@@ -98,8 +106,14 @@ impl std::fmt::Display for PipelineReport {
         let c = &self.counts;
         writeln!(
             f,
-            "pipeline {}: received {}, delivered {}, dropped {}, dead-lettered {}, acked {}",
-            self.pipeline, c.received, c.delivered, c.dropped, c.dead_lettered, c.acked
+            "pipeline {}: received {}, delivered {}, dropped {}, dead-lettered {}, acked {}{}",
+            self.pipeline,
+            c.received,
+            c.delivered,
+            c.dropped,
+            c.dead_lettered,
+            c.acked,
+            if c.retried_later > 0 { format!(", retried through the broker {}", c.retried_later) } else { String::new() }
         )?;
         writeln!(f, "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>13}", "stage", "in", "out", "dropped", "retried", "dead-lettered")?;
         for (name, s) in &self.stages {
@@ -130,12 +144,16 @@ impl Pipeline {
         let workers = options.concurrency.max(1);
         let sink_names: Arc<[String]> = sinks.iter().map(|(n, _)| n.clone()).collect();
         let sink_map: Arc<HashMap<String, Arc<dyn Sink>>> = Arc::new(sinks.iter().cloned().collect());
+        if options.republish_retries && !source.republishes_retries() {
+            return Err(EngineError::CannotRepublish { pipeline: name, source_name: source.describe() });
+        }
 
         // Build every chain before taking the first message.
         let mut chains = Vec::with_capacity(workers);
         for _ in 0..workers {
             let chain = Chain::new(&stages, sink_names.clone(), clock.clone())
-                .map_err(|source| EngineError::Chain { pipeline: name.clone(), source })?;
+                .map_err(|source| EngineError::Chain { pipeline: name.clone(), source })?
+                .republishing_retries(options.republish_retries);
             chains.push(chain);
         }
 
@@ -282,6 +300,7 @@ impl Deliverer {
         let Processed { delivery, outcome } = processed;
         let Delivery { message, coordinates, ack, .. } = delivery;
         let stats = self.stats.clone();
+        let mut retry_later = None;
         let (targets, counter): (Vec<(Arc<dyn Sink>, Message)>, _) = match outcome {
             ChainOutcome::Deliver(outputs) => {
                 let targets = outputs.into_iter().map(|(name, msg)| (self.sinks[&name].clone(), msg)).collect();
@@ -297,6 +316,16 @@ impl Deliverer {
                 let envelope = dlq::envelope(&self.pipeline, &message, &coordinates, &failure);
                 (vec![(self.dlq.clone(), envelope)], Counter::DeadLettered)
             }
+            ChainOutcome::RetryLater(failure) => {
+                let delay = failure.retry_after.unwrap_or_default();
+                tracing::info!(
+                    pipeline = %self.pipeline, stage = %failure.stage, error = %failure.text,
+                    attempt = failure.attempts, ?delay, at = %coordinates,
+                    "retryable error; the broker brings the message back later"
+                );
+                retry_later = Some((message, failure.attempts, delay));
+                (Vec::new(), Counter::RetriedLater)
+            }
         };
         let mut confirms = Vec::with_capacity(targets.len());
         for (sink, msg) in targets {
@@ -310,8 +339,12 @@ impl Deliverer {
                 Counter::Delivered => bump(&stats.delivered, n),
                 Counter::Dropped => bump(&stats.dropped, 1),
                 Counter::DeadLettered => bump(&stats.dead_lettered, 1),
+                Counter::RetriedLater => bump(&stats.retried_later, 1),
             }
-            ack.ack();
+            match retry_later {
+                Some((message, attempt, delay)) => ack.retry_later(&message, attempt, delay),
+                None => ack.ack(),
+            }
             bump(&stats.acked, 1);
         })
     }
@@ -339,6 +372,7 @@ enum Counter {
     Delivered,
     Dropped,
     DeadLettered,
+    RetriedLater,
 }
 
 /// Await one confirm; if the sink reports a failure, publish again until

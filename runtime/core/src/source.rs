@@ -22,6 +22,13 @@ pub trait Source: Send {
     /// A short human name, e.g. `file:orders.jsonl`.
     fn describe(&self) -> String;
 
+    /// Can this source retry a message through its broker
+    /// ([`Acker::retry_later`](crate::Acker::retry_later))? The engine
+    /// refuses `republish` retries for a source that cannot.
+    fn republishes_retries(&self) -> bool {
+        false
+    }
+
     /// Send deliveries into `out` until the source ends (`Ok`) or `shutdown`
     /// is cancelled (`Ok` after it stopped taking new messages). `out` is
     /// bounded: a slow pipeline slows the source down.

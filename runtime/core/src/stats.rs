@@ -55,8 +55,12 @@ pub struct PipelineStats {
     pub dropped: AtomicU64,
     /// Deliveries confirmed by the DLQ.
     pub dead_lettered: AtomicU64,
-    /// Deliveries acknowledged to the source.
+    /// Deliveries settled with the source: acknowledged, or handed back for
+    /// a retry through the broker.
     pub acked: AtomicU64,
+    /// Deliveries handed back to the source for a retry through the broker
+    /// (`retry.republish`); each comes back as a new delivery.
+    pub retried_later: AtomicU64,
     /// Sink publish attempts that failed and were retried.
     pub sink_retries: AtomicU64,
 }
@@ -69,6 +73,7 @@ pub struct PipelineCounts {
     pub dropped: u64,
     pub dead_lettered: u64,
     pub acked: u64,
+    pub retried_later: u64,
     pub sink_retries: u64,
 }
 
@@ -80,6 +85,7 @@ impl PipelineStats {
             dropped: self.dropped.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             acked: self.acked.load(Relaxed),
+            retried_later: self.retried_later.load(Relaxed),
             sink_retries: self.sink_retries.load(Relaxed),
         }
     }

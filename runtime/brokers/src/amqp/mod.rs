@@ -17,14 +17,18 @@
 //! bytes, other types as their text); the message key travels in the header
 //! `sluice-key`; the AMQP timestamp (seconds) ↔ `timestamp_ms`.
 
+mod retry;
 mod sink;
 mod source;
+
+pub use retry::RETRY_COUNT_HEADER;
 
 use crate::kafka::Property;
 use crate::{ConnectError, Invalid};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::BasicProperties;
 use serde::Deserialize;
-use sluice_core::{HumanDuration, Sink, Source};
+use sluice_core::{HumanDuration, Message, Sink, Source};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,6 +189,24 @@ fn arguments(args: &BTreeMap<String, Property>) -> FieldTable {
         table.insert(ShortString::from(key.as_str()), v);
     }
     table
+}
+
+/// The AMQP properties of `msg`: its headers as byte strings, its key in
+/// [`KEY_HEADER`], its timestamp in seconds; `delivery_mode` 2 when
+/// `persistent`.
+fn properties(msg: &Message, persistent: bool) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in &msg.headers {
+        headers.insert(ShortString::from(name.as_str()), AMQPValue::LongString(LongString::from(value.as_slice())));
+    }
+    if let Some(key) = &msg.key {
+        headers.insert(ShortString::from(KEY_HEADER), AMQPValue::LongString(LongString::from(key.as_slice())));
+    }
+    let mut props = BasicProperties::default().with_headers(headers).with_delivery_mode(if persistent { 2 } else { 1 });
+    if let Some(ms) = msg.timestamp_ms {
+        props = props.with_timestamp(ms / 1000);
+    }
+    props
 }
 
 /// An AMQP header value as bytes: strings as they are, numbers and the

@@ -6,12 +6,12 @@
 //! the engine publishes again. A broken channel or connection is replaced
 //! on the next publish.
 
-use super::{connect, connect_at_start, AmqpSinkConfig, KEY_HEADER};
+use super::{connect, connect_at_start, properties, AmqpSinkConfig};
 use crate::ConnectError;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::Confirmation;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel};
+use lapin::types::FieldTable;
+use lapin::Channel;
 use sluice_core::{Confirm, Message, Sink, SinkError};
 use tokio::sync::Mutex;
 
@@ -36,21 +36,6 @@ impl AmqpSink {
 
     fn failed(&self, reason: impl ToString) -> SinkError {
         SinkError::Connection { sink: self.name.clone(), reason: reason.to_string() }
-    }
-
-    fn properties(&self, msg: &Message) -> BasicProperties {
-        let mut headers = FieldTable::default();
-        for (name, value) in &msg.headers {
-            headers.insert(ShortString::from(name.as_str()), AMQPValue::LongString(LongString::from(value.as_slice())));
-        }
-        if let Some(key) = &msg.key {
-            headers.insert(ShortString::from(KEY_HEADER), AMQPValue::LongString(LongString::from(key.as_slice())));
-        }
-        let mut props = BasicProperties::default().with_headers(headers).with_delivery_mode(if self.config.persistent { 2 } else { 1 });
-        if let Some(ms) = msg.timestamp_ms {
-            props = props.with_timestamp(ms / 1000);
-        }
-        props
     }
 }
 
@@ -94,7 +79,7 @@ impl Sink for AmqpSink {
                 self.routing_key.as_str().into(),
                 options,
                 &msg.payload,
-                self.properties(msg),
+                properties(msg, self.config.persistent),
             )
             .await;
         let confirm = match published {

@@ -5,7 +5,13 @@
 //! source reconnects with backoff and declares its topology again; the
 //! broker redelivers whatever was unacked on the old channel (acks for
 //! those, arriving later, fail harmlessly).
+//!
+//! In a pipeline that retries through the broker, the ack task also
+//! republishes retries to delay queues ([`super::retry`]) and acks the
+//! original once that publish is confirmed; a delivery's `x-retry-count`
+//! header sets its `attempt`.
 
+use super::retry::{attempt_from, Republisher, RETRY_COUNT_HEADER};
 use super::{arguments, connect, connect_at_start, header_bytes, AmqpSourceConfig, KEY_HEADER};
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
@@ -22,6 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// How long each step of closing may take at shutdown.
+const CLOSE: Duration = Duration::from_secs(5);
 
 pub(super) struct AmqpSource {
     config: AmqpSourceConfig,
@@ -76,7 +85,7 @@ impl AmqpSource {
 
     fn delivery(&self, d: lapin::message::Delivery, acks: &mpsc::UnboundedSender<Settled<lapin::Acker>>, held: &Arc<AtomicUsize>) -> Delivery {
         let mut key = None;
-        let mut headers = Vec::new();
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(table) = d.properties.headers() {
             for (name, value) in table.inner() {
                 if name.as_str() == KEY_HEADER && key.is_none() {
@@ -86,13 +95,14 @@ impl AmqpSource {
                 }
             }
         }
+        let attempt = attempt_from(headers.iter().find(|(n, _)| n == RETRY_COUNT_HEADER).map(|(_, v)| v.as_slice()));
         let message = Message {
             key,
             payload: d.data,
             headers,
             source: self.config.queue.clone(),
             timestamp_ms: d.properties.timestamp().map(|secs| secs.saturating_mul(1000)),
-            attempt: 1,
+            attempt,
         };
         let coordinates = Coordinates::default()
             .with("queue", &self.config.queue)
@@ -112,10 +122,15 @@ impl Source for AmqpSource {
         self.name()
     }
 
+    fn republishes_retries(&self) -> bool {
+        true
+    }
+
     async fn run(mut self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
         let held = Arc::new(AtomicUsize::new(0));
         let (acks, settled) = mpsc::unbounded_channel();
-        let acker = tokio::spawn(ack_task(self.name(), settled, held.clone(), self.config.requeue));
+        let republisher = Republisher::new(&self.config.url, self.config.connect_timeout.0, &self.config.queue);
+        let acker = tokio::spawn(ack_task(self.name(), settled, held.clone(), self.config.requeue, republisher));
         let mut attempt = 0;
         let mut channel: Option<Channel> = None;
         'running: while !shutdown.is_cancelled() {
@@ -175,26 +190,47 @@ impl Source for AmqpSource {
             }
             self.conn = None;
         }
-        // Stop the flow, let the pipeline finish (bounded), then close.
+        // Stop the flow, let the pipeline finish (bounded), then close. Every
+        // step is bounded: a close lapin never finishes (seen once in the
+        // benchmark) must not hang the daemon's shutdown.
         if let Some(ch) = &channel {
-            let _ = ch.basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default()).await;
+            let _ = tokio::time::timeout(CLOSE, ch.basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())).await;
         }
         drained(|| held.load(Ordering::SeqCst) > 0).await;
         drop(acks);
-        let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
+        let _ = tokio::time::timeout(CLOSE, acker).await;
         if let Some(conn) = self.conn.take() {
-            let _ = conn.close(200, "sluice stopping".into()).await;
+            if tokio::time::timeout(CLOSE, conn.close(200, "sluice stopping".into())).await.is_err() {
+                tracing::warn!(source = %self.name(), "closing the RabbitMQ connection did not finish in {CLOSE:?}; dropping it");
+            }
         }
         Ok(())
     }
 }
 
-/// Perform acks and nacks in the order they come.
-async fn ack_task(name: String, mut settled: mpsc::UnboundedReceiver<Settled<lapin::Acker>>, held: Arc<AtomicUsize>, requeue: bool) {
+/// Perform acks, nacks and retries in the order they come.
+async fn ack_task(
+    name: String,
+    mut settled: mpsc::UnboundedReceiver<Settled<lapin::Acker>>,
+    held: Arc<AtomicUsize>,
+    requeue: bool,
+    mut republisher: Republisher,
+) {
     while let Some(s) = settled.recv().await {
         let result = match s {
             Settled::Done(a) => a.ack(BasicAckOptions::default()).await,
             Settled::Released(a) => a.nack(BasicNackOptions { requeue, ..Default::default() }).await,
+            Settled::Later(a, later) => match republisher.republish(&later).await {
+                Ok(queue) => {
+                    tracing::debug!(source = %name, %queue, attempt = later.attempt, "retry published to the delay queue");
+                    a.ack(BasicAckOptions::default()).await
+                }
+                Err(e) => {
+                    // Nothing lost: requeued, it comes back at once as the same attempt.
+                    tracing::warn!(source = %name, error = %e, "cannot publish the retry; requeueing the delivery instead");
+                    a.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                }
+            },
         };
         if let Err(e) = result {
             // The channel it came on is gone: the broker redelivers it.

@@ -280,7 +280,7 @@ async fn ack_task(
         for s in batch.drain(..) {
             match s {
                 Settled::Done(id) => ids.push(id),
-                Settled::Released(id) => {
+                Settled::Released(id) | Settled::Later(id, _) => {
                     lock(&held).remove(&id);
                 }
             }
