@@ -9,6 +9,7 @@
 pub mod amqp_client;
 pub mod daemon;
 pub mod kafka_client;
+pub mod rabbitmq_node;
 pub mod redis_client;
 pub mod sqs_client;
 

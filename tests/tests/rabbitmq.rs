@@ -1,10 +1,12 @@
 //! The RabbitMQ connector against a real RabbitMQ server, driven through the
 //! `sluice` binary: every message comes out or lands in the DLQ queue with
 //! its headers and key, SIGKILL mid-stream loses nothing, two daemons share
-//! a queue, an unreachable server is exit 2.
+//! a queue, an unreachable server is exit 2, a lost connection and a broker
+//! restart (a private node) are ridden out.
 
 use sluice_tests::amqp_client::{amqp_url, declare, delete, depth, drain, exists, publish, Got};
 use sluice_tests::daemon::{eventually, example_in, relay_config, summary, unique, Daemon, Names};
+use sluice_tests::rabbitmq_node::RabbitNode;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -260,4 +262,120 @@ fn the_rabbitmq_examples_load_and_process_the_orders() {
     assert_eq!(u64::from(europe + americas), delivered);
     assert_eq!(u64::from(depth(&url, &q("orders.dlq"))), dead);
     delete(&url, &names.map(q).iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_broker_restart_while_running_is_ridden_out_and_nothing_is_lost() {
+    // A private node (the shared server must not be restarted): stopped
+    // while the daemon holds unacked deliveries and unconfirmed publishes,
+    // started again on the same data a few seconds later.
+    let mut node = RabbitNode::start();
+    let url = node.url();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("amqp-restart");
+    declare(&url, &[&n.input, &n.output, &n.dlq]);
+    let mut daemon = Daemon::start(&write_config(dir.path(), &url, &n, &n.output, ""), &dir.path().join("sluice.log"));
+    let delivered = || depth(&url, &n.output) + depth(&url, &n.dlq);
+    let (first, total) = (10_000, 10_500);
+    publish(&url, &n.input, &messages(0..first));
+    assert!(eventually(Duration::from_secs(30), || delivered() >= 1000), "{}", daemon.log_text());
+    let before = delivered();
+    node.stop();
+    assert!(before < first as u32, "the stop came mid-stream ({before} of {first} delivered)");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(daemon.running(), "the daemon does not exit when its broker goes away; log:\n{}", daemon.log_text());
+    node.boot();
+    publish(&url, &n.input, &messages(first..total));
+    assert!(
+        eventually(Duration::from_secs(90), || depth(&url, &n.input) == 0 && delivered() >= total as u32),
+        "after the restart everything arrives; log:\n{}",
+        daemon.log_text()
+    );
+    let marker = format!("sluice-{}", daemon.pid());
+    assert!(node.connections_named(&marker) >= 3, "source, sink and DLQ connected again");
+    assert!(daemon.log_text().contains("reconnected to RabbitMQ"), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let mut all = keys(&drain(&url, &n.output));
+    all.extend(keys(&drain(&url, &n.dlq)));
+    let distinct: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(distinct.len(), total, "nothing lost across the restart");
+    eprintln!("rabbitmq restart: broker stopped after {before} of {first} delivered; {total} messages, 0 lost, {} duplicates", all.len() - total);
+}
+
+#[test]
+fn retries_through_the_broker_carry_x_retry_count_and_end_in_the_dlq_when_exhausted() {
+    // Two pipelines, both retrying through RabbitMQ (`retry.republish`):
+    // `heal` fails every message twice and keeps it on the third attempt;
+    // `exhaust` always fails, so the third attempt dead-letters.
+    let url = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let (heal, exhaust) = (Names::new("amqp-retry-heal"), Names::new("amqp-retry-exhaust"));
+    let mut all_queues = Vec::new();
+    for n in [&heal, &exhaust] {
+        all_queues.extend([n.input.clone(), n.output.clone(), n.dlq.clone(), format!("{}.retry.300ms", n.input), format!("{}.retry.600ms", n.input)]);
+    }
+    declare(&url, &[&heal.input, &heal.output, &heal.dlq, &exhaust.input, &exhaust.output, &exhaust.dlq]);
+    let pipeline = |name: &str, n: &Names, fail_attempts: u32| {
+        format!(
+            r#"
+[pipelines.{name}]
+source = {{ type = "rabbitmq", url = "{url}", queue = "{input}", prefetch = 20 }}
+dlq = {{ type = "rabbitmq", url = "{url}", routing_key = "{dlq}" }}
+sinks.out = {{ type = "rabbitmq", url = "{url}", routing_key = "{output}" }}
+retry = {{ attempts = 3, initial = "300ms", factor = 2.0, republish = true }}
+
+[[pipelines.{name}.stages]]
+name = "flaky"
+kind = "filter"
+plugin = {plugin}
+params = {{ fail_attempts = {fail_attempts} }}
+"#,
+            input = n.input,
+            output = n.output,
+            dlq = n.dlq,
+            plugin = sluice_tests::daemon::plugin_literal("flaky"),
+        )
+    };
+    let config = dir.path().join("retry.toml");
+    std::fs::write(&config, pipeline("heal", &heal, 2) + &pipeline("exhaust", &exhaust, 99)).unwrap();
+    let total = 200;
+    publish(&url, &heal.input, &messages_json(0..total));
+    publish(&url, &exhaust.input, &messages_json(0..total));
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    let done = || depth(&url, &heal.output) >= total as u32 && depth(&url, &exhaust.dlq) >= total as u32;
+    assert!(eventually(Duration::from_secs(60), done), "{}", daemon.log_text());
+    assert!(exists(&url, &format!("{}.retry.300ms", heal.input)) && exists(&url, &format!("{}.retry.600ms", heal.input)), "one delay queue per backoff step");
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(dir.path().join("sluice.log")).unwrap();
+
+    let healed = drain(&url, &heal.output);
+    assert_eq!(keys(&healed).into_iter().collect::<BTreeSet<_>>().len(), total, "every message got through on its third attempt");
+    assert_eq!(healed.len(), total, "and only once");
+    for g in &healed {
+        assert_eq!(g.header("x-retry-count").as_deref(), Some("2"), "two failed attempts before: {g:?}");
+        assert!(g.header("trace").is_some(), "headers survive the round trips");
+    }
+    assert_eq!(depth(&url, &heal.dlq), 0);
+    let [received, delivered, _, dead, acked] = summary(&log, "heal").expect("summary line");
+    assert_eq!((received, delivered, dead, acked), (3 * total as u64, total as u64, 0, 3 * total as u64), "{log}");
+    assert!(log.contains(&format!("retried through the broker {}", 2 * total)), "{log}");
+
+    let dead = drain(&url, &exhaust.dlq);
+    assert_eq!(dead.len(), total);
+    for g in &dead {
+        assert_eq!(g.header("sluice-error-class").as_deref(), Some("retries-exhausted"), "{g:?}");
+        assert_eq!(g.header("sluice-error-attempts").as_deref(), Some("3"), "{g:?}");
+        assert_eq!(g.header("x-retry-count").as_deref(), Some("2"), "{g:?}");
+        assert_eq!(g.header("sluice-error-source-queue").as_deref(), Some(exhaust.input.as_str()));
+    }
+    assert_eq!(depth(&url, &exhaust.output), 0);
+    for n in [&heal, &exhaust] {
+        assert_eq!(depth(&url, &n.input) + depth(&url, &format!("{}.retry.300ms", n.input)) + depth(&url, &format!("{}.retry.600ms", n.input)), 0, "nothing left behind");
+    }
+    delete(&url, &all_queues.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// [`messages`] without the malformed ones: every payload is JSON.
+fn messages_json(range: std::ops::Range<usize>) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+    range.map(|i| (format!(r#"{{"amount":{i}}}"#).into_bytes(), vec![("sluice-key".into(), format!("k{i}")), ("trace".into(), format!("t{i}"))])).collect()
 }
