@@ -549,7 +549,7 @@ fn run_e2e(
     let pipeline = Pipeline {
         name: "bench".into(),
         source: Box::new(source),
-        stages,
+        stages: stages.into(),
         sinks: SINKS.iter().zip(&sinks).map(|(n, s)| (n.to_string(), s.clone() as Arc<dyn Sink>)).collect(),
         dlq: dlq.clone(),
         options: EngineOptions { concurrency, ..EngineOptions::default() },
@@ -598,7 +598,7 @@ fn run_engine_only(rt: &tokio::runtime::Runtime, messages: &[Message], concurren
     let pipeline = Pipeline {
         name: "bench-engine-only".into(),
         source: Box::new(source),
-        stages: Vec::new(),
+        stages: Vec::new().into(),
         sinks: vec![("all".into(), sink.clone() as Arc<dyn Sink>)],
         dlq: dlq.clone(),
         options: EngineOptions { concurrency, ..EngineOptions::default() },

@@ -112,7 +112,7 @@ pub fn run_pipeline(input: Vec<Message>, stages: Vec<Arc<StageSpec>>, sinks: &[&
     let pipeline = Pipeline {
         name: "test".into(),
         source: Box::new(source),
-        stages,
+        stages: stages.into(),
         sinks: memory_sinks.iter().map(|(n, s)| (n.clone(), s.clone() as Arc<dyn sluice_core::Sink>)).collect(),
         dlq: dlq.clone(),
         options,

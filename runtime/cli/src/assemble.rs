@@ -62,7 +62,7 @@ pub async fn connect(config: &Config, pipeline: &PipelineConfig, stages: Vec<Arc
     Ok(Pipeline {
         name: pipeline.name.clone(),
         source,
-        stages,
+        stages: stages.into(),
         sinks,
         dlq,
         options: pipeline.engine.clone(),

@@ -132,7 +132,10 @@ impl Chain {
             let stats = &spec.stats;
             let _span = tracing::trace_span!("stage", stage = %spec.name, messages = msgs.len()).entered();
             tracing::debug!(stage = %spec.name, messages = msgs.len(), "stage invoked");
+            let started = std::time::Instant::now();
             let results = call_all(spec, stage.as_mut(), &msgs, &*self.clock, self.republish);
+            stats.call_seconds.observe(started.elapsed());
+            bump(&stats.fuel, stage.take_fuel_used());
             let failures = results.iter().filter(|r| r.is_err()).count();
             if failures > 0 {
                 tracing::debug!(stage = %spec.name, messages = msgs.len(), failures, "stage failed for some messages");

@@ -9,8 +9,9 @@
 //!                          delivery task i: publish ─▶ confirm ─▶ ack
 //! ```
 
-use crate::chain::{Chain, ChainError, ChainOutcome, StageSpec};
+use crate::chain::{Chain, ChainError, ChainOutcome};
 use crate::clock::Clock;
+use crate::live::LiveStages;
 use crate::dlq;
 use crate::message::{Delivery, Message};
 use crate::retry::RetryPolicy;
@@ -30,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Pipeline {
     pub name: String,
     pub source: Box<dyn Source>,
-    pub stages: Vec<Arc<StageSpec>>,
+    /// The chain, swappable while running (hot swap): keep a clone to swap.
+    pub stages: LiveStages,
     /// Named sinks (routes name them).
     pub sinks: Vec<(String, Arc<dyn Sink>)>,
     pub dlq: Arc<dyn Sink>,
@@ -149,9 +151,10 @@ impl Pipeline {
         }
 
         // Build every chain before taking the first message.
+        let first = stages.current();
         let mut chains = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let chain = Chain::new(&stages, sink_names.clone(), clock.clone())
+            let chain = Chain::new(&first.stages, sink_names.clone(), clock.clone())
                 .map_err(|source| EngineError::Chain { pipeline: name.clone(), source })?
                 .republishing_retries(options.republish_retries);
             chains.push(chain);
@@ -162,11 +165,19 @@ impl Pipeline {
         for (i, chain) in chains.into_iter().enumerate() {
             let (input_tx, input_rx) = mpsc::channel::<Delivery>(options.buffer);
             let (done_tx, done_rx) = mpsc::channel::<Vec<Processed>>(options.buffer);
-            let clock = clock.clone();
-            let batch = options.batch.max(1);
+            let worker = Worker {
+                pipeline: name.clone(),
+                chain,
+                version: first.version,
+                live: stages.clone(),
+                sinks: sink_names.clone(),
+                clock: clock.clone(),
+                batch: options.batch.max(1),
+                republish: options.republish_retries,
+            };
             std::thread::Builder::new()
                 .name(format!("sluice-{name}-{i}"))
-                .spawn(move || work(chain, input_rx, done_tx, &*clock, batch))
+                .spawn(move || worker.work(input_rx, done_tx))
                 .map_err(|source| EngineError::Thread { pipeline: name.clone(), source })?;
             let deliverer = Deliverer {
                 pipeline: name.clone(),
@@ -223,7 +234,7 @@ impl Pipeline {
         let report = PipelineReport {
             pipeline: name.clone(),
             counts: stats.snapshot(),
-            stages: stages.iter().map(|s| (s.name.clone(), s.stats.snapshot())).collect(),
+            stages: stages.current().stages.iter().map(|s| (s.name.clone(), s.stats.snapshot())).collect(),
         };
         tracing::info!(pipeline = %name, ?report.counts, "pipeline stopped");
         source_result.map_err(|source| EngineError::Source { pipeline: name, source })?;
@@ -231,36 +242,69 @@ impl Pipeline {
     }
 }
 
-/// A worker thread: run the chain on what is queued (up to `batch`
-/// deliveries at a time), and pass the outcomes on in arrival order.
-fn work(mut chain: Chain, mut input: mpsc::Receiver<Delivery>, done: mpsc::Sender<Vec<Processed>>, clock: &dyn Clock, batch: usize) {
-    let mut deliveries = Vec::with_capacity(batch);
-    while let Some(first) = input.blocking_recv() {
-        deliveries.push(first);
-        while deliveries.len() < batch {
-            match input.try_recv() {
-                Ok(delivery) => deliveries.push(delivery),
-                Err(_) => break,
+/// A worker thread: runs its chain on what is queued (up to `batch`
+/// deliveries at a time) and passes the outcomes on in arrival order.
+/// Between batches it takes up a new version of the stages, if one was
+/// swapped in.
+struct Worker {
+    pipeline: String,
+    chain: Chain,
+    version: u64,
+    live: LiveStages,
+    sinks: Arc<[String]>,
+    clock: Arc<dyn Clock>,
+    batch: usize,
+    republish: bool,
+}
+
+impl Worker {
+    fn work(mut self, mut input: mpsc::Receiver<Delivery>, done: mpsc::Sender<Vec<Processed>>) {
+        let mut deliveries = Vec::with_capacity(self.batch);
+        while let Some(first) = input.blocking_recv() {
+            self.take_up_swaps();
+            deliveries.push(first);
+            while deliveries.len() < self.batch {
+                match input.try_recv() {
+                    Ok(delivery) => deliveries.push(delivery),
+                    Err(_) => break,
+                }
+            }
+            let decoded: Vec<&Message> =
+                deliveries.iter().filter(|d| d.decode_error.is_none()).map(|d| &d.message).collect();
+            let mut outcomes = self.chain.process_batch(&decoded).into_iter();
+            let processed = deliveries
+                .drain(..)
+                .map(|delivery| {
+                    let outcome = match &delivery.decode_error {
+                        Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once("<source>", "decode", error.clone(), self.clock.now())),
+                        None => outcomes.next().expect("one outcome per decoded delivery"),
+                    };
+                    Processed { delivery, outcome }
+                })
+                .collect();
+            // One hand-over per batch: cross-thread wake-ups are a large part of
+            // the per-message cost.
+            if done.blocking_send(processed).is_err() {
+                return;
             }
         }
-        let decoded: Vec<&Message> =
-            deliveries.iter().filter(|d| d.decode_error.is_none()).map(|d| &d.message).collect();
-        let mut outcomes = chain.process_batch(&decoded).into_iter();
-        let processed = deliveries
-            .drain(..)
-            .map(|delivery| {
-                let outcome = match &delivery.decode_error {
-                    Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once("<source>", "decode", error.clone(), clock.now())),
-                    None => outcomes.next().expect("one outcome per decoded delivery"),
-                };
-                Processed { delivery, outcome }
-            })
-            .collect();
-        // One hand-over per batch: cross-thread wake-ups are a large part of
-        // the per-message cost.
-        if done.blocking_send(processed).is_err() {
+    }
+
+    /// Rebuild the chain if a new stage version was swapped in. A version
+    /// that cannot be instantiated leaves this worker on its old chain.
+    fn take_up_swaps(&mut self) {
+        let current = self.live.current();
+        if current.version == self.version {
             return;
         }
+        match Chain::new(&current.stages, self.sinks.clone(), self.clock.clone()) {
+            Ok(chain) => {
+                self.chain = chain.republishing_retries(self.republish);
+                tracing::info!(pipeline = %self.pipeline, version = current.version, "worker took up the new chain");
+            }
+            Err(e) => tracing::error!(pipeline = %self.pipeline, version = current.version, error = %e, "cannot build the new chain; this worker keeps the old one"),
+        }
+        self.version = current.version;
     }
 }
 
@@ -379,9 +423,13 @@ enum Counter {
 /// it is confirmed.
 async fn confirmed(sink: Arc<dyn Sink>, msg: Message, mut confirm: Confirm, retry: RetryPolicy, stats: Arc<PipelineStats>) {
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
         match confirm.await {
-            Ok(()) => return,
+            Ok(()) => {
+                stats.publish_seconds.observe(started.elapsed());
+                return;
+            }
             Err(e) => {
                 attempt += 1;
                 bump(&stats.sink_retries, 1);

@@ -109,6 +109,12 @@ pub trait Stage: Send {
     fn call_batch(&mut self, msgs: &[Message]) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
         Ok(msgs.iter().map(|m| self.call(m)).collect())
     }
+
+    /// Fuel (Wasm instructions, roughly) burnt since the last call of this
+    /// method, for metrics. Native stages burn none.
+    fn take_fuel_used(&mut self) -> u64 {
+        0
+    }
 }
 
 /// Which plugin file a stage runs; written into DLQ envelopes.

@@ -18,6 +18,10 @@ pub struct StageStats {
     pub dead_lettered: AtomicU64,
     /// Instances replaced after a fault.
     pub replaced: AtomicU64,
+    /// Fuel the stage's calls burnt.
+    pub fuel: AtomicU64,
+    /// How long each call took (a batch call is one call).
+    pub call_seconds: Histogram,
 }
 
 /// A point-in-time copy of [`StageStats`].
@@ -29,6 +33,7 @@ pub struct StageCounts {
     pub retried: u64,
     pub dead_lettered: u64,
     pub replaced: u64,
+    pub fuel: u64,
 }
 
 impl StageStats {
@@ -40,6 +45,7 @@ impl StageStats {
             retried: self.retried.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             replaced: self.replaced.load(Relaxed),
+            fuel: self.fuel.load(Relaxed),
         }
     }
 }
@@ -63,6 +69,8 @@ pub struct PipelineStats {
     pub retried_later: AtomicU64,
     /// Sink publish attempts that failed and were retried.
     pub sink_retries: AtomicU64,
+    /// From handing a message to a sink to its confirm.
+    pub publish_seconds: Histogram,
 }
 
 /// A point-in-time copy of [`PipelineStats`].
@@ -91,6 +99,60 @@ impl PipelineStats {
     }
 }
 
+/// A Prometheus-style histogram with fixed buckets, in seconds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or below each of [`Histogram::BOUNDS`]; the last
+    /// slot counts those above every bound.
+    buckets: [AtomicU64; Histogram::BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Bucket upper bounds in seconds: 10 µs to 10 s.
+    pub const BOUNDS: [f64; 13] = [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = Self::BOUNDS.iter().position(|b| secs <= *b).unwrap_or(Self::BOUNDS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Cumulative counts per bound (the last one is `+Inf`), the sum in
+    /// seconds, and the count.
+    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+        let mut total = 0;
+        let cumulative = self.buckets.iter().map(|b| {
+            total += b.load(Relaxed);
+            total
+        });
+        let cumulative: Vec<u64> = cumulative.collect();
+        (cumulative, self.sum_nanos.load(Relaxed) as f64 / 1e9, total)
+    }
+}
+
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(5));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        let (cumulative, sum, count) = h.snapshot();
+        assert_eq!(count, 3);
+        assert_eq!(cumulative[0], 1, "5 µs ≤ 10 µs");
+        assert_eq!(cumulative[5], 2, "3 ms ≤ 5 ms");
+        assert_eq!(cumulative[Histogram::BOUNDS.len() - 1], 2, "60 s is above 10 s");
+        assert_eq!(*cumulative.last().unwrap(), 3);
+        assert!((sum - 60.003005).abs() < 1e-6);
+    }
 }

@@ -55,7 +55,7 @@ impl WasmStageFactory {
     /// When instantiation fails (e.g. the component's start function traps).
     pub fn instance(&self) -> wasmtime::Result<WasmStage> {
         let live = self.inner.instantiate()?;
-        Ok(WasmStage { shared: self.inner.clone(), live: Some(live) })
+        Ok(WasmStage { shared: self.inner.clone(), live: Some(live), fuel_used: 0 })
     }
 }
 
@@ -111,6 +111,14 @@ impl Shared {
         Ok(())
     }
 
+    /// Fuel the last call burnt, from the budget [`Shared::arm`] gave it.
+    fn fuel_used(&self, store: &Store<PluginState>, messages: u64) -> u64 {
+        if !self.fuel {
+            return 0;
+        }
+        self.limits.fuel.saturating_mul(messages).saturating_sub(store.get_fuel().unwrap_or(0))
+    }
+
     fn fault(&self, error: wasmtime::Error) -> Fault {
         if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
             return Fault { kind: FaultKind::MemoryLimit, detail: cap.to_string() };
@@ -133,6 +141,8 @@ impl Shared {
 pub struct WasmStage {
     shared: Arc<Shared>,
     live: Option<Live>,
+    /// Fuel burnt since the last [`Stage::take_fuel_used`].
+    fuel_used: u64,
 }
 
 impl WasmStage {
@@ -169,12 +179,14 @@ impl Stage for WasmStage {
         let wit = to_wit(msg);
         let store = &mut live.store;
         let result = match &live.bindings {
-            Bindings::Filter(b) => b.call_filter(store, &wit).map(|r| r.map(StageOutput::Keep)),
+            Bindings::Filter(b) => b.call_filter(&mut *store, &wit).map(|r| r.map(StageOutput::Keep)),
             Bindings::Transform(b) => b
-                .call_transform(store, &wit)
+                .call_transform(&mut *store, &wit)
                 .map(|r| r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))),
-            Bindings::Route(b) => b.call_route(store, &wit).map(|r| r.map(StageOutput::Routes)),
+            Bindings::Route(b) => b.call_route(&mut *store, &wit).map(|r| r.map(StageOutput::Routes)),
         };
+        let used = shared.fuel_used(store, 1);
+        self.fuel_used += used;
         match result {
             Ok(answer) => answer.map_err(guest_error),
             Err(trap) => Err(StageError::Fault(self.trapped(trap))),
@@ -189,17 +201,19 @@ impl Stage for WasmStage {
         let store = &mut live.store;
         let result = match &live.bindings {
             Bindings::Filter(b) => b
-                .call_filter_batch(store, &wit)
+                .call_filter_batch(&mut *store, &wit)
                 .map(|rs| rs.into_iter().map(|r| r.map(StageOutput::Keep).map_err(guest_error)).collect()),
-            Bindings::Transform(b) => b.call_transform_batch(store, &wit).map(|rs| {
+            Bindings::Transform(b) => b.call_transform_batch(&mut *store, &wit).map(|rs| {
                 rs.into_iter()
                     .map(|r| r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect())).map_err(guest_error))
                     .collect::<Vec<_>>()
             }),
             Bindings::Route(b) => b
-                .call_route_batch(store, &wit)
+                .call_route_batch(&mut *store, &wit)
                 .map(|rs| rs.into_iter().map(|r| r.map(StageOutput::Routes).map_err(guest_error)).collect()),
         };
+        let used = shared.fuel_used(store, msgs.len() as u64);
+        self.fuel_used += used;
         match result {
             Ok(results) if results.len() == msgs.len() => Ok(results),
             Ok(results) => Err(Fault {
@@ -208,6 +222,10 @@ impl Stage for WasmStage {
             }),
             Err(trap) => Err(self.trapped(trap)),
         }
+    }
+
+    fn take_fuel_used(&mut self) -> u64 {
+        std::mem::take(&mut self.fuel_used)
     }
 }
 

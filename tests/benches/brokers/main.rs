@@ -495,7 +495,7 @@ fn one_stage_pipeline(
     let pipeline = Pipeline {
         name: "bench".into(),
         source,
-        stages: vec![identity_stage(host)],
+        stages: vec![identity_stage(host)].into(),
         sinks: vec![("out".into(), sink)],
         dlq,
         options: shape.options(),
