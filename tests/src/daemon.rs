@@ -16,11 +16,17 @@ impl Daemon {
     /// Start `sluice run config`; stdout and stderr go to `log` (appended,
     /// so restarts keep one history).
     pub fn start(config: &Path, log: &Path) -> Daemon {
+        Daemon::start_with(config, log, &[])
+    }
+
+    /// [`Daemon::start`] with more `sluice run` flags (`--http ADDR`, ...).
+    pub fn start_with(config: &Path, log: &Path, flags: &[&str]) -> Daemon {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
         let child = Command::new(sluice_bin())
             .arg("--log")
             .arg("info")
             .arg("run")
+            .args(flags)
             .arg(config)
             .env("SLUICE_CACHE_DIR", repo().join("target/test-artifact-cache"))
             .stdin(Stdio::null())
@@ -183,4 +189,37 @@ params = {{ field = "amount", min = 0 }}
     let path = dir.join(format!("{}.toml", unique("relay")));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A loopback address nothing listens on now (for `--http`).
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().unwrap().to_string()
+}
+
+/// `GET path` from a daemon's HTTP listener: status code and body, or
+/// `None` while nothing answers.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of one sample line (`name{labels} value`) of a `/metrics` text.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Write `bytes` to `path` as deploy tools do: a temporary file in the same
+/// folder, renamed over the old one.
+pub fn replace_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }

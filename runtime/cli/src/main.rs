@@ -6,8 +6,12 @@
 mod assemble;
 mod check;
 mod exit;
+mod http;
 mod logging;
+mod metrics;
 mod run;
+mod supervisor;
+mod watch;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -39,6 +43,17 @@ enum Command {
     Run {
         /// The pipeline TOML file.
         config: PathBuf,
+        /// Serve /metrics (Prometheus), /healthz and /readyz on this
+        /// address, e.g. 127.0.0.1:9090. Off by default.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// After SIGTERM/SIGINT, how long to let in-flight messages finish
+        /// before exiting anyway (their brokers redeliver them).
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        drain_timeout: std::time::Duration,
+        /// Do not watch the config and plugin files (SIGHUP still reloads).
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Parse and validate CONFIG, load and type-check every plugin, and
     /// print the resolved pipelines. Connects to nothing.
@@ -53,7 +68,9 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.log_format, cli.log.as_deref());
     let result = match cli.command {
         Command::Check { config } => check::check(&config),
-        Command::Run { config } => run::run(&config),
+        Command::Run { config, http, drain_timeout, no_watch } => {
+            run::run(&config, run::RunOptions { http, drain_timeout, watch: !no_watch })
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,74 +1,107 @@
 //! `sluice run CONFIG`: run every pipeline until its source ends or a signal
-//! arrives, then print the per-stage summary.
+//! arrives, reloading on config or plugin changes and SIGHUP, then print the
+//! per-stage summary.
+//!
+//! Lifecycle: everything is validated (config, plugins) before anything
+//! connects, and an unreachable broker at start is exit 2. The first
+//! SIGTERM/SIGINT stops the sources taking new messages and lets what is in
+//! flight finish and be acknowledged, for at most the drain timeout; a
+//! second signal exits at once. Whatever was not acknowledged is redelivered
+//! by its broker.
 
-use crate::assemble;
 use crate::exit::CliError;
-use sluice_brokers::SinkConfig;
+use crate::metrics::Metrics;
+use crate::supervisor::Supervisor;
+use crate::watch::{Trigger, Triggers};
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-pub fn run(path: &Path) -> Result<(), CliError> {
+/// How the process runs (flags, not TOML).
+pub struct RunOptions {
+    /// Serve `/metrics`, `/healthz` and `/readyz` here.
+    pub http: Option<SocketAddr>,
+    /// The longest a graceful stop waits for in-flight messages.
+    pub drain_timeout: Duration,
+    /// Reload when the config or a plugin file changes (SIGHUP always does).
+    pub watch: bool,
+}
+
+pub fn run(path: &Path, options: RunOptions) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
-    let result = runtime.block_on(run_async(path));
+    let result = runtime.block_on(run_async(path, options));
     // Do not wait for blocking reads that can never finish (a stdin source
     // after a signal): everything that matters was settled above.
     runtime.shutdown_background();
     result
 }
 
-async fn run_async(path: &Path) -> Result<(), CliError> {
-    // Validate everything (config, plugins) before connecting to anything.
-    let config = sluice_config::load(path)?;
-    let host = assemble::host()?;
-    let mut stages = Vec::with_capacity(config.pipelines.len());
-    for pipeline in &config.pipelines {
-        stages.push(assemble::load_stages(&host, &config, pipeline)?);
+async fn run_async(path: &Path, options: RunOptions) -> Result<(), CliError> {
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = options.http {
+        crate::http::serve(addr, metrics.clone()).await?;
     }
-    let mut pipelines = Vec::with_capacity(config.pipelines.len());
-    for (pipeline, stages) in config.pipelines.iter().zip(stages) {
-        pipelines.push(assemble::connect(&config, pipeline, stages).await?);
-    }
-
+    let host = crate::assemble::host()?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-    let handles: Vec<_> = pipelines.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
-    let mut failure = None;
-    let mut reports = Vec::new();
-    for handle in handles {
-        match handle.await {
-            Ok(Ok(report)) => reports.push(report),
-            Ok(Err(e)) => failure = Some(e.into()),
-            Err(e) => failure = Some(CliError::Invalid(format!("pipeline task failed: {e}"))),
+    let mut triggers = Triggers::new(options.watch);
+    let mut supervisor = Supervisor::start(path, host, metrics.clone(), shutdown.clone()).await?;
+    metrics.set_ready(true);
+    triggers.watch(&supervisor.files);
+    let stop = signals();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            trigger = triggers.next() => {
+                let why = match trigger { Trigger::Signal => "SIGHUP", Trigger::Files => "files changed" };
+                tracing::info!(why, "reloading");
+                supervisor.reload().await;
+                triggers.watch(&supervisor.files);
+            }
+            _ = tick.tick() => {
+                supervisor.reap().await;
+                if supervisor.idle() {
+                    break;
+                }
+            }
         }
     }
-    let to_stdout = !config.pipelines.iter().any(|p| {
-        matches!(p.dlq, SinkConfig::Stdout(_)) || p.sinks.iter().any(|(_, s)| matches!(s, SinkConfig::Stdout(_)))
-    });
-    for report in &reports {
+    shutdown.cancel();
+    let left = supervisor.drain(options.drain_timeout).await;
+    if !left.is_empty() {
+        tracing::warn!(pipelines = ?left, timeout = ?options.drain_timeout, "drain timeout passed; exiting with messages unacknowledged (they are redelivered)");
+    }
+    // The summary goes to stdout unless messages do.
+    let to_stdout = !supervisor.stdout_sinks;
+    for report in &supervisor.reports {
         if to_stdout {
             print!("{report}");
         } else {
             eprint!("{report}");
         }
     }
-    failure.map_or(Ok(()), Err)
+    supervisor.failure.map_or(Ok(()), Err)
 }
 
-/// First SIGINT/SIGTERM: stop taking messages and drain. Second: exit now
-/// (unacknowledged messages are redelivered by their brokers).
-async fn watch_signals(shutdown: CancellationToken) {
+/// Resolves at the first SIGINT/SIGTERM; a second one exits the process at
+/// once (unacknowledged messages are redelivered by their brokers).
+async fn signals() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers");
-        return;
+        return std::future::pending().await;
     };
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::info!("signal received: draining (send it again to exit at once)");
-    shutdown.cancel();
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    tracing::warn!("second signal: exiting without draining");
-    std::process::exit(130);
+    tokio::spawn(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(130);
+    });
 }

@@ -42,7 +42,7 @@ pub struct Pipeline {
 }
 
 /// How the engine runs one pipeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineOptions {
     /// Worker threads; messages with the same key always go to the same one.
     pub concurrency: usize,

@@ -1,0 +1,276 @@
+//! The running pipelines of `sluice run`, and reloading them.
+//!
+//! A reload reads and validates the whole new config, loads (compiles or
+//! takes from the cache) and instantiates every plugin of it, and connects
+//! whatever new sources and sinks it needs, before it touches anything
+//! running; if any step fails, nothing changes. Then, per pipeline:
+//!
+//! - same source, sinks, DLQ and engine settings, other stages (config or
+//!   plugin file content): the new chain is swapped in live
+//!   ([`LiveStages::swap`]); each message runs the version it started with;
+//! - anything else changed: that pipeline drains and restarts on the new
+//!   config (its counters carry on);
+//! - new pipelines start, pipelines no longer in the file drain and stop;
+//! - the rest is left alone.
+
+use crate::assemble;
+use crate::exit::CliError;
+use crate::metrics::{Metrics, PipelineMetrics, Reload};
+use sluice_config::{Config, PipelineConfig, StageConfig};
+use sluice_core::engine::EngineError;
+use sluice_core::{Chain, LiveStages, Pipeline, PipelineReport, PipelineStats, StageSpec, SystemClock};
+use sluice_wasm::WasmHost;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// One running pipeline.
+struct Running {
+    config: PipelineConfig,
+    /// The loaded stages' plugin sha256, in stage order.
+    shas: Vec<String>,
+    live: LiveStages,
+    stats: Arc<PipelineStats>,
+    stop: CancellationToken,
+    task: JoinHandle<Result<PipelineReport, EngineError>>,
+}
+
+/// A pipeline of a new config, loaded and checked, not yet running.
+struct Loaded {
+    config: PipelineConfig,
+    stages: Vec<Arc<StageSpec>>,
+    shas: Vec<String>,
+}
+
+pub struct Supervisor {
+    path: PathBuf,
+    host: WasmHost,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    running: Vec<Running>,
+    /// Files that make a reload: the config and every plugin it names.
+    pub files: Vec<PathBuf>,
+    /// Reports of pipelines that ended, in the order they did.
+    pub reports: Vec<PipelineReport>,
+    pub failure: Option<CliError>,
+    /// Does any pipeline (ever run) write messages to stdout?
+    pub stdout_sinks: bool,
+}
+
+impl Supervisor {
+    /// Load, check and connect everything in `path`, then start it.
+    ///
+    /// # Errors
+    /// Invalid config or plugin (exit 1); an unreachable broker (exit 2).
+    pub async fn start(path: &Path, host: WasmHost, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Result<Supervisor, CliError> {
+        let config = sluice_config::load(path)?;
+        let mut s = Supervisor { path: path.to_owned(), host, metrics, shutdown, running: Vec::new(), files: Vec::new(), reports: Vec::new(), failure: None, stdout_sinks: false };
+        let loaded = s.load(&config)?;
+        let mut pipelines = Vec::with_capacity(loaded.len());
+        for l in &loaded {
+            pipelines.push(assemble::connect(&config, &l.config, l.stages.clone()).await?);
+        }
+        for (l, p) in loaded.into_iter().zip(pipelines) {
+            s.spawn(l, p);
+        }
+        s.files = watched_files(&config);
+        s.stdout_sinks = writes_stdout(&config);
+        s.publish_metrics();
+        Ok(s)
+    }
+
+    /// Load and instantiate every stage of every pipeline of `config`.
+    fn load(&self, config: &Config) -> Result<Vec<Loaded>, CliError> {
+        config
+            .pipelines
+            .iter()
+            .map(|p| {
+                let stages = assemble::load_stages(&self.host, config, p)?;
+                let sinks: Arc<[String]> = p.sinks.iter().map(|(n, _)| n.clone()).collect();
+                Chain::new(&stages, sinks, Arc::new(SystemClock))
+                    .map_err(|e| CliError::Invalid(format!("{}: pipeline `{}`: {e}", config.path.display(), p.name)))?;
+                let shas = stages.iter().map(|s| s.factory.plugin().sha256).collect();
+                Ok(Loaded { config: p.clone(), stages, shas })
+            })
+            .collect()
+    }
+
+    fn spawn(&mut self, loaded: Loaded, pipeline: Pipeline) {
+        let stop = self.shutdown.child_token();
+        let live = pipeline.stages.clone();
+        let stats = pipeline.stats.clone();
+        let task = tokio::spawn(pipeline.run(stop.clone()));
+        self.running.push(Running { config: loaded.config, shas: loaded.shas, live, stats, stop, task });
+    }
+
+    fn publish_metrics(&self) {
+        let pipelines = self
+            .running
+            .iter()
+            .map(|r| PipelineMetrics { name: r.config.name.clone(), stats: r.stats.clone(), stages: r.live.clone() })
+            .collect();
+        self.metrics.set_pipelines(pipelines);
+    }
+
+    /// Are all pipelines finished (their sources ended)?
+    pub fn idle(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Collect the reports of pipelines that ended by themselves.
+    pub async fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].task.is_finished() {
+                let r = self.running.remove(i);
+                self.finished(r.task.await);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn finished(&mut self, result: Result<Result<PipelineReport, EngineError>, tokio::task::JoinError>) {
+        match result {
+            Ok(Ok(report)) => self.reports.push(report),
+            Ok(Err(e)) => self.failure = Some(e.into()),
+            Err(e) => self.failure = Some(CliError::Invalid(format!("pipeline task failed: {e}"))),
+        }
+    }
+
+    /// Wait (at most `within`) for every pipeline to finish after the
+    /// shutdown was cancelled. Returns the names of those still running.
+    pub async fn drain(&mut self, within: std::time::Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        for r in std::mem::take(&mut self.running) {
+            let name = r.config.name.clone();
+            let mut task = r.task;
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(result) => self.finished(result),
+                Err(_) => {
+                    let c = r.stats.snapshot();
+                    tracing::warn!(pipeline = %name, in_flight = c.received.saturating_sub(c.acked), "drain timeout: leaving the rest unacknowledged; the broker redelivers it");
+                    self.running.push(Running { task, ..r });
+                }
+            }
+        }
+        self.running.iter().map(|r| r.config.name.clone()).collect()
+    }
+
+    /// Reload the config file; see the module docs. Never fails the
+    /// process: a failed reload is logged and counted, and everything keeps
+    /// running as it was.
+    pub async fn reload(&mut self) {
+        let result = self.try_reload().await;
+        self.metrics.reloaded(match &result {
+            Ok(true) => Reload::Ok,
+            Ok(false) => Reload::Unchanged,
+            Err(_) => Reload::Failed,
+        });
+        match result {
+            Ok(true) => tracing::info!(config = %self.path.display(), "reload applied"),
+            Ok(false) => tracing::info!(config = %self.path.display(), "reload: nothing changed"),
+            Err(e) => tracing::error!(config = %self.path.display(), error = %e, "reload failed; the running pipelines keep running unchanged"),
+        }
+    }
+
+    async fn try_reload(&mut self) -> Result<bool, CliError> {
+        let config = sluice_config::load(&self.path)?;
+        let loaded = self.load(&config)?;
+        // Plan, and connect what has to be (re)started, before touching anything.
+        let mut swaps = Vec::new();
+        let mut starts = Vec::new();
+        for l in loaded {
+            match self.running.iter().position(|r| r.config.name == l.config.name) {
+                Some(i) if outer_same(&self.running[i].config, &l.config) => {
+                    if !stages_same(&self.running[i], &l) {
+                        swaps.push((i, l));
+                    }
+                }
+                _ => {
+                    let pipeline = assemble::connect(&config, &l.config, l.stages.clone()).await?;
+                    starts.push((l, pipeline));
+                }
+            }
+        }
+        let stops: Vec<usize> = (0..self.running.len())
+            .filter(|&i| {
+                let name = &self.running[i].config.name;
+                !config.pipelines.iter().any(|p| &p.name == name) || starts.iter().any(|(l, _)| &l.config.name == name)
+            })
+            .collect();
+        let changed = !swaps.is_empty() || !starts.is_empty() || !stops.is_empty();
+
+        for (i, l) in swaps {
+            let r = &mut self.running[i];
+            let stages = carry_stats(&r.live, l.stages);
+            let version = r.live.swap(stages);
+            tracing::info!(pipeline = %r.config.name, version, "new chain swapped in");
+            r.config = l.config;
+            r.shas = l.shas;
+        }
+        // Stop (drain) what goes or restarts; a restarted pipeline keeps its counters.
+        let mut carried = Vec::new();
+        for i in stops.into_iter().rev() {
+            let r = self.running.remove(i);
+            tracing::info!(pipeline = %r.config.name, "draining for a restart or removal");
+            r.stop.cancel();
+            carried.push((r.config.name.clone(), r.stats.clone()));
+            self.finished(r.task.await);
+        }
+        for (l, mut pipeline) in starts {
+            if let Some((_, stats)) = carried.iter().find(|(n, _)| *n == l.config.name) {
+                pipeline.stats = stats.clone();
+            }
+            tracing::info!(pipeline = %l.config.name, "starting");
+            self.spawn(l, pipeline);
+        }
+        self.files = watched_files(&config);
+        self.stdout_sinks |= writes_stdout(&config);
+        self.publish_metrics();
+        Ok(changed)
+    }
+}
+
+/// Source, sinks, DLQ and engine settings: what a live swap cannot change.
+fn outer_same(a: &PipelineConfig, b: &PipelineConfig) -> bool {
+    a.source == b.source && a.sinks == b.sinks && a.dlq == b.dlq && a.engine == b.engine
+}
+
+/// Same stages, same plugin contents?
+fn stages_same(running: &Running, new: &Loaded) -> bool {
+    fn same(a: &StageConfig, b: &StageConfig) -> bool {
+        a.name == b.name && a.kind == b.kind && a.plugin == b.plugin && a.limits == b.limits && a.retry == b.retry && a.params == b.params
+    }
+    running.config.stages.len() == new.config.stages.len()
+        && running.config.stages.iter().zip(&new.config.stages).all(|(a, b)| same(a, b))
+        && running.shas == new.shas
+}
+
+/// New stage specs that keep the counters of the running stages of the same name.
+fn carry_stats(live: &LiveStages, stages: Vec<Arc<StageSpec>>) -> Vec<Arc<StageSpec>> {
+    let old = live.current();
+    stages
+        .into_iter()
+        .map(|s| match old.stages.iter().find(|o| o.name == s.name) {
+            Some(o) => Arc::new(StageSpec { name: s.name.clone(), factory: s.factory.clone(), retry: s.retry, stats: o.stats.clone() }),
+            None => s,
+        })
+        .collect()
+}
+
+fn watched_files(config: &Config) -> Vec<PathBuf> {
+    let mut files = vec![config.path.clone()];
+    for p in &config.pipelines {
+        files.extend(p.stages.iter().map(|s| s.plugin.clone()));
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn writes_stdout(config: &Config) -> bool {
+    use sluice_brokers::SinkConfig;
+    config.pipelines.iter().any(|p| matches!(p.dlq, SinkConfig::Stdout(_)) || p.sinks.iter().any(|(_, s)| matches!(s, SinkConfig::Stdout(_))))
+}
