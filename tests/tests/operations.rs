@@ -260,3 +260,47 @@ fn health_and_readiness_answer_and_metrics_carry_every_family() {
     assert!(metric(&m, "sluice_stage_fuel_consumed_total{pipeline=\"swap\",stage=\"mark\"}").unwrap() > 0.0, "fuel is counted: {m}");
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn a_source_change_restarts_only_its_own_pipeline() {
+    // Two pipelines in one file. Pointing `b` at another input stream
+    // cannot be done live: `b` drains and restarts on the new source; `a`
+    // is not touched and keeps its chain.
+    let s = Setup::new("ops-restart");
+    let (b_in, b_in2, b_out, b_group) = (format!("{}.b", s.n.input), format!("{}.b2", s.n.input), format!("{}.b", s.n.output), format!("{}.b", s.n.group));
+    let second = |input: &str| {
+        format!(
+            r#"
+[pipelines.b]
+source = {{ type = "redis-stream", url = "{url}", stream = "{input}", group = "{b_group}", block = "100ms" }}
+dlq = {{ type = "redis-stream", url = "{url}", stream = "{dlq}" }}
+sinks.out = {{ type = "redis-stream", url = "{url}", stream = "{b_out}" }}
+"#,
+            url = s.url,
+            dlq = s.n.dlq,
+        )
+    };
+    replace_file(&s.config, (s.config_text("v1") + &second(&b_in)).as_bytes());
+    let daemon = s.start();
+    let mut conn = connection(&s.url);
+    s.produce(0..500);
+    add(&mut conn, &b_in, &(0..300).map(order).collect::<Vec<_>>());
+    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 500 && len(&mut connection(&s.url), &b_out) >= 300), "{}", daemon.log_text());
+
+    replace_file(&s.config, (s.config_text("v1") + &second(&b_in2)).as_bytes());
+    assert!(eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0), "{}", daemon.log_text());
+    add(&mut conn, &b_in2, &(300..600).map(order).collect::<Vec<_>>());
+    add(&mut conn, &b_in, &(600..700).map(order).collect::<Vec<_>>());
+    s.produce(500..1000);
+    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 1000 && len(&mut connection(&s.url), &b_out) >= 600), "{}", daemon.log_text());
+    std::thread::sleep(Duration::from_millis(500));
+    let log = daemon.log_text();
+    let b_keys: BTreeSet<usize> = read_stream(&mut conn, &b_out).iter().map(index).collect();
+    assert_eq!(b_keys, (0..600).collect(), "b read the new stream after the restart, and no longer the old one");
+    assert_eq!(s.out_len(), 1000, "a went on untouched");
+    assert!(log.lines().any(|l| l.contains("draining for a restart") && l.contains("pipeline=b")), "{log}");
+    assert!(!log.lines().any(|l| l.contains("draining for a restart") && l.contains("pipeline=swap")), "a was not restarted: {log}");
+    assert!(!log.contains("new chain swapped in"), "{log}");
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let _: Result<(), _> = redis::cmd("DEL").arg(&b_in).arg(&b_in2).arg(&b_out).query(&mut conn);
+}
