@@ -379,3 +379,27 @@ params = {{ fail_attempts = {fail_attempts} }}
 fn messages_json(range: std::ops::Range<usize>) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
     range.map(|i| (format!(r#"{{"amount":{i}}}"#).into_bytes(), vec![("sluice-key".into(), format!("k{i}")), ("trace".into(), format!("t{i}"))])).collect()
 }
+
+#[test]
+fn the_drain_timeout_bounds_a_graceful_stop_and_loses_nothing() {
+    // The sink's queue does not exist, so no publish is ever confirmed and
+    // nothing can be acked. SIGTERM then waits only `--drain-timeout`, exits
+    // 0, and RabbitMQ hands every message back to the queue.
+    let url = amqp_url();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Names::new("amqp-drain");
+    declare(&url, &[&n.input, &n.dlq]);
+    publish(&url, &n.input, &messages_json(0..50));
+    let config = write_config(dir.path(), &url, &n, &n.output, "");
+    let daemon = Daemon::start_with(&config, &dir.path().join("sluice.log"), &["--drain-timeout", "2s"]);
+    assert!(eventually(Duration::from_secs(30), || daemon.log_text().contains("returned unroutable")), "{}", daemon.log_text());
+    let asked = std::time::Instant::now();
+    let status = daemon.terminate(Duration::from_secs(60));
+    let took = asked.elapsed();
+    assert!(status.success(), "exit 0 after the drain timeout, got {status:?}");
+    // Without the flag the source alone would wait 30 s for its deliveries.
+    assert!(took < Duration::from_secs(25), "the stop took {took:?}: the 2 s drain timeout did not apply");
+    assert!(eventually(Duration::from_secs(10), || depth(&url, &n.input) == 50), "every unconfirmed message is back in the queue");
+    delete(&url, &[&n.input, &n.dlq]);
+    eprintln!("drain timeout: stop took {took:?} with --drain-timeout 2s; 50 of 50 messages back in the queue");
+}
