@@ -62,7 +62,10 @@ impl Triggers {
                     return;
                 }
                 let watched = watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if event.paths.iter().any(|p| watched.contains(p)) {
+                // Kubernetes updates a mounted ConfigMap by swapping the
+                // folder's `..data` symlink; the files themselves do not change.
+                let configmap = |p: &PathBuf| p.file_name().is_some_and(|n| n == "..data") && p.parent().is_some_and(|d| watched.iter().any(|w| w.parent() == Some(d)));
+                if event.paths.iter().any(|p| watched.contains(p) || configmap(p)) {
                     let _ = events.send(Trigger::Files);
                 }
             };
