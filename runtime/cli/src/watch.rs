@@ -53,7 +53,7 @@ impl Triggers {
                 }
             }
         });
-        let files = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let files = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::<PathBuf>::new()));
         let watcher = if watch_files {
             let (events, watched) = (tx.clone(), files.clone());
             let handler = move |event: notify::Result<notify::Event>| {
