@@ -211,6 +211,9 @@ fn sigterm_with_messages_in_flight_exits_0_and_every_acked_message_was_delivered
     let total = 60_000;
     s.produce(0..total);
     let daemon = s.start();
+    // The group's lag as Redis reports it: entries not yet read.
+    let lag = || metric(&s.metrics(), "sluice_source_lag{pipeline=\"swap\"}");
+    assert!(eventually(Duration::from_secs(10), || lag().is_some_and(|l| l > 0.0 && l <= total as f64)), "lag reported: {:?}", lag());
     assert!(eventually(Duration::from_secs(60), || s.out_len() >= 1000), "{}", daemon.log_text());
     let status = daemon.terminate(Duration::from_secs(60));
     assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
@@ -255,6 +258,7 @@ fn health_and_readiness_answer_and_metrics_carry_every_family() {
     ] {
         assert!(m.lines().any(|l| l == sample), "missing `{sample}` in:\n{m}");
     }
+    assert!(eventually(Duration::from_secs(10), || metric(&s.metrics(), "sluice_source_lag{pipeline=\"swap\"}") == Some(0.0)), "nothing left to read: {}", s.metrics());
     let calls = metric(&m, "sluice_stage_duration_seconds_count{pipeline=\"swap\",stage=\"mark\"}").unwrap();
     assert!((1.0..=100.0).contains(&calls), "one observation per call (batches): {calls}");
     assert!(metric(&m, "sluice_stage_fuel_consumed_total{pipeline=\"swap\",stage=\"mark\"}").unwrap() > 0.0, "fuel is counted: {m}");

@@ -389,17 +389,21 @@ fn the_drain_timeout_bounds_a_graceful_stop_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let n = Names::new("amqp-drain");
     declare(&url, &[&n.input, &n.dlq]);
-    publish(&url, &n.input, &messages_json(0..50));
+    publish(&url, &n.input, &messages_json(0..80));
     let config = write_config(dir.path(), &url, &n, &n.output, "");
-    let daemon = Daemon::start_with(&config, &dir.path().join("sluice.log"), &["--drain-timeout", "2s"]);
+    let http = sluice_tests::daemon::free_addr();
+    let daemon = Daemon::start_with(&config, &dir.path().join("sluice.log"), &["--drain-timeout", "2s", "--http", &http]);
     assert!(eventually(Duration::from_secs(30), || daemon.log_text().contains("returned unroutable")), "{}", daemon.log_text());
+    // prefetch 50: 50 held by the daemon, 30 still ready in the queue.
+    let lag = || sluice_tests::daemon::http_get(&http, "/metrics").and_then(|(_, m)| sluice_tests::daemon::metric(&m, "sluice_source_lag{pipeline=\"relay\"}"));
+    assert!(eventually(Duration::from_secs(10), || lag() == Some(30.0)), "source lag: {:?}", lag());
     let asked = std::time::Instant::now();
     let status = daemon.terminate(Duration::from_secs(60));
     let took = asked.elapsed();
     assert!(status.success(), "exit 0 after the drain timeout, got {status:?}");
     // Without the flag the source alone would wait 30 s for its deliveries.
     assert!(took < Duration::from_secs(25), "the stop took {took:?}: the 2 s drain timeout did not apply");
-    assert!(eventually(Duration::from_secs(10), || depth(&url, &n.input) == 50), "every unconfirmed message is back in the queue");
+    assert!(eventually(Duration::from_secs(10), || depth(&url, &n.input) == 80), "every unconfirmed message is back in the queue");
     delete(&url, &[&n.input, &n.dlq]);
-    eprintln!("drain timeout: stop took {took:?} with --drain-timeout 2s; 50 of 50 messages back in the queue");
+    eprintln!("drain timeout: stop took {took:?} with --drain-timeout 2s; 80 of 80 messages back in the queue");
 }

@@ -11,6 +11,7 @@
 //! | `sluice_sink_publish_duration_seconds` | pipeline | histogram, hand-over to a sink until its confirm |
 //! | `sluice_sink_retries_total` | pipeline | failed publishes that were retried |
 //! | `sluice_in_flight` | pipeline | received, not yet settled with the source |
+//! | `sluice_source_lag` | pipeline | messages waiting in the broker (RabbitMQ ready, Redis group lag, SQS visible), where the source reports it |
 //! | `sluice_reloads_total` | result | `ok` (changes applied), `unchanged`, `failed` |
 //! | `sluice_ready` | | 1 once every pipeline is connected |
 
@@ -111,6 +112,12 @@ impl Metrics {
         for p in &pipelines {
             let c = p.stats.snapshot();
             let _ = writeln!(out, "sluice_in_flight{{pipeline=\"{}\"}} {}", esc(&p.name), c.received.saturating_sub(c.acked));
+        }
+        header(&mut out, "sluice_source_lag", "gauge", "Messages waiting in the broker for the source, as the broker reports it.");
+        for p in &pipelines {
+            if let Some(n) = p.stats.source_lag.get() {
+                let _ = writeln!(out, "sluice_source_lag{{pipeline=\"{}\"}} {n}", esc(&p.name));
+            }
         }
         header(&mut out, "sluice_reloads_total", "counter", "Config and plugin reloads by result.");
         for (i, result) in ["ok", "unchanged", "failed"].iter().enumerate() {

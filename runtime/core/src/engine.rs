@@ -193,6 +193,8 @@ impl Pipeline {
         let (source_tx, mut source_rx) = mpsc::channel::<Delivery>(options.buffer);
         let source_name = source.describe();
         tracing::info!(pipeline = %name, source = %source_name, workers, "pipeline started");
+        let mut source = source;
+        source.report_lag(stats.source_lag.clone());
         let source_task = tokio::spawn(source.run(source_tx, shutdown.clone()));
 
         let mut next_worker = 0usize;

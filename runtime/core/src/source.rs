@@ -29,6 +29,13 @@ pub trait Source: Send {
         false
     }
 
+    /// Where to report how many messages wait in the broker (every
+    /// [`LAG_EVERY`](crate::stats::LAG_EVERY) or so, while running). Called
+    /// once before [`Source::run`]; sources that cannot tell ignore it.
+    fn report_lag(&mut self, lag: std::sync::Arc<crate::stats::SourceLag>) {
+        let _ = lag;
+    }
+
     /// Send deliveries into `out` until the source ends (`Ok`) or `shutdown`
     /// is cancelled (`Ok` after it stopped taking new messages). `out` is
     /// bounded: a slow pipeline slows the source down.

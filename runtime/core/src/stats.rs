@@ -2,6 +2,7 @@
 //! worker threads, read for the run summary (and later for `/metrics`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Per-stage counters.
 #[derive(Debug, Default)]
@@ -71,7 +72,35 @@ pub struct PipelineStats {
     pub sink_retries: AtomicU64,
     /// From handing a message to a sink to its confirm.
     pub publish_seconds: Histogram,
+    /// What the broker says waits for this pipeline's source, as the source
+    /// reports it ([`Source::report_lag`](crate::Source::report_lag)).
+    pub source_lag: Arc<SourceLag>,
 }
+
+/// Messages waiting in the broker for a source: a queue's ready messages,
+/// a stream group's entries not yet read. Unknown until the source reports.
+#[derive(Debug)]
+pub struct SourceLag(AtomicU64);
+
+impl Default for SourceLag {
+    fn default() -> Self {
+        SourceLag(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl SourceLag {
+    pub fn set(&self, waiting: u64) {
+        self.0.store(waiting.min(u64::MAX - 1), Relaxed);
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        let v = self.0.load(Relaxed);
+        (v != u64::MAX).then_some(v)
+    }
+}
+
+/// How often sources ask their broker for [`SourceLag`].
+pub const LAG_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A point-in-time copy of [`PipelineStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -22,6 +22,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
+use sluice_core::stats::{SourceLag, LAG_EVERY};
 use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,13 +37,14 @@ pub(super) struct AmqpSource {
     config: AmqpSourceConfig,
     conn: Option<lapin::Connection>,
     tag: String,
+    lag: Option<Arc<SourceLag>>,
 }
 
 impl AmqpSource {
     pub(super) async fn connect(c: &AmqpSourceConfig) -> Result<Self, ConnectError> {
         let conn = connect_at_start("rabbitmq source", &c.url, c.connect_timeout.0).await?;
         let tag = format!("sluice-{}", std::process::id());
-        Ok(AmqpSource { config: c.clone(), conn: Some(conn), tag })
+        Ok(AmqpSource { config: c.clone(), conn: Some(conn), tag, lag: None })
     }
 
     fn name(&self) -> String {
@@ -126,6 +128,10 @@ impl Source for AmqpSource {
         true
     }
 
+    fn report_lag(&mut self, lag: Arc<SourceLag>) {
+        self.lag = Some(lag);
+    }
+
     async fn run(mut self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
         let held = Arc::new(AtomicUsize::new(0));
         let (acks, settled) = mpsc::unbounded_channel();
@@ -164,12 +170,22 @@ impl Source for AmqpSource {
                 tracing::info!(source = %self.name(), "reconnected to RabbitMQ; unacked deliveries are redelivered");
             }
             attempt = 0;
+            let probe = ch.clone();
             channel = Some(ch);
             self.conn = Some(conn);
+            let mut lag_tick = tokio::time::interval(LAG_EVERY);
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break 'running,
                     next = consumer.next() => next,
+                    _ = lag_tick.tick(), if self.lag.is_some() => {
+                        // The queue's ready messages, from a passive declare.
+                        let options = QueueDeclareOptions { passive: true, ..Default::default() };
+                        if let (Ok(q), Some(lag)) = (probe.queue_declare(self.config.queue.as_str().into(), options, FieldTable::default()).await, &self.lag) {
+                            lag.set(u64::from(q.message_count()));
+                        }
+                        continue;
+                    }
                 };
                 let d = match next {
                     Some(Ok(d)) => d,

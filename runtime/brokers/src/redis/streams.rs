@@ -12,6 +12,7 @@ use super::{client, connect, connect_at_start, Start, StreamSinkConfig, StreamSo
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use redis::Value;
+use sluice_core::stats::{SourceLag, LAG_EVERY};
 use sluice_core::{AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,6 +43,7 @@ pub(super) struct StreamSource {
     config: StreamSourceConfig,
     consumer: String,
     held: Held,
+    lag: Option<Arc<SourceLag>>,
 }
 
 impl StreamSource {
@@ -50,7 +52,7 @@ impl StreamSource {
         let conn = connect_at_start("redis-stream source", &client, &c.url, c.connect_timeout.0, Some(read_timeout(c))).await?;
         let consumer = c.consumer.clone().unwrap_or_else(default_consumer);
         let mut source =
-            StreamSource { client, conn: Some(conn), config: c.clone(), consumer, held: Held::default() };
+            StreamSource { client, conn: Some(conn), config: c.clone(), consumer, held: Held::default(), lag: None };
         source.ensure_group().await.map_err(|e| {
             ConnectError::Unreachable(format!("redis-stream source: cannot create group `{}` on `{}`: {e}", c.group, c.stream))
         })?;
@@ -127,6 +129,19 @@ impl StreamSource {
         Ok(read_reply(reply))
     }
 
+    /// The group's `lag` from `XINFO GROUPS` (entries not yet read; Redis 7
+    /// and later), into the lag gauge.
+    async fn probe_lag(&mut self) {
+        let (Some(conn), Some(lag)) = (&mut self.conn, &self.lag) else { return };
+        let groups: redis::RedisResult<Vec<std::collections::HashMap<String, Value>>> =
+            redis::cmd("XINFO").arg("GROUPS").arg(&self.config.stream).query_async(conn).await;
+        let Ok(groups) = groups else { return };
+        let ours = groups.iter().find(|g| g.get("name").and_then(|n| redis::from_redis_value::<String>(n.clone()).ok()).as_deref() == Some(&self.config.group));
+        if let Some(n) = ours.and_then(|g| g.get("lag")).and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok()) {
+            lag.set(n);
+        }
+    }
+
     /// XAUTOCLAIM entries idle longer than `claim_idle`, a few pages at most.
     async fn claim(&mut self) -> redis::RedisResult<Vec<Entry>> {
         let Some(conn) = &mut self.conn else { return Ok(Vec::new()) };
@@ -185,6 +200,10 @@ impl Source for StreamSource {
         self.name()
     }
 
+    fn report_lag(&mut self, lag: Arc<SourceLag>) {
+        self.lag = Some(lag);
+    }
+
     async fn run(mut self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
         let (acks, settled) = mpsc::unbounded_channel();
         let acker = tokio::spawn(ack_task(
@@ -196,11 +215,16 @@ impl Source for StreamSource {
         ));
         let claim_every = (self.config.claim_idle.0 / 2).max(Duration::from_millis(100));
         let mut last_claim = Instant::now();
+        let mut last_lag = Instant::now() - LAG_EVERY;
         // Start by re-reading our own pending list (ids from "0" on).
         let mut own_pending = Some("0".to_string());
         'taking: while !shutdown.is_cancelled() {
             if !self.reconnect(&shutdown).await {
                 break;
+            }
+            if last_lag.elapsed() >= LAG_EVERY {
+                last_lag = Instant::now();
+                self.probe_lag().await;
             }
             let mut entries = Vec::new();
             if last_claim.elapsed() >= claim_every {

@@ -9,8 +9,9 @@
 use super::{connect, SqsSourceConfig, ENCODING_ATTRIBUTE, GROUP_HEADER, DEDUP_HEADER, KEY_ATTRIBUTE};
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use base64::Engine as _;
+use sluice_core::stats::{SourceLag, LAG_EVERY};
 use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -29,12 +30,13 @@ pub(super) struct SqsSource {
     client: aws_sdk_sqs::Client,
     url: String,
     config: SqsSourceConfig,
+    lag: Option<Arc<SourceLag>>,
 }
 
 impl SqsSource {
     pub(super) async fn connect(c: &SqsSourceConfig) -> Result<Self, ConnectError> {
         let (client, url) = connect("sqs source", &c.endpoint, c.connect_timeout.0).await?;
-        Ok(SqsSource { client, url, config: c.clone() })
+        Ok(SqsSource { client, url, config: c.clone(), lag: None })
     }
 
     fn name(&self) -> String {
@@ -111,11 +113,16 @@ impl Source for SqsSource {
         self.name()
     }
 
+    fn report_lag(&mut self, lag: Arc<SourceLag>) {
+        self.lag = Some(lag);
+    }
+
     async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
         let held = Held::default();
         let (settle, settled) = mpsc::unbounded_channel();
         let settler = tokio::spawn(settle_task(self.name(), self.client.clone(), self.url.clone(), held.clone(), settled));
         let renewer = tokio::spawn(renew_task(self.name(), self.client.clone(), self.url.clone(), held.clone(), self.config.visibility_timeout.0));
+        let lagger = self.lag.clone().map(|lag| tokio::spawn(lag_task(self.client.clone(), self.url.clone(), lag)));
         let visibility = self.config.visibility_timeout.0.as_secs() as i32;
         let mut attempt = 0;
         'receiving: while !shutdown.is_cancelled() {
@@ -165,6 +172,9 @@ impl Source for SqsSource {
         drop(settle);
         let _ = tokio::time::timeout(Duration::from_secs(10), settler).await;
         renewer.abort();
+        if let Some(l) = lagger {
+            l.abort();
+        }
         Ok(())
     }
 }
@@ -221,6 +231,20 @@ async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, hel
 
 /// Every half visibility timeout, extend the visibility of every message
 /// still in the pipeline.
+/// `ApproximateNumberOfMessages` (visible, waiting) into the lag gauge,
+/// every 10 s: a request per probe costs money on AWS and time on emulators.
+async fn lag_task(client: aws_sdk_sqs::Client, url: String, lag: Arc<SourceLag>) {
+    let mut tick = tokio::time::interval(LAG_EVERY.max(Duration::from_secs(10)));
+    loop {
+        tick.tick().await;
+        let attrs = client.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::ApproximateNumberOfMessages).send().await;
+        let waiting = attrs.ok().and_then(|a| a.attributes()?.get(&QueueAttributeName::ApproximateNumberOfMessages)?.parse().ok());
+        if let Some(n) = waiting {
+            lag.set(n);
+        }
+    }
+}
+
 async fn renew_task(name: String, client: aws_sdk_sqs::Client, url: String, held: Held, visibility: Duration) {
     let mut tick = tokio::time::interval(visibility / 2);
     tick.tick().await;
