@@ -68,6 +68,8 @@ pub struct Chain {
     sinks: Arc<[String]>,
     clock: Arc<dyn Clock>,
     republish: bool,
+    /// For spans and log events.
+    pipeline: String,
 }
 
 impl Chain {
@@ -88,7 +90,13 @@ impl Chain {
                 .map_err(|reason| ChainError::Instantiate { stage: spec.name.clone(), reason })?;
             stages.push((spec.clone(), stage));
         }
-        Ok(Chain { stages, sinks, clock, republish: false })
+        Ok(Chain { stages, sinks, clock, republish: false, pipeline: String::new() })
+    }
+
+    /// Builder: the pipeline's name, for the `stage` span and log events.
+    pub fn for_pipeline(mut self, pipeline: &str) -> Self {
+        self.pipeline = pipeline.to_owned();
+        self
     }
 
     /// Builder: retry through the broker. A retryable error below the
@@ -130,17 +138,17 @@ impl Chain {
                 break;
             }
             let stats = &spec.stats;
-            let _span = tracing::trace_span!("stage", stage = %spec.name, messages = msgs.len()).entered();
-            tracing::debug!(stage = %spec.name, messages = msgs.len(), "stage invoked");
+            let _span = tracing::debug_span!("stage", pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len()).entered();
+            tracing::debug!(pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len(), "stage invoked");
             let started = std::time::Instant::now();
             let results = call_all(spec, stage.as_mut(), &msgs, &*self.clock, self.republish);
             stats.call_seconds.observe(started.elapsed());
             bump(&stats.fuel, stage.take_fuel_used());
             let failures = results.iter().filter(|r| r.is_err()).count();
             if failures > 0 {
-                tracing::debug!(stage = %spec.name, messages = msgs.len(), failures, "stage failed for some messages");
+                tracing::debug!(pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len(), failures, "stage failed for some messages");
             } else {
-                tracing::debug!(stage = %spec.name, messages = msgs.len(), "stage completed");
+                tracing::debug!(pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len(), "stage completed");
             }
             let mut next_origins = Vec::with_capacity(origins.len());
             let mut next_msgs = Vec::with_capacity(msgs.len());

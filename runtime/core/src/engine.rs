@@ -156,7 +156,8 @@ impl Pipeline {
         for _ in 0..workers {
             let chain = Chain::new(&first.stages, sink_names.clone(), clock.clone())
                 .map_err(|source| EngineError::Chain { pipeline: name.clone(), source })?
-                .republishing_retries(options.republish_retries);
+                .republishing_retries(options.republish_retries)
+                .for_pipeline(&name);
             chains.push(chain);
         }
 
@@ -301,7 +302,7 @@ impl Worker {
         }
         match Chain::new(&current.stages, self.sinks.clone(), self.clock.clone()) {
             Ok(chain) => {
-                self.chain = chain.republishing_retries(self.republish);
+                self.chain = chain.republishing_retries(self.republish).for_pipeline(&self.pipeline);
                 tracing::info!(pipeline = %self.pipeline, version = current.version, "worker took up the new chain");
             }
             Err(e) => tracing::error!(pipeline = %self.pipeline, version = current.version, error = %e, "cannot build the new chain; this worker keeps the old one"),
@@ -345,6 +346,9 @@ impl Deliverer {
     async fn hand_over(&self, processed: Processed) -> BoxFuture<'static, ()> {
         let Processed { delivery, outcome } = processed;
         let Delivery { message, coordinates, ack, .. } = delivery;
+        // One span per message, from the hand-over to the sinks until it is
+        // settled with the source; `id` is its position in the broker.
+        let span = tracing::debug_span!("message", pipeline = %self.pipeline, id = %coordinates);
         let stats = self.stats.clone();
         let mut retry_later = None;
         let (targets, counter): (Vec<(Arc<dyn Sink>, Message)>, _) = match outcome {
@@ -375,10 +379,10 @@ impl Deliverer {
         };
         let mut confirms = Vec::with_capacity(targets.len());
         for (sink, msg) in targets {
-            let confirm = self.publish_until_taken(&sink, &msg).await;
+            let confirm = tracing::Instrument::instrument(self.publish_until_taken(&sink, &msg), span.clone()).await;
             confirms.push(confirmed(sink, msg, confirm, self.retry, stats.clone()));
         }
-        Box::pin(async move {
+        Box::pin(tracing::Instrument::instrument(async move {
             let n = confirms.len() as u64;
             futures::future::join_all(confirms).await;
             match counter {
@@ -392,7 +396,8 @@ impl Deliverer {
                 None => ack.ack(),
             }
             bump(&stats.acked, 1);
-        })
+            tracing::debug!("message settled with the source");
+        }, span))
     }
 
     /// Publish, retrying with backoff for as long as the sink refuses.
