@@ -147,12 +147,16 @@ brokers = "{brokers}"
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    let http = sluice_tests::daemon::free_addr();
+    let daemon = Daemon::start_with(&config, &dir.path().join("sluice.log"), &["--http", &http]);
     assert!(
         eventually(Duration::from_secs(60), || count(&brokers, "out") + count(&brokers, "dlq") >= 300),
         "{}",
         daemon.log_text()
     );
+    // Consumer lag from librdkafka's statistics: nothing past the commits.
+    let lag = || sluice_tests::daemon::http_get(&http, "/metrics").and_then(|(_, m)| sluice_tests::daemon::metric(&m, "sluice_source_lag{pipeline=\"relay\"}"));
+    assert!(eventually(Duration::from_secs(20), || lag() == Some(0.0)), "consumer lag: {:?}", lag());
     assert!(daemon.terminate(Duration::from_secs(30)).success());
     let out = read_topic(&brokers, "out");
     let dlq = read_topic(&brokers, "dlq");

@@ -308,3 +308,33 @@ sinks.out = {{ type = "redis-stream", url = "{url}", stream = "{b_out}" }}
     assert!(daemon.terminate(Duration::from_secs(30)).success());
     let _: Result<(), _> = redis::cmd("DEL").arg(&b_in).arg(&b_in2).arg(&b_out).query(&mut conn);
 }
+
+#[test]
+fn a_reload_does_not_rerun_a_pipeline_whose_file_source_ended() {
+    let s = Setup::new("ops-ended");
+    let input = s.dir.path().join("ten.jsonl");
+    std::fs::write(&input, (0..10).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
+    let file_pipeline = format!(
+        r#"
+[pipelines.once]
+source = {{ type = "file", path = "ten.jsonl" }}
+dlq = {{ type = "file", path = "once-dlq.jsonl" }}
+sinks.out = {{ type = "file", path = "once-out.jsonl" }}
+"#
+    );
+    replace_file(&s.config, (s.config_text("v1") + &file_pipeline).as_bytes());
+    let daemon = s.start();
+    let out = s.dir.path().join("once-out.jsonl");
+    let lines = || std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
+    assert!(eventually(Duration::from_secs(30), || lines() == 10 && daemon.log_text().contains("pipeline stopped pipeline=once")), "{}", daemon.log_text());
+    // A stage change in the other pipeline: swapped live; `once` stays done.
+    replace_file(&s.mark, &std::fs::read(plugin("order-transform")).unwrap());
+    replace_file(&s.config, (s.config_text("v2") + &file_pipeline).as_bytes());
+    assert!(eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0), "{}", daemon.log_text());
+    s.produce(0..50);
+    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 50), "{}", daemon.log_text());
+    assert!(s.output().iter().all(|e| e.field("x-sluice-transform").as_deref() == Some("v2")));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(), 10, "the file was not read a second time");
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+}

@@ -11,7 +11,7 @@
 //! | `sluice_sink_publish_duration_seconds` | pipeline | histogram, hand-over to a sink until its confirm |
 //! | `sluice_sink_retries_total` | pipeline | failed publishes that were retried |
 //! | `sluice_in_flight` | pipeline | received, not yet settled with the source |
-//! | `sluice_source_lag` | pipeline | messages waiting in the broker (RabbitMQ ready, Redis group lag, SQS visible), where the source reports it |
+//! | `sluice_source_lag` | pipeline | messages waiting in the broker (Kafka consumer lag, RabbitMQ ready, Redis group lag, SQS visible), where the source reports it |
 //! | `sluice_reloads_total` | result | `ok` (changes applied), `unchanged`, `failed` |
 //! | `sluice_ready` | | 1 once every pipeline is connected |
 

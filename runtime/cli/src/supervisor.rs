@@ -56,6 +56,10 @@ pub struct Supervisor {
     pub failure: Option<CliError>,
     /// Does any pipeline (ever run) write messages to stdout?
     pub stdout_sinks: bool,
+    /// Pipelines whose source ended by itself (a file read to its end): a
+    /// reload starts them again only if their source, sinks or settings
+    /// changed, or they would read the same input twice.
+    ended: Vec<PipelineConfig>,
 }
 
 impl Supervisor {
@@ -65,7 +69,7 @@ impl Supervisor {
     /// Invalid config or plugin (exit 1); an unreachable broker (exit 2).
     pub async fn start(path: &Path, host: WasmHost, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Result<Supervisor, CliError> {
         let config = sluice_config::load(path)?;
-        let mut s = Supervisor { path: path.to_owned(), host, metrics, shutdown, running: Vec::new(), files: Vec::new(), reports: Vec::new(), failure: None, stdout_sinks: false };
+        let mut s = Supervisor { path: path.to_owned(), host, metrics, shutdown, running: Vec::new(), files: Vec::new(), reports: Vec::new(), failure: None, stdout_sinks: false, ended: Vec::new() };
         let loaded = s.load(&config)?;
         let mut pipelines = Vec::with_capacity(loaded.len());
         for l in &loaded {
@@ -124,6 +128,7 @@ impl Supervisor {
         while i < self.running.len() {
             if self.running[i].task.is_finished() {
                 let r = self.running.remove(i);
+                self.ended.push(r.config.clone());
                 self.finished(r.task.await);
             } else {
                 i += 1;
@@ -181,6 +186,7 @@ impl Supervisor {
         // Plan, and connect what has to be (re)started, before touching anything.
         let mut swaps = Vec::new();
         let mut starts = Vec::new();
+        let loaded = loaded.into_iter().filter(|l| !self.ended.iter().any(|e| e.name == l.config.name && outer_same(e, &l.config)));
         for l in loaded {
             match self.running.iter().position(|r| r.config.name == l.config.name) {
                 Some(i) if outer_same(&self.running[i].config, &l.config) => {
@@ -201,6 +207,8 @@ impl Supervisor {
             })
             .collect();
         let changed = !swaps.is_empty() || !starts.is_empty() || !stops.is_empty();
+        // A pipeline that ended and now starts again on a new config is running, not ended.
+        self.ended.retain(|e| !starts.iter().any(|(l, _)| l.config.name == e.name));
 
         for (i, l) in swaps {
             let r = &mut self.running[i];

@@ -133,6 +133,8 @@ impl KafkaSourceConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // Statistics feed the consumer-lag gauge; `properties` may change it.
+            .set("statistics.interval.ms", "2000")
             .set(
                 "auto.offset.reset",
                 match self.auto_offset_reset {

@@ -15,6 +15,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message as _};
+use sluice_core::stats::SourceLag;
 use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -33,13 +34,19 @@ pub(super) struct KafkaSource {
     offsets: Shared,
     name: String,
     commit_interval: Duration,
+    lag: LagSlot,
 }
+
+/// Where the statistics callback reports consumer lag, once the engine
+/// gave a gauge ([`Source::report_lag`]).
+type LagSlot = Arc<Mutex<Option<Arc<SourceLag>>>>;
 
 impl KafkaSource {
     pub(super) async fn connect(config: ClientConfig, c: &KafkaSourceConfig, topics: Vec<String>) -> Result<Self, ConnectError> {
         let name = format!("kafka:{}", topics.join(","));
         let offsets = Shared::default();
-        let context = GroupContext { offsets: offsets.clone(), name: name.clone() };
+        let lag = LagSlot::default();
+        let context = GroupContext { offsets: offsets.clone(), name: name.clone(), lag: lag.clone() };
         let consumer: StreamConsumer<GroupContext> = config
             .create_with_context(context)
             .map_err(|e| ConnectError::Invalid(format!("kafka source: {e}")))?;
@@ -51,7 +58,7 @@ impl KafkaSource {
         consumer
             .subscribe(&subscription)
             .map_err(|e| ConnectError::Invalid(format!("kafka source: cannot subscribe to {topics:?}: {e}")))?;
-        Ok(KafkaSource { consumer, offsets, name, commit_interval: c.commit_interval.0 })
+        Ok(KafkaSource { consumer, offsets, name, commit_interval: c.commit_interval.0, lag })
     }
 
     /// Turn a fetched record into a delivery, or `None` if its partition
@@ -120,6 +127,10 @@ impl KafkaSource {
 impl Source for KafkaSource {
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn report_lag(&mut self, lag: Arc<SourceLag>) {
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
     }
 
     async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
@@ -204,9 +215,25 @@ impl Drop for OffsetAcker {
 struct GroupContext {
     offsets: Shared,
     name: String,
+    lag: LagSlot,
 }
 
 impl ClientContext for GroupContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the sum
+    /// of `consumer_lag` over the partitions this member has, i.e. records
+    /// past the last commit (sluice commits only what its sinks confirmed).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(gauge) = self.lag.lock().unwrap_or_else(PoisonError::into_inner).clone() else { return };
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        gauge.set(u64::try_from(lag).unwrap_or(0));
+    }
+
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_rdkafka(level, fac, log_message);
     }
