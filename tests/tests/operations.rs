@@ -338,3 +338,21 @@ sinks.out = {{ type = "file", path = "once-out.jsonl" }}
     assert_eq!(lines(), 10, "the file was not read a second time");
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn with_no_watch_only_sighup_reloads() {
+    let s = Setup::new("ops-hup");
+    let daemon = Daemon::start_with(&s.config, &s.dir.path().join("sluice.log"), &["--http", &s.http, "--no-watch"]);
+    assert!(eventually(Duration::from_secs(30), || http_get(&s.http, "/readyz").is_some_and(|(c, _)| c == 200)), "{}", daemon.log_text());
+    replace_file(&s.mark, &std::fs::read(plugin("order-transform")).unwrap());
+    s.write_config("v2");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s.reloads("ok"), 0.0, "no reload without the signal");
+    let sent = std::process::Command::new("kill").arg("-HUP").arg(daemon.pid().to_string()).status().unwrap();
+    assert!(sent.success());
+    assert!(eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0), "{}", daemon.log_text());
+    s.produce(0..20);
+    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 20), "{}", daemon.log_text());
+    assert!(s.output().iter().all(|e| e.field("x-sluice-transform").as_deref() == Some("v2")));
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+}
