@@ -214,3 +214,49 @@ fn sigterm_drains_and_exits_zero() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"id\":1,\"amount\":50}\n");
     assert!(stderr(&out).contains("received 1, delivered 1"), "{}", stderr(&out));
 }
+
+/// `sluice test` on each example plugin with the shared order fixtures: the
+/// results match the checked expectations (kept/dropped, reshaped and
+/// redacted messages, routes, fatal errors for malformed input).
+#[test]
+fn sluice_test_runs_each_plugin_on_fixtures_and_matches_the_expectation() {
+    let fixtures = repo().join("tests/fixtures");
+    let input = fixtures.join("orders.jsonl");
+    for (name, params) in [
+        ("json-filter", vec!["field=amount", "min=100"]),
+        ("order-transform", vec!["redact=card", "tag=t@1"]),
+        ("country-router", vec!["field=country", "route.DE=europe", "route.US=americas"]),
+    ] {
+        let plugin = plugin(name);
+        let expect = fixtures.join(format!("orders.{name}.expected.jsonl"));
+        let mut args = vec!["test", plugin.to_str().unwrap(), "--input", input.to_str().unwrap(), "--expect", expect.to_str().unwrap(), "--params"];
+        args.extend(params);
+        let out = sluice(&args);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains("4 of 4 results as expected"), "{name}: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(&expect).unwrap(), "{name}: stdout is the results");
+    }
+}
+
+#[test]
+fn sluice_test_reports_a_mismatch_with_a_diff_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = repo().join("tests/fixtures");
+    // Expect the second order (12.5) to be kept: it is not.
+    let expected = std::fs::read_to_string(fixtures.join("orders.json-filter.expected.jsonl")).unwrap().replacen("{\"kept\":false}", "{\"kept\":true}", 1);
+    let expect = dir.path().join("wrong.jsonl");
+    std::fs::write(&expect, expected).unwrap();
+    let plugin = plugin("json-filter");
+    let input = fixtures.join("orders.jsonl");
+    let out = sluice(&["test", plugin.to_str().unwrap(), "--input", input.to_str().unwrap(), "--expect", expect.to_str().unwrap(), "--params", "field=amount", "min=100"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("input 2 (line 2):\n  expected {\"kept\":true}\n  got      {\"kept\":false}"), "{err}");
+    assert!(err.contains("1 of 4 results differ"), "{err}");
+
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"payload\": 1}\n{\"paylod\": 2}\n").unwrap();
+    let out = sluice(&["test", plugin.to_str().unwrap(), "--input", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("{}:2: unknown field `paylod`", bad.display())), "{}", stderr(&out));
+}

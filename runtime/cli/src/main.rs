@@ -9,6 +9,7 @@ mod exit;
 mod http;
 mod logging;
 mod metrics;
+mod plugin_test;
 mod run;
 mod supervisor;
 mod watch;
@@ -55,6 +56,22 @@ enum Command {
         #[arg(long)]
         no_watch: bool,
     },
+    /// Run one plugin offline on fixture messages (JSON lines: key, headers,
+    /// payload, attempt), as the world it implements; print one result per
+    /// input and, with --expect, compare (exit 1 on a difference).
+    Test {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// Fixture messages, one JSON object per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// Expected results, one JSON line per input (the output of a run you checked).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Stage params, as in the TOML's `params` (repeatable).
+        #[arg(long = "params", value_name = "KEY=VALUE", num_args = 1..)]
+        params: Vec<String>,
+    },
     /// Parse and validate CONFIG, load and type-check every plugin, and
     /// print the resolved pipelines. Connects to nothing.
     Check {
@@ -68,6 +85,7 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.log_format, cli.log.as_deref());
     let result = match cli.command {
         Command::Check { config } => check::check(&config),
+        Command::Test { plugin, input, expect, params } => plugin_test::test(&plugin, &input, expect.as_deref(), &params),
         Command::Run { config, http, drain_timeout, no_watch } => {
             run::run(&config, run::RunOptions { http, drain_timeout, watch: !no_watch })
         }
