@@ -289,3 +289,66 @@ fn the_sqs_examples_load_and_process_the_orders() {
     assert_eq!(dl as u64, dead);
 }
 
+
+#[test]
+fn retries_through_sqs_wait_in_the_queue_and_count_receives() {
+    // `retry.republish` on SQS: a retryable error makes the message
+    // invisible for the backoff delay instead of holding a worker; the
+    // receive count is the attempt. `heal` fails twice then passes,
+    // `exhaust` always fails and dead-letters on the third receive.
+    let _moto = one_at_a_time();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (heal, exhaust) = (names("sqs-retry-heal"), names("sqs-retry-exhaust"));
+    let sqs = rt.block_on(client());
+    let mut urls = Vec::new();
+    for q in [&heal.input, &heal.output, &heal.dlq, &exhaust.input, &exhaust.output, &exhaust.dlq] {
+        urls.push(rt.block_on(create(&sqs, q)));
+    }
+    let at = format!(r#"region = "us-east-1", endpoint_url = "{}""#, sqs_endpoint());
+    let pipeline = |name: &str, n: &Names, fail_attempts: u32| {
+        format!(
+            r#"
+[pipelines.{name}]
+source = {{ type = "sqs", queue = "{input}", {at}, wait = "1s", visibility_timeout = "10s" }}
+dlq = {{ type = "sqs", queue = "{dlq}", {at} }}
+sinks.out = {{ type = "sqs", queue = "{output}", {at} }}
+retry = {{ attempts = 3, initial = "1s", factor = 2.0, republish = true }}
+
+[[pipelines.{name}.stages]]
+name = "flaky"
+kind = "filter"
+plugin = {plugin}
+params = {{ fail_attempts = {fail_attempts} }}
+"#,
+            input = n.input,
+            output = n.output,
+            dlq = n.dlq,
+            plugin = sluice_tests::daemon::plugin_literal("flaky"),
+        )
+    };
+    let config = dir.path().join("retry.toml");
+    std::fs::write(&config, pipeline("heal", &heal, 2) + &pipeline("exhaust", &exhaust, 99)).unwrap();
+    let total = 20;
+    let msgs: Vec<_> = (0..total).map(|i| (format!(r#"{{"amount":{i}}}"#), vec![("sluice-key".to_string(), format!("k{i}"))], None)).collect();
+    rt.block_on(send(&sqs, &urls[0], &msgs));
+    rt.block_on(send(&sqs, &urls[3], &msgs));
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    let done = || rt.block_on(async { count(&sqs, &urls[1]).await >= total && count(&sqs, &urls[5]).await >= total });
+    assert!(eventually(Duration::from_secs(90), done), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(dir.path().join("sluice.log")).unwrap();
+    let healed = rt.block_on(drain(&sqs, &urls[1]));
+    assert_eq!(healed.iter().map(key_of).collect::<BTreeSet<_>>().len(), total, "{log}");
+    assert_eq!(healed.len(), total, "each once");
+    let [received, delivered, _, dead, acked] = summary(&log, "heal").expect("summary");
+    assert_eq!((received, delivered, dead, acked), (3 * total as u64, total as u64, 0, 3 * total as u64), "{log}");
+    let dlq = rt.block_on(drain(&sqs, &urls[5]));
+    assert_eq!(dlq.len(), total);
+    for m in &dlq {
+        assert_eq!(m.attribute("sluice-error-class").as_deref(), Some("retries-exhausted"), "{m:?}");
+        assert_eq!(m.attribute("sluice-error-attempts").as_deref(), Some("3"), "{m:?}");
+        assert_eq!(m.attribute("sluice-error-source-receive-count").as_deref(), Some("3"), "{m:?}");
+    }
+    assert_eq!(rt.block_on(async { count(&sqs, &urls[0]).await + count(&sqs, &urls[3]).await }), 0, "the inputs are deleted");
+}

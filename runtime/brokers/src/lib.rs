@@ -126,9 +126,11 @@ impl SourceConfig {
     }
 
     /// Can this source retry a message through its broker (a pipeline's
-    /// `retry.republish`)? RabbitMQ can: delay queues and `x-retry-count`.
+    /// `retry.republish`)? RabbitMQ can (delay queues and `x-retry-count`),
+    /// SQS can (a visibility timeout of the delay; the receive count is the
+    /// attempt).
     pub fn republishes_retries(&self) -> bool {
-        matches!(self, SourceConfig::Rabbitmq(_))
+        matches!(self, SourceConfig::Rabbitmq(_) | SourceConfig::Sqs(_))
     }
 
     /// Check what serde cannot: combinations of keys.

@@ -160,7 +160,7 @@ impl Resolver<'_> {
                         r,
                         format!("{key}.retry.republish"),
                         format!("a `{}` source cannot retry through its broker", source.kind()),
-                        "remove `republish` (retries then wait on the worker); only the rabbitmq source republishes retries",
+                        "remove `republish` (retries then wait on the worker); only rabbitmq and sqs sources retry through their broker",
                     ));
                 }
                 engine.republish_retries = true;

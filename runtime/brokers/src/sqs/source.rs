@@ -86,7 +86,9 @@ impl SqsSource {
             headers,
             source: self.config.endpoint.queue.clone(),
             timestamp_ms: system_attr(MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok()),
-            attempt: 1,
+            // SQS counts receives: the first is attempt 1, a retry through
+            // the broker (or a redelivery after a crash) counts on.
+            attempt: system_attr(MessageSystemAttributeName::ApproximateReceiveCount).and_then(|n| n.parse().ok()).filter(|n| *n >= 1).unwrap_or(1),
         };
         let mut coordinates = Coordinates::default()
             .with("queue", &self.config.endpoint.queue)
@@ -115,6 +117,10 @@ impl Source for SqsSource {
 
     fn report_lag(&mut self, lag: Arc<SourceLag>) {
         self.lag = Some(lag);
+    }
+
+    fn republishes_retries(&self) -> bool {
+        true
     }
 
     async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
@@ -180,7 +186,9 @@ impl Source for SqsSource {
 }
 
 /// Delete finished messages in batches of 10 (retrying failed entries);
-/// make released ones visible again at once.
+/// make released ones visible again at once, and ones to retry later
+/// visible after their delay (SQS's own way to retry: the message stays in
+/// the queue and its receive count goes up).
 async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, held: Held, mut settled: mpsc::UnboundedReceiver<Settled<String>>) {
     let mut batch = Vec::new();
     let mut to_delete: Vec<String> = Vec::new();
@@ -188,8 +196,17 @@ async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, hel
         for s in batch.drain(..) {
             match s {
                 Settled::Done(r) => to_delete.push(r),
-                Settled::Released(r) | Settled::Later(r, _) => {
+                Settled::Released(r) => {
                     let _ = client.change_message_visibility().queue_url(&url).receipt_handle(&r).visibility_timeout(0).send().await;
+                    lock(&held).remove(&r);
+                }
+                Settled::Later(r, later) => {
+                    // Whole seconds, rounded up; SQS allows up to 12 hours.
+                    let secs = later.delay.as_secs_f64().ceil().min(43_200.0) as i32;
+                    let changed = client.change_message_visibility().queue_url(&url).receipt_handle(&r).visibility_timeout(secs).send().await;
+                    if let Err(e) = changed {
+                        tracing::warn!(source = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry; the message comes back when its visibility timeout runs out");
+                    }
                     lock(&held).remove(&r);
                 }
             }
