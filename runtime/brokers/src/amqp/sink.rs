@@ -15,6 +15,9 @@ use lapin::Channel;
 use sluice_core::{Confirm, Message, Sink, SinkError};
 use tokio::sync::Mutex;
 
+/// How long a publish may wait for its publisher confirm.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 pub(super) struct AmqpSink {
     config: AmqpSinkConfig,
     routing_key: String,
@@ -92,7 +95,15 @@ impl Sink for AmqpSink {
         let name = self.name.clone();
         Ok(Box::pin(async move {
             let fail = |reason: String| SinkError::Publish { sink: name.clone(), reason };
-            match confirm.await {
+            // lapin does not always fail the pending confirms of a
+            // connection that died (seen in a broker-restart test: one came
+            // 24 s late, others never), which would hold the source's acks
+            // forever. Past CONFIRM_TIMEOUT the publish counts as failed and
+            // the engine publishes again (at-least-once: maybe a duplicate).
+            let Ok(confirm) = tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await else {
+                return Err(fail(format!("no publisher confirm within {CONFIRM_TIMEOUT:?}")));
+            };
+            match confirm {
                 Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
                 Ok(Confirmation::Ack(Some(returned))) => Err(fail(format!(
                     "returned unroutable: {} (no queue is bound for this routing key)",

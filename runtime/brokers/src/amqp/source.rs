@@ -233,20 +233,37 @@ async fn ack_task(
     mut republisher: Republisher,
 ) {
     while let Some(s) = settled.recv().await {
-        let result = match s {
-            Settled::Done(a) => a.ack(BasicAckOptions::default()).await,
-            Settled::Released(a) => a.nack(BasicNackOptions { requeue, ..Default::default() }).await,
-            Settled::Later(a, later) => match republisher.republish(&later).await {
-                Ok(queue) => {
-                    tracing::debug!(source = %name, %queue, attempt = later.attempt, "retry published to the delay queue");
-                    a.ack(BasicAckOptions::default()).await
-                }
-                Err(e) => {
-                    // Nothing lost: requeued, it comes back at once as the same attempt.
-                    tracing::warn!(source = %name, error = %e, "cannot publish the retry; requeueing the delivery instead");
-                    a.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
-                }
-            },
+        // Each settle is bounded: lapin does not always finish an ack on a
+        // connection that died (seen after a broker restart), and one stuck
+        // ack would hold back every later one, so that the broker, seeing
+        // `prefetch` deliveries unacked, stops delivering. An ack given up
+        // on is harmless: that delivery's channel is gone and the broker
+        // redelivers it.
+        // A retry includes a publish and its confirm (and maybe a connect).
+        let bound = if matches!(s, Settled::Later(..)) { CLOSE * 12 } else { CLOSE };
+        let settle = async {
+            match s {
+                Settled::Done(a) => a.ack(BasicAckOptions::default()).await,
+                Settled::Released(a) => a.nack(BasicNackOptions { requeue, ..Default::default() }).await,
+                Settled::Later(a, later) => match republisher.republish(&later).await {
+                    Ok(queue) => {
+                        tracing::debug!(source = %name, %queue, attempt = later.attempt, "retry published to the delay queue");
+                        a.ack(BasicAckOptions::default()).await
+                    }
+                    Err(e) => {
+                        // Nothing lost: requeued, it comes back at once as the same attempt.
+                        tracing::warn!(source = %name, error = %e, "cannot publish the retry; requeueing the delivery instead");
+                        a.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                    }
+                },
+            }
+        };
+        let result = match tokio::time::timeout(bound, settle).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(source = %name, "an ack did not finish in {bound:?} (dead channel?); the broker redelivers that message");
+                Ok(true)
+            }
         };
         if let Err(e) = result {
             // The channel it came on is gone: the broker redelivers it.
