@@ -223,3 +223,26 @@ pub fn replace_file(path: &Path, bytes: &[u8]) {
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// TOML for one pipeline `name` that retries through its broker
+/// (`retry.republish`, 3 attempts, backoff from `initial`, doubling) around
+/// the flaky plugin, which fails each message `fail_attempts` times.
+/// `source`, `out` and `dlq` are inline TOML tables.
+pub fn republish_pipeline(name: &str, source: &str, out: &str, dlq: &str, initial: &str, fail_attempts: u32) -> String {
+    format!(
+        r#"
+[pipelines.{name}]
+source = {source}
+dlq = {dlq}
+sinks.out = {out}
+retry = {{ attempts = 3, initial = "{initial}", factor = 2.0, republish = true }}
+
+[[pipelines.{name}.stages]]
+name = "flaky"
+kind = "filter"
+plugin = {plugin}
+params = {{ fail_attempts = {fail_attempts} }}
+"#,
+        plugin = plugin_literal("flaky"),
+    )
+}

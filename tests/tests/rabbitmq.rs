@@ -317,25 +317,10 @@ fn retries_through_the_broker_carry_x_retry_count_and_end_in_the_dlq_when_exhaus
     }
     declare(&url, &[&heal.input, &heal.output, &heal.dlq, &exhaust.input, &exhaust.output, &exhaust.dlq]);
     let pipeline = |name: &str, n: &Names, fail_attempts: u32| {
-        format!(
-            r#"
-[pipelines.{name}]
-source = {{ type = "rabbitmq", url = "{url}", queue = "{input}", prefetch = 20 }}
-dlq = {{ type = "rabbitmq", url = "{url}", routing_key = "{dlq}" }}
-sinks.out = {{ type = "rabbitmq", url = "{url}", routing_key = "{output}" }}
-retry = {{ attempts = 3, initial = "300ms", factor = 2.0, republish = true }}
-
-[[pipelines.{name}.stages]]
-name = "flaky"
-kind = "filter"
-plugin = {plugin}
-params = {{ fail_attempts = {fail_attempts} }}
-"#,
-            input = n.input,
-            output = n.output,
-            dlq = n.dlq,
-            plugin = sluice_tests::daemon::plugin_literal("flaky"),
-        )
+        let source = format!(r#"{{ type = "rabbitmq", url = "{url}", queue = "{}", prefetch = 20 }}"#, n.input);
+        let out = format!(r#"{{ type = "rabbitmq", url = "{url}", routing_key = "{}" }}"#, n.output);
+        let dlq = format!(r#"{{ type = "rabbitmq", url = "{url}", routing_key = "{}" }}"#, n.dlq);
+        sluice_tests::daemon::republish_pipeline(name, &source, &out, &dlq, "300ms", fail_attempts)
     };
     let config = dir.path().join("retry.toml");
     std::fs::write(&config, pipeline("heal", &heal, 2) + &pipeline("exhaust", &exhaust, 99)).unwrap();
