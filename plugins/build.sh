@@ -71,7 +71,7 @@ export CARGO_TARGET_DIR="${SLUICE_PLUGIN_TARGET_DIR:-$here/target}"
 mkdir -p "$here/dist"
 wasm_tools="$(command -v wasm-tools || true)"
 count=0
-for manifest in "$here"/*/Cargo.toml; do
+for manifest in "$here"/rust/*/Cargo.toml; do
     name="$(basename "$(dirname "$manifest")")"
     built="$CARGO_TARGET_DIR/$target/release/${name//-/_}.wasm"
     out="$here/dist/$name.wasm"

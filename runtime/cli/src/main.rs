@@ -9,7 +9,7 @@ mod exit;
 mod http;
 mod logging;
 mod metrics;
-mod plugin_test;
+mod plugin;
 mod run;
 mod supervisor;
 mod watch;
@@ -72,6 +72,12 @@ enum Command {
         #[arg(long = "params", value_name = "KEY=VALUE", num_args = 1..)]
         params: Vec<String>,
     },
+    /// Tools for plugin authors: a new plugin from a template, a build with
+    /// the right toolchain for its language.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Parse and validate CONFIG, load and type-check every plugin, and
     /// print the resolved pipelines. Connects to nothing.
     Check {
@@ -80,12 +86,43 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Write a buildable plugin folder NAME/ from a template: manifest,
+    /// plugin contract (wit/), source, build script and sample fixtures.
+    New {
+        /// The plugin's language.
+        #[arg(long, value_enum)]
+        lang: plugin::manifest::Language,
+        /// The world it implements.
+        #[arg(long, value_enum)]
+        kind: plugin::manifest::World,
+        /// The plugin's name (lower-case letters, digits and `-`); also the folder's.
+        name: String,
+        /// Where to create the folder.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build the plugin folder PATH (its sluice-plugin.toml names the
+    /// language) with that language's toolchain into PATH/dist/NAME.wasm,
+    /// and check the component loads as the world the manifest names.
+    Build {
+        /// The plugin folder.
+        path: PathBuf,
+        /// Write the component here instead.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.log.as_deref());
     let result = match cli.command {
         Command::Check { config } => check::check(&config),
-        Command::Test { plugin, input, expect, params } => plugin_test::test(&plugin, &input, expect.as_deref(), &params),
+        Command::Test { plugin, input, expect, params } => plugin::test::test(&plugin, &input, expect.as_deref(), &params),
+        Command::Plugin { command: PluginCommand::New { lang, kind, name, dir } } => plugin::new::new(&dir, &name, lang, kind).map(drop),
+        Command::Plugin { command: PluginCommand::Build { path, out } } => plugin::build::build(&path, out.as_deref()).map(drop),
         Command::Run { config, http, drain_timeout, no_watch } => {
             run::run(&config, run::RunOptions { http, drain_timeout, watch: !no_watch })
         }
