@@ -13,7 +13,7 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 export SLUICE_PLUGIN_TARGET_DIR="${SLUICE_PLUGIN_TARGET_DIR:-$cache/plugins-target}"
 
-bash plugins/build.sh >&2
+bash plugins/build.sh rust >&2
 cargo build --locked -q --workspace >&2
 
 "$CARGO_TARGET_DIR/debug/sluice" --log warn,sluice_core::engine=error run examples/quickstart.toml

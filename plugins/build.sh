@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Builds every sluice plugin from source into plugins/dist/<name>.wasm.
 #
-#   bash plugins/build.sh
+#   bash plugins/build.sh            # every language
+#   bash plugins/build.sh rust       # only the Rust workspace
+#
+# Rust plugins (plugins/rust/*) are one cargo workspace, built here directly.
+# Plugins in the other languages (plugins/{js,python,c,zig}/*, each with a
+# sluice-plugin.toml) are built by `sluice plugin build` with the toolchains
+# plugins/toolchains.sh installs; the `sluice` binary is $SLUICE_BIN, or built
+# with the rustup cargo first. Such a plugin is rebuilt only when a file in
+# its folder (or wit/) is newer than its component.
 #
 # The plugins are WebAssembly components for the wasm32-wasip2 target. The
 # machine's rustup toolchain (the one that builds the host) has no std for
@@ -18,6 +26,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+host_target_dir="${CARGO_TARGET_DIR:-}" # the caller's, for building `sluice` below
 target=wasm32-wasip2
 apt_packages=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc)
 
@@ -89,4 +98,32 @@ for manifest in "$here"/rust/*/Cargo.toml; do
     printf '%-16s %8d bytes  %s  %s\n' "$name" "$(stat -c %s "$out")" "plugins/dist/$name.wasm" "$check"
     count=$((count + 1))
 done
-echo "build.sh: $count components in plugins/dist/"
+echo "build.sh: $count Rust components in plugins/dist/"
+[[ ${1:-all} == rust ]] && exit 0
+
+# --- the other languages ---------------------------------------------------
+bash "$here/toolchains.sh"
+export PATH="${SLUICE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/tools}/bin:$PATH"
+unset RUSTC RUSTC_BOOTSTRAP CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS CARGO_TARGET_DIR
+[[ -n $host_target_dir ]] && export CARGO_TARGET_DIR="$host_target_dir"
+sluice="${SLUICE_BIN:-}"
+if [[ -z $sluice ]]; then
+    host_cargo="$HOME/.cargo/bin/cargo"
+    [[ -x $host_cargo ]] || host_cargo=cargo
+    (cd "$here/.." && "$host_cargo" build --quiet --locked -p sluice-cli)
+    sluice="$(cd "$here/.." && "$host_cargo" metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/sluice"
+fi
+count=0
+for manifest in "$here"/{js,python,c,zig}/*/sluice-plugin.toml; do
+    [[ -f $manifest ]] || continue
+    dir="$(dirname "$manifest")"
+    name="$(sed -n 's/^name *= *"\(.*\)".*/\1/p' "$manifest")"
+    out="$here/dist/$name.wasm"
+    if [[ -f $out && -z $(find "$dir" "$here/../wit" -type f -newer "$out" -not -path "$dir/build/*" -not -path "$dir/dist/*" -print -quit) ]]; then
+        printf '%-16s %8d bytes  %s  up to date\n' "$name" "$(stat -c %s "$out")" "plugins/dist/$name.wasm"
+    else
+        "$sluice" plugin build "$dir" --out "$out"
+    fi
+    count=$((count + 1))
+done
+echo "build.sh: $count components in other languages in plugins/dist/"

@@ -3,8 +3,8 @@
 #
 #   tests/run.sh
 #
-# Installs what is missing (the Debian guest toolchain for the plugins, Redis,
-# the tansu Kafka broker), starts the brokers that are not running (and stops
+# Installs what is missing (the plugin toolchains for Rust, JavaScript, Python,
+# C and Zig, Redis, the tansu Kafka broker), starts the brokers that are not running (and stops
 # those it started when done), builds every plugin from source, builds the
 # `sluice` binary, and runs every test of the workspace. Idempotent: a second run reuses everything built.
 #
@@ -35,8 +35,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 echo "ok"
 
-step "plugins (Rust → wasm32-wasip2 components)"
-bash plugins/build.sh
 
 step "brokers (Redis, RabbitMQ, SQS emulator if not running; the tansu Kafka broker installed once)"
 # Start Redis, RabbitMQ and the SQS emulator if nothing listens on their
@@ -60,6 +58,14 @@ step "host build"
 # The whole workspace, so the binary's dependencies are built with the same
 # features as the tests' and compiled once.
 cargo build --locked --workspace
+
+step "plugins (Rust, JavaScript, Python, C and Zig → components; toolchains installed once)"
+# `sluice plugin build` (this build's binary) builds the non-Rust plugins;
+# the template tests run it again, so the toolchains stay on PATH.
+export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"
+export SLUICE_TOOLS="${SLUICE_TOOLS:-$cache/tools}"
+bash plugins/build.sh
+export PATH="$SLUICE_TOOLS/bin:$PATH"
 
 step "tests"
 cargo test --locked --workspace

@@ -48,11 +48,16 @@ impl ArtifactCache {
             // of an engine with the same compatibility hash (it is in the
             // file name) into a directory only sluice writes.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok(component),
+                Ok(component) => {
+                    tracing::debug!(path = %path.display(), "plugin loaded from the artifact cache");
+                    return Ok(component);
+                }
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached artifact"),
             }
         }
+        let started = std::time::Instant::now();
         let compiled = engine.precompile_component(bytes)?;
+        tracing::debug!(bytes = bytes.len(), elapsed = ?started.elapsed(), cached_at = %path.display(), "plugin compiled");
         if let Err(e) = write_atomically(&path, &compiled) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write artifact cache");
         }

@@ -102,7 +102,7 @@ impl WasmHost {
         };
         let started = std::time::Instant::now();
         let component = self.options.cache.load_or_compile(&self.engine, &sha256, &bytes).map_err(compile_error)?;
-        tracing::debug!(plugin = %path.display(), elapsed = ?started.elapsed(), "plugin compiled or loaded from cache");
+        tracing::debug!(plugin = %path.display(), elapsed = ?started.elapsed(), "plugin loaded");
         let kind = detect_world(&self.engine, &component)
             .ok_or_else(|| LoadError::NoWorld { path: path.to_owned(), exports: export_names(&self.engine, &component) })?;
         let link_error = |e: wasmtime::Error| LoadError::Link { path: path.to_owned(), reason: format!("{e:#}") };

@@ -65,8 +65,11 @@ impl BuildError {
 pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, CliError> {
     let manifest = Manifest::read(dir)?;
     let started = Instant::now();
+    // Absolute, since the toolchains run with the plugin folder as their working directory.
+    let shown = dir;
+    let dir = &absolute(dir);
     let work = dir.join("build");
-    let fail = |e: BuildError| CliError::Invalid(format!("{}: building {} plugin `{}`: {e}", dir.display(), manifest.language.as_str(), manifest.name));
+    let fail = |e: BuildError| CliError::Invalid(format!("{}: building {} plugin `{}`: {e}", shown.display(), manifest.language.as_str(), manifest.name));
     std::fs::create_dir_all(&work).map_err(|e| fail(BuildError::other(format!("creating {}", work.display()), e)))?;
     let wit = if dir.join("wit").join("plugin.wit").is_file() {
         dir.join("wit")

@@ -25,8 +25,6 @@ pub enum Language {
 }
 
 impl Language {
-    pub const ALL: [Language; 5] = [Language::Rust, Language::Js, Language::Python, Language::C, Language::Zig];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Language::Rust => "rust",
