@@ -14,10 +14,9 @@
 //   with `payload` (and `key`, when set) a Uint8Array and `headers` a list
 //   of `[name, Uint8Array]`.
 // The module's top level runs once at build time (it is snapshotted into
-// the component), where there is no host: call `config` and `log` only
-// from the exported functions.
-
-import { log } from 'sluice:plugin/host@0.1.0';
+// the component), where there is no host: call the host's `config` and
+// `log` (import them from 'sluice:plugin/host@0.1.0') only from the
+// exported functions.
 
 const PROCESSED_BY = new TextEncoder().encode('{{name}}');
 
@@ -27,7 +26,6 @@ function fatal(text) {
 
 export function transform(msg) {
   if (msg.payload.length === 0) throw fatal('empty payload');
-  log('trace', `transforming a message of ${msg.payload.length} bytes`);
   return [{ ...msg, headers: [...msg.headers, ['processed-by', PROCESSED_BY]] }];
 }
 

@@ -15,6 +15,7 @@
 use crate::plugin::build::{run, tool, BuildError, Job};
 use crate::plugin::lang::TemplateFile;
 use crate::plugin::manifest::World;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The ES module a JavaScript plugin is built from, relative to its folder.
@@ -42,15 +43,19 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
     run(
         "componentize-js",
         Command::new(componentize)
-            .arg(&entry)
+            .arg(absolute(&entry))
             .arg("--wit")
-            .arg(&job.wit)
+            .arg(absolute(&job.wit))
             .args(["--world-name", job.world().as_str()])
             .args(["--disable", "http", "fetch-event"])
             .arg("--out")
             .arg(&job.out)
             .current_dir(&job.work),
     )
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]
