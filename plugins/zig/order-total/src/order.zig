@@ -29,6 +29,7 @@ pub const Outcome = union(enum) {
 /// the fields `field` (the total in cents) and `item_count` set. `scratch`
 /// holds the parsed document (an arena is best); `out` allocates the result.
 pub fn total(scratch: Allocator, out: Allocator, payload: []const u8, field: []const u8) Allocator.Error!Outcome {
+    if (std.mem.eql(u8, field, "item_count")) return fatal(out, "param `field` must not be `item_count` (that field holds the item count)", .{});
     const doc = json.parseFromSliceLeaky(json.Value, scratch, payload, .{
         .parse_numbers = false,
         .duplicate_field_behavior = .use_last,

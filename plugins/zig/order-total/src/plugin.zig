@@ -40,7 +40,8 @@ fn outputField() []const u8 {
     var value: c.transform_string_t = undefined;
     const f: []const u8 = if (c.sluice_plugin_host_config(&key, &value) and value.len > 0) value.ptr[0..value.len] else "total_cents";
     field = f;
-    log(c.SLUICE_PLUGIN_HOST_LEVEL_INFO, "order-total: ready");
+    var line: [128]u8 = undefined;
+    log(c.SLUICE_PLUGIN_HOST_LEVEL_INFO, std.fmt.bufPrint(&line, "order-total: writing totals to field `{s}`", .{f}) catch "order-total: ready");
     return f;
 }
 

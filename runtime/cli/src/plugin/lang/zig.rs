@@ -50,8 +50,7 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
     c_sources.sort();
     let core = job.work.join(format!("{}.core.wasm", job.manifest.name));
     let mut cmd = Command::new(zig);
-    cmd.current_dir(&job.work)
-        .args(["build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall", "-fno-entry", "-mexec-model=reactor", "-lc"])
+    cmd.args(["build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall", "-fno-entry", "-mexec-model=reactor", "-lc"])
         .arg("--cache-dir")
         .arg(job.work.join("zig-cache"))
         .arg("-I")
