@@ -133,3 +133,34 @@ pub(super) fn write_component(core: &Path, out: &Path) -> Result<(), BuildError>
     let component = componentize(&module)?;
     std::fs::write(out, component).map_err(|e| BuildError::other(format!("writing {}", out.display()), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_world_template_includes_its_bindings_and_defines_both_exports() {
+        for world in [World::Filter, World::Transform, World::Route] {
+            let w = world.as_str();
+            let files = template(world);
+            assert_eq!(files.iter().map(|(p, _)| *p).collect::<Vec<_>>(), ["src/plugin.c"]);
+            let text = files[0].1;
+            for needle in [format!("#include \"{w}.h\""), format!("exports_{w}_{w}("), format!("exports_{w}_{w}_batch(")] {
+                assert!(text.contains(&needle), "the {w} template lacks {needle}");
+            }
+        }
+    }
+
+    #[test]
+    fn sources_are_sorted_and_missing_ones_say_where_they_go() {
+        let dir = std::env::temp_dir().join(format!("sluice-c-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["b.c", "a.c", "a.h"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        assert_eq!(sources(&dir, "c").unwrap(), [dir.join("a.c"), dir.join("b.c")]);
+        let err = sources(&dir, "zig").unwrap_err().to_string();
+        assert!(err.contains("no .zig files") && err.contains("src/"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

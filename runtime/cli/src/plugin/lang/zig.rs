@@ -65,3 +65,21 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
     run(&format!("compiling with zig (zig {ZIG_VERSION} expected)"), &mut cmd)?;
     write_component(&core, &job.out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_world_template_imports_its_bindings_and_exports_both_functions() {
+        for world in [World::Filter, World::Transform, World::Route] {
+            let w = world.as_str();
+            let files = template(world);
+            assert_eq!(files.iter().map(|(p, _)| *p).collect::<Vec<_>>(), ["src/plugin.zig"]);
+            let text = files[0].1;
+            for needle in [format!("@cInclude(\"{w}.h\")"), format!("export fn exports_{w}_{w}("), format!("export fn exports_{w}_{w}_batch(")] {
+                assert!(text.contains(&needle), "the {w} template lacks {needle}");
+            }
+        }
+    }
+}
