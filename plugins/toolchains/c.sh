@@ -51,7 +51,7 @@ install_wit_bindgen() {
         local cargo="$HOME/.cargo/bin/cargo"
         [[ -x $cargo ]] || cargo="$(command -v cargo || true)"
         [[ -n $cargo ]] || { echo "c.sh: cargo is needed to build wit-bindgen-cli (install Rust with rustup)" >&2; exit 1; }
-        echo "c.sh: building wit-bindgen-cli $wit_bindgen_version (a few minutes)" >&2
+        echo "c.sh: building wit-bindgen-cli $wit_bindgen_version with cargo (5 to 20 minutes on 2 busy cores)" >&2
         "$cargo" install --quiet --locked --force "wit-bindgen-cli@$wit_bindgen_version" --no-default-features --features c --root "$root"
     fi
     ln -sfn "$root/bin/wit-bindgen" "$tools/bin/wit-bindgen"

@@ -38,7 +38,10 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
     tool("node", NODE_HINT)?;
     let entry = job.dir.join(ENTRY);
     if !entry.is_file() {
-        return Err(BuildError::other(format!("{} is missing", entry.display()), "a js plugin is the ES module src/plugin.js (`sluice plugin new --lang js` writes one)"));
+        return Err(BuildError::other(
+            format!("{} is missing", entry.display()),
+            "a js plugin is the ES module src/plugin.js (`sluice plugin new --lang js` writes one)",
+        ));
     }
     run(
         "componentize-js",
