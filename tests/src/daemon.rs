@@ -20,11 +20,13 @@ impl Daemon {
     }
 
     /// [`Daemon::start`] with more `sluice run` flags (`--http ADDR`, ...).
+    /// The daemon logs at `info`, or at `$SLUICE_TEST_DAEMON_LOG` (a `--log`
+    /// filter, e.g. `info,sluice_brokers=debug,lapin=debug`) when set.
     pub fn start_with(config: &Path, log: &Path, flags: &[&str]) -> Daemon {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
         let child = Command::new(sluice_bin())
             .arg("--log")
-            .arg("info")
+            .arg(std::env::var("SLUICE_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()))
             .arg("run")
             .args(flags)
             .arg(config)

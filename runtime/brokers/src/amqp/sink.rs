@@ -66,7 +66,9 @@ impl Sink for AmqpSink {
     }
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
+        tracing::debug!(sink = %self.name, "publish: waiting for the link");
         let mut link = self.link.lock().await;
+        tracing::debug!(sink = %self.name, "publish: holding the link");
         if link.as_ref().is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected()) {
             *link = None;
             let conn = connect(&self.config.url, self.config.connect_timeout.0).await.map_err(|e| self.failed(e))?;
@@ -85,6 +87,7 @@ impl Sink for AmqpSink {
                 properties(msg, self.config.persistent),
             )
             .await;
+        tracing::debug!(sink = %self.name, ok = published.is_ok(), "publish: basic_publish returned");
         let confirm = match published {
             Ok(confirm) => confirm,
             Err(e) => {

@@ -181,9 +181,11 @@ impl Source for AmqpSource {
                     _ = lag_tick.tick(), if self.lag.is_some() => {
                         // The queue's ready messages, from a passive declare.
                         let options = QueueDeclareOptions { passive: true, ..Default::default() };
+                        tracing::debug!(source = %self.name(), "lag probe (passive declare) sent");
                         if let (Ok(q), Some(lag)) = (probe.queue_declare(self.config.queue.as_str().into(), options, FieldTable::default()).await, &self.lag) {
                             lag.set(u64::from(q.message_count()));
                         }
+                        tracing::debug!(source = %self.name(), "lag probe answered");
                         continue;
                     }
                 };
@@ -198,6 +200,7 @@ impl Source for AmqpSource {
                         break;
                     }
                 };
+                tracing::debug!(source = %self.name(), tag = d.delivery_tag, redelivered = d.redelivered, "delivery received");
                 let delivery = self.delivery(d, &acks, &held);
                 tokio::select! {
                     sent = out.send(delivery) => if sent.is_err() { break 'running },
@@ -258,6 +261,7 @@ async fn ack_task(
                 },
             }
         };
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(bound, settle).await {
             Ok(result) => result,
             Err(_) => {
@@ -265,6 +269,7 @@ async fn ack_task(
                 Ok(true)
             }
         };
+        tracing::debug!(source = %name, took = ?started.elapsed(), ok = ?result, "settle finished");
         if let Err(e) = result {
             // The channel it came on is gone: the broker redelivers it.
             tracing::debug!(source = %name, error = %e, "ack on a closed channel; the broker redelivers that message");
