@@ -64,6 +64,9 @@ step "plugins (Rust, JavaScript, Python, C and Zig → components; toolchains in
 # the template tests run it again, so the toolchains stay on PATH.
 export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"
 export SLUICE_TOOLS="${SLUICE_TOOLS:-$cache/tools}"
+# Compiled components, kept between runs (named by content and engine
+# settings): the JS and Python ones take a minute each to compile here.
+export SLUICE_CACHE_DIR="${SLUICE_CACHE_DIR:-$cache/artifacts}"
 bash plugins/build.sh
 export PATH="$SLUICE_TOOLS/bin:$PATH"
 

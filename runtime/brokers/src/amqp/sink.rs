@@ -17,6 +17,11 @@ use tokio::sync::Mutex;
 
 /// How long a publish may wait for its publisher confirm.
 const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long setting up a channel, or handing one publish to lapin, may take.
+/// Both are normally instant; an await that never ends would hold the link
+/// mutex and stop every publish of this sink, so past this the link is
+/// dropped and the next publish reconnects.
+const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) struct AmqpSink {
     config: AmqpSinkConfig,
@@ -72,7 +77,10 @@ impl Sink for AmqpSink {
         if link.as_ref().is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected()) {
             *link = None;
             let conn = connect(&self.config.url, self.config.connect_timeout.0).await.map_err(|e| self.failed(e))?;
-            let channel = confirm_channel(&conn, &self.config, &self.routing_key).await.map_err(|e| self.failed(e))?;
+            let channel = tokio::time::timeout(STEP_TIMEOUT, confirm_channel(&conn, &self.config, &self.routing_key))
+                .await
+                .map_err(|_| self.failed(format!("channel setup unanswered within {STEP_TIMEOUT:?}")))?
+                .map_err(|e| self.failed(e))?;
             tracing::info!(sink = %self.name, "reconnected to RabbitMQ");
             *link = Some((conn, channel));
         }
@@ -85,14 +93,16 @@ impl Sink for AmqpSink {
                 options,
                 &msg.payload,
                 properties(msg, self.config.persistent),
-            )
-            .await;
-        tracing::debug!(sink = %self.name, ok = published.is_ok(), "publish: basic_publish returned");
-        let confirm = match published {
-            Ok(confirm) => confirm,
-            Err(e) => {
+            );
+        let confirm = match tokio::time::timeout(STEP_TIMEOUT, published).await {
+            Ok(Ok(confirm)) => confirm,
+            Ok(Err(e)) => {
                 *link = None;
                 return Err(self.failed(e));
+            }
+            Err(_) => {
+                *link = None;
+                return Err(self.failed(format!("publish not handed to the connection within {STEP_TIMEOUT:?}; reconnecting")));
             }
         };
         let name = self.name.clone();

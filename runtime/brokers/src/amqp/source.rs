@@ -158,7 +158,12 @@ impl Source for AmqpSource {
                     }
                 }
             };
-            let (ch, mut consumer) = match self.consume(&conn).await {
+            // Bounded like every channel call here (see the depth probe below).
+            let setup = match tokio::time::timeout(2 * CLOSE, self.consume(&conn)).await {
+                Ok(done) => done.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {:?}", 2 * CLOSE)),
+            };
+            let (ch, mut consumer) = match setup {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(source = %self.name(), error = %e, "cannot set up the queue and consumer; retrying");
@@ -180,10 +185,18 @@ impl Source for AmqpSource {
                     next = consumer.next() => next,
                     _ = lag_tick.tick(), if self.lag.is_some() => {
                         // The queue's ready messages, from a passive declare.
+                        // Bounded: this await holds up the consume loop, and
+                        // lapin can leave a call on a dying channel pending
+                        // forever; a channel that does not answer is replaced.
                         let options = QueueDeclareOptions { passive: true, ..Default::default() };
-                        tracing::debug!(source = %self.name(), "lag probe (passive declare) sent");
-                        if let (Ok(q), Some(lag)) = (probe.queue_declare(self.config.queue.as_str().into(), options, FieldTable::default()).await, &self.lag) {
-                            lag.set(u64::from(q.message_count()));
+                        let declare = probe.queue_declare(self.config.queue.as_str().into(), options, FieldTable::default());
+                        match tokio::time::timeout(CLOSE, declare).await {
+                            Ok(Ok(q)) => if let Some(lag) = &self.lag { lag.set(u64::from(q.message_count())) },
+                            Ok(Err(e)) => tracing::debug!(source = %self.name(), error = %e, "queue depth probe failed"),
+                            Err(_) => {
+                                tracing::warn!(source = %self.name(), "channel does not answer (queue depth probe, {CLOSE:?}); reconnecting");
+                                break;
+                            }
                         }
                         tracing::debug!(source = %self.name(), "lag probe answered");
                         continue;
