@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! bash plugins/build.sh                      # every language's plugins into plugins/dist/
-//! cargo bench -p sluice-tests --bench languages
+//! cargo bench --workspace --bench languages
 //! ```
 //!
 //! Environment:

@@ -11,7 +11,7 @@
 //!
 //! `src/` is copied to `build/py` first, so the build leaves no
 //! `__pycache__` among the sources. Components are about 18 MB; the host
-//! compiles them in a few seconds and caches the result.
+//! compiles them in about 15 s (release build) and caches the result.
 
 use crate::plugin::build::{run, tool, BuildError, Job};
 use crate::plugin::lang::TemplateFile;
