@@ -8,7 +8,7 @@ for p in $(pgrep -f beam.smp); do
   case "$name" in sluice-test-*) ;; *) continue;; esac
   home=$(echo "$env" | sed -n 's/^HOME=//p')
   echo "### node $name pid $p $(date +%T)"
-  for cmd in "list_queues name messages_ready messages_unacknowledged consumers" "list_channels connection number consumer_count messages_unacknowledged messages_unconfirmed prefetch_count state" "list_connections name peer_port state channels recv_cnt send_cnt" "list_consumers queue_name channel_pid ack_required prefetch_count"; do
+  for cmd in "list_queues name messages_ready messages_unacknowledged consumers" "list_channels connection number consumer_count messages_unacknowledged messages_unconfirmed prefetch_count" "list_connections name peer_port state channels recv_cnt send_cnt" "list_consumers queue_name channel_pid ack_required prefetch_count"; do
     HOME=$home /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$name" $cmd 2>&1
   done
 done
