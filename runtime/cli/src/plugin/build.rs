@@ -20,7 +20,8 @@ use std::time::Instant;
 /// and used by builds whose folder has no `wit/` of its own.
 pub const PLUGIN_WIT: &str = include_str!("../../../../wit/plugin.wit");
 
-/// One build: everything a language module needs.
+/// One build: everything a language module needs. Every path is absolute,
+/// so a toolchain may run in any working directory.
 pub struct Job<'a> {
     /// The plugin folder (holds `sluice-plugin.toml`).
     pub dir: &'a Path,

@@ -96,12 +96,18 @@ pub(super) fn bindings(job: &Job, wit_bindgen: &Path) -> Result<Bindings, BuildE
 
 /// The files `dir/*.EXT`, sorted; at least one.
 pub(super) fn sources(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, BuildError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| BuildError::other(format!("reading {}", dir.display()), format!("{e} (the plugin's sources go in src/)")))?;
-    let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext) && p.is_file()).collect();
-    files.sort();
+    let files = files(dir, ext)?;
     if files.is_empty() {
         return Err(BuildError::other(format!("reading {}", dir.display()), format!("no .{ext} files (the plugin's sources go in src/)")));
     }
+    Ok(files)
+}
+
+/// The files `dir/*.EXT`, sorted; maybe none.
+pub(super) fn files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, BuildError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| BuildError::other(format!("reading {}", dir.display()), format!("{e} (the plugin's sources go in src/)")))?;
+    let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext) && p.is_file()).collect();
+    files.sort();
     Ok(files)
 }
 

@@ -15,7 +15,6 @@
 use crate::plugin::build::{run, tool, BuildError, Job};
 use crate::plugin::lang::TemplateFile;
 use crate::plugin::manifest::World;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The ES module a JavaScript plugin is built from, relative to its folder.
@@ -46,19 +45,15 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
     run(
         "componentize-js",
         Command::new(componentize)
-            .arg(absolute(&entry))
+            .arg(&entry)
             .arg("--wit")
-            .arg(absolute(&job.wit))
+            .arg(&job.wit)
             .args(["--world-name", job.world().as_str()])
             .args(["--disable", "http", "fetch-event"])
             .arg("--out")
             .arg(&job.out)
             .current_dir(&job.work),
     )
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]

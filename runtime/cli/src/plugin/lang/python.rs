@@ -16,7 +16,7 @@
 use crate::plugin::build::{run, tool, BuildError, Job};
 use crate::plugin::lang::TemplateFile;
 use crate::plugin::manifest::World;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// The folder of a Python plugin's modules, and the module that holds `WitWorld`.
@@ -43,14 +43,14 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
             "a python plugin's module `app` (with the class `WitWorld`) is src/app.py (`sluice plugin new --lang python` writes one)",
         ));
     }
-    let modules = absolute(&job.work.join("py"));
+    let modules = job.work.join("py");
     copy_sources(&src, &modules).map_err(|e| BuildError::other(format!("copying {} to {}", src.display(), modules.display()), e))?;
     run(
         "componentize-py",
         Command::new(componentize)
             .arg("--quiet")
             .arg("--wit-path")
-            .arg(absolute(&job.wit))
+            .arg(&job.wit)
             .args(["--world", job.world().as_str()])
             .args(["componentize", APP])
             .arg("--python-path")
@@ -63,10 +63,6 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE"),
     )
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Replace `to` with a copy of `from`, leaving out `__pycache__` folders.

@@ -7,7 +7,7 @@
 //!
 //! Install the tools with `bash plugins/toolchains/zig.sh`.
 
-use super::c::{bindings, write_component, WIT_BINDGEN_VERSION};
+use super::c::{bindings, files, write_component, WIT_BINDGEN_VERSION};
 use crate::plugin::build::{run, tool, BuildError, Job};
 use crate::plugin::lang::TemplateFile;
 use crate::plugin::manifest::World;
@@ -41,13 +41,7 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
         return Err(BuildError::other(format!("reading {}", root.display()), "missing (a Zig plugin's root source is src/plugin.zig)"));
     }
     let bindings = bindings(job, &wit_bindgen)?;
-    let mut c_sources: Vec<_> = std::fs::read_dir(&src)
-        .map_err(|e| BuildError::other(format!("reading {}", src.display()), e))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    c_sources.sort();
+    let c_sources = files(&src, "c")?;
     let core = job.work.join(format!("{}.core.wasm", job.manifest.name));
     let mut cmd = Command::new(zig);
     cmd.args(["build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall", "-fno-entry", "-mexec-model=reactor", "-lc"])
