@@ -39,9 +39,17 @@ pub async fn client() -> aws_sdk_sqs::Client {
 
 /// Create a queue (FIFO when the name ends in `.fifo`); returns its URL.
 pub async fn create(client: &aws_sdk_sqs::Client, name: &str) -> String {
+    create_with(client, name, &[]).await
+}
+
+/// [`create`] with queue attributes.
+pub async fn create_with(client: &aws_sdk_sqs::Client, name: &str, attributes: &[(QueueAttributeName, &str)]) -> String {
     let mut req = client.create_queue().queue_name(name);
     if name.ends_with(".fifo") {
         req = req.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    for (k, v) in attributes {
+        req = req.attributes(k.clone(), *v);
     }
     req.send().await.unwrap_or_else(|e| panic!("cannot create {name} at {} (run tests/run.sh): {e:?}", sqs_endpoint())).queue_url().unwrap().to_string()
 }

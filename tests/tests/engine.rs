@@ -98,6 +98,53 @@ fn a_sink_outage_is_retried_and_nothing_is_lost_or_dead_lettered() {
     assert_eq!(acks.acked.lock().unwrap().len(), 50);
 }
 
+#[test]
+fn a_message_the_sink_rejects_for_good_is_dead_lettered_with_the_reason_and_the_rest_flow() {
+    // The sink takes payloads up to 20 bytes (like a broker's message size
+    // limit); the DLQ up to 600, so of the rejected ones the 500-byte
+    // messages are dead-lettered and the 1000-byte ones stay in the source.
+    let host = host();
+    let identity = wasm_stage(&host, "id", "identity", StageKind::Transform, Limits::default(), params(&[]), RetryPolicy::default());
+    let sink = MemorySink::new("small");
+    sink.reject_larger_than(20);
+    let dlq = MemorySink::new("dlq");
+    dlq.reject_larger_than(600);
+    let size = |i: usize| match i % 10 { 3 => 500, 6 => 1000, _ => 10 };
+    let input: Vec<Message> = (0..100).map(|i| Message::new(format!("{i:0>width$}", width = size(i))).with_key(format!("k{}", i % 4))).collect();
+    let (source, acks) = MemorySource::new("in", input);
+    let pipeline = Pipeline {
+        name: "rejects".into(),
+        source: Box::new(source),
+        stages: vec![identity].into(),
+        sinks: vec![("out".into(), sink.clone())],
+        dlq: dlq.clone(),
+        options: EngineOptions { concurrency: 2, ..EngineOptions::default() },
+        clock: Arc::new(SystemClock),
+        stats: Arc::default(),
+    };
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(pipeline.run(Default::default())).unwrap();
+    let number = |m: &Message| String::from_utf8_lossy(&m.payload).trim_start_matches('0').parse::<usize>().unwrap_or(0);
+    let delivered: Vec<usize> = sink.messages().iter().map(number).collect();
+    let mut sorted = delivered.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..100).filter(|i| size(*i) == 10).collect::<Vec<_>>(), "every small message delivered, once");
+    let dead: Vec<usize> = dlq.messages().iter().map(number).collect();
+    assert_eq!(dead.iter().copied().collect::<std::collections::BTreeSet<_>>(), (0..100).filter(|i| size(*i) == 500).collect(), "the 500-byte ones dead-lettered");
+    assert_eq!(dead.len(), 10);
+    for m in dlq.messages() {
+        assert_eq!(m.header_str("sluice-error-class").as_deref(), Some("sink-rejected"));
+        assert_eq!(m.header_str("sluice-error-stage").as_deref(), Some("memory:small"));
+        assert!(m.header_str("sluice-error-text").unwrap().contains("over the 20-byte limit"), "{m:?}");
+    }
+    let mut acked = acks.acked.lock().unwrap().clone();
+    acked.sort();
+    assert_eq!(acked, (0..100u64).filter(|i| size(*i as usize) != 1000).collect::<Vec<_>>(), "what neither sink nor DLQ takes is not acked");
+    let mut nacked = acks.nacked.lock().unwrap().clone();
+    nacked.sort();
+    assert_eq!(nacked, (0..100u64).filter(|i| size(*i as usize) == 1000).collect::<Vec<_>>(), "it is given back to the source");
+    assert_eq!((report.counts.delivered, report.counts.dead_lettered), (80, 10));
+}
+
 /// A sink that takes messages at once but confirms them only when told.
 struct GatedSink {
     taken: std::sync::Mutex<Vec<Message>>,

@@ -10,7 +10,8 @@
 //! thousands, and run one at a time.
 
 use sluice_tests::daemon::{eventually, example_in, relay_config, summary, Daemon, Names};
-use sluice_tests::sqs_client::{client, count, create, drain, one_at_a_time, runtime, send, sqs_endpoint, Got};
+use sluice_tests::sqs_client::{client, count, create, create_with, drain, one_at_a_time, runtime, send, sqs_endpoint, Got};
+use aws_sdk_sqs::types::QueueAttributeName;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -193,7 +194,88 @@ fn two_daemons_on_one_queue_share_the_work() {
     assert!(!got_a.is_empty() && !got_b.is_empty(), "both daemons did work: a={} b={}", got_a.len(), got_b.len());
     let all: Vec<String> = got_a.iter().chain(&got_b).chain(&dlq).map(key_of).collect();
     let distinct: BTreeSet<String> = all.iter().cloned().collect();
-    assert_eq!((distinct.len(), all.len()), (total, total), "together every message exactly once");
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let logs = || format!("a:\n{}\nb:\n{}", read("a.log"), read("b.log"));
+    assert_eq!(distinct.len(), total, "together every message, none lost; {}", logs());
+    // A standard queue delivers at least once: AWS documents occasional
+    // duplicates, and moto's ReceiveMessage is not atomic, so two receives
+    // running at once can both take the same visible message (seen once in
+    // CI: 401 of 400). Duplicates are counted; many would mean a bug
+    // (deletes lost, visibility not renewed), so they are bounded.
+    let duplicates = all.len() - total;
+    eprintln!("sqs two daemons: {total} messages, a={} b={} dlq={}, {duplicates} duplicates", got_a.len(), got_b.len(), dlq.len());
+    assert!(duplicates <= total / 50, "{duplicates} duplicates of {total}; {}", logs());
+}
+
+#[test]
+fn a_message_sqs_refuses_is_dead_lettered_with_the_reason_and_its_batch_still_goes_out() {
+    // The output queue takes messages up to 1 KiB (`MaximumMessageSize`);
+    // every seventh input is 2 KB. SQS refuses a batch holding one of those
+    // as a whole, so the sink sends that batch's messages one by one: the
+    // big ones are dead-lettered (class `sink-rejected`, with SQS's reason),
+    // the rest go out, once each.
+    let _moto = one_at_a_time();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let n = names("sqs-refused");
+    let sqs = rt.block_on(client());
+    let input = rt.block_on(create(&sqs, &n.input));
+    let output = rt.block_on(create_with(&sqs, &n.output, &[(QueueAttributeName::MaximumMessageSize, "1024")]));
+    let dlq_url = rt.block_on(create(&sqs, &n.dlq));
+    let total = 70;
+    let big = |i: usize| i % 7 == 3;
+    let body = |i: usize| if big(i) { format!(r#"{{"amount":{i},"pad":"{}"}}"#, "x".repeat(2000)) } else { format!(r#"{{"amount":{i}}}"#) };
+    let inputs: Vec<_> = (0..total).map(|i| (body(i), vec![("sluice-key".to_string(), format!("k{i}"))], None)).collect();
+    rt.block_on(send(&sqs, &input, &inputs));
+    let daemon = Daemon::start(&write_config(dir.path(), &sqs_endpoint(), &n.input, &n.output, &n.dlq), &dir.path().join("sluice.log"));
+    let settled = || rt.block_on(async { count(&sqs, &output).await + count(&sqs, &dlq_url).await }) >= total && rt.block_on(count(&sqs, &input)) == 0;
+    assert!(eventually(Duration::from_secs(60), settled), "{}", daemon.log_text());
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let out = rt.block_on(drain(&sqs, &output));
+    let dead = rt.block_on(drain(&sqs, &dlq_url));
+    let mut out_keys: Vec<String> = out.iter().map(key_of).collect();
+    out_keys.sort();
+    let mut want: Vec<String> = (0..total).filter(|i| !big(*i)).map(|i| format!("k{i}")).collect();
+    want.sort();
+    assert_eq!(out_keys, want, "every message that fits went out, once");
+    let dead_keys: BTreeSet<String> = dead.iter().map(key_of).collect();
+    assert_eq!(dead_keys, (0..total).filter(|i| big(*i)).map(|i| format!("k{i}")).collect(), "the big ones are dead-lettered");
+    assert_eq!(dead.len(), dead_keys.len(), "once each");
+    for m in &dead {
+        assert_eq!(m.attribute("sluice-error-class").as_deref(), Some("sink-rejected"), "{:?}", m.attributes);
+        assert_eq!(m.attribute("sluice-error-stage"), Some(format!("sqs:{}", n.output)));
+        let text = m.attribute("sluice-error-text").unwrap_or_default();
+        assert!(text.contains("1024"), "SQS's reason is kept: {text}");
+        assert!(m.body.len() > 2000, "the whole message is in the DLQ");
+    }
+}
+
+#[test]
+fn batches_stay_under_the_sqs_request_size_limit() {
+    // Twelve 300 KB messages: ten in one SendMessageBatch would be 3 MB,
+    // over SQS's 1 MiB per request, and SQS would refuse the batch every
+    // time. The sink sends at most three of them per request.
+    let _moto = one_at_a_time();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let n = names("sqs-big-batch");
+    let sqs = rt.block_on(client());
+    let urls: Vec<String> = [&n.input, &n.output, &n.dlq].iter().map(|q| rt.block_on(create(&sqs, q))).collect();
+    let total = 12;
+    let inputs: Vec<_> = (0..total).map(|i| (format!(r#"{{"amount":{i},"pad":"{}"}}"#, "y".repeat(300_000)), vec![("sluice-key".to_string(), format!("k{i}"))], None)).collect();
+    for chunk in inputs.chunks(3) {
+        rt.block_on(send(&sqs, &urls[0], chunk));
+    }
+    let daemon = Daemon::start(&write_config(dir.path(), &sqs_endpoint(), &n.input, &n.output, &n.dlq), &dir.path().join("sluice.log"));
+    assert!(eventually(Duration::from_secs(60), || rt.block_on(count(&sqs, &urls[1])) >= total), "{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let out = rt.block_on(drain(&sqs, &urls[1]));
+    let keys: BTreeSet<String> = out.iter().map(key_of).collect();
+    assert_eq!((keys.len(), out.len()), (total, total), "all delivered, once");
+    assert!(out.iter().all(|m| m.body.len() > 300_000));
+    assert_eq!(rt.block_on(count(&sqs, &urls[2])), 0, "nothing dead-lettered");
+    assert!(!log.contains("SendMessageBatch failed"), "{log}");
 }
 
 #[test]

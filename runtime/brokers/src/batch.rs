@@ -5,8 +5,17 @@
 use sluice_core::{Confirm, SinkError};
 use tokio::sync::{mpsc, oneshot};
 
-/// How the batching task answers one item: `Err` carries the reason.
-pub(crate) type Reply = oneshot::Sender<Result<(), String>>;
+/// How the batching task answers one item.
+pub(crate) type Reply = oneshot::Sender<Result<(), Failed>>;
+
+/// Why an item failed, with the reason.
+#[derive(Debug, Clone)]
+pub(crate) enum Failed {
+    /// Worth publishing again (the broker or the link had a problem).
+    Retry(String),
+    /// The broker refuses this item itself; it would on every retry.
+    Rejected(String),
+}
 
 /// The publishing side of a batching task.
 pub(crate) struct BatchQueue<T> {
@@ -31,7 +40,8 @@ impl<T: Send + 'static> BatchQueue<T> {
         Ok(Box::pin(async move {
             match answer.await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(reason)) => Err(SinkError::Publish { sink, reason }),
+                Ok(Err(Failed::Retry(reason))) => Err(SinkError::Publish { sink, reason }),
+                Ok(Err(Failed::Rejected(reason))) => Err(SinkError::Rejected { sink, reason }),
                 Err(_) => Err(stopped(sink)),
             }
         }))

@@ -12,12 +12,12 @@ pub const HEADER_PREFIX: &str = "sluice-error-";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The stage that failed (`<source>` for decode errors; the route stage
-    /// for an unknown route).
+    /// for an unknown route; the sink for `sink-rejected`).
     pub stage: String,
     /// The plugin the stage runs, when there is one.
     pub plugin: Option<PluginInfo>,
     /// `fatal`, `retryable` (with `attempts = 1`), `retries-exhausted`, `trap`, `out-of-fuel`, `timeout`,
-    /// `memory-limit`, `bad-output`, `instantiate`, `unknown-route`, `decode`.
+    /// `memory-limit`, `bad-output`, `instantiate`, `unknown-route`, `decode`, `sink-rejected`.
     pub class: String,
     /// The error text.
     pub text: String,

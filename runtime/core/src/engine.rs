@@ -15,7 +15,7 @@ use crate::live::LiveStages;
 use crate::dlq;
 use crate::message::{Delivery, Message};
 use crate::retry::RetryPolicy;
-use crate::sink::{Confirm, Sink};
+use crate::sink::{Confirm, Sink, SinkError};
 use crate::source::{Source, SourceError};
 use crate::stats::{bump, PipelineCounts, PipelineStats, StageCounts};
 use futures::future::BoxFuture;
@@ -379,12 +379,24 @@ impl Deliverer {
         };
         let mut confirms = Vec::with_capacity(targets.len());
         for (sink, msg) in targets {
-            let confirm = tracing::Instrument::instrument(self.publish_until_taken(&sink, &msg), span.clone()).await;
+            let confirm = tracing::Instrument::instrument(publish_until_taken(&self.pipeline, &sink, &msg, self.retry, &stats), span.clone()).await;
             confirms.push(confirmed(sink, msg, confirm, self.retry, stats.clone()));
         }
+        let (pipeline, dlq, retry) = (self.pipeline.clone(), self.dlq.clone(), self.retry);
         Box::pin(tracing::Instrument::instrument(async move {
-            let n = confirms.len() as u64;
-            futures::future::join_all(confirms).await;
+            let mut n = confirms.len() as u64;
+            let mut kept = true;
+            for rejected in futures::future::join_all(confirms).await.into_iter().flatten() {
+                n -= 1;
+                kept &= dead_letter_rejected(&pipeline, &dlq, rejected, &coordinates, retry, &stats).await;
+            }
+            if !kept {
+                // Neither the sink nor the DLQ takes it: give it back to the
+                // source, which keeps it (and redelivers it; a broker's own
+                // delivery limit or redrive policy ends the loop).
+                ack.nack();
+                return;
+            }
             match counter {
                 Counter::Delivered => bump(&stats.delivered, n),
                 Counter::Dropped => bump(&stats.dropped, 1),
@@ -399,20 +411,55 @@ impl Deliverer {
             tracing::debug!("message settled with the source");
         }, span))
     }
+}
 
-    /// Publish, retrying with backoff for as long as the sink refuses.
-    async fn publish_until_taken(&self, sink: &Arc<dyn Sink>, msg: &Message) -> Confirm {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match sink.publish(msg).await {
-                Ok(confirm) => return confirm,
-                Err(e) => {
-                    bump(&self.stats.sink_retries, 1);
-                    let delay = self.retry.delay(attempt);
-                    tracing::warn!(pipeline = %self.pipeline, error = %e, ?delay, "sink publish failed, retrying");
-                    tokio::time::sleep(delay).await;
-                }
+/// A message a sink rejected for good ([`SinkError::Rejected`]).
+struct Rejected {
+    by: Arc<dyn Sink>,
+    sink: String,
+    message: Message,
+    reason: String,
+}
+
+/// Dead-letter what a sink rejected, with the sink's reason (class
+/// `sink-rejected`). False when the DLQ rejects it too (or it was the DLQ
+/// that rejected it): then the source must keep the message.
+async fn dead_letter_rejected(pipeline: &str, dlq: &Arc<dyn Sink>, rejected: Rejected, at: &crate::message::Coordinates, retry: RetryPolicy, stats: &Arc<PipelineStats>) -> bool {
+    let Rejected { by, sink, message, reason } = rejected;
+    if Arc::ptr_eq(&by, dlq) {
+        tracing::error!(pipeline, dlq = %sink, error = %reason, %at, "the DLQ rejected a message; it stays in the source");
+        return false;
+    }
+    tracing::warn!(pipeline, sink = %sink, error = %reason, %at, "sink rejected the message; dead-lettered");
+    let failure = dlq::Failure::once(sink, "sink-rejected", reason, std::time::SystemTime::now());
+    let envelope = dlq::envelope(pipeline, &message, at, &failure);
+    let confirm = publish_until_taken(pipeline, dlq, &envelope, retry, stats).await;
+    match confirmed(dlq.clone(), envelope, confirm, retry, stats.clone()).await {
+        None => {
+            bump(&stats.dead_lettered, 1);
+            true
+        }
+        Some(again) => {
+            tracing::error!(pipeline, dlq = %again.sink, error = %again.reason, %at, "the DLQ rejected a message; it stays in the source");
+            false
+        }
+    }
+}
+
+/// Publish, retrying with backoff for as long as the sink refuses. A
+/// rejection comes back as a failed confirm, for [`confirmed`] to report.
+async fn publish_until_taken(pipeline: &str, sink: &Arc<dyn Sink>, msg: &Message, retry: RetryPolicy, stats: &PipelineStats) -> Confirm {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match sink.publish(msg).await {
+            Ok(confirm) => return confirm,
+            Err(e @ SinkError::Rejected { .. }) => return Box::pin(async move { Err(e) }),
+            Err(e) => {
+                bump(&stats.sink_retries, 1);
+                let delay = retry.delay(attempt);
+                tracing::warn!(pipeline, error = %e, ?delay, "sink publish failed, retrying");
+                tokio::time::sleep(delay).await;
             }
         }
     }
@@ -427,16 +474,17 @@ enum Counter {
 }
 
 /// Await one confirm; if the sink reports a failure, publish again until
-/// it is confirmed.
-async fn confirmed(sink: Arc<dyn Sink>, msg: Message, mut confirm: Confirm, retry: RetryPolicy, stats: Arc<PipelineStats>) {
+/// it is confirmed. A rejection is not retried: it comes back.
+async fn confirmed(sink: Arc<dyn Sink>, msg: Message, mut confirm: Confirm, retry: RetryPolicy, stats: Arc<PipelineStats>) -> Option<Rejected> {
     let mut attempt = 0;
     let started = std::time::Instant::now();
     loop {
         match confirm.await {
             Ok(()) => {
                 stats.publish_seconds.observe(started.elapsed());
-                return;
+                return None;
             }
+            Err(SinkError::Rejected { sink: name, reason }) => return Some(Rejected { by: sink, sink: name, message: msg, reason }),
             Err(e) => {
                 attempt += 1;
                 bump(&stats.sink_retries, 1);

@@ -68,12 +68,15 @@ impl Source for MemorySource {
 }
 
 /// Collects every message it is given. Can be told to refuse the next N
-/// publishes, to exercise the engine's sink retry.
+/// publishes, to exercise the engine's sink retry, and to reject payloads
+/// over a size, like a broker's message size limit.
 #[derive(Default)]
 pub struct MemorySink {
     name: String,
     messages: Mutex<Vec<Message>>,
     refuse: AtomicU64,
+    /// Payloads longer than this are rejected for good (0: no limit).
+    max_payload: AtomicU64,
 }
 
 impl MemorySink {
@@ -84,6 +87,12 @@ impl MemorySink {
     /// Fail the next `n` publishes with a connection error.
     pub fn refuse_next(&self, n: u64) {
         self.refuse.store(n, Ordering::SeqCst);
+    }
+
+    /// Reject (for good: [`SinkError::Rejected`]) every payload longer than
+    /// `bytes`.
+    pub fn reject_larger_than(&self, bytes: u64) {
+        self.max_payload.store(bytes, Ordering::SeqCst);
     }
 
     /// Everything published so far, in publish order.
@@ -110,6 +119,10 @@ impl Sink for MemorySink {
         let refused = self.refuse.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if refused {
             return Err(SinkError::Connection { sink: self.describe(), reason: "refused (test)".into() });
+        }
+        let max = self.max_payload.load(Ordering::SeqCst);
+        if max > 0 && msg.payload.len() as u64 > max {
+            return Err(SinkError::Rejected { sink: self.describe(), reason: format!("payload of {} bytes is over the {max}-byte limit", msg.payload.len()) });
         }
         self.messages.lock().expect("sink poisoned").push(msg.clone());
         Ok(Box::pin(async { Ok(()) }))

@@ -9,8 +9,14 @@ pub type Confirm = BoxFuture<'static, Result<(), SinkError>>;
 
 /// A sink failure. The engine never dead-letters a message because a sink
 /// failed: it retries the delivery with backoff and holds the source ack.
+/// The one exception is [`SinkError::Rejected`]: a message the broker will
+/// never take as it is goes to the DLQ with the sink's reason.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The broker refuses this message itself, and would refuse it on every
+    /// retry (too large, content it does not allow).
+    #[error("{sink}: rejected the message: {reason}")]
+    Rejected { sink: String, reason: String },
     #[error("{sink}: connection failed: {reason}")]
     Connection { sink: String, reason: String },
     #[error("{sink}: publish failed: {reason}")]

@@ -13,6 +13,8 @@ use lapin::Confirmation;
 use lapin::types::FieldTable;
 use lapin::Channel;
 use sluice_core::{Confirm, Message, Sink, SinkError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// How long a publish may wait for its publisher confirm.
@@ -28,7 +30,36 @@ pub(super) struct AmqpSink {
     routing_key: String,
     name: String,
     /// The connection and its confirm-mode channel; `None` after a failure.
-    link: Mutex<Option<(lapin::Connection, Channel)>>,
+    link: Mutex<Option<Link>>,
+    /// Numbers the links, from 1.
+    links: AtomicU64,
+    /// The number of a link that left a confirm unanswered past
+    /// [`CONFIRM_TIMEOUT`] (0: none). lapin can keep reporting such a
+    /// channel as connected, so every later publish on it would wait out the
+    /// timeout too; the next publish replaces it instead.
+    stale: Arc<AtomicU64>,
+}
+
+struct Link {
+    id: u64,
+    conn: lapin::Connection,
+    channel: Channel,
+}
+
+/// Drop the link, closing its connection in the background (bounded: a
+/// dead connection may never answer) so the broker does not keep it open.
+fn retire(link: &mut Option<Link>) {
+    if let Some(old) = link.take() {
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(STEP_TIMEOUT, old.conn.close(200, "sluice: replacing the link".into())).await;
+        });
+    }
+}
+
+impl Link {
+    fn usable(&self, stale: u64) -> bool {
+        self.id != stale && self.conn.status().connected() && self.channel.status().connected()
+    }
 }
 
 impl AmqpSink {
@@ -39,7 +70,8 @@ impl AmqpSink {
         let channel = confirm_channel(&conn, c, &routing_key)
             .await
             .map_err(|e| ConnectError::Unreachable(format!("rabbitmq sink `{sink_name}`: cannot open a confirm channel: {e}")))?;
-        Ok(AmqpSink { config: c.clone(), routing_key, name, link: Mutex::new(Some((conn, channel))) })
+        let link = Link { id: 1, conn, channel };
+        Ok(AmqpSink { config: c.clone(), routing_key, name, link: Mutex::new(Some(link)), links: AtomicU64::new(1), stale: Arc::default() })
     }
 
     fn failed(&self, reason: impl ToString) -> SinkError {
@@ -74,17 +106,18 @@ impl Sink for AmqpSink {
         tracing::debug!(sink = %self.name, "publish: waiting for the link");
         let mut link = self.link.lock().await;
         tracing::debug!(sink = %self.name, "publish: holding the link");
-        if link.as_ref().is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected()) {
-            *link = None;
+        if link.as_ref().is_none_or(|l| !l.usable(self.stale.load(Ordering::SeqCst))) {
+            retire(&mut link);
             let conn = connect(&self.config.url, self.config.connect_timeout.0).await.map_err(|e| self.failed(e))?;
             let channel = tokio::time::timeout(STEP_TIMEOUT, confirm_channel(&conn, &self.config, &self.routing_key))
                 .await
                 .map_err(|_| self.failed(format!("channel setup unanswered within {STEP_TIMEOUT:?}")))?
                 .map_err(|e| self.failed(e))?;
             tracing::info!(sink = %self.name, "reconnected to RabbitMQ");
-            *link = Some((conn, channel));
+            *link = Some(Link { id: self.links.fetch_add(1, Ordering::SeqCst) + 1, conn, channel });
         }
-        let (_, channel) = link.as_ref().expect("connected above");
+        let Link { id, channel, .. } = link.as_ref().expect("connected above");
+        let id = *id;
         let options = BasicPublishOptions { mandatory: self.config.mandatory, ..Default::default() };
         let published = channel
             .basic_publish(
@@ -97,15 +130,16 @@ impl Sink for AmqpSink {
         let confirm = match tokio::time::timeout(STEP_TIMEOUT, published).await {
             Ok(Ok(confirm)) => confirm,
             Ok(Err(e)) => {
-                *link = None;
+                retire(&mut link);
                 return Err(self.failed(e));
             }
             Err(_) => {
-                *link = None;
+                retire(&mut link);
                 return Err(self.failed(format!("publish not handed to the connection within {STEP_TIMEOUT:?}; reconnecting")));
             }
         };
         let name = self.name.clone();
+        let stale = self.stale.clone();
         Ok(Box::pin(async move {
             let fail = |reason: String| SinkError::Publish { sink: name.clone(), reason };
             // lapin does not always fail the pending confirms of a
@@ -113,8 +147,10 @@ impl Sink for AmqpSink {
             // 24 s late, others never), which would hold the source's acks
             // forever. Past CONFIRM_TIMEOUT the publish counts as failed and
             // the engine publishes again (at-least-once: maybe a duplicate).
+            // The link is replaced too: its channel may be a zombie.
             let Ok(confirm) = tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await else {
-                return Err(fail(format!("no publisher confirm within {CONFIRM_TIMEOUT:?}")));
+                stale.store(id, Ordering::SeqCst);
+                return Err(fail(format!("no publisher confirm within {CONFIRM_TIMEOUT:?}; replacing the channel")));
             };
             match confirm {
                 Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),

@@ -36,8 +36,21 @@ impl KafkaSink {
         Ok(KafkaSink { producer, topic, name })
     }
 
-    fn failed(&self, e: impl std::fmt::Display) -> SinkError {
-        SinkError::Publish { sink: self.name.clone(), reason: e.to_string() }
+    fn failed(&self, e: &KafkaError) -> SinkError {
+        failure(self.name.clone(), e)
+    }
+}
+
+/// A produce error as a [`SinkError`]: what the broker refuses for the
+/// record itself (too large, invalid) is a rejection the engine
+/// dead-letters; the rest are retried.
+fn failure(sink: String, e: &KafkaError) -> SinkError {
+    let reason = e.to_string();
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord | RDKafkaErrorCode::InvalidMessage | RDKafkaErrorCode::InvalidMessageSize) => {
+            SinkError::Rejected { sink, reason }
+        }
+        _ => SinkError::Publish { sink, reason },
     }
 }
 
@@ -66,7 +79,7 @@ impl Sink for KafkaSink {
                     return Ok(Box::pin(async move {
                         match report.await {
                             Ok(Ok(_)) => Ok(()),
-                            Ok(Err((e, _))) => Err(SinkError::Publish { sink: name, reason: e.to_string() }),
+                            Ok(Err((e, _))) => Err(failure(name, &e)),
                             Err(_) => Err(SinkError::Publish { sink: name, reason: "producer shut down".into() }),
                         }
                     }));
@@ -75,7 +88,7 @@ impl Sink for KafkaSink {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => return Err(self.failed(e)),
+                Err((e, _)) => return Err(self.failed(&e)),
             }
         }
     }
@@ -84,8 +97,8 @@ impl Sink for KafkaSink {
         let producer = self.producer.clone();
         match tokio::task::spawn_blocking(move || producer.flush(FLUSH)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.failed(e)),
-            Err(e) => Err(self.failed(e)),
+            Ok(Err(e)) => Err(self.failed(&e)),
+            Err(e) => Err(SinkError::Publish { sink: self.name.clone(), reason: e.to_string() }),
         }
     }
 }

@@ -10,7 +10,7 @@
 use super::connect;
 use sluice_core::{Confirm, SinkError};
 use std::time::Duration;
-use crate::batch::{BatchQueue, Reply};
+use crate::batch::{BatchQueue, Failed, Reply};
 use tokio::sync::mpsc;
 
 /// Most commands in one pipeline.
@@ -67,7 +67,7 @@ async fn run(
                 if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
                     conn = None;
                 }
-                Err(e.to_string())
+                Err(Failed::Retry(e.to_string()))
             }
         };
         for (_, reply) in batch.drain(..) {

@@ -222,9 +222,21 @@ async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, hel
                     .collect();
                 match client.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await {
                     Ok(out) => {
-                        let bad: HashSet<usize> = out.failed().iter().filter_map(|f| f.id().parse().ok()).collect();
+                        // A sender fault (an invalid or expired receipt
+                        // handle) fails again on every retry: give it up.
+                        // The message comes back after its visibility
+                        // timeout and is delivered again, a duplicate.
+                        let mut transient = HashSet::new();
+                        for f in out.failed() {
+                            let Ok(i) = f.id().parse::<usize>() else { continue };
+                            if f.sender_fault() {
+                                tracing::warn!(source = %name, code = f.code(), reason = f.message().unwrap_or_default(), "SQS refused to delete a finished message; it will be delivered again");
+                            } else {
+                                transient.insert(i);
+                            }
+                        }
                         for (i, r) in chunk.iter().enumerate() {
-                            if bad.contains(&i) {
+                            if transient.contains(&i) {
                                 failed.push(r.clone());
                             } else {
                                 lock(&held).remove(r);
