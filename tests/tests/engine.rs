@@ -195,6 +195,61 @@ fn the_source_is_acked_only_after_the_sink_confirmed() {
     assert_eq!(acks.acked.lock().unwrap().len(), 10);
 }
 
+/// A sink like the RabbitMQ one: `publish` holds a lock across an await
+/// (handing the message to the connection), and the first confirm of every
+/// message fails, so the engine publishes it again from inside its pending
+/// confirms.
+struct LockedLinkSink {
+    link: tokio::sync::Mutex<()>,
+    failed_once: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+    confirmed: std::sync::Mutex<Vec<Message>>,
+}
+
+#[async_trait::async_trait]
+impl sluice_core::Sink for LockedLinkSink {
+    fn describe(&self) -> String {
+        "locked-link".into()
+    }
+    async fn publish(&self, msg: &Message) -> Result<sluice_core::Confirm, sluice_core::SinkError> {
+        let _link = self.link.lock().await;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let first = self.failed_once.lock().unwrap().insert(msg.payload.clone());
+        if first {
+            return Ok(Box::pin(async { Err(sluice_core::SinkError::Publish { sink: "locked-link".into(), reason: "confirm lost (test)".into() }) }));
+        }
+        self.confirmed.lock().unwrap().push(msg.clone());
+        Ok(Box::pin(async { Ok(()) }))
+    }
+}
+
+#[test]
+fn a_confirm_that_publishes_again_does_not_deadlock_with_the_next_hand_over() {
+    // Regression: the delivery task awaited each hand-over without polling
+    // its pending confirms, so a retry publish holding the sink's lock and a
+    // hand-over waiting for it stopped the pipeline for good (the RabbitMQ
+    // broker-restart stall).
+    let sink = Arc::new(LockedLinkSink { link: Default::default(), failed_once: Default::default(), confirmed: Default::default() });
+    let (source, acks) = MemorySource::new("in", (0..200).map(|i| Message::new(format!("{i}"))).collect());
+    let mut options = EngineOptions::default();
+    options.sink_retry.initial = std::time::Duration::from_millis(1);
+    options.sink_retry.max_delay = std::time::Duration::from_millis(5);
+    let pipeline = Pipeline {
+        name: "locked".into(),
+        source: Box::new(source),
+        stages: Vec::new().into(),
+        sinks: vec![("out".into(), sink.clone())],
+        dlq: MemorySink::new("dlq"),
+        options,
+        clock: Arc::new(SystemClock),
+        stats: Arc::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let finished = runtime.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(60), pipeline.run(Default::default())).await });
+    assert!(finished.is_ok(), "the pipeline stalled: {} of 200 confirmed", sink.confirmed.lock().unwrap().len());
+    assert_eq!(sink.confirmed.lock().unwrap().len(), 200);
+    assert_eq!(acks.acked.lock().unwrap().len(), 200);
+}
+
 /// Keyless messages of one lane (a Kafka partition) leave in the order they
 /// came, even with several workers and a stage whose speed varies.
 #[test]

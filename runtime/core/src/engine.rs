@@ -331,7 +331,23 @@ impl Deliverer {
                 batch = done.recv(), if pending.len() < max_in_flight => match batch {
                     Some(batch) => {
                         for processed in batch {
-                            pending.push_back(self.hand_over(processed).await);
+                            // Keep driving the pending confirms while this
+                            // message is handed over: a confirm that failed
+                            // publishes again from inside `pending`, and may
+                            // hold the sink (its link lock, say) that this
+                            // hand-over waits for. Left unpolled, the two
+                            // would wait for each other for ever (seen after
+                            // a RabbitMQ restart).
+                            let hand_over = self.hand_over(processed);
+                            tokio::pin!(hand_over);
+                            let settle = loop {
+                                tokio::select! {
+                                    biased;
+                                    settle = &mut hand_over => break settle,
+                                    Some(()) = pending.next(), if !pending.is_empty() => {}
+                                }
+                            };
+                            pending.push_back(settle);
                         }
                     }
                     None => break,

@@ -103,9 +103,7 @@ impl Sink for AmqpSink {
     }
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
-        tracing::debug!(sink = %self.name, "publish: waiting for the link");
         let mut link = self.link.lock().await;
-        tracing::debug!(sink = %self.name, "publish: holding the link");
         if link.as_ref().is_none_or(|l| !l.usable(self.stale.load(Ordering::SeqCst))) {
             retire(&mut link);
             let conn = connect(&self.config.url, self.config.connect_timeout.0).await.map_err(|e| self.failed(e))?;
