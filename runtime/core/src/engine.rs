@@ -432,7 +432,6 @@ impl Deliverer {
 /// A message a sink rejected for good ([`SinkError::Rejected`]).
 struct Rejected {
     by: Arc<dyn Sink>,
-    sink: String,
     message: Message,
     reason: String,
 }
@@ -441,25 +440,24 @@ struct Rejected {
 /// `sink-rejected`). False when the DLQ rejects it too (or it was the DLQ
 /// that rejected it): then the source must keep the message.
 async fn dead_letter_rejected(pipeline: &str, dlq: &Arc<dyn Sink>, rejected: Rejected, at: &crate::message::Coordinates, retry: RetryPolicy, stats: &Arc<PipelineStats>) -> bool {
-    let Rejected { by, sink, message, reason } = rejected;
-    if Arc::ptr_eq(&by, dlq) {
-        tracing::error!(pipeline, dlq = %sink, error = %reason, %at, "the DLQ rejected a message; it stays in the source");
-        return false;
-    }
-    tracing::warn!(pipeline, sink = %sink, error = %reason, %at, "sink rejected the message; dead-lettered");
-    let failure = dlq::Failure::once(sink, "sink-rejected", reason, std::time::SystemTime::now());
-    let envelope = dlq::envelope(pipeline, &message, at, &failure);
-    let confirm = publish_until_taken(pipeline, dlq, &envelope, retry, stats).await;
-    match confirmed(dlq.clone(), envelope, confirm, retry, stats.clone()).await {
-        None => {
-            bump(&stats.dead_lettered, 1);
-            true
+    let Rejected { by, message, reason } = rejected;
+    let refused = if Arc::ptr_eq(&by, dlq) {
+        reason
+    } else {
+        tracing::warn!(pipeline, sink = %by.describe(), error = %reason, %at, "sink rejected the message; dead-lettered");
+        let failure = dlq::Failure::once(by.describe(), "sink-rejected", reason, std::time::SystemTime::now());
+        let envelope = dlq::envelope(pipeline, &message, at, &failure);
+        let confirm = publish_until_taken(pipeline, dlq, &envelope, retry, stats).await;
+        match confirmed(dlq.clone(), envelope, confirm, retry, stats.clone()).await {
+            None => {
+                bump(&stats.dead_lettered, 1);
+                return true;
+            }
+            Some(again) => again.reason,
         }
-        Some(again) => {
-            tracing::error!(pipeline, dlq = %again.sink, error = %again.reason, %at, "the DLQ rejected a message; it stays in the source");
-            false
-        }
-    }
+    };
+    tracing::error!(pipeline, dlq = %dlq.describe(), error = %refused, %at, "the DLQ rejected a message; it stays in the source");
+    false
 }
 
 /// Publish, retrying with backoff for as long as the sink refuses. A
@@ -500,7 +498,7 @@ async fn confirmed(sink: Arc<dyn Sink>, msg: Message, mut confirm: Confirm, retr
                 stats.publish_seconds.observe(started.elapsed());
                 return None;
             }
-            Err(SinkError::Rejected { sink: name, reason }) => return Some(Rejected { by: sink, sink: name, message: msg, reason }),
+            Err(SinkError::Rejected { reason, .. }) => return Some(Rejected { by: sink, message: msg, reason }),
             Err(e) => {
                 attempt += 1;
                 bump(&stats.sink_retries, 1);
