@@ -43,27 +43,90 @@ struct Case {
 const SCHEMA: &str = r#"{"type": "object", "required": ["id", "country", "amount", "card", "items"], "properties": {"id": {"type": "string"}, "country": {"type": "string", "minLength": 2, "maxLength": 2}, "amount": {"type": "number", "minimum": 0}, "card": {"type": "string"}, "items": {"type": "array", "items": {"type": "object", "required": ["qty", "price"], "properties": {"qty": {"type": "integer", "minimum": 1}, "price": {"type": "number", "minimum": 0}}}}}}"#;
 
 const CASES: &[Case] = &[
-    Case { language: "Rust", plugin: "identity", kind: StageKind::Transform, params: &[], work: "returns the message (host floor)" },
-    Case { language: "Rust", plugin: "json-filter", kind: StageKind::Filter, params: &[("field", "amount"), ("min", "100")], work: "parse JSON, compare a field" },
-    Case { language: "Rust", plugin: "order-transform", kind: StageKind::Transform, params: &[("redact", "card")], work: "parse, reshape, total, mask card, serialize" },
-    Case { language: "Rust", plugin: "country-router", kind: StageKind::Route, params: &[("field", "country"), ("route.DE", "europe"), ("route.US", "americas")], work: "parse JSON, map a field" },
-    Case { language: "Python", plugin: "schema-filter", kind: StageKind::Filter, params: &[("schema", SCHEMA)], work: "parse, validate a JSON Schema" },
-    Case { language: "JavaScript", plugin: "mask-cards", kind: StageKind::Transform, params: &[("keep", "4")], work: "parse, Luhn-check and mask strings, serialize" },
-    Case { language: "C", plugin: "country-route", kind: StageKind::Route, params: &[("field", "country"), ("routes", "DE=europe,US=americas"), ("default", "other")], work: "scan one top-level field, map it" },
-    Case { language: "Zig", plugin: "order-total", kind: StageKind::Transform, params: &[], work: "parse, sum the items, serialize" },
+    Case {
+        language: "Rust",
+        plugin: "identity",
+        kind: StageKind::Transform,
+        params: &[],
+        work: "returns the message (host floor)",
+    },
+    Case {
+        language: "Rust",
+        plugin: "json-filter",
+        kind: StageKind::Filter,
+        params: &[("field", "amount"), ("min", "100")],
+        work: "parse JSON, compare a field",
+    },
+    Case {
+        language: "Rust",
+        plugin: "order-transform",
+        kind: StageKind::Transform,
+        params: &[("redact", "card")],
+        work: "parse, reshape, total, mask card, serialize",
+    },
+    Case {
+        language: "Rust",
+        plugin: "country-router",
+        kind: StageKind::Route,
+        params: &[
+            ("field", "country"),
+            ("route.DE", "europe"),
+            ("route.US", "americas"),
+        ],
+        work: "parse JSON, map a field",
+    },
+    Case {
+        language: "Python",
+        plugin: "schema-filter",
+        kind: StageKind::Filter,
+        params: &[("schema", SCHEMA)],
+        work: "parse, validate a JSON Schema",
+    },
+    Case {
+        language: "JavaScript",
+        plugin: "mask-cards",
+        kind: StageKind::Transform,
+        params: &[("keep", "4")],
+        work: "parse, Luhn-check and mask strings, serialize",
+    },
+    Case {
+        language: "C",
+        plugin: "country-route",
+        kind: StageKind::Route,
+        params: &[
+            ("field", "country"),
+            ("routes", "DE=europe,US=americas"),
+            ("default", "other"),
+        ],
+        work: "scan one top-level field, map it",
+    },
+    Case {
+        language: "Zig",
+        plugin: "order-total",
+        kind: StageKind::Transform,
+        params: &[],
+        work: "parse, sum the items, serialize",
+    },
 ];
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The valid orders of the example data, as messages.
 fn orders() -> Vec<Message> {
-    let text = std::fs::read_to_string(repo().join("examples/orders.jsonl")).expect("examples/orders.jsonl");
+    let text = std::fs::read_to_string(repo().join("examples/orders.jsonl"))
+        .expect("examples/orders.jsonl");
     text.lines()
         .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["amount"].is_number()))
         .map(|l| {
@@ -89,25 +152,61 @@ struct Row {
     batch_us: f64,
 }
 
-fn measure(case: &'static Case, msgs: &[Message], n: usize, rounds: usize, cache_dir: &std::path::Path) -> Row {
-    let path = repo().join("plugins/dist").join(format!("{}.wasm", case.plugin));
-    assert!(path.exists(), "{} is missing: run `bash plugins/build.sh`", path.display());
+fn measure(
+    case: &'static Case,
+    msgs: &[Message],
+    n: usize,
+    rounds: usize,
+    cache_dir: &std::path::Path,
+) -> Row {
+    let path = repo()
+        .join("plugins/dist")
+        .join(format!("{}.wasm", case.plugin));
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash plugins/build.sh`",
+        path.display()
+    );
     let bytes = std::fs::metadata(&path).unwrap().len();
-    let params: BTreeMap<String, String> = case.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let params: BTreeMap<String, String> = case
+        .params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
 
     // Compile with no cache, then fill a cache and load from it with a new host.
-    let cold = WasmHost::new(HostOptions { fuel: true, epoch: true, cache: ArtifactCache::disabled() }).unwrap();
+    let cold = WasmHost::new(HostOptions {
+        fuel: true,
+        epoch: true,
+        cache: ArtifactCache::disabled(),
+    })
+    .unwrap();
     let t = Instant::now();
-    cold.load(&path).unwrap_or_else(|e| panic!("{}: {e}", case.plugin));
+    cold.load(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", case.plugin));
     let compile = t.elapsed();
     let cache = ArtifactCache::at(cache_dir);
-    WasmHost::new(HostOptions { fuel: true, epoch: true, cache: cache.clone() }).unwrap().load(&path).unwrap();
-    let host = WasmHost::new(HostOptions { fuel: true, epoch: true, cache }).unwrap();
+    WasmHost::new(HostOptions {
+        fuel: true,
+        epoch: true,
+        cache: cache.clone(),
+    })
+    .unwrap()
+    .load(&path)
+    .unwrap();
+    let host = WasmHost::new(HostOptions {
+        fuel: true,
+        epoch: true,
+        cache,
+    })
+    .unwrap();
     let t = Instant::now();
     let plugin = host.load(&path).unwrap();
     let cached_load = t.elapsed();
 
-    let factory = host.stage(plugin, case.plugin, case.kind, Limits::default(), params).unwrap();
+    let factory = host
+        .stage(plugin, case.plugin, case.kind, Limits::default(), params)
+        .unwrap();
     let t = Instant::now();
     let mut stage = factory.instantiate().unwrap();
     let instantiate = t.elapsed();
@@ -117,8 +216,14 @@ fn measure(case: &'static Case, msgs: &[Message], n: usize, rounds: usize, cache
     for m in msgs.iter().take(500) {
         match stage.call(m) {
             Ok(StageOutput::Keep(_) | StageOutput::Routes(_)) => {}
-            Ok(StageOutput::Messages(out)) => assert_eq!(out.len(), 1, "{}: one message out", case.plugin),
-            Err(e) => panic!("{}: {e:?} on {}", case.plugin, String::from_utf8_lossy(&m.payload)),
+            Ok(StageOutput::Messages(out)) => {
+                assert_eq!(out.len(), 1, "{}: one message out", case.plugin)
+            }
+            Err(e) => panic!(
+                "{}: {e:?} on {}",
+                case.plugin,
+                String::from_utf8_lossy(&m.payload)
+            ),
         }
     }
     for r in stage.call_batch(&msgs[..BATCH]).unwrap() {
@@ -131,7 +236,11 @@ fn measure(case: &'static Case, msgs: &[Message], n: usize, rounds: usize, cache
         while done < n {
             if batch {
                 let start = done % (msgs.len() - BATCH);
-                black_box(stage.call_batch(black_box(&msgs[start..start + BATCH])).unwrap());
+                black_box(
+                    stage
+                        .call_batch(black_box(&msgs[start..start + BATCH]))
+                        .unwrap(),
+                );
                 done += BATCH;
             } else {
                 black_box(stage.call(black_box(&msgs[done % msgs.len()])).ok());
@@ -145,7 +254,15 @@ fn measure(case: &'static Case, msgs: &[Message], n: usize, rounds: usize, cache
         single.push(timed(&mut stage, false));
         batch.push(timed(&mut stage, true));
     }
-    Row { case, bytes, compile, cached_load, instantiate, single_us: median(single), batch_us: median(batch) }
+    Row {
+        case,
+        bytes,
+        compile,
+        cached_load,
+        instantiate,
+        single_us: median(single),
+        batch_us: median(batch),
+    }
 }
 
 fn main() {
@@ -153,7 +270,10 @@ fn main() {
     let rounds = env_or("SLUICE_BENCH_ROUNDS", 5);
     let msgs = orders();
     let cache = tempfile::tempdir().unwrap();
-    eprintln!("{} orders (valid ones of examples/orders.jsonl), {n} calls per round, {rounds} rounds", msgs.len());
+    eprintln!(
+        "{} orders (valid ones of examples/orders.jsonl), {n} calls per round, {rounds} rounds",
+        msgs.len()
+    );
     let rows: Vec<Row> = CASES
         .iter()
         .map(|case| {
@@ -161,8 +281,18 @@ fn main() {
             measure(case, &msgs, n, rounds, cache.path())
         })
         .collect();
-    let floor = rows.iter().find(|r| r.case.plugin == "identity").unwrap().single_us;
-    let rust_of = |kind: StageKind| rows.iter().find(|r| r.case.language == "Rust" && r.case.kind == kind && r.case.plugin != "identity").unwrap();
+    let floor = rows
+        .iter()
+        .find(|r| r.case.plugin == "identity")
+        .unwrap()
+        .single_us;
+    let rust_of = |kind: StageKind| {
+        rows.iter()
+            .find(|r| {
+                r.case.language == "Rust" && r.case.kind == kind && r.case.plugin != "identity"
+            })
+            .unwrap()
+    };
 
     let mut md = String::new();
     writeln!(md, "| language | plugin (world) | does | size | compile | cached load | instantiate | µs/msg single | µs/msg batch of {BATCH} | × identity | × Rust same world |").unwrap();

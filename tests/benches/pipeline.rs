@@ -31,8 +31,8 @@ use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{MemorySink, MemorySource};
 use sluice_core::stage::NativeStage;
 use sluice_core::{
-    Limits, Message, Pipeline, PipelineReport, RetryPolicy, Sink, Stage, StageError, StageFactory, StageKind,
-    StageOutput, StageSpec, SystemClock,
+    Limits, Message, Pipeline, PipelineReport, RetryPolicy, Sink, Stage, StageError, StageFactory,
+    StageKind, StageOutput, StageSpec, SystemClock,
 };
 use sluice_wasm::{ArtifactCache, HostOptions, WasmHost, WasmStage, WasmStageFactory};
 use std::collections::{BTreeMap, HashMap};
@@ -93,15 +93,23 @@ struct Expected {
 }
 
 fn generate(n: usize) -> (Vec<Message>, Expected) {
-    const FILLER: &str = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor ";
+    const FILLER: &str =
+        "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor ";
     let mut rng = Rng(0x5EED_0F0F_1234_5678);
     let mut messages = Vec::with_capacity(n);
-    let mut expected = Expected { passed: 0, per_sink: SINKS.iter().map(|s| (*s, 0)).collect() };
+    let mut expected = Expected {
+        passed: 0,
+        per_sink: SINKS.iter().map(|s| (*s, 0)).collect(),
+    };
     for i in 0..n {
         let customer = rng.below(5000);
         let (country, currency, route) = COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize];
         // One order in ten is below the filter threshold.
-        let cents = if rng.below(10) == 0 { 500 + rng.below(9_500) } else { 10_000 + rng.below(190_000) };
+        let cents = if rng.below(10) == 0 {
+            500 + rng.below(9_500)
+        } else {
+            10_000 + rng.below(190_000)
+        };
         let card = format!("4{:015}", rng.below(1_000_000_000_000_000));
         let mut items = String::new();
         for k in 0..1 + rng.below(4) {
@@ -109,8 +117,15 @@ fn generate(n: usize) -> (Vec<Message>, Expected) {
                 items.push(',');
             }
             let price = 100 + rng.below(20_000);
-            write!(items, r#"{{"sku":"SKU-{:05}","qty":{},"price":{}.{:02}}}"#, rng.below(100_000), 1 + rng.below(5), price / 100, price % 100)
-                .unwrap();
+            write!(
+                items,
+                r#"{{"sku":"SKU-{:05}","qty":{},"price":{}.{:02}}}"#,
+                rng.below(100_000),
+                1 + rng.below(5),
+                price / 100,
+                price % 100
+            )
+            .unwrap();
         }
         let mut json = format!(
             r#"{{"id":"o-{i:07}","customer_id":"c-{customer:04}","country":"{country}","currency":"{currency}","amount":{}.{:02},"card":"{card}","items":[{items}],"note":""#,
@@ -124,7 +139,10 @@ fn generate(n: usize) -> (Vec<Message>, Expected) {
 
         if cents >= 10_000 {
             expected.passed += 1;
-            *expected.per_sink.get_mut(route.unwrap_or(DEFAULT_SINK)).unwrap() += 1;
+            *expected
+                .per_sink
+                .get_mut(route.unwrap_or(DEFAULT_SINK))
+                .unwrap() += 1;
         }
         let key = format!("c-{customer:04}");
         messages.push(Message {
@@ -132,7 +150,10 @@ fn generate(n: usize) -> (Vec<Message>, Expected) {
             payload: json.into_bytes(),
             headers: vec![
                 ("content-type".into(), b"application/json".to_vec()),
-                ("trace-id".into(), format!("{:016x}", rng.next()).into_bytes()),
+                (
+                    "trace-id".into(),
+                    format!("{:016x}", rng.next()).into_bytes(),
+                ),
             ],
             source: "orders".into(),
             timestamp_ms: Some(1_700_000_000_000 + i as u64 * 7),
@@ -143,7 +164,10 @@ fn generate(n: usize) -> (Vec<Message>, Expected) {
 }
 
 fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn filter_params() -> BTreeMap<String, String> {
@@ -171,7 +195,8 @@ fn route_params() -> BTreeMap<String, String> {
 // "same algorithm, native vs sandboxed", not "typed parser vs generic one".
 
 fn parse(msg: &Message) -> Result<Value, StageError> {
-    serde_json::from_slice(&msg.payload).map_err(|e| StageError::Fatal(format!("payload is not valid JSON: {e}")))
+    serde_json::from_slice(&msg.payload)
+        .map_err(|e| StageError::Fatal(format!("payload is not valid JSON: {e}")))
 }
 
 fn native_filter(
@@ -180,10 +205,9 @@ fn native_filter(
 ) -> impl Fn(&Message) -> Result<StageOutput, StageError> + Clone + Send + Sync + 'static {
     move |msg: &Message| {
         let doc = parse(msg)?;
-        let amount = doc
-            .get(&field)
-            .and_then(Value::as_f64)
-            .ok_or_else(|| StageError::Fatal(format!("field `{field}` is missing or not a number")))?;
+        let amount = doc.get(&field).and_then(Value::as_f64).ok_or_else(|| {
+            StageError::Fatal(format!("field `{field}` is missing or not a number"))
+        })?;
         Ok(StageOutput::Keep(amount >= min))
     }
 }
@@ -267,26 +291,44 @@ fn native_transform(
 fn native_route(
     params: &BTreeMap<String, String>,
 ) -> impl Fn(&Message) -> Result<StageOutput, StageError> + Clone + Send + Sync + 'static {
-    let field = params.get("field").cloned().unwrap_or_else(|| "country".into());
+    let field = params
+        .get("field")
+        .cloned()
+        .unwrap_or_else(|| "country".into());
     let default = params.get("default").cloned();
-    let routes: HashMap<String, String> =
-        params.iter().filter_map(|(k, v)| Some((k.strip_prefix("route.")?.to_string(), v.clone()))).collect();
+    let routes: HashMap<String, String> = params
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("route.")?.to_string(), v.clone())))
+        .collect();
     move |msg: &Message| {
         let doc = parse(msg)?;
-        let pick = |value: &str| routes.get(value).or(default.as_ref()).cloned().unwrap_or_else(|| value.to_string());
+        let pick = |value: &str| {
+            routes
+                .get(value)
+                .or(default.as_ref())
+                .cloned()
+                .unwrap_or_else(|| value.to_string())
+        };
         let sink = match doc.get(&field) {
             Some(Value::String(s)) => pick(s),
             Some(v @ (Value::Number(_) | Value::Bool(_))) => pick(&v.to_string()),
-            None | Some(Value::Null) => default
-                .clone()
-                .ok_or_else(|| StageError::Fatal(format!("field `{field}` is missing and param `default` is not set")))?,
-            Some(_) => return Err(StageError::Fatal(format!("field `{field}` is not a string, number or boolean"))),
+            None | Some(Value::Null) => default.clone().ok_or_else(|| {
+                StageError::Fatal(format!(
+                    "field `{field}` is missing and param `default` is not set"
+                ))
+            })?,
+            Some(_) => {
+                return Err(StageError::Fatal(format!(
+                    "field `{field}` is not a string, number or boolean"
+                )))
+            }
         };
         Ok(StageOutput::Routes(vec![sink]))
     }
 }
 
-fn native_identity() -> impl Fn(&Message) -> Result<StageOutput, StageError> + Clone + Send + Sync + 'static {
+fn native_identity(
+) -> impl Fn(&Message) -> Result<StageOutput, StageError> + Clone + Send + Sync + 'static {
     |msg: &Message| Ok(StageOutput::Messages(vec![msg.clone()]))
 }
 
@@ -302,7 +344,12 @@ enum Which {
     Identity,
 }
 
-const WHICH: [Which; 4] = [Which::Filter, Which::Transform, Which::Route, Which::Identity];
+const WHICH: [Which; 4] = [
+    Which::Filter,
+    Which::Transform,
+    Which::Route,
+    Which::Identity,
+];
 const CHAIN: [Which; 3] = [Which::Filter, Which::Transform, Which::Route];
 
 impl Which {
@@ -362,17 +409,40 @@ struct Config {
 impl Config {
     fn native() -> Config {
         let factories: Vec<Arc<dyn StageFactory>> = vec![
-            Arc::new(NativeStage::new(StageKind::Filter, native_filter("amount".into(), MIN_AMOUNT))),
-            Arc::new(NativeStage::new(StageKind::Transform, native_transform(vec!["card".into()], "order-transform@1".into()))),
-            Arc::new(NativeStage::new(StageKind::Route, native_route(&route_params()))),
+            Arc::new(NativeStage::new(
+                StageKind::Filter,
+                native_filter("amount".into(), MIN_AMOUNT),
+            )),
+            Arc::new(NativeStage::new(
+                StageKind::Transform,
+                native_transform(vec!["card".into()], "order-transform@1".into()),
+            )),
+            Arc::new(NativeStage::new(
+                StageKind::Route,
+                native_route(&route_params()),
+            )),
             Arc::new(NativeStage::new(StageKind::Transform, native_identity())),
         ];
-        let instances = factories.iter().map(|f| Instance::Native(f.instantiate().expect("native stage"))).collect();
-        Config { label: "native".into(), limits: None, factories, instances, _host: None }
+        let instances = factories
+            .iter()
+            .map(|f| Instance::Native(f.instantiate().expect("native stage")))
+            .collect();
+        Config {
+            label: "native".into(),
+            limits: None,
+            factories,
+            instances,
+            _host: None,
+        }
     }
 
     fn wasm(fuel: bool, epoch: bool, cache: &ArtifactCache) -> Config {
-        let host = WasmHost::new(HostOptions { fuel, epoch, cache: cache.clone() }).expect("wasm host");
+        let host = WasmHost::new(HostOptions {
+            fuel,
+            epoch,
+            cache: cache.clone(),
+        })
+        .expect("wasm host");
         let mut factories: Vec<Arc<dyn StageFactory>> = Vec::new();
         let mut instances = Vec::new();
         for which in WHICH {
@@ -382,14 +452,30 @@ impl Config {
                 Which::Route => ("country-router", route_params()),
                 Which::Identity => ("identity", BTreeMap::new()),
             };
-            let plugin = host.load(&plugin_path(plugin)).unwrap_or_else(|e| panic!("loading {plugin}: {e}"));
-            let factory: Arc<WasmStageFactory> =
-                Arc::new(host.stage(plugin, which.short(), which.kind(), Limits::default(), params).expect("stage kind"));
+            let plugin = host
+                .load(&plugin_path(plugin))
+                .unwrap_or_else(|e| panic!("loading {plugin}: {e}"));
+            let factory: Arc<WasmStageFactory> = Arc::new(
+                host.stage(
+                    plugin,
+                    which.short(),
+                    which.kind(),
+                    Limits::default(),
+                    params,
+                )
+                .expect("stage kind"),
+            );
             instances.push(Instance::Wasm(factory.instance().expect("instantiate")));
             factories.push(factory);
         }
         let label = format!("wasm fuel {} / epoch {}", on_off(fuel), on_off(epoch));
-        Config { label, limits: Some((fuel, epoch)), factories, instances, _host: Some(host) }
+        Config {
+            label,
+            limits: Some((fuel, epoch)),
+            factories,
+            instances,
+            _host: Some(host),
+        }
     }
 }
 
@@ -402,12 +488,19 @@ fn on_off(b: bool) -> &'static str {
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
 }
 
 fn plugin_path(name: &str) -> PathBuf {
     let path = repo().join("plugins/dist").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `bash plugins/build.sh` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash plugins/build.sh` first",
+        path.display()
+    );
     path
 }
 
@@ -424,7 +517,13 @@ fn short_debug<T: std::fmt::Debug>(value: &T) -> String {
 
 /// Call every input once through `instance` and compare with `reference`.
 /// Returns the average fuel one call used, when fuel is metered.
-fn verify_single(label: &str, which: Which, instance: &mut Instance, inputs: &[Message], reference: &[Result<StageOutput, StageError>]) -> Option<f64> {
+fn verify_single(
+    label: &str,
+    which: Which,
+    instance: &mut Instance,
+    inputs: &[Message],
+    reference: &[Result<StageOutput, StageError>],
+) -> Option<f64> {
     let mut fuel_used = 0u64;
     let mut metered = true;
     for (i, (msg, want)) in inputs.iter().zip(reference).enumerate() {
@@ -449,11 +548,27 @@ fn verify_single(label: &str, which: Which, instance: &mut Instance, inputs: &[M
     (metered && !inputs.is_empty()).then(|| fuel_used as f64 / inputs.len() as f64)
 }
 
-fn verify_batch(label: &str, which: Which, stage: &mut WasmStage, inputs: &[Message], reference: &[Result<StageOutput, StageError>]) {
-    for (c, (chunk, want)) in inputs.chunks(BATCH).zip(reference.chunks(BATCH)).enumerate() {
-        let got = stage.call_batch(chunk).unwrap_or_else(|e| panic!("{label}: batch call of {} failed: {e:?}", which.short()));
+fn verify_batch(
+    label: &str,
+    which: Which,
+    stage: &mut WasmStage,
+    inputs: &[Message],
+    reference: &[Result<StageOutput, StageError>],
+) {
+    for (c, (chunk, want)) in inputs
+        .chunks(BATCH)
+        .zip(reference.chunks(BATCH))
+        .enumerate()
+    {
+        let got = stage
+            .call_batch(chunk)
+            .unwrap_or_else(|e| panic!("{label}: batch call of {} failed: {e:?}", which.short()));
         if got != want {
-            let i = got.iter().zip(want).position(|(g, w)| g != w).unwrap_or(got.len().min(want.len()));
+            let i = got
+                .iter()
+                .zip(want)
+                .position(|(g, w)| g != w)
+                .unwrap_or(got.len().min(want.len()));
             panic!(
                 "MISMATCH: {label}, stage {} (batch), input #{}: batch result differs from the native single call\n  native: {}\n  batch: {}",
                 which.short(),
@@ -472,7 +587,15 @@ fn fingerprint(sink: &MemorySink) -> Vec<u64> {
         .iter()
         .map(|m| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            (&m.key, &m.payload, &m.headers, &m.source, m.timestamp_ms, m.attempt).hash(&mut h);
+            (
+                &m.key,
+                &m.payload,
+                &m.headers,
+                &m.source,
+                m.timestamp_ms,
+                m.attempt,
+            )
+                .hash(&mut h);
             h.finish()
         })
         .collect();
@@ -494,8 +617,16 @@ impl Sample {
     fn of(mut values: Vec<f64>) -> Sample {
         values.sort_by(|a, b| a.total_cmp(b));
         let n = values.len();
-        let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
-        Sample { median, min: values[0], max: values[n - 1] }
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Sample {
+            median,
+            min: values[0],
+            max: values[n - 1],
+        }
     }
 
     /// (max - min) / median, in percent.
@@ -542,7 +673,13 @@ fn run_e2e(
     let stages: Vec<Arc<StageSpec>> = CHAIN
         .iter()
         .zip(&config.factories)
-        .map(|(which, factory)| Arc::new(StageSpec::new(which.short(), factory.clone(), RetryPolicy::default())))
+        .map(|(which, factory)| {
+            Arc::new(StageSpec::new(
+                which.short(),
+                factory.clone(),
+                RetryPolicy::default(),
+            ))
+        })
         .collect();
     let sinks: Vec<Arc<MemorySink>> = SINKS.iter().map(|s| MemorySink::new(*s)).collect();
     let dlq = MemorySink::new("dlq");
@@ -550,14 +687,23 @@ fn run_e2e(
         name: "bench".into(),
         source: Box::new(source),
         stages: stages.into(),
-        sinks: SINKS.iter().zip(&sinks).map(|(n, s)| (n.to_string(), s.clone() as Arc<dyn Sink>)).collect(),
+        sinks: SINKS
+            .iter()
+            .zip(&sinks)
+            .map(|(n, s)| (n.to_string(), s.clone() as Arc<dyn Sink>))
+            .collect(),
         dlq: dlq.clone(),
-        options: EngineOptions { concurrency, ..EngineOptions::default() },
+        options: EngineOptions {
+            concurrency,
+            ..EngineOptions::default()
+        },
         clock: Arc::new(SystemClock),
         stats: Arc::default(),
     };
     let started = Instant::now();
-    let report: PipelineReport = rt.block_on(pipeline.run(CancellationToken::new())).expect("pipeline run");
+    let report: PipelineReport = rt
+        .block_on(pipeline.run(CancellationToken::new()))
+        .expect("pipeline run");
     let elapsed = started.elapsed();
 
     let what = format!("{} (concurrency {concurrency})", config.label);
@@ -580,11 +726,18 @@ fn run_e2e(
         dlq.messages().first().map(|m| m.headers.clone())
     );
     for (name, sink) in SINKS.iter().zip(&sinks) {
-        assert_eq!(sink.len(), expected.per_sink[name], "WRONG RESULT: {what}: sink `{name}` message count");
+        assert_eq!(
+            sink.len(),
+            expected.per_sink[name],
+            "WRONG RESULT: {what}: sink `{name}` message count"
+        );
     }
     let prints: Reference = sinks.iter().map(|s| fingerprint(s)).collect();
     if let Some(reference) = reference {
-        assert!(&prints == reference, "WRONG RESULT: {what}: sink contents differ from the native run's");
+        assert!(
+            &prints == reference,
+            "WRONG RESULT: {what}: sink contents differ from the native run's"
+        );
     }
     (n as f64 / elapsed.as_secs_f64(), prints)
 }
@@ -601,12 +754,17 @@ fn run_engine_only(rt: &tokio::runtime::Runtime, messages: &[Message], concurren
         stages: Vec::new().into(),
         sinks: vec![("all".into(), sink.clone() as Arc<dyn Sink>)],
         dlq: dlq.clone(),
-        options: EngineOptions { concurrency, ..EngineOptions::default() },
+        options: EngineOptions {
+            concurrency,
+            ..EngineOptions::default()
+        },
         clock: Arc::new(SystemClock),
         stats: Arc::default(),
     };
     let started = Instant::now();
-    let report = rt.block_on(pipeline.run(CancellationToken::new())).expect("pipeline run");
+    let report = rt
+        .block_on(pipeline.run(CancellationToken::new()))
+        .expect("pipeline run");
     let elapsed = started.elapsed();
     let n = messages.len() as u64;
     assert!(
@@ -627,7 +785,12 @@ struct Table {
 
 impl Table {
     fn new(title: impl Into<String>, head: &[&'static str]) -> Table {
-        Table { title: title.into(), head: head.to_vec(), rows: Vec::new(), notes: Vec::new() }
+        Table {
+            title: title.into(),
+            head: head.to_vec(),
+            rows: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 
     fn text(&self) -> String {
@@ -652,7 +815,10 @@ impl Table {
         };
         let mut out = format!("{}\n", self.title);
         out += &line(&mut self.head.iter().copied());
-        out += &format!("  {}\n", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+        out += &format!(
+            "  {}\n",
+            "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+        );
         for row in &self.rows {
             out += &line(&mut row.iter().map(String::as_str));
         }
@@ -707,7 +873,10 @@ fn ratio(v: f64) -> String {
 
 /// Today's date (UTC) as YYYY-MM-DD, from the civil-from-days conversion.
 fn today() -> String {
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86_400) as i64 + 719_468; // days since 0000-03-01
     let era = days.div_euclid(146_097);
     let doe = days.rem_euclid(146_097);
@@ -723,13 +892,21 @@ fn today() -> String {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
         Err(_) => default,
     }
 }
@@ -741,10 +918,15 @@ fn main() {
     let n = env_usize("SLUICE_BENCH_N", 50_000);
     let rounds = env_usize("SLUICE_BENCH_ROUNDS", 5).max(1);
     assert!(n > 0, "SLUICE_BENCH_N must be positive");
-    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
 
     let (messages, expected) = generate(n);
-    eprintln!("bench: {n} messages generated; {} pass the filter", expected.passed);
+    eprintln!(
+        "bench: {n} messages generated; {} pass the filter",
+        expected.passed
+    );
 
     // Native first: its answers are the reference every Wasm answer must match.
     let mut configs = vec![Config::native()];
@@ -753,9 +935,15 @@ fn main() {
     for (fuel, epoch) in [(true, true), (false, true), (true, false), (false, false)] {
         configs.push(Config::wasm(fuel, epoch, &cache));
     }
-    eprintln!("bench: 4 wasm hosts ready in {:.2?} (compile or artifact cache)", load_started.elapsed());
+    eprintln!(
+        "bench: 4 wasm hosts ready in {:.2?} (compile or artifact cache)",
+        load_started.elapsed()
+    );
     // The production setting, fuel and epoch on, is the wasm row of A and B.
-    let default = configs.iter().position(|c| c.limits == Some((true, true))).expect("fuel+epoch config");
+    let default = configs
+        .iter()
+        .position(|c| c.limits == Some((true, true)))
+        .expect("fuel+epoch config");
 
     // Inputs of each stage: what it sees inside the chain.
     let mut inputs: Vec<Vec<Message>> = Vec::new();
@@ -764,36 +952,61 @@ fn main() {
         let native = &mut configs[0];
         let mut stage_inputs = messages.clone();
         for which in WHICH {
-            let input = if which == Which::Identity { messages.clone() } else { std::mem::take(&mut stage_inputs) };
-            let outs: Vec<_> = input.iter().map(|m| native.instances[which as usize].stage().call(m)).collect();
+            let input = if which == Which::Identity {
+                messages.clone()
+            } else {
+                std::mem::take(&mut stage_inputs)
+            };
+            let outs: Vec<_> = input
+                .iter()
+                .map(|m| native.instances[which as usize].stage().call(m))
+                .collect();
             for (m, out) in input.iter().zip(&outs).filter(|_| which != Which::Identity) {
                 match out {
                     Ok(StageOutput::Keep(true)) => stage_inputs.push(m.clone()),
                     Ok(StageOutput::Keep(false)) | Ok(StageOutput::Routes(_)) => {}
                     Ok(StageOutput::Messages(ms)) => stage_inputs.extend(ms.iter().cloned()),
-                    Err(e) => panic!("native {} failed on a generated message: {e:?}", which.short()),
+                    Err(e) => panic!(
+                        "native {} failed on a generated message: {e:?}",
+                        which.short()
+                    ),
                 }
             }
             inputs.push(input);
             reference.push(outs);
         }
     }
-    assert_eq!(inputs[Which::Transform as usize].len(), expected.passed, "native filter disagrees with the generator");
+    assert_eq!(
+        inputs[Which::Transform as usize].len(),
+        expected.passed,
+        "native filter disagrees with the generator"
+    );
 
     // Correctness of every Wasm configuration (also the warm-up).
     let mut fuel_per_msg: Vec<Option<f64>> = vec![None; WHICH.len()];
     for (ci, config) in configs.iter_mut().enumerate().skip(1) {
         for which in WHICH {
             let w = which as usize;
-            let fuel = verify_single(&config.label, which, &mut config.instances[w], &inputs[w], &reference[w]);
+            let fuel = verify_single(
+                &config.label,
+                which,
+                &mut config.instances[w],
+                &inputs[w],
+                &reference[w],
+            );
             if ci == default {
                 fuel_per_msg[w] = fuel;
-                let Instance::Wasm(stage) = &mut config.instances[w] else { unreachable!() };
+                let Instance::Wasm(stage) = &mut config.instances[w] else {
+                    unreachable!()
+                };
                 verify_batch(&config.label, which, stage, &inputs[w], &reference[w]);
             }
         }
     }
-    eprintln!("bench: every wasm configuration agrees with native on every input ({:.1?})", bench_started.elapsed());
+    eprintln!(
+        "bench: every wasm configuration agrees with native on every input ({:.1?})",
+        bench_started.elapsed()
+    );
 
     // A. and C.: direct calls, rounds interleaved across configurations.
     let mut single: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); WHICH.len()]; configs.len()];
@@ -804,24 +1017,47 @@ fn main() {
                 let w = which as usize;
                 single[ci][w].push(time_single(config.instances[w].stage(), &inputs[w]));
                 if ci == default {
-                    let Instance::Wasm(stage) = &mut config.instances[w] else { unreachable!() };
+                    let Instance::Wasm(stage) = &mut config.instances[w] else {
+                        unreachable!()
+                    };
                     batch[w].push(time_batch(stage, &inputs[w]));
                 }
             }
         }
-        eprintln!("bench: direct-call round {}/{rounds} done ({:.1?})", round + 1, bench_started.elapsed());
+        eprintln!(
+            "bench: direct-call round {}/{rounds} done ({:.1?})",
+            round + 1,
+            bench_started.elapsed()
+        );
     }
-    let single: Vec<Vec<Sample>> = single.into_iter().map(|c| c.into_iter().map(Sample::of).collect()).collect();
+    let single: Vec<Vec<Sample>> = single
+        .into_iter()
+        .map(|c| c.into_iter().map(Sample::of).collect())
+        .collect();
     let batch: Vec<Sample> = batch.into_iter().map(Sample::of).collect();
 
     // B. and C.: end to end through the engine.
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let (_, native_prints) = run_e2e(&rt, &configs[0], &messages, 1, &expected, None); // warm-up + reference
-    // (config index, concurrency); ENGINE_ONLY: no stages at all.
+                                                                                       // (config index, concurrency); ENGINE_ONLY: no stages at all.
     const ENGINE_ONLY: usize = usize::MAX;
     let runs: Vec<(usize, usize)> = {
-        let mut runs = vec![(ENGINE_ONLY, 1), (0, 1), (default, 1), (ENGINE_ONLY, 2), (0, 2), (default, 2)];
-        runs.extend((1..configs.len()).filter(|ci| *ci != default).map(|ci| (ci, 1)));
+        let mut runs = vec![
+            (ENGINE_ONLY, 1),
+            (0, 1),
+            (default, 1),
+            (ENGINE_ONLY, 2),
+            (0, 2),
+            (default, 2),
+        ];
+        runs.extend(
+            (1..configs.len())
+                .filter(|ci| *ci != default)
+                .map(|ci| (ci, 1)),
+        );
         runs
     };
     let mut e2e: HashMap<(usize, usize), Vec<f64>> = HashMap::new();
@@ -830,19 +1066,40 @@ fn main() {
             let rate = if ci == ENGINE_ONLY {
                 run_engine_only(&rt, &messages, conc)
             } else {
-                run_e2e(&rt, &configs[ci], &messages, conc, &expected, Some(&native_prints)).0
+                run_e2e(
+                    &rt,
+                    &configs[ci],
+                    &messages,
+                    conc,
+                    &expected,
+                    Some(&native_prints),
+                )
+                .0
             };
             e2e.entry((ci, conc)).or_default().push(rate);
         }
-        eprintln!("bench: end-to-end round {}/{rounds} done ({:.1?})", round + 1, bench_started.elapsed());
+        eprintln!(
+            "bench: end-to-end round {}/{rounds} done ({:.1?})",
+            round + 1,
+            bench_started.elapsed()
+        );
     }
-    let e2e: HashMap<(usize, usize), Sample> = e2e.into_iter().map(|(k, v)| (k, Sample::of(v))).collect();
+    let e2e: HashMap<(usize, usize), Sample> =
+        e2e.into_iter().map(|(k, v)| (k, Sample::of(v))).collect();
 
     // ------------------------------------------------------------ report
     let chain_ns = |ci: usize| -> f64 {
-        CHAIN.iter().map(|w| single[ci][*w as usize].median * inputs[*w as usize].len() as f64).sum::<f64>() / n as f64
+        CHAIN
+            .iter()
+            .map(|w| single[ci][*w as usize].median * inputs[*w as usize].len() as f64)
+            .sum::<f64>()
+            / n as f64
     };
-    let chain_batch_ns = CHAIN.iter().map(|w| batch[*w as usize].median * inputs[*w as usize].len() as f64).sum::<f64>() / n as f64;
+    let chain_batch_ns = CHAIN
+        .iter()
+        .map(|w| batch[*w as usize].median * inputs[*w as usize].len() as f64)
+        .sum::<f64>()
+        / n as f64;
 
     let mut header = vec![
         format!("date: {} (UTC)", today()),
@@ -859,12 +1116,24 @@ fn main() {
 
     let mut a = Table::new(
         "A. Per-stage cost, direct Stage::call on a warm instance (no engine), ns per message",
-        &["stage", "inputs", "in bytes", "native", "wasm", "wasm/native", "wasm batch64", "batch/native", "fuel/msg", "spread n/w/b"],
+        &[
+            "stage",
+            "inputs",
+            "in bytes",
+            "native",
+            "wasm",
+            "wasm/native",
+            "wasm batch64",
+            "batch/native",
+            "fuel/msg",
+            "spread n/w/b",
+        ],
     );
     for which in WHICH {
         let w = which as usize;
         let (nat, was, bat) = (single[0][w], single[default][w], batch[w]);
-        let bytes = inputs[w].iter().map(|m| m.payload.len()).sum::<usize>() / inputs[w].len().max(1);
+        let bytes =
+            inputs[w].iter().map(|m| m.payload.len()).sum::<usize>() / inputs[w].len().max(1);
         a.rows.push(vec![
             which.label().into(),
             inputs[w].len().to_string(),
@@ -875,7 +1144,12 @@ fn main() {
             ns(bat.median),
             ratio(bat.median / nat.median),
             fuel_per_msg[w].map(thousands).unwrap_or_else(|| "-".into()),
-            format!("{:.0}/{:.0}/{:.0}%", nat.spread(), was.spread(), bat.spread()),
+            format!(
+                "{:.0}/{:.0}/{:.0}%",
+                nat.spread(),
+                was.spread(),
+                bat.spread()
+            ),
         ]);
     }
     a.rows.push(vec![
@@ -895,7 +1169,14 @@ fn main() {
 
     let mut b = Table::new(
         "B. End to end: MemorySource -> Pipeline(filter, transform, route) -> 2 MemorySinks",
-        &["implementation", "concurrency", "msg/s", "ns/msg", "wasm/native time", "spread"],
+        &[
+            "implementation",
+            "concurrency",
+            "msg/s",
+            "ns/msg",
+            "wasm/native time",
+            "spread",
+        ],
     );
     for conc in [1, 2] {
         let nat = e2e[&(0, conc)];
@@ -910,7 +1191,11 @@ fn main() {
                 conc.to_string(),
                 thousands(s.median),
                 ns(1e9 / s.median),
-                if ci == default { ratio(nat.median / s.median) } else { "-".into() },
+                if ci == default {
+                    ratio(nat.median / s.median)
+                } else {
+                    "-".into()
+                },
                 format!("{:.0}%", s.spread()),
             ]);
         }
@@ -919,18 +1204,38 @@ fn main() {
 
     let mut c = Table::new(
         "C. Wasm fuel/epoch variants: end to end (concurrency 1) and direct calls, ns per message",
-        &["fuel", "epoch", "e2e msg/s", "e2e vs fuel+epoch", "filter", "transform", "route", "identity", "chain/msg"],
+        &[
+            "fuel",
+            "epoch",
+            "e2e msg/s",
+            "e2e vs fuel+epoch",
+            "filter",
+            "transform",
+            "route",
+            "identity",
+            "chain/msg",
+        ],
     );
     let base = e2e[&(default, 1)].median;
     for ci in 1..configs.len() {
         let (fuel, epoch) = configs[ci].limits.expect("wasm config");
         let s = e2e[&(ci, 1)];
-        let mut row = vec![on_off(fuel).into(), on_off(epoch).into(), thousands(s.median), format!("{:+.1}%", (s.median / base - 1.0) * 100.0)];
+        let mut row = vec![
+            on_off(fuel).into(),
+            on_off(epoch).into(),
+            thousands(s.median),
+            format!("{:+.1}%", (s.median / base - 1.0) * 100.0),
+        ];
         row.extend(WHICH.iter().map(|w| ns(single[ci][*w as usize].median)));
         row.push(ns(chain_ns(ci)));
         c.rows.push(row);
     }
-    let mut native_row = vec!["(native)".into(), "".into(), thousands(e2e[&(0, 1)].median), "".into()];
+    let mut native_row = vec![
+        "(native)".into(),
+        "".into(),
+        thousands(e2e[&(0, 1)].median),
+        "".into(),
+    ];
     native_row.extend(WHICH.iter().map(|w| ns(single[0][*w as usize].median)));
     native_row.push(ns(chain_ns(0)));
     c.rows.push(native_row);
@@ -956,7 +1261,11 @@ fn main() {
             md.push('\n');
             md += &table.markdown();
         }
-        std::fs::write(&path, md).unwrap_or_else(|e| panic!("cannot write {}: {e}", PathBuf::from(&path).display()));
-        eprintln!("bench: markdown written to {}", PathBuf::from(&path).display());
+        std::fs::write(&path, md)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", PathBuf::from(&path).display()));
+        eprintln!(
+            "bench: markdown written to {}",
+            PathBuf::from(&path).display()
+        );
     }
 }

@@ -1,13 +1,17 @@
 //! Test-side RabbitMQ access with plain `lapin`: the server address,
 //! declaring queues, publishing inputs and draining outputs.
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 /// The RabbitMQ the test command made sure runs (guest/guest on 5672).
 pub fn amqp_url() -> String {
-    std::env::var("SLUICE_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("SLUICE_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 /// One message as a test sees it.
@@ -19,18 +23,26 @@ pub struct Got {
 
 impl Got {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn connect(url: &str) -> Connection {
     Connection::connect(url, ConnectionProperties::default())
         .await
-        .unwrap_or_else(|e| panic!("cannot reach RabbitMQ at {url} (run tests/run.sh, which starts it): {e}"))
+        .unwrap_or_else(|e| {
+            panic!("cannot reach RabbitMQ at {url} (run tests/run.sh, which starts it): {e}")
+        })
 }
 
 /// Declare durable queues.
@@ -39,7 +51,16 @@ pub fn declare(url: &str, queues: &[&str]) {
         let conn = connect(url).await;
         let ch = conn.create_channel().await.unwrap();
         for q in queues {
-            ch.queue_declare((*q).into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+            ch.queue_declare(
+                (*q).into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
         }
         let _ = conn.close(200, "done".into()).await;
     });
@@ -51,7 +72,9 @@ pub fn delete(url: &str, queues: &[&str]) {
         let conn = connect(url).await;
         let ch = conn.create_channel().await.unwrap();
         for q in queues {
-            let _ = ch.queue_delete((*q).into(), QueueDeleteOptions::default()).await;
+            let _ = ch
+                .queue_delete((*q).into(), QueueDeleteOptions::default())
+                .await;
         }
         let _ = conn.close(200, "done".into()).await;
     });
@@ -63,15 +86,32 @@ pub fn publish(url: &str, queue: &str, messages: &[(Vec<u8>, Vec<(String, String
     runtime().block_on(async {
         let conn = connect(url).await;
         let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
         let mut confirms = Vec::with_capacity(messages.len());
         for (payload, headers) in messages {
             let mut table = FieldTable::default();
             for (n, v) in headers {
-                table.insert(ShortString::from(n.as_str()), AMQPValue::LongString(LongString::from(v.as_bytes())));
+                table.insert(
+                    ShortString::from(n.as_str()),
+                    AMQPValue::LongString(LongString::from(v.as_bytes())),
+                );
             }
-            let props = BasicProperties::default().with_delivery_mode(2).with_headers(table);
-            confirms.push(ch.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), payload, props).await.unwrap());
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(table);
+            confirms.push(
+                ch.basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    props,
+                )
+                .await
+                .unwrap(),
+            );
         }
         for c in confirms {
             assert!(c.await.unwrap().is_ack(), "test publish confirmed");
@@ -85,7 +125,17 @@ pub fn depth(url: &str, queue: &str) -> u32 {
     runtime().block_on(async {
         let conn = connect(url).await;
         let ch = conn.create_channel().await.unwrap();
-        let q = ch.queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
         let _ = conn.close(200, "done".into()).await;
         q.message_count()
     })
@@ -97,7 +147,11 @@ pub fn drain(url: &str, queue: &str) -> Vec<Got> {
         let conn = connect(url).await;
         let ch = conn.create_channel().await.unwrap();
         let mut got = Vec::new();
-        while let Some(m) = ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+        while let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
             let headers = m
                 .delivery
                 .properties
@@ -108,7 +162,9 @@ pub fn drain(url: &str, queue: &str) -> Vec<Got> {
                         .iter()
                         .map(|(k, v)| {
                             let text = match v {
-                                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                                AMQPValue::LongString(s) => {
+                                    String::from_utf8_lossy(s.as_bytes()).into_owned()
+                                }
                                 other => format!("{other:?}"),
                             };
                             (k.as_str().to_string(), text)
@@ -116,7 +172,10 @@ pub fn drain(url: &str, queue: &str) -> Vec<Got> {
                         .collect()
                 })
                 .unwrap_or_default();
-            got.push(Got { payload: m.delivery.data.clone(), headers });
+            got.push(Got {
+                payload: m.delivery.data.clone(),
+                headers,
+            });
         }
         let _ = conn.close(200, "done".into()).await;
         got
@@ -128,7 +187,17 @@ pub fn exists(url: &str, queue: &str) -> bool {
     runtime().block_on(async {
         let conn = connect(url).await;
         let ch = conn.create_channel().await.unwrap();
-        let found = ch.queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.is_ok();
+        let found = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
         let _ = conn.close(200, "done".into()).await;
         found
     })

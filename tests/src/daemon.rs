@@ -23,20 +23,30 @@ impl Daemon {
     /// The daemon logs at `info`, or at `$SLUICE_TEST_DAEMON_LOG` (a `--log`
     /// filter, e.g. `info,sluice_brokers=debug,lapin=debug`) when set.
     pub fn start_with(config: &Path, log: &Path, flags: &[&str]) -> Daemon {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("daemon log");
         let child = Command::new(sluice_bin())
             .arg("--log")
             .arg(std::env::var("SLUICE_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()))
             .arg("run")
             .args(flags)
             .arg(config)
-            .env("SLUICE_CACHE_DIR", repo().join("target/test-artifact-cache"))
+            .env(
+                "SLUICE_CACHE_DIR",
+                repo().join("target/test-artifact-cache"),
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .expect("sluice starts");
-        Daemon { child: Some(child), log: log.to_owned() }
+        Daemon {
+            child: Some(child),
+            log: log.to_owned(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -54,10 +64,16 @@ impl Daemon {
     /// SIGTERM, then wait (bounded) for the exit.
     pub fn terminate(mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         wait(&mut child, within).unwrap_or_else(|| {
             let _ = child.kill();
-            panic!("sluice did not exit within {within:?} after SIGTERM; log:\n{}", self.log_text())
+            panic!(
+                "sluice did not exit within {within:?} after SIGTERM; log:\n{}",
+                self.log_text()
+            )
         })
     }
 
@@ -66,13 +82,18 @@ impl Daemon {
         let mut child = self.child.take().expect("running");
         wait(&mut child, within).unwrap_or_else(|| {
             let _ = child.kill();
-            panic!("sluice did not exit within {within:?}; log:\n{}", self.log_text())
+            panic!(
+                "sluice did not exit within {within:?}; log:\n{}",
+                self.log_text()
+            )
         })
     }
 
     /// Still running?
     pub fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn log_text(&self) -> String {
@@ -102,8 +123,15 @@ impl Drop for Daemon {
 
 /// A name no other test (or earlier run) uses: `prefix-PID-NANOS`.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
 }
 
 /// Poll `check` every 50 ms until it is true or `within` passes.
@@ -132,10 +160,19 @@ pub fn example_in(dir: &Path, name: &str, replacements: &[(String, String)]) -> 
     let examples = repo().join("examples");
     let mut text = std::fs::read_to_string(examples.join(name))
         .unwrap_or_else(|e| panic!("examples/{name}: {e}"))
-        .replace("\"orders.jsonl\"", &format!("{:?}", examples.join("orders.jsonl")))
-        .replace("\"../plugins/dist/", &format!("\"{}/", repo().join("plugins/dist").display()));
+        .replace(
+            "\"orders.jsonl\"",
+            &format!("{:?}", examples.join("orders.jsonl")),
+        )
+        .replace(
+            "\"../plugins/dist/",
+            &format!("\"{}/", repo().join("plugins/dist").display()),
+        );
     for (from, to) in replacements {
-        assert!(text.contains(from.as_str()), "examples/{name} has no `{from}`");
+        assert!(
+            text.contains(from.as_str()),
+            "examples/{name} has no `{from}`"
+        );
         text = text.replace(from.as_str(), to);
     }
     let path = dir.join(name);
@@ -146,8 +183,14 @@ pub fn example_in(dir: &Path, name: &str, replacements: &[(String, String)]) -> 
 /// The numbers of the summary line `pipeline NAME: received R, delivered D,
 /// dropped X, dead-lettered L, acked A` in a daemon log.
 pub fn summary(log: &str, pipeline: &str) -> Option<[u64; 5]> {
-    let line = log.lines().find(|l| l.starts_with(&format!("pipeline {pipeline}: received ")))?;
-    let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with(&format!("pipeline {pipeline}: received ")))?;
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
     numbers.get(..5)?.try_into().ok()
 }
 
@@ -163,7 +206,12 @@ pub struct Names {
 impl Names {
     pub fn new(test: &str) -> Names {
         let base = unique(test);
-        Names { input: format!("{base}.in"), output: format!("{base}.out"), dlq: format!("{base}.dlq"), group: format!("{base}.g") }
+        Names {
+            input: format!("{base}.in"),
+            output: format!("{base}.out"),
+            dlq: format!("{base}.dlq"),
+            group: format!("{base}.g"),
+        }
     }
 }
 
@@ -209,13 +257,22 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
 /// The value of one sample line (`name{labels} value`) of a `/metrics` text.
 pub fn metric(text: &str, sample: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Write `bytes` to `path` as deploy tools do: a temporary file in the same
@@ -230,7 +287,14 @@ pub fn replace_file(path: &Path, bytes: &[u8]) {
 /// (`retry.republish`, 3 attempts, backoff from `initial`, doubling) around
 /// the flaky plugin, which fails each message `fail_attempts` times.
 /// `source`, `out` and `dlq` are inline TOML tables.
-pub fn republish_pipeline(name: &str, source: &str, out: &str, dlq: &str, initial: &str, fail_attempts: u32) -> String {
+pub fn republish_pipeline(
+    name: &str,
+    source: &str,
+    out: &str,
+    dlq: &str,
+    initial: &str,
+    fail_attempts: u32,
+) -> String {
     format!(
         r#"
 [pipelines.{name}]

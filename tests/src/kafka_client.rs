@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 /// The shared broker `tests/brokers.sh kafka` starts, for benchmarks:
 /// `SLUICE_TEST_KAFKA` or 127.0.0.1:19092.
 pub fn kafka_addr() -> String {
-    std::env::var("SLUICE_TEST_KAFKA").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "127.0.0.1:19092".into())
+    std::env::var("SLUICE_TEST_KAFKA")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:19092".into())
 }
 
 /// The Kafka a test talks to: `SLUICE_TEST_KAFKA` (`host:port`) when set,
@@ -29,10 +32,16 @@ pub struct TestKafka {
 impl TestKafka {
     pub fn start(dir: &Path) -> TestKafka {
         match std::env::var("SLUICE_TEST_KAFKA") {
-            Ok(brokers) if !brokers.is_empty() => TestKafka { brokers, _private: None },
+            Ok(brokers) if !brokers.is_empty() => TestKafka {
+                brokers,
+                _private: None,
+            },
             _ => {
                 let tansu = Tansu::start(dir, free_port());
-                TestKafka { brokers: tansu.brokers(), _private: Some(tansu) }
+                TestKafka {
+                    brokers: tansu.brokers(),
+                    _private: Some(tansu),
+                }
             }
         }
     }
@@ -49,17 +58,31 @@ pub struct Tansu {
 impl Tansu {
     /// The binary: `SLUICE_TANSU`, else where `tests/brokers.sh` installs it.
     pub fn bin() -> PathBuf {
-        let bin = std::env::var("SLUICE_TANSU").map(PathBuf::from).unwrap_or_else(|_| {
-            let cache = std::env::var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-            cache.join("sluice/tools/bin/tansu")
-        });
-        assert!(bin.exists(), "{} is missing: `tests/brokers.sh kafka` installs it (tests/run.sh does)", bin.display());
+        let bin = std::env::var("SLUICE_TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                let cache = std::env::var("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|_| {
+                        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache")
+                    });
+                cache.join("sluice/tools/bin/tansu")
+            });
+        assert!(
+            bin.exists(),
+            "{} is missing: `tests/brokers.sh kafka` installs it (tests/run.sh does)",
+            bin.display()
+        );
         bin
     }
 
     pub fn start(dir: &Path, port: u16) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("tansu.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tansu.log"))
+            .unwrap();
         let child = Command::new(Self::bin())
             .arg("broker")
             .args(["--storage-engine", "sqlite://tansu.db"]) // relative to the working directory
@@ -71,10 +94,17 @@ impl Tansu {
             .expect("tansu starts");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port} within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {port} within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Tansu { child, port, dir: dir.to_owned() }
+        Tansu {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
     }
 
     pub fn brokers(&self) -> String {
@@ -83,7 +113,10 @@ impl Tansu {
 
     /// SIGTERM, wait, and start again on the same port and storage.
     pub fn restart(mut self) -> Tansu {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
         Tansu::start(&self.dir.clone(), self.port)
     }
@@ -98,7 +131,11 @@ impl Drop for Tansu {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One record as a test sees it.
@@ -113,26 +150,41 @@ pub struct Record {
 
 impl Record {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Create `topic` with `partitions` partitions (an existing one is fine).
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<_> = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
+    let admin: AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
     let results = runtime()
         .block_on(admin.create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         ))
-        .unwrap_or_else(|e| panic!("cannot reach Kafka at {brokers} (run tests/run.sh, which starts it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot reach Kafka at {brokers} (run tests/run.sh, which starts it): {e}")
+        });
     for r in results {
         if let Err((name, code)) = r {
-            assert_eq!(code, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists, "creating topic {name}");
+            assert_eq!(
+                code,
+                rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+                "creating topic {name}"
+            );
         }
     }
 }
@@ -150,9 +202,15 @@ pub fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>, Vec<(Str
         for (key, payload, headers) in records {
             let mut hs = OwnedHeaders::new();
             for (n, v) in headers {
-                hs = hs.insert(Header { key: n, value: Some(v.as_bytes()) });
+                hs = hs.insert(Header {
+                    key: n,
+                    value: Some(v.as_bytes()),
+                });
             }
-            let record = FutureRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice()).headers(hs);
+            let record = FutureRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(payload.as_slice())
+                .headers(hs);
             reports.push(producer.send(record, Duration::from_secs(30)));
         }
         for r in futures::future::join_all(reports).await {
@@ -172,11 +230,19 @@ fn reader(brokers: &str) -> BaseConsumer {
 
 /// Per partition of `topic`: (low, high) watermarks.
 fn watermarks(consumer: &BaseConsumer, topic: &str) -> Vec<(i32, i64, i64)> {
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0) as i32;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0) as i32;
     (0..partitions)
         .map(|p| {
-            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
             (p, low, high)
         })
         .collect()
@@ -184,7 +250,10 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> Vec<(i32, i64, i64)> {
 
 /// How many records `topic` holds now.
 pub fn count(brokers: &str, topic: &str) -> usize {
-    watermarks(&reader(brokers), topic).iter().map(|(_, low, high)| (high - low).max(0) as usize).sum()
+    watermarks(&reader(brokers), topic)
+        .iter()
+        .map(|(_, low, high)| (high - low).max(0) as usize)
+        .sum()
 }
 
 /// Every record `topic` holds now (up to each partition's high watermark),
@@ -196,7 +265,8 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     let mut remaining = 0;
     for (p, low, high) in &marks {
         if high > low {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(*low)).unwrap();
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*low))
+                .unwrap();
             remaining += (high - low) as usize;
         }
     }
@@ -213,7 +283,11 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers: m
                     .headers()
-                    .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 partition: m.partition(),
                 offset: m.offset(),
@@ -228,18 +302,33 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
 
 /// Count of distinct keys in `records`.
 pub fn distinct_keys(records: &[Record]) -> usize {
-    records.iter().filter_map(|r| r.key.as_deref()).collect::<std::collections::HashSet<_>>().len()
+    records
+        .iter()
+        .filter_map(|r| r.key.as_deref())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 /// The committed offset per partition of `group` on `topic` (partitions
 /// without a commit are left out).
-pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> std::collections::BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().expect("consumer");
+pub fn committed(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> std::collections::BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
     let map = got
         .elements()
         .iter()

@@ -15,7 +15,9 @@ pub mod sqs_client;
 
 use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{AckLog, MemorySink, MemorySource};
-use sluice_core::{Clock, Limits, Message, Pipeline, PipelineReport, RetryPolicy, StageKind, StageSpec};
+use sluice_core::{
+    Clock, Limits, Message, Pipeline, PipelineReport, RetryPolicy, StageKind, StageSpec,
+};
 use sluice_wasm::{ArtifactCache, HostOptions, WasmHost};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,40 +26,72 @@ use std::time::{Duration, SystemTime};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
 }
 
 /// `plugins/dist/NAME.wasm`, which must exist.
 pub fn plugin(name: &str) -> PathBuf {
     let path = repo().join("plugins/dist").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `bash plugins/build.sh` (the test command does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash plugins/build.sh` (the test command does)",
+        path.display()
+    );
     path
 }
 
 /// The `sluice` binary of this build, which must exist.
 pub fn sluice_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
     let bin = dir.join("sluice");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p sluice-cli` first (the test command does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p sluice-cli` first (the test command does)",
+        bin.display()
+    );
     bin
 }
 
 /// A Wasm host with limits on and a private artifact cache.
 pub fn host() -> WasmHost {
     let cache = ArtifactCache::at(repo().join("target/test-artifact-cache"));
-    WasmHost::new(HostOptions { fuel: true, epoch: true, cache }).expect("wasm host")
+    WasmHost::new(HostOptions {
+        fuel: true,
+        epoch: true,
+        cache,
+    })
+    .expect("wasm host")
 }
 
 /// `[("k", "v")]` → params map.
 pub fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// A stage running a real plugin component.
-pub fn wasm_stage(host: &WasmHost, name: &str, plugin_name: &str, kind: StageKind, limits: Limits, params: BTreeMap<String, String>, retry: RetryPolicy) -> Arc<StageSpec> {
+pub fn wasm_stage(
+    host: &WasmHost,
+    name: &str,
+    plugin_name: &str,
+    kind: StageKind,
+    limits: Limits,
+    params: BTreeMap<String, String>,
+    retry: RetryPolicy,
+) -> Arc<StageSpec> {
     let plugin = host.load(&plugin(plugin_name)).expect("plugin loads");
-    let factory = host.stage(plugin, name, kind, limits, params).expect("plugin kind matches");
+    let factory = host
+        .stage(plugin, name, kind, limits, params)
+        .expect("plugin kind matches");
     Arc::new(StageSpec::new(name, Arc::new(factory), retry))
 }
 
@@ -69,7 +103,10 @@ pub struct VirtualClock {
 
 impl VirtualClock {
     pub fn new() -> Arc<Self> {
-        Arc::new(VirtualClock { now: Mutex::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)), sleeps: Mutex::default() })
+        Arc::new(VirtualClock {
+            now: Mutex::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            sleeps: Mutex::default(),
+        })
     }
 
     pub fn sleeps(&self) -> Vec<Duration> {
@@ -104,28 +141,49 @@ impl Run {
 }
 
 /// Run `stages` over `input` into memory sinks named `sinks` and a memory DLQ.
-pub fn run_pipeline(input: Vec<Message>, stages: Vec<Arc<StageSpec>>, sinks: &[&str], options: EngineOptions, clock: Arc<dyn Clock>) -> Run {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+pub fn run_pipeline(
+    input: Vec<Message>,
+    stages: Vec<Arc<StageSpec>>,
+    sinks: &[&str],
+    options: EngineOptions,
+    clock: Arc<dyn Clock>,
+) -> Run {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (source, acks) = MemorySource::new("input", input);
-    let memory_sinks: Vec<(String, Arc<MemorySink>)> = sinks.iter().map(|n| (n.to_string(), MemorySink::new(*n))).collect();
+    let memory_sinks: Vec<(String, Arc<MemorySink>)> = sinks
+        .iter()
+        .map(|n| (n.to_string(), MemorySink::new(*n)))
+        .collect();
     let dlq = MemorySink::new("dlq");
     let pipeline = Pipeline {
         name: "test".into(),
         source: Box::new(source),
         stages: stages.into(),
-        sinks: memory_sinks.iter().map(|(n, s)| (n.clone(), s.clone() as Arc<dyn sluice_core::Sink>)).collect(),
+        sinks: memory_sinks
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone() as Arc<dyn sluice_core::Sink>))
+            .collect(),
         dlq: dlq.clone(),
         options,
         clock,
         stats: Arc::default(),
     };
     let report = runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(120), pipeline.run(Default::default())).await })
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(120), pipeline.run(Default::default())).await
+        })
         .expect("pipeline finished within 120 s")
         .expect("pipeline ran");
     Run {
         report,
-        sinks: memory_sinks.iter().map(|(n, s)| (n.clone(), s.messages())).collect(),
+        sinks: memory_sinks
+            .iter()
+            .map(|(n, s)| (n.clone(), s.messages()))
+            .collect(),
         dlq: dlq.messages(),
         acks,
     }

@@ -26,25 +26,41 @@ pub struct RabbitNode {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 fn listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+        .is_ok()
 }
 
 impl RabbitNode {
     /// Start a fresh node and wait until it accepts AMQP connections.
     pub fn start() -> RabbitNode {
-        assert!(Path::new(SERVER).exists(), "{SERVER} is missing: apt-get install rabbitmq-server (tests/run.sh does)");
-        let dir = tempfile::Builder::new().prefix("sluice-rabbit-").tempdir().expect("node dir");
+        assert!(
+            Path::new(SERVER).exists(),
+            "{SERVER} is missing: apt-get install rabbitmq-server (tests/run.sh does)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-rabbit-")
+            .tempdir()
+            .expect("node dir");
         let port = free_port();
         let name = format!("sluice-test-{}-{port}@localhost", std::process::id());
         let conf = format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n");
         std::fs::write(dir.path().join("rabbitmq.conf"), conf).unwrap();
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
         std::fs::write(dir.path().join("env.conf"), "").unwrap();
-        let mut node = RabbitNode { dir, name, port, dist_port: free_port(), pid: None };
+        let mut node = RabbitNode {
+            dir,
+            name,
+            port,
+            dist_port: free_port(),
+            pid: None,
+        };
         node.boot();
         node
     }
@@ -68,7 +84,10 @@ impl RabbitNode {
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_CONFIG_FILE", self.path("rabbitmq"))
             .env("RABBITMQ_CONF_ENV_FILE", self.path("env.conf"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.path("enabled_plugins"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                self.path("enabled_plugins"),
+            )
             .env("RABBITMQ_MNESIA_BASE", self.path("mnesia"))
             .env("RABBITMQ_LOG_BASE", self.path("log"))
             .env("RABBITMQ_PID_FILE", self.path("pid"));
@@ -78,35 +97,71 @@ impl RabbitNode {
     /// Start the node (again, on the same data) and wait for its port.
     pub fn boot(&mut self) {
         let _ = std::fs::remove_file(self.path("pid"));
-        let status = self.command(SERVER).arg("-detached").status().expect("rabbitmq-server runs");
-        assert!(status.success(), "rabbitmq-server -detached failed: {status:?}");
+        let status = self
+            .command(SERVER)
+            .arg("-detached")
+            .status()
+            .expect("rabbitmq-server runs");
+        assert!(
+            status.success(),
+            "rabbitmq-server -detached failed: {status:?}"
+        );
         let deadline = Instant::now() + Duration::from_secs(90);
         while !listening(self.port) {
-            assert!(Instant::now() < deadline, "private RabbitMQ node did not listen on {} within 90 s; logs in {}", self.port, self.path("log").display());
+            assert!(
+                Instant::now() < deadline,
+                "private RabbitMQ node did not listen on {} within 90 s; logs in {}",
+                self.port,
+                self.path("log").display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
-        let pid = std::fs::read_to_string(self.path("pid")).ok().and_then(|p| p.trim().parse().ok());
+        let pid = std::fs::read_to_string(self.path("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
         self.pid = Some(pid.expect("the node wrote its pid file"));
     }
 
     /// Stop the node (SIGTERM: Erlang shuts down cleanly) and wait until it is gone.
     pub fn stop(&mut self) {
         let Some(pid) = self.pid.take() else { return };
-        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
         if Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
         }
     }
 
     /// The node's connections whose client-given name contains `marker`,
     /// as `rabbitmqctl list_connections` sees them.
     pub fn connections_named(&self, marker: &str) -> usize {
-        let out = self.command(CTL).args(["-q", "-n", &self.name, "list_connections", "--no-table-headers", "client_properties"]).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains(marker)).count()).unwrap_or(0)
+        let out = self
+            .command(CTL)
+            .args([
+                "-q",
+                "-n",
+                &self.name,
+                "list_connections",
+                "--no-table-headers",
+                "client_properties",
+            ])
+            .output();
+        out.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains(marker))
+                .count()
+        })
+        .unwrap_or(0)
     }
 }
 

@@ -11,7 +11,9 @@ pub fn redis_url() -> String {
 pub fn connection(url: &str) -> redis::Connection {
     redis::Client::open(url)
         .and_then(|c| c.get_connection())
-        .unwrap_or_else(|e| panic!("cannot reach Redis at {url} (run tests/run.sh, which starts it): {e}"))
+        .unwrap_or_else(|e| {
+            panic!("cannot reach Redis at {url} (run tests/run.sh, which starts it): {e}")
+        })
 }
 
 /// One stream entry: id and fields in order.
@@ -23,7 +25,10 @@ pub struct Entry {
 
 impl Entry {
     pub fn field(&self, name: &str) -> Option<String> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -43,19 +48,33 @@ pub fn add(conn: &mut redis::Connection, stream: &str, entries: &[Vec<(String, V
 
 /// Every entry of `stream` (XRANGE - +).
 pub fn read_stream(conn: &mut redis::Connection, stream: &str) -> Vec<Entry> {
-    let reply: Value = redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).expect("XRANGE");
-    let Value::Array(items) = reply else { return Vec::new() };
+    let reply: Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query(conn)
+        .expect("XRANGE");
+    let Value::Array(items) = reply else {
+        return Vec::new();
+    };
     items
         .into_iter()
         .filter_map(|item| {
-            let Value::Array(pair) = item else { return None };
+            let Value::Array(pair) = item else {
+                return None;
+            };
             let mut pair = pair.into_iter();
             let id: String = redis::from_redis_value(pair.next()?).ok()?;
-            let Value::Array(flat) = pair.next()? else { return None };
+            let Value::Array(flat) = pair.next()? else {
+                return None;
+            };
             let mut flat = flat.into_iter();
             let mut fields = Vec::new();
             while let (Some(n), Some(v)) = (flat.next(), flat.next()) {
-                fields.push((redis::from_redis_value::<String>(n).ok()?, redis::from_redis_value::<Vec<u8>>(v).ok()?));
+                fields.push((
+                    redis::from_redis_value::<String>(n).ok()?,
+                    redis::from_redis_value::<Vec<u8>>(v).ok()?,
+                ));
             }
             Some(Entry { id, fields })
         })

@@ -1,7 +1,10 @@
 //! Test-side SQS access with plain `aws-sdk-sqs` against the emulator the
 //! test command starts (moto): queues, sending inputs, reading outputs.
 
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
 
 /// The SQS endpoint (moto on 19324 unless `SLUICE_TEST_SQS` says otherwise).
 pub fn sqs_endpoint() -> String {
@@ -11,7 +14,11 @@ pub fn sqs_endpoint() -> String {
 /// Dummy credentials for the emulator, in this process's environment (the
 /// daemons it starts inherit them).
 pub fn emulator_credentials() {
-    for (k, v) in [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")] {
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
         if std::env::var(k).is_err() {
             std::env::set_var(k, v);
         }
@@ -24,16 +31,23 @@ pub fn emulator_credentials() {
 /// time limits. Each SQS test holds this for its whole run.
 pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static MOTO: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    MOTO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    MOTO.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 pub async fn client() -> aws_sdk_sqs::Client {
     emulator_credentials();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(sqs_endpoint()).load().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(sqs_endpoint())
+        .load()
+        .await;
     aws_sdk_sqs::Client::new(&config)
 }
 
@@ -43,7 +57,11 @@ pub async fn create(client: &aws_sdk_sqs::Client, name: &str) -> String {
 }
 
 /// [`create`] with queue attributes.
-pub async fn create_with(client: &aws_sdk_sqs::Client, name: &str, attributes: &[(QueueAttributeName, &str)]) -> String {
+pub async fn create_with(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, &str)],
+) -> String {
     let mut req = client.create_queue().queue_name(name);
     if name.ends_with(".fifo") {
         req = req.attributes(QueueAttributeName::FifoQueue, "true");
@@ -51,7 +69,17 @@ pub async fn create_with(client: &aws_sdk_sqs::Client, name: &str, attributes: &
     for (k, v) in attributes {
         req = req.attributes(k.clone(), *v);
     }
-    req.send().await.unwrap_or_else(|e| panic!("cannot create {name} at {} (run tests/run.sh): {e:?}", sqs_endpoint())).queue_url().unwrap().to_string()
+    req.send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot create {name} at {} (run tests/run.sh): {e:?}",
+                sqs_endpoint()
+            )
+        })
+        .queue_url()
+        .unwrap()
+        .to_string()
 }
 
 /// One message as a test sees it.
@@ -64,29 +92,57 @@ pub struct Got {
 
 impl Got {
     pub fn attribute(&self, name: &str) -> Option<String> {
-        self.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
 /// Send `(body, attributes, group)` in batches of 10.
-pub async fn send(client: &aws_sdk_sqs::Client, url: &str, messages: &[(String, Vec<(String, String)>, Option<String>)]) {
+pub async fn send(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    messages: &[(String, Vec<(String, String)>, Option<String>)],
+) {
     for (c, chunk) in messages.chunks(10).enumerate() {
         let entries: Vec<_> = chunk
             .iter()
             .enumerate()
             .map(|(i, (body, attrs, group))| {
-                let mut e = SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body);
+                let mut e = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body);
                 for (k, v) in attrs {
-                    e = e.message_attributes(k, MessageAttributeValue::builder().data_type("String").string_value(v).build().unwrap());
+                    e = e.message_attributes(
+                        k,
+                        MessageAttributeValue::builder()
+                            .data_type("String")
+                            .string_value(v)
+                            .build()
+                            .unwrap(),
+                    );
                 }
                 if let Some(g) = group {
-                    e = e.message_group_id(g).message_deduplication_id(format!("{c}-{i}-{body}"));
+                    e = e
+                        .message_group_id(g)
+                        .message_deduplication_id(format!("{c}-{i}-{body}"));
                 }
                 e.build().unwrap()
             })
             .collect();
-        let out = client.send_message_batch().queue_url(url).set_entries(Some(entries)).send().await.expect("send batch");
-        assert!(out.failed().is_empty(), "test send failed: {:?}", out.failed());
+        let out = client
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("send batch");
+        assert!(
+            out.failed().is_empty(),
+            "test send failed: {:?}",
+            out.failed()
+        );
     }
 }
 
@@ -126,11 +182,28 @@ pub async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Got> {
         for m in messages {
             let attributes = m
                 .message_attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string())).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string()))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let group = m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId)).cloned();
-            got.push(Got { body: m.body().unwrap_or_default().to_string(), attributes, group });
-            client.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.expect("delete");
+            let group = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned();
+            got.push(Got {
+                body: m.body().unwrap_or_default().to_string(),
+                attributes,
+                group,
+            });
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("delete");
         }
     }
 }

@@ -6,7 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn sluice(args: &[&str]) -> Output {
-    Command::new(sluice_bin()).args(args).env("SLUICE_CACHE_DIR", repo().join("target/test-artifact-cache")).output().expect("sluice runs")
+    Command::new(sluice_bin())
+        .args(args)
+        .env(
+            "SLUICE_CACHE_DIR",
+            repo().join("target/test-artifact-cache"),
+        )
+        .output()
+        .expect("sluice runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -19,8 +26,14 @@ fn quickstart_in(dir: &Path) -> PathBuf {
     let examples = repo().join("examples");
     let text = std::fs::read_to_string(examples.join("quickstart.toml"))
         .unwrap()
-        .replace("\"orders.jsonl\"", &format!("{:?}", examples.join("orders.jsonl")))
-        .replace("\"../plugins/dist/", &format!("\"{}/", repo().join("plugins/dist").display()));
+        .replace(
+            "\"orders.jsonl\"",
+            &format!("{:?}", examples.join("orders.jsonl")),
+        )
+        .replace(
+            "\"../plugins/dist/",
+            &format!("\"{}/", repo().join("plugins/dist").display()),
+        );
     let path = dir.join("quickstart.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -28,10 +41,16 @@ fn quickstart_in(dir: &Path) -> PathBuf {
 
 #[test]
 fn check_accepts_the_quickstart_and_prints_the_resolved_pipeline() {
-    let out = sluice(&["check", repo().join("examples/quickstart.toml").to_str().unwrap()]);
+    let out = sluice(&[
+        "check",
+        repo().join("examples/quickstart.toml").to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout.contains("stage       big-orders (filter)"), "{stdout}");
+    assert!(
+        stdout.contains("stage       big-orders (filter)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("route.DE=\"europe\""), "{stdout}");
     assert!(stdout.contains("OK (1 pipeline(s))"), "{stdout}");
 }
@@ -39,20 +58,32 @@ fn check_accepts_the_quickstart_and_prints_the_resolved_pipeline() {
 #[test]
 fn every_invalid_config_fails_check_with_its_expected_message() {
     let dir = repo().join("tests/ui/invalid");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
     cases.sort();
     assert!(cases.len() >= 10, "the invalid-config cases are there");
     let mut failures = Vec::new();
     for case in &cases {
-        let expected = std::fs::read_to_string(case.with_extension("expected")).unwrap_or_else(|_| panic!("{} has no .expected file", case.display()));
+        let expected = std::fs::read_to_string(case.with_extension("expected"))
+            .unwrap_or_else(|_| panic!("{} has no .expected file", case.display()));
         let out = sluice(&["check", case.to_str().unwrap()]);
         let err = stderr(&out);
         if out.status.code() != Some(1) {
-            failures.push(format!("{}: exit {:?}, want 1\n{err}", case.display(), out.status.code()));
+            failures.push(format!(
+                "{}: exit {:?}, want 1\n{err}",
+                case.display(),
+                out.status.code()
+            ));
             continue;
         }
         if !err.contains(&case.display().to_string()) {
-            failures.push(format!("{}: the message does not name the file:\n{err}", case.display()));
+            failures.push(format!(
+                "{}: the message does not name the file:\n{err}",
+                case.display()
+            ));
         }
         for want in expected.lines().filter(|l| !l.trim().is_empty()) {
             if !err.contains(want) {
@@ -69,7 +100,10 @@ fn a_typo_in_a_key_names_the_key_and_the_line() {
     let out = sluice(&["check", case.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("typo-key.toml:12:1: unknown field `timout`"), "{err}");
+    assert!(
+        err.contains("typo-key.toml:12:1: unknown field `timout`"),
+        "{err}"
+    );
     assert!(err.contains("help:"), "{err}");
 }
 
@@ -84,7 +118,10 @@ fn the_quickstart_accounts_for_every_record() {
     let (mut europe, mut americas, mut dropped, mut dead) = (0, 0, 0, 0);
     let input = std::fs::read_to_string(repo().join("examples/orders.jsonl")).unwrap();
     for line in input.lines() {
-        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else { dead += 1; continue };
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else {
+            dead += 1;
+            continue;
+        };
         match doc["amount"].as_f64() {
             None => dead += 1,
             Some(a) if a < 100.0 => dropped += 1,
@@ -94,7 +131,13 @@ fn the_quickstart_accounts_for_every_record() {
             },
         }
     }
-    let lines = |name: &str| std::fs::read_to_string(dir.path().join("out").join(name)).unwrap().lines().map(str::to_owned).collect::<Vec<_>>();
+    let lines = |name: &str| {
+        std::fs::read_to_string(dir.path().join("out").join(name))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(lines("europe.jsonl").len(), europe);
     assert_eq!(lines("americas.jsonl").len(), americas);
     let dlq = lines("dlq.jsonl");
@@ -104,17 +147,31 @@ fn the_quickstart_accounts_for_every_record() {
         let doc: serde_json::Value = serde_json::from_str(line).unwrap();
         let class = doc["headers"]["sluice-error-class"].as_str().unwrap();
         assert!(class == "decode" || class == "fatal", "{line}");
-        assert!(!doc["headers"]["sluice-error-text"].as_str().unwrap().is_empty());
+        assert!(!doc["headers"]["sluice-error-text"]
+            .as_str()
+            .unwrap()
+            .is_empty());
     }
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(summary.contains(&format!("received {}, delivered {}, dropped {dropped}, dead-lettered {dead}", input.lines().count(), europe + americas)), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "received {}, delivered {}, dropped {dropped}, dead-lettered {dead}",
+            input.lines().count(),
+            europe + americas
+        )),
+        "{summary}"
+    );
     assert!(summary.contains("big-orders"), "{summary}");
 }
 
 #[test]
 fn guest_output_is_logged_with_the_stage_and_json_logs_work() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("in.jsonl"), "{\"n\":1}\n{\"n\":2,\"panic\":true}\n{\"n\":3}\n").unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"n\":1}\n{\"n\":2,\"panic\":true}\n{\"n\":3}\n",
+    )
+    .unwrap();
     let config = format!(
         r#"
 [pipelines.p]
@@ -133,11 +190,27 @@ plugin = "{}"
     std::fs::write(&path, config).unwrap();
     let out = sluice(&["--log-format", "json", "run", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let logs: Vec<serde_json::Value> = stderr(&out).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
-    let guest: Vec<_> = logs.iter().filter(|l| l["stage"] == "noisy" && l["stream"] == "stdout").collect();
+    let logs: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let guest: Vec<_> = logs
+        .iter()
+        .filter(|l| l["stage"] == "noisy" && l["stream"] == "stdout")
+        .collect();
     assert_eq!(guest.len(), 3, "one stdout line per call: {logs:?}");
-    assert!(logs.iter().any(|l| l["stream"] == "stderr" && l["message"].as_str().unwrap_or("").contains("asked to panic")), "the panic message reaches the log");
-    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap(), "{\"n\":1}\n{\"n\":3}\n");
+    assert!(
+        logs.iter().any(|l| l["stream"] == "stderr"
+            && l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("asked to panic")),
+        "the panic message reaches the log"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap(),
+        "{\"n\":1}\n{\"n\":3}\n"
+    );
 }
 
 #[test]
@@ -182,11 +255,24 @@ fn stdin_to_stdout_works_as_a_shell_filter() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"{\"id\":1,\"amount\":50}\n{\"id\":2,\"amount\":5}\nbroken\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"id\":1,\"amount\":50}\n{\"id\":2,\"amount\":5}\nbroken\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"id\":1,\"amount\":50}\n", "only the kept record on stdout");
-    assert!(stderr(&out).contains("received 3, delivered 1, dropped 1, dead-lettered 1"), "summary on stderr when stdout is a sink: {}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"id\":1,\"amount\":50}\n",
+        "only the kept record on stdout"
+    );
+    assert!(
+        stderr(&out).contains("received 3, delivered 1, dropped 1, dead-lettered 1"),
+        "summary on stderr when stdout is a sink: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -206,13 +292,23 @@ fn sigterm_drains_and_exits_zero() {
     stdin.flush().unwrap();
     // stdin stays open: only the signal can end this run.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     drop(stdin);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"id\":1,\"amount\":50}\n");
-    assert!(stderr(&out).contains("received 1, delivered 1"), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"id\":1,\"amount\":50}\n"
+    );
+    assert!(
+        stderr(&out).contains("received 1, delivered 1"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `sluice test` on each example plugin with the shared order fixtures: the
@@ -225,16 +321,35 @@ fn sluice_test_runs_each_plugin_on_fixtures_and_matches_the_expectation() {
     for (name, params) in [
         ("json-filter", vec!["field=amount", "min=100"]),
         ("order-transform", vec!["redact=card", "tag=t@1"]),
-        ("country-router", vec!["field=country", "route.DE=europe", "route.US=americas"]),
+        (
+            "country-router",
+            vec!["field=country", "route.DE=europe", "route.US=americas"],
+        ),
     ] {
         let plugin = plugin(name);
         let expect = fixtures.join(format!("orders.{name}.expected.jsonl"));
-        let mut args = vec!["test", plugin.to_str().unwrap(), "--input", input.to_str().unwrap(), "--expect", expect.to_str().unwrap(), "--params"];
+        let mut args = vec![
+            "test",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+            "--params",
+        ];
         args.extend(params);
         let out = sluice(&args);
         assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
-        assert!(stderr(&out).contains("4 of 4 results as expected"), "{name}: {}", stderr(&out));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(&expect).unwrap(), "{name}: stdout is the results");
+        assert!(
+            stderr(&out).contains("4 of 4 results as expected"),
+            "{name}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(&expect).unwrap(),
+            "{name}: stdout is the results"
+        );
     }
 }
 
@@ -243,20 +358,44 @@ fn sluice_test_reports_a_mismatch_with_a_diff_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = repo().join("tests/fixtures");
     // Expect the second order (12.5) to be kept: it is not.
-    let expected = std::fs::read_to_string(fixtures.join("orders.json-filter.expected.jsonl")).unwrap().replacen("{\"kept\":false}", "{\"kept\":true}", 1);
+    let expected = std::fs::read_to_string(fixtures.join("orders.json-filter.expected.jsonl"))
+        .unwrap()
+        .replacen("{\"kept\":false}", "{\"kept\":true}", 1);
     let expect = dir.path().join("wrong.jsonl");
     std::fs::write(&expect, expected).unwrap();
     let plugin = plugin("json-filter");
     let input = fixtures.join("orders.jsonl");
-    let out = sluice(&["test", plugin.to_str().unwrap(), "--input", input.to_str().unwrap(), "--expect", expect.to_str().unwrap(), "--params", "field=amount", "min=100"]);
+    let out = sluice(&[
+        "test",
+        plugin.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--expect",
+        expect.to_str().unwrap(),
+        "--params",
+        "field=amount",
+        "min=100",
+    ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("input 2 (line 2):\n  expected {\"kept\":true}\n  got      {\"kept\":false}"), "{err}");
+    assert!(
+        err.contains("input 2 (line 2):\n  expected {\"kept\":true}\n  got      {\"kept\":false}"),
+        "{err}"
+    );
     assert!(err.contains("1 of 4 results differ"), "{err}");
 
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"payload\": 1}\n{\"paylod\": 2}\n").unwrap();
-    let out = sluice(&["test", plugin.to_str().unwrap(), "--input", bad.to_str().unwrap()]);
+    let out = sluice(&[
+        "test",
+        plugin.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("{}:2: unknown field `paylod`", bad.display())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}:2: unknown field `paylod`", bad.display())),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -22,7 +22,11 @@ const TOPIC: &str = "orders";
 
 async fn committed(brokers: &str, group: &str) -> BTreeMap<i32, i64> {
     let (brokers, group) = (brokers.to_string(), group.to_string());
-    tokio::task::spawn_blocking(move || sluice_tests::kafka_client::committed(&brokers, &group, TOPIC, 2)).await.unwrap()
+    tokio::task::spawn_blocking(move || {
+        sluice_tests::kafka_client::committed(&brokers, &group, TOPIC, 2)
+    })
+    .await
+    .unwrap()
 }
 
 /// Poll until the group's commits equal `want` (commits are on a timer).
@@ -44,10 +48,20 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
     cluster.create_topic(TOPIC, 2, 1).expect("topic");
     let brokers = cluster.bootstrap_servers();
 
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
     for i in 0..40 {
-        let record = FutureRecord::to(TOPIC).key("k").payload("{}").partition(i % 2);
-        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+        let record = FutureRecord::to(TOPIC)
+            .key("k")
+            .payload("{}")
+            .partition(i % 2);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
 
     let config = SourceConfig::Kafka(KafkaSourceConfig {
@@ -60,17 +74,34 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
         connect_timeout: HumanDuration(Duration::from_secs(10)),
         properties: BTreeMap::new(),
     });
-    let source = config.open(std::path::Path::new(".")).await.expect("source connects");
+    let source = config
+        .open(std::path::Path::new("."))
+        .await
+        .expect("source connects");
     let (tx, mut rx) = mpsc::channel::<Delivery>(100);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(source.run(tx, shutdown.clone()));
 
     let mut held: BTreeMap<(i32, i64), Delivery> = BTreeMap::new();
     while held.len() < 40 {
-        let d = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("40 deliveries").unwrap();
-        let c: BTreeMap<&str, &str> = d.coordinates.0.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let d = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("40 deliveries")
+            .unwrap();
+        let c: BTreeMap<&str, &str> = d
+            .coordinates
+            .0
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
         assert_eq!(c["topic"], TOPIC);
-        held.insert((c["partition"].parse().unwrap(), c["offset"].parse().unwrap()), d);
+        held.insert(
+            (
+                c["partition"].parse().unwrap(),
+                c["offset"].parse().unwrap(),
+            ),
+            d,
+        );
     }
 
     // Partition 0: finish everything but offset 5. Partition 1: all of it.
@@ -87,11 +118,20 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
     // More records; one is given back unfinished at shutdown (dropped).
     for _ in 0..3 {
         let record = FutureRecord::to(TOPIC).key("k").payload("{}").partition(0);
-        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
     let mut late = Vec::new();
     for _ in 0..3 {
-        late.push(tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("3 more").unwrap());
+        late.push(
+            tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("3 more")
+                .unwrap(),
+        );
     }
     let given_back = late.remove(0); // offset 20
     for d in late {
@@ -99,7 +139,11 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
     }
     shutdown.cancel();
     drop(given_back);
-    tokio::time::timeout(Duration::from_secs(30), task).await.expect("source stops").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("source stops")
+        .unwrap()
+        .unwrap();
     assert_eq!(
         committed(&brokers, "g").await,
         BTreeMap::from([(0, 20), (1, 20)]),
@@ -114,15 +158,35 @@ fn the_daemon_relays_topic_to_topic_with_keys_and_headers() {
         cluster.create_topic(topic, partitions, 1).expect("topic");
     }
     let brokers = cluster.bootstrap_servers();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
     runtime.block_on(async {
         for i in 0..300 {
-            let payload = if i % 10 == 7 { "not json".to_string() } else { format!(r#"{{"amount":{i}}}"#) };
-            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header { key: "trace", value: Some(&format!("t{i}")) });
+            let payload = if i % 10 == 7 {
+                "not json".to_string()
+            } else {
+                format!(r#"{{"amount":{i}}}"#)
+            };
+            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "trace",
+                value: Some(&format!("t{i}")),
+            });
             let key = format!("k{i}");
-            let record = FutureRecord::to("in").key(&key).payload(&payload).headers(headers);
-            producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+            let record = FutureRecord::to("in")
+                .key(&key)
+                .payload(&payload)
+                .headers(headers);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
         }
     });
     let dir = tempfile::tempdir().unwrap();
@@ -150,13 +214,23 @@ brokers = "{brokers}"
     let http = sluice_tests::daemon::free_addr();
     let daemon = Daemon::start_with(&config, &dir.path().join("sluice.log"), &["--http", &http]);
     assert!(
-        eventually(Duration::from_secs(60), || count(&brokers, "out") + count(&brokers, "dlq") >= 300),
+        eventually(Duration::from_secs(60), || count(&brokers, "out")
+            + count(&brokers, "dlq")
+            >= 300),
         "{}",
         daemon.log_text()
     );
     // Consumer lag from librdkafka's statistics: nothing past the commits.
-    let lag = || sluice_tests::daemon::http_get(&http, "/metrics").and_then(|(_, m)| sluice_tests::daemon::metric(&m, "sluice_source_lag{pipeline=\"relay\"}"));
-    assert!(eventually(Duration::from_secs(20), || lag() == Some(0.0)), "consumer lag: {:?}", lag());
+    let lag = || {
+        sluice_tests::daemon::http_get(&http, "/metrics").and_then(|(_, m)| {
+            sluice_tests::daemon::metric(&m, "sluice_source_lag{pipeline=\"relay\"}")
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || lag() == Some(0.0)),
+        "consumer lag: {:?}",
+        lag()
+    );
     assert!(daemon.terminate(Duration::from_secs(30)).success());
     let out = read_topic(&brokers, "out");
     let dlq = read_topic(&brokers, "dlq");
@@ -166,7 +240,14 @@ brokers = "{brokers}"
         assert_eq!(r.header("trace"), Some(format!("t{i}")));
         assert_eq!(r.payload, format!(r#"{{"amount":{i}}}"#).into_bytes());
     }
-    assert!(dlq.iter().all(|r| r.header("sluice-error-source-topic").as_deref() == Some("in") && r.header("sluice-error-source-offset").is_some()));
+    assert!(dlq.iter().all(
+        |r| r.header("sluice-error-source-topic").as_deref() == Some("in")
+            && r.header("sluice-error-source-offset").is_some()
+    ));
     let committed = sluice_tests::kafka_client::committed(&brokers, "g", "in", 3);
-    assert_eq!(committed.values().sum::<i64>(), 300, "every offset committed: {committed:?}");
+    assert_eq!(
+        committed.values().sum::<i64>(),
+        300,
+        "every offset committed: {committed:?}"
+    );
 }

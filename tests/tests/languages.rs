@@ -17,16 +17,33 @@ const WORLDS: [&str; 3] = ["filter", "transform", "route"];
 /// The plugin toolchains' programs (`plugins/toolchains.sh` puts them in
 /// `$SLUICE_TOOLS/bin`) ahead of the caller's PATH.
 fn tools_path() -> String {
-    let tools = std::env::var_os("SLUICE_TOOLS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/tools"));
-    format!("{}:{}", tools.join("bin").display(), std::env::var("PATH").unwrap_or_default())
+    let tools = std::env::var_os("SLUICE_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/tools")
+        });
+    format!(
+        "{}:{}",
+        tools.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 fn sluice(args: &[&str], cache: &Path) -> Output {
-    Command::new(sluice_bin()).args(args).env("PATH", tools_path()).env("SLUICE_CACHE_DIR", cache).output().expect("sluice runs")
+    Command::new(sluice_bin())
+        .args(args)
+        .env("PATH", tools_path())
+        .env("SLUICE_CACHE_DIR", cache)
+        .output()
+        .expect("sluice runs")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// An artifact cache that outlives the checkout: artifacts are named by
@@ -37,7 +54,9 @@ fn shared_cache() -> PathBuf {
     if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
     home.join("sluice/test-artifacts")
 }
 
@@ -51,14 +70,25 @@ fn expected(order: &Value) -> Result<Option<(&'static str, i64)>, &'static str> 
             return Err("required field missing");
         }
     }
-    let country = o["country"].as_str().filter(|c| c.chars().count() == 2).ok_or("country")?;
+    let country = o["country"]
+        .as_str()
+        .filter(|c| c.chars().count() == 2)
+        .ok_or("country")?;
     o["id"].as_str().ok_or("id")?;
     o["card"].as_str().ok_or("card")?;
     o["amount"].as_f64().filter(|a| *a >= 0.0).ok_or("amount")?;
     let mut total = 0i64;
     for item in o["items"].as_array().ok_or("items")? {
-        let qty = item.get("qty").and_then(Value::as_i64).filter(|q| *q >= 1).ok_or("qty")?;
-        let price = item.get("price").and_then(Value::as_f64).filter(|p| *p >= 0.0).ok_or("price")?;
+        let qty = item
+            .get("qty")
+            .and_then(Value::as_i64)
+            .filter(|q| *q >= 1)
+            .ok_or("qty")?;
+        let price = item
+            .get("price")
+            .and_then(Value::as_f64)
+            .filter(|p| *p >= 0.0)
+            .ok_or("price")?;
         total += qty * (price * 100.0).round() as i64;
     }
     if total < 10_000 {
@@ -94,15 +124,28 @@ fn the_polyglot_pipeline_runs_plugins_of_all_five_languages_and_accounts_for_eve
             Ok(None) => want_dropped += 1,
             Ok(Some((sink, total))) => {
                 let card = order["card"].as_str().unwrap().to_string();
-                want.insert(order["id"].as_str().unwrap().to_string(), (sink, total, card));
+                want.insert(
+                    order["id"].as_str().unwrap().to_string(),
+                    (sink, total, card),
+                );
             }
         }
     }
-    assert!(want.len() > 1000 && want_dead > 100 && want_dropped > 100, "the example data exercises every path");
+    assert!(
+        want.len() > 1000 && want_dead > 100 && want_dropped > 100,
+        "the example data exercises every path"
+    );
 
     let read = |name: &str| -> Vec<Value> {
-        let path = dir.path().join("out").join(format!("polyglot-{name}.jsonl"));
-        std::fs::read_to_string(&path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let path = dir
+            .path()
+            .join("out")
+            .join(format!("polyglot-{name}.jsonl"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
     let mut delivered = 0;
     for sink in ["europe", "americas", "other"] {
@@ -110,28 +153,59 @@ fn the_polyglot_pipeline_runs_plugins_of_all_five_languages_and_accounts_for_eve
             delivered += 1;
             let payload = &msg["payload"];
             let id = payload["id"].as_str().unwrap_or_else(|| panic!("{msg}"));
-            let (want_sink, total, card) = want.get(id).unwrap_or_else(|| panic!("{id} should not have been delivered: {msg}"));
+            let (want_sink, total, card) = want
+                .get(id)
+                .unwrap_or_else(|| panic!("{id} should not have been delivered: {msg}"));
             assert_eq!(sink, *want_sink, "{id} routed by country (C router)");
-            assert_eq!(payload["total_cents"].as_i64(), Some(*total), "{id}: total from the items (Zig transform): {msg}");
+            assert_eq!(
+                payload["total_cents"].as_i64(),
+                Some(*total),
+                "{id}: total from the items (Zig transform): {msg}"
+            );
             let masked = payload["card"].as_str().unwrap();
             let digits = card.chars().filter(char::is_ascii_digit).count();
-            assert!(masked.ends_with(&card[card.len() - 4..]) && masked.matches('*').count() == digits - 4, "{id}: card masked but the last 4 (JS transform): {masked}");
-            assert_eq!(msg["headers"]["x-masked"].as_str(), Some("1"), "{id}: one card masked: {msg}");
+            assert!(
+                masked.ends_with(&card[card.len() - 4..])
+                    && masked.matches('*').count() == digits - 4,
+                "{id}: card masked but the last 4 (JS transform): {masked}"
+            );
+            assert_eq!(
+                msg["headers"]["x-masked"].as_str(),
+                Some("1"),
+                "{id}: one card masked: {msg}"
+            );
         }
     }
-    assert_eq!(delivered, want.len(), "every order above 100.00 that passes the schema is delivered exactly once");
+    assert_eq!(
+        delivered,
+        want.len(),
+        "every order above 100.00 that passes the schema is delivered exactly once"
+    );
 
     let dlq = read("dlq");
-    assert_eq!(dlq.len(), want_dead, "malformed records and schema violations are dead-lettered");
-    let by_schema: Vec<&Value> = dlq.iter().filter(|m| m["headers"]["sluice-error-stage"] == "valid").collect();
+    assert_eq!(
+        dlq.len(),
+        want_dead,
+        "malformed records and schema violations are dead-lettered"
+    );
+    let by_schema: Vec<&Value> = dlq
+        .iter()
+        .filter(|m| m["headers"]["sluice-error-stage"] == "valid")
+        .collect();
     assert!(!by_schema.is_empty());
     for m in &by_schema {
         let why = m["headers"]["sluice-error-text"].as_str().unwrap();
-        assert!(m["headers"]["sluice-error-class"] == "fatal" && why.contains("$."), "the Python filter names the violation's JSON path: {m}");
+        assert!(
+            m["headers"]["sluice-error-class"] == "fatal" && why.contains("$."),
+            "the Python filter names the violation's JSON path: {m}"
+        );
     }
     let log = text(&out);
     assert!(
-        log.contains(&format!("received {}, delivered {delivered}, dropped {want_dropped}, dead-lettered {want_dead}", input.lines().count())),
+        log.contains(&format!(
+            "received {}, delivered {delivered}, dropped {want_dropped}, dead-lettered {want_dead}",
+            input.lines().count()
+        )),
         "summary: {log}"
     );
 }
@@ -144,26 +218,55 @@ fn template_round_trip(lang: &str, root: &Path) -> Vec<String> {
         let name = format!("demo-{lang}-{world}");
         let dir = root.join(&name);
         let cache = shared_cache();
-        let new = sluice(&["plugin", "new", "--lang", lang, "--kind", world, &name, "--dir", root.to_str().unwrap()], &cache);
+        let new = sluice(
+            &[
+                "plugin",
+                "new",
+                "--lang",
+                lang,
+                "--kind",
+                world,
+                &name,
+                "--dir",
+                root.to_str().unwrap(),
+            ],
+            &cache,
+        );
         if !new.status.success() {
-            failures.push(format!("{lang} {world}: plugin new failed:\n{}", text(&new)));
+            failures.push(format!(
+                "{lang} {world}: plugin new failed:\n{}",
+                text(&new)
+            ));
             continue;
         }
         let started = std::time::Instant::now();
         let build = sluice(&["plugin", "build", dir.to_str().unwrap()], &cache);
         if !build.status.success() {
-            failures.push(format!("{lang} {world}: plugin build failed:\n{}", text(&build)));
+            failures.push(format!(
+                "{lang} {world}: plugin build failed:\n{}",
+                text(&build)
+            ));
             continue;
         }
         println!("{lang:6} {world:9}: built in {:.1?}", started.elapsed());
         let wasm = dir.join("dist").join(format!("{name}.wasm"));
         let fixtures = dir.join("fixtures");
         let mut args = vec!["test", wasm.to_str().unwrap(), "--input"];
-        let (input, expect) = (fixtures.join("sample.jsonl"), fixtures.join("sample.expected.jsonl"));
-        args.extend([input.to_str().unwrap(), "--expect", expect.to_str().unwrap()]);
+        let (input, expect) = (
+            fixtures.join("sample.jsonl"),
+            fixtures.join("sample.expected.jsonl"),
+        );
+        args.extend([
+            input.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+        ]);
         let test = sluice(&args, &cache);
         if !test.status.success() {
-            failures.push(format!("{lang} {world}: sluice test failed:\n{}", text(&test)));
+            failures.push(format!(
+                "{lang} {world}: sluice test failed:\n{}",
+                text(&test)
+            ));
         }
     }
     failures
@@ -174,8 +277,17 @@ fn every_language_s_template_builds_and_passes_its_sample_fixtures() {
     let root = tempfile::tempdir().unwrap();
     // The languages side by side: most of the time is each toolchain's own.
     let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = LANGUAGES.iter().map(|lang| { let dir = root.path().join(lang); s.spawn(move || template_round_trip(lang, &dir)) }).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        let handles: Vec<_> = LANGUAGES
+            .iter()
+            .map(|lang| {
+                let dir = root.path().join(lang);
+                s.spawn(move || template_round_trip(lang, &dir))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -184,14 +296,44 @@ fn every_language_s_template_builds_and_passes_its_sample_fixtures() {
 fn a_missing_toolchain_is_named_with_how_to_install_it() {
     let root = tempfile::tempdir().unwrap();
     let cache = root.path().join("cache");
-    for (lang, tool) in [("js", "componentize-js"), ("python", "componentize-py"), ("c", "wit-bindgen"), ("zig", "zig")] {
+    for (lang, tool) in [
+        ("js", "componentize-js"),
+        ("python", "componentize-py"),
+        ("c", "wit-bindgen"),
+        ("zig", "zig"),
+    ] {
         let name = format!("no-{lang}");
-        assert!(sluice(&["plugin", "new", "--lang", lang, "--kind", "filter", &name, "--dir", root.path().to_str().unwrap()], &cache).status.success());
-        let out = Command::new(sluice_bin()).args(["plugin", "build", root.path().join(&name).to_str().unwrap()]).env("PATH", "/nonexistent").output().unwrap();
+        assert!(sluice(
+            &[
+                "plugin",
+                "new",
+                "--lang",
+                lang,
+                "--kind",
+                "filter",
+                &name,
+                "--dir",
+                root.path().to_str().unwrap()
+            ],
+            &cache
+        )
+        .status
+        .success());
+        let out = Command::new(sluice_bin())
+            .args(["plugin", "build", root.path().join(&name).to_str().unwrap()])
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
         let err = text(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains(&format!("`{tool}` was not found on PATH")) && err.contains("install"), "{lang}: {err}");
-        assert!(err.contains(&format!("plugins/toolchains/{lang}.sh")), "{lang}: says which script installs it: {err}");
+        assert!(
+            err.contains(&format!("`{tool}` was not found on PATH")) && err.contains("install"),
+            "{lang}: {err}"
+        );
+        assert!(
+            err.contains(&format!("plugins/toolchains/{lang}.sh")),
+            "{lang}: says which script installs it: {err}"
+        );
     }
 }
 
@@ -201,18 +343,57 @@ fn plugin_build_and_new_refuse_bad_input_with_the_fix() {
     let cache = root.path().join("cache");
     let out = sluice(&["plugin", "build", root.path().to_str().unwrap()], &cache);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("sluice-plugin.toml: cannot read") && text(&out).contains("sluice plugin new"), "{}", text(&out));
+    assert!(
+        text(&out).contains("sluice-plugin.toml: cannot read")
+            && text(&out).contains("sluice plugin new"),
+        "{}",
+        text(&out)
+    );
 
-    std::fs::write(root.path().join("sluice-plugin.toml"), "name = \"x\"\nlanguage = \"cobol\"\nworld = \"filter\"\n").unwrap();
+    std::fs::write(
+        root.path().join("sluice-plugin.toml"),
+        "name = \"x\"\nlanguage = \"cobol\"\nworld = \"filter\"\n",
+    )
+    .unwrap();
     let out = sluice(&["plugin", "build", root.path().to_str().unwrap()], &cache);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("cobol") && text(&out).contains("`rust`"), "{}", text(&out));
+    assert!(
+        text(&out).contains("cobol") && text(&out).contains("`rust`"),
+        "{}",
+        text(&out)
+    );
 
-    let out = sluice(&["plugin", "new", "--lang", "rust", "--kind", "filter", "Bad_Name", "--dir", root.path().to_str().unwrap()], &cache);
+    let out = sluice(
+        &[
+            "plugin",
+            "new",
+            "--lang",
+            "rust",
+            "--kind",
+            "filter",
+            "Bad_Name",
+            "--dir",
+            root.path().to_str().unwrap(),
+        ],
+        &cache,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("lower-case letters"), "{}", text(&out));
     std::fs::create_dir(root.path().join("taken")).unwrap();
-    let out = sluice(&["plugin", "new", "--lang", "rust", "--kind", "filter", "taken", "--dir", root.path().to_str().unwrap()], &cache);
+    let out = sluice(
+        &[
+            "plugin",
+            "new",
+            "--lang",
+            "rust",
+            "--kind",
+            "filter",
+            "taken",
+            "--dir",
+            root.path().to_str().unwrap(),
+        ],
+        &cache,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("already exists"), "{}", text(&out));
 }
@@ -228,16 +409,41 @@ fn compiled_components_are_cached_so_a_restart_does_not_recompile_them() {
     let (wasm, input) = (plugin("mask-cards"), fixtures.join("input.jsonl"));
     let run = |label: &str| {
         let started = std::time::Instant::now();
-        let out = sluice(&["--log", "sluice_wasm=debug", "test", wasm.to_str().unwrap(), "--input", input.to_str().unwrap()], &cache);
+        let out = sluice(
+            &[
+                "--log",
+                "sluice_wasm=debug",
+                "test",
+                wasm.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+            ],
+            &cache,
+        );
         assert!(out.status.success(), "{}", text(&out));
         println!("sluice test mask-cards, {label}: {:.2?}", started.elapsed());
         text(&out)
     };
     let first = run("empty cache");
     assert_eq!(first.matches("plugin compiled").count(), 1, "{first}");
-    let cached = std::fs::read_dir(&cache).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count();
+    let cached = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count();
     assert_eq!(cached, 1, "one artifact for the plugin");
     let second = run("warm cache");
-    assert_eq!(second.matches("plugin loaded from the artifact cache").count(), 1, "{second}");
+    assert_eq!(
+        second
+            .matches("plugin loaded from the artifact cache")
+            .count(),
+        1,
+        "{second}"
+    );
     assert_eq!(second.matches("plugin compiled").count(), 0, "{second}");
 }

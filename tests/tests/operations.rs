@@ -28,7 +28,14 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let mark = dir.path().join("mark.wasm");
         std::fs::copy(plugin("identity"), &mark).unwrap();
-        let s = Setup { config: dir.path().join("pipeline.toml"), mark, dir, url: redis_url(), n: Names::new(test), http: free_addr() };
+        let s = Setup {
+            config: dir.path().join("pipeline.toml"),
+            mark,
+            dir,
+            url: redis_url(),
+            n: Names::new(test),
+            http: free_addr(),
+        };
         s.write_config("v1");
         s
     }
@@ -61,17 +68,32 @@ params = {{ tag = "{tag}", redact = "card" }}
     }
 
     fn start(&self) -> Daemon {
-        let daemon = Daemon::start_with(&self.config, &self.dir.path().join("sluice.log"), &["--http", &self.http]);
-        assert!(eventually(Duration::from_secs(30), || http_get(&self.http, "/readyz").is_some_and(|(s, _)| s == 200)), "{}", daemon.log_text());
+        let daemon = Daemon::start_with(
+            &self.config,
+            &self.dir.path().join("sluice.log"),
+            &["--http", &self.http],
+        );
+        assert!(
+            eventually(Duration::from_secs(30), || http_get(&self.http, "/readyz")
+                .is_some_and(|(s, _)| s == 200)),
+            "{}",
+            daemon.log_text()
+        );
         daemon
     }
 
     fn metrics(&self) -> String {
-        http_get(&self.http, "/metrics").map(|(_, body)| body).unwrap_or_default()
+        http_get(&self.http, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
 
     fn reloads(&self, result: &str) -> f64 {
-        metric(&self.metrics(), &format!("sluice_reloads_total{{result=\"{result}\"}}")).unwrap_or(-1.0)
+        metric(
+            &self.metrics(),
+            &format!("sluice_reloads_total{{result=\"{result}\"}}"),
+        )
+        .unwrap_or(-1.0)
     }
 
     fn output(&self) -> Vec<Entry> {
@@ -83,14 +105,22 @@ params = {{ tag = "{tag}", redact = "card" }}
     }
 
     fn produce(&self, range: std::ops::Range<usize>) {
-        add(&mut connection(&self.url), &self.n.input, &range.map(order).collect::<Vec<_>>());
+        add(
+            &mut connection(&self.url),
+            &self.n.input,
+            &range.map(order).collect::<Vec<_>>(),
+        );
     }
 }
 
 impl Drop for Setup {
     fn drop(&mut self) {
         let mut conn = connection(&self.url);
-        let _: Result<(), _> = redis::cmd("DEL").arg(&self.n.input).arg(&self.n.output).arg(&self.n.dlq).query(&mut conn);
+        let _: Result<(), _> = redis::cmd("DEL")
+            .arg(&self.n.input)
+            .arg(&self.n.output)
+            .arg(&self.n.dlq)
+            .query(&mut conn);
     }
 }
 
@@ -101,7 +131,10 @@ fn order(i: usize) -> Vec<(String, Vec<u8>)> {
         i % 100,
         100 + i % 50
     );
-    vec![("payload".into(), payload.into_bytes()), ("key".into(), format!("k{i}").into_bytes())]
+    vec![
+        ("payload".into(), payload.into_bytes()),
+        ("key".into(), format!("k{i}").into_bytes()),
+    ]
 }
 
 fn index(e: &Entry) -> usize {
@@ -118,49 +151,111 @@ fn a_plugin_and_config_swap_while_10000_messages_flow_loses_and_doubles_nothing(
         std::thread::spawn(move || {
             let mut conn = connection(&url);
             for start in (0..first).step_by(200) {
-                add(&mut conn, &input, &(start..start + 200).map(order).collect::<Vec<_>>());
+                add(
+                    &mut conn,
+                    &input,
+                    &(start..start + 200).map(order).collect::<Vec<_>>(),
+                );
                 std::thread::sleep(Duration::from_millis(40));
             }
         })
     };
-    assert!(eventually(Duration::from_secs(60), || s.out_len() >= 2000), "{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(60), || s.out_len() >= 2000),
+        "{}",
+        daemon.log_text()
+    );
     // The plugin file and the TOML, a few milliseconds apart, as a deploy
     // would: identity.wasm becomes order-transform.wasm, tag v1 becomes v2.
     replace_file(&s.mark, &std::fs::read(plugin("order-transform")).unwrap());
     s.write_config("v2");
     let swapped_at = s.out_len();
-    assert!(eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0), "{}\n{}", s.metrics(), daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0),
+        "{}\n{}",
+        s.metrics(),
+        daemon.log_text()
+    );
     producer.join().unwrap();
     // Everything added from now on runs the new chain.
     let total = first + 2000;
     s.produce(first..total);
-    assert!(eventually(Duration::from_secs(60), || s.out_len() >= total), "{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(60), || s.out_len() >= total),
+        "{}",
+        daemon.log_text()
+    );
     std::thread::sleep(Duration::from_millis(300));
 
     let out = s.output();
     let distinct: BTreeSet<usize> = out.iter().map(index).collect();
-    assert_eq!((distinct.len(), out.len()), (total, total), "every message exactly once");
+    assert_eq!(
+        (distinct.len(), out.len()),
+        (total, total),
+        "every message exactly once"
+    );
     let mut old = 0;
     for e in &out {
         match e.field("x-sluice-transform").as_deref() {
             None => {
                 old += 1;
-                assert!(e.field("payload").unwrap().contains("4111111111111111"), "identity leaves the card: {e:?}");
-                assert!(index(e) < first, "message {} added after the reload ran the old chain", index(e));
+                assert!(
+                    e.field("payload").unwrap().contains("4111111111111111"),
+                    "identity leaves the card: {e:?}"
+                );
+                assert!(
+                    index(e) < first,
+                    "message {} added after the reload ran the old chain",
+                    index(e)
+                );
             }
-            Some("v2") => assert!(!e.field("payload").unwrap().contains("4111111111111111"), "order-transform redacts: {e:?}"),
-            Some(other) => panic!("tag {other}: a message ran half a swap (new plugin, old TOML): {e:?}"),
+            Some("v2") => assert!(
+                !e.field("payload").unwrap().contains("4111111111111111"),
+                "order-transform redacts: {e:?}"
+            ),
+            Some(other) => {
+                panic!("tag {other}: a message ran half a swap (new plugin, old TOML): {e:?}")
+            }
         }
     }
-    assert!(old >= swapped_at, "the old chain ran until the swap: {old} (output {swapped_at} when it began)");
+    assert!(
+        old >= swapped_at,
+        "the old chain ran until the swap: {old} (output {swapped_at} when it began)"
+    );
     let m = s.metrics();
-    assert_eq!(metric(&m, "sluice_reloads_total{result=\"ok\"}"), Some(1.0), "{m}");
-    assert_eq!(metric(&m, "sluice_reloads_total{result=\"failed\"}"), Some(0.0), "{m}");
-    assert_eq!(metric(&m, "sluice_messages_total{pipeline=\"swap\",stage=\"mark\",outcome=\"in\"}"), Some(total as f64), "stage counters carry over the swap: {m}");
-    assert!(eventually(Duration::from_secs(10), || metric(&s.metrics(), "sluice_pipeline_messages_total{pipeline=\"swap\",outcome=\"acked\"}") == Some(total as f64)));
-    assert_eq!(metric(&s.metrics(), "sluice_in_flight{pipeline=\"swap\"}"), Some(0.0));
+    assert_eq!(
+        metric(&m, "sluice_reloads_total{result=\"ok\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "sluice_reloads_total{result=\"failed\"}"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_messages_total{pipeline=\"swap\",stage=\"mark\",outcome=\"in\"}"
+        ),
+        Some(total as f64),
+        "stage counters carry over the swap: {m}"
+    );
+    assert!(eventually(Duration::from_secs(10), || metric(
+        &s.metrics(),
+        "sluice_pipeline_messages_total{pipeline=\"swap\",outcome=\"acked\"}"
+    ) == Some(
+        total as f64
+    )));
+    assert_eq!(
+        metric(&s.metrics(), "sluice_in_flight{pipeline=\"swap\"}"),
+        Some(0.0)
+    );
     assert!(daemon.terminate(Duration::from_secs(30)).success());
-    eprintln!("hot swap: {total} messages, {old} on the old chain, {} on the new, 0 lost, 0 duplicates", total - old);
+    eprintln!(
+        "hot swap: {total} messages, {old} on the old chain, {} on the new, 0 lost, 0 duplicates",
+        total - old
+    );
 }
 
 #[test]
@@ -171,31 +266,57 @@ fn broken_plugins_and_a_broken_toml_are_rejected_and_the_old_pipeline_goes_on() 
     let mut flow = |s: &Setup, daemon: &Daemon| {
         s.produce(sent..sent + 300);
         sent += 300;
-        assert!(eventually(Duration::from_secs(30), || s.out_len() >= sent), "{}", daemon.log_text());
+        assert!(
+            eventually(Duration::from_secs(30), || s.out_len() >= sent),
+            "{}",
+            daemon.log_text()
+        );
     };
     flow(&s, &daemon);
     let cases: [(&str, Box<dyn Fn(&Setup)>); 3] = [
-        ("not a component", Box::new(|s: &Setup| replace_file(&s.mark, b"\0asm garbage, not a component"))),
-        ("wrong world", Box::new(|s: &Setup| replace_file(&s.mark, &std::fs::read(plugin("json-filter")).unwrap()))),
-        ("broken TOML", Box::new(|s: &Setup| {
-            replace_file(&s.mark, &std::fs::read(plugin("identity")).unwrap());
-            replace_file(&s.config, b"[pipelines.swap\nsource = ");
-        })),
+        (
+            "not a component",
+            Box::new(|s: &Setup| replace_file(&s.mark, b"\0asm garbage, not a component")),
+        ),
+        (
+            "wrong world",
+            Box::new(|s: &Setup| {
+                replace_file(&s.mark, &std::fs::read(plugin("json-filter")).unwrap())
+            }),
+        ),
+        (
+            "broken TOML",
+            Box::new(|s: &Setup| {
+                replace_file(&s.mark, &std::fs::read(plugin("identity")).unwrap());
+                replace_file(&s.config, b"[pipelines.swap\nsource = ");
+            }),
+        ),
     ];
     for (i, (what, break_it)) in cases.iter().enumerate() {
         break_it(&s);
         let failed = (i + 1) as f64;
-        assert!(eventually(Duration::from_secs(30), || s.reloads("failed") == failed), "{what}: {}\n{}", s.metrics(), daemon.log_text());
+        assert!(
+            eventually(Duration::from_secs(30), || s.reloads("failed") == failed),
+            "{what}: {}\n{}",
+            s.metrics(),
+            daemon.log_text()
+        );
         flow(&s, &daemon);
     }
     assert_eq!(s.reloads("ok"), 0.0, "nothing was applied");
     let log = daemon.log_text();
     assert!(log.contains("reload failed"), "{log}");
     assert!(log.contains("mark.wasm"), "the plugin is named: {log}");
-    assert!(log.contains("pipeline.toml"), "the config file is named: {log}");
+    assert!(
+        log.contains("pipeline.toml"),
+        "the config file is named: {log}"
+    );
     let out = s.output();
     assert_eq!(out.len(), sent);
-    assert!(out.iter().all(|e| e.field("x-sluice-transform").is_none()), "the old (identity) chain ran throughout");
+    assert!(
+        out.iter().all(|e| e.field("x-sluice-transform").is_none()),
+        "the old (identity) chain ran throughout"
+    );
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
 
@@ -213,22 +334,54 @@ fn sigterm_with_messages_in_flight_exits_0_and_every_acked_message_was_delivered
     let daemon = s.start();
     // The group's lag as Redis reports it: entries not yet read.
     let lag = || metric(&s.metrics(), "sluice_source_lag{pipeline=\"swap\"}");
-    assert!(eventually(Duration::from_secs(10), || lag().is_some_and(|l| l > 0.0 && l <= total as f64)), "lag reported: {:?}", lag());
-    assert!(eventually(Duration::from_secs(60), || s.out_len() >= 1000), "{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(10), || lag()
+            .is_some_and(|l| l > 0.0 && l <= total as f64)),
+        "lag reported: {:?}",
+        lag()
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || s.out_len() >= 1000),
+        "{}",
+        daemon.log_text()
+    );
     let status = daemon.terminate(Duration::from_secs(60));
     assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
 
     let mut conn = connection(&s.url);
     let input = read_stream(&mut conn, &s.n.input);
-    let groups: Vec<redis::Value> = redis::cmd("XINFO").arg("GROUPS").arg(&s.n.input).query(&mut conn).unwrap();
-    let group: std::collections::HashMap<String, redis::Value> = redis::from_redis_value(groups[0].clone()).unwrap();
+    let groups: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&s.n.input)
+        .query(&mut conn)
+        .unwrap();
+    let group: std::collections::HashMap<String, redis::Value> =
+        redis::from_redis_value(groups[0].clone()).unwrap();
     let last: String = redis::from_redis_value(group["last-delivered-id"].clone()).unwrap();
-    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING").arg(&s.n.input).arg(&s.n.group).arg("-").arg("+").arg(100_000).query(&mut conn).unwrap();
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(&s.n.input)
+        .arg(&s.n.group)
+        .arg("-")
+        .arg("+")
+        .arg(100_000)
+        .query(&mut conn)
+        .unwrap();
     let pending: BTreeSet<String> = pending.into_iter().map(|p| p.0).collect();
-    let acked: Vec<&Entry> = input.iter().filter(|e| stream_id(&e.id) <= stream_id(&last) && !pending.contains(&e.id)).collect();
+    let acked: Vec<&Entry> = input
+        .iter()
+        .filter(|e| stream_id(&e.id) <= stream_id(&last) && !pending.contains(&e.id))
+        .collect();
     let delivered: BTreeSet<usize> = s.output().iter().map(index).collect();
-    assert!(acked.len() >= 1000 && acked.len() < total, "stopped mid-stream: {} acked of {total}", acked.len());
-    let missing: Vec<usize> = acked.iter().map(|e| index(e)).filter(|i| !delivered.contains(i)).collect();
+    assert!(
+        acked.len() >= 1000 && acked.len() < total,
+        "stopped mid-stream: {} acked of {total}",
+        acked.len()
+    );
+    let missing: Vec<usize> = acked
+        .iter()
+        .map(|e| index(e))
+        .filter(|i| !delivered.contains(i))
+        .collect();
     assert!(missing.is_empty(), "acked but not delivered: {missing:?}");
     eprintln!("sigterm: {} of {total} acked and delivered, {} pending (redelivered after a restart), 0 lost", acked.len(), pending.len());
 }
@@ -238,11 +391,18 @@ fn health_and_readiness_answer_and_metrics_carry_every_family() {
     let s = Setup::new("ops-metrics");
     let daemon = s.start();
     s.produce(0..100);
-    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 100), "{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(30), || s.out_len() >= 100),
+        "{}",
+        daemon.log_text()
+    );
     assert_eq!(http_get(&s.http, "/healthz").map(|(c, _)| c), Some(200));
     assert_eq!(http_get(&s.http, "/readyz").map(|(c, _)| c), Some(200));
     assert_eq!(http_get(&s.http, "/nope").map(|(c, _)| c), Some(404));
-    assert!(eventually(Duration::from_secs(10), || metric(&s.metrics(), "sluice_pipeline_messages_total{pipeline=\"swap\",outcome=\"acked\"}") == Some(100.0)));
+    assert!(eventually(Duration::from_secs(10), || metric(
+        &s.metrics(),
+        "sluice_pipeline_messages_total{pipeline=\"swap\",outcome=\"acked\"}"
+    ) == Some(100.0)));
     let m = s.metrics();
     for sample in [
         "sluice_pipeline_messages_total{pipeline=\"swap\",outcome=\"received\"} 100",
@@ -256,12 +416,37 @@ fn health_and_readiness_answer_and_metrics_carry_every_family() {
         "sluice_reloads_total{result=\"failed\"} 0",
         "sluice_ready 1",
     ] {
-        assert!(m.lines().any(|l| l == sample), "missing `{sample}` in:\n{m}");
+        assert!(
+            m.lines().any(|l| l == sample),
+            "missing `{sample}` in:\n{m}"
+        );
     }
-    assert!(eventually(Duration::from_secs(10), || metric(&s.metrics(), "sluice_source_lag{pipeline=\"swap\"}") == Some(0.0)), "nothing left to read: {}", s.metrics());
-    let calls = metric(&m, "sluice_stage_duration_seconds_count{pipeline=\"swap\",stage=\"mark\"}").unwrap();
-    assert!((1.0..=100.0).contains(&calls), "one observation per call (batches): {calls}");
-    assert!(metric(&m, "sluice_stage_fuel_consumed_total{pipeline=\"swap\",stage=\"mark\"}").unwrap() > 0.0, "fuel is counted: {m}");
+    assert!(
+        eventually(Duration::from_secs(10), || metric(
+            &s.metrics(),
+            "sluice_source_lag{pipeline=\"swap\"}"
+        ) == Some(0.0)),
+        "nothing left to read: {}",
+        s.metrics()
+    );
+    let calls = metric(
+        &m,
+        "sluice_stage_duration_seconds_count{pipeline=\"swap\",stage=\"mark\"}",
+    )
+    .unwrap();
+    assert!(
+        (1.0..=100.0).contains(&calls),
+        "one observation per call (batches): {calls}"
+    );
+    assert!(
+        metric(
+            &m,
+            "sluice_stage_fuel_consumed_total{pipeline=\"swap\",stage=\"mark\"}"
+        )
+        .unwrap()
+            > 0.0,
+        "fuel is counted: {m}"
+    );
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }
 
@@ -271,7 +456,12 @@ fn a_source_change_restarts_only_its_own_pipeline() {
     // cannot be done live: `b` drains and restarts on the new source; `a`
     // is not touched and keeps its chain.
     let s = Setup::new("ops-restart");
-    let (b_in, b_in2, b_out, b_group) = (format!("{}.b", s.n.input), format!("{}.b2", s.n.input), format!("{}.b", s.n.output), format!("{}.b", s.n.group));
+    let (b_in, b_in2, b_out, b_group) = (
+        format!("{}.b", s.n.input),
+        format!("{}.b2", s.n.input),
+        format!("{}.b", s.n.output),
+        format!("{}.b", s.n.group),
+    );
     let second = |input: &str| {
         format!(
             r#"
@@ -289,31 +479,74 @@ sinks.out = {{ type = "redis-stream", url = "{url}", stream = "{b_out}" }}
     let mut conn = connection(&s.url);
     s.produce(0..500);
     add(&mut conn, &b_in, &(0..300).map(order).collect::<Vec<_>>());
-    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 500 && len(&mut connection(&s.url), &b_out) >= 300), "{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(30), || s.out_len() >= 500
+            && len(&mut connection(&s.url), &b_out) >= 300),
+        "{}",
+        daemon.log_text()
+    );
 
-    replace_file(&s.config, (s.config_text("v1") + &second(&b_in2)).as_bytes());
-    assert!(eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0), "{}", daemon.log_text());
-    add(&mut conn, &b_in2, &(300..600).map(order).collect::<Vec<_>>());
+    replace_file(
+        &s.config,
+        (s.config_text("v1") + &second(&b_in2)).as_bytes(),
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0),
+        "{}",
+        daemon.log_text()
+    );
+    add(
+        &mut conn,
+        &b_in2,
+        &(300..600).map(order).collect::<Vec<_>>(),
+    );
     add(&mut conn, &b_in, &(600..700).map(order).collect::<Vec<_>>());
     s.produce(500..1000);
-    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 1000 && len(&mut connection(&s.url), &b_out) >= 600), "{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(30), || s.out_len() >= 1000
+            && len(&mut connection(&s.url), &b_out) >= 600),
+        "{}",
+        daemon.log_text()
+    );
     std::thread::sleep(Duration::from_millis(500));
     let log = daemon.log_text();
     let b_keys: BTreeSet<usize> = read_stream(&mut conn, &b_out).iter().map(index).collect();
-    assert_eq!(b_keys, (0..600).collect(), "b read the new stream after the restart, and no longer the old one");
+    assert_eq!(
+        b_keys,
+        (0..600).collect(),
+        "b read the new stream after the restart, and no longer the old one"
+    );
     assert_eq!(s.out_len(), 1000, "a went on untouched");
-    assert!(log.lines().any(|l| l.contains("draining for a restart") && l.contains("pipeline=b")), "{log}");
-    assert!(!log.lines().any(|l| l.contains("draining for a restart") && l.contains("pipeline=swap")), "a was not restarted: {log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("draining for a restart") && l.contains("pipeline=b")),
+        "{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("draining for a restart") && l.contains("pipeline=swap")),
+        "a was not restarted: {log}"
+    );
     assert!(!log.contains("new chain swapped in"), "{log}");
     assert!(daemon.terminate(Duration::from_secs(30)).success());
-    let _: Result<(), _> = redis::cmd("DEL").arg(&b_in).arg(&b_in2).arg(&b_out).query(&mut conn);
+    let _: Result<(), _> = redis::cmd("DEL")
+        .arg(&b_in)
+        .arg(&b_in2)
+        .arg(&b_out)
+        .query(&mut conn);
 }
 
 #[test]
 fn a_reload_does_not_rerun_a_pipeline_whose_file_source_ended() {
     let s = Setup::new("ops-ended");
     let input = s.dir.path().join("ten.jsonl");
-    std::fs::write(&input, (0..10).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &input,
+        (0..10)
+            .map(|i| format!("{{\"n\":{i}}}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
     let file_pipeline = format!(
         r#"
 [pipelines.once]
@@ -325,15 +558,35 @@ sinks.out = {{ type = "file", path = "once-out.jsonl" }}
     replace_file(&s.config, (s.config_text("v1") + &file_pipeline).as_bytes());
     let daemon = s.start();
     let out = s.dir.path().join("once-out.jsonl");
-    let lines = || std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
-    assert!(eventually(Duration::from_secs(30), || lines() == 10 && daemon.log_text().contains("pipeline stopped pipeline=once")), "{}", daemon.log_text());
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || lines() == 10
+            && daemon.log_text().contains("pipeline stopped pipeline=once")),
+        "{}",
+        daemon.log_text()
+    );
     // A stage change in the other pipeline: swapped live; `once` stays done.
     replace_file(&s.mark, &std::fs::read(plugin("order-transform")).unwrap());
     replace_file(&s.config, (s.config_text("v2") + &file_pipeline).as_bytes());
-    assert!(eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0), "{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0),
+        "{}",
+        daemon.log_text()
+    );
     s.produce(0..50);
-    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 50), "{}", daemon.log_text());
-    assert!(s.output().iter().all(|e| e.field("x-sluice-transform").as_deref() == Some("v2")));
+    assert!(
+        eventually(Duration::from_secs(30), || s.out_len() >= 50),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(s
+        .output()
+        .iter()
+        .all(|e| e.field("x-sluice-transform").as_deref() == Some("v2")));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(lines(), 10, "the file was not read a second time");
     assert!(daemon.terminate(Duration::from_secs(30)).success());
@@ -342,17 +595,41 @@ sinks.out = {{ type = "file", path = "once-out.jsonl" }}
 #[test]
 fn with_no_watch_only_sighup_reloads() {
     let s = Setup::new("ops-hup");
-    let daemon = Daemon::start_with(&s.config, &s.dir.path().join("sluice.log"), &["--http", &s.http, "--no-watch"]);
-    assert!(eventually(Duration::from_secs(30), || http_get(&s.http, "/readyz").is_some_and(|(c, _)| c == 200)), "{}", daemon.log_text());
+    let daemon = Daemon::start_with(
+        &s.config,
+        &s.dir.path().join("sluice.log"),
+        &["--http", &s.http, "--no-watch"],
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || http_get(&s.http, "/readyz")
+            .is_some_and(|(c, _)| c == 200)),
+        "{}",
+        daemon.log_text()
+    );
     replace_file(&s.mark, &std::fs::read(plugin("order-transform")).unwrap());
     s.write_config("v2");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(s.reloads("ok"), 0.0, "no reload without the signal");
-    let sent = std::process::Command::new("kill").arg("-HUP").arg(daemon.pid().to_string()).status().unwrap();
+    let sent = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(daemon.pid().to_string())
+        .status()
+        .unwrap();
     assert!(sent.success());
-    assert!(eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0), "{}", daemon.log_text());
+    assert!(
+        eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0),
+        "{}",
+        daemon.log_text()
+    );
     s.produce(0..20);
-    assert!(eventually(Duration::from_secs(30), || s.out_len() >= 20), "{}", daemon.log_text());
-    assert!(s.output().iter().all(|e| e.field("x-sluice-transform").as_deref() == Some("v2")));
+    assert!(
+        eventually(Duration::from_secs(30), || s.out_len() >= 20),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(s
+        .output()
+        .iter()
+        .all(|e| e.field("x-sluice-transform").as_deref() == Some("v2")));
     assert!(daemon.terminate(Duration::from_secs(30)).success());
 }

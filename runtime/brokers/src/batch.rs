@@ -33,9 +33,15 @@ impl<T: Send + 'static> BatchQueue<T> {
 
     /// Queue an item; the confirm resolves with its reply.
     pub async fn send(&self, item: T) -> Result<Confirm, SinkError> {
-        let stopped = |sink: String| SinkError::Connection { sink, reason: "batching task stopped".into() };
+        let stopped = |sink: String| SinkError::Connection {
+            sink,
+            reason: "batching task stopped".into(),
+        };
         let (reply, answer) = oneshot::channel();
-        self.tx.send((item, reply)).await.map_err(|_| stopped(self.sink.clone()))?;
+        self.tx
+            .send((item, reply))
+            .await
+            .map_err(|_| stopped(self.sink.clone()))?;
         let sink = self.sink.clone();
         Ok(Box::pin(async move {
             match answer.await {

@@ -32,8 +32,18 @@ impl FileSourceConfig {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| ConnectError::Invalid(format!("source file {}: {e}", path.display())))?;
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Box::new(FileSource { name, path, file, format: self.format, key_field: self.key_field.clone() }))
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Box::new(FileSource {
+            name,
+            path,
+            file,
+            format: self.format,
+            key_field: self.key_field.clone(),
+        }))
     }
 }
 
@@ -51,9 +61,21 @@ impl Source for FileSource {
         format!("file:{}", self.path.display())
     }
 
-    async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
         let reader = tokio::io::BufReader::with_capacity(64 * 1024, self.file);
-        lines::read_lines(&self.name, reader, self.format, self.key_field.as_deref(), out, shutdown).await
+        lines::read_lines(
+            &self.name,
+            reader,
+            self.format,
+            self.key_field.as_deref(),
+            out,
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -76,7 +98,8 @@ pub struct FileSinkConfig {
 impl FileSinkConfig {
     pub(crate) async fn open(&self, base: &Path) -> Result<Arc<dyn Sink>, ConnectError> {
         let path = base.join(&self.path);
-        let unusable = |e: std::io::Error| ConnectError::Invalid(format!("sink file {}: {e}", path.display()));
+        let unusable =
+            |e: std::io::Error| ConnectError::Invalid(format!("sink file {}: {e}", path.display()));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(unusable)?;
         }
@@ -88,9 +111,16 @@ impl FileSinkConfig {
             .open(&path)
             .map_err(unusable)?;
         let name = format!("file:{}", path.display());
-        let writer = LineWriter::spawn(name.clone(), Box::new(std::io::BufWriter::with_capacity(64 * 1024, file)))
-            .map_err(unusable)?;
-        Ok(Arc::new(LineSink { name, writer, format: self.format }))
+        let writer = LineWriter::spawn(
+            name.clone(),
+            Box::new(std::io::BufWriter::with_capacity(64 * 1024, file)),
+        )
+        .map_err(unusable)?;
+        Ok(Arc::new(LineSink {
+            name,
+            writer,
+            format: self.format,
+        }))
     }
 }
 
@@ -124,8 +154,16 @@ mod tests {
     async fn a_file_round_trips_through_source_and_sink() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("in.txt"), "one\ntwo\n").unwrap();
-        let source = FileSourceConfig { path: "in.txt".into(), format: LineFormat::Lines, key_field: None };
-        let sink = FileSinkConfig { path: "out/o.txt".into(), format: LineFormat::Lines, append: false };
+        let source = FileSourceConfig {
+            path: "in.txt".into(),
+            format: LineFormat::Lines,
+            key_field: None,
+        };
+        let sink = FileSinkConfig {
+            path: "out/o.txt".into(),
+            format: LineFormat::Lines,
+            append: false,
+        };
         let source = source.open(dir.path()).await.unwrap();
         let sink = sink.open(dir.path()).await.unwrap();
         let (tx, mut rx) = mpsc::channel(4);
@@ -133,13 +171,23 @@ mod tests {
         while let Some(d) = rx.recv().await {
             sink.publish(&d.message).await.unwrap().await.unwrap();
         }
-        assert_eq!(std::fs::read_to_string(dir.path().join("out/o.txt")).unwrap(), "one\ntwo\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/o.txt")).unwrap(),
+            "one\ntwo\n"
+        );
     }
 
     #[tokio::test]
     async fn a_missing_source_file_is_invalid_input() {
-        let config = FileSourceConfig { path: "nope.jsonl".into(), format: LineFormat::Json, key_field: None };
+        let config = FileSourceConfig {
+            path: "nope.jsonl".into(),
+            format: LineFormat::Json,
+            key_field: None,
+        };
         let err = config.open(Path::new("/tmp")).await.err().unwrap();
-        assert!(matches!(err, ConnectError::Invalid(ref m) if m.contains("nope.jsonl")), "{err}");
+        assert!(
+            matches!(err, ConnectError::Invalid(ref m) if m.contains("nope.jsonl")),
+            "{err}"
+        );
     }
 }

@@ -57,7 +57,10 @@ pub struct Invalid {
 
 impl Invalid {
     pub(crate) fn new(message: impl Into<String>, help: impl Into<String>) -> Self {
-        Invalid { message: message.into(), help: help.into() }
+        Invalid {
+            message: message.into(),
+            help: help.into(),
+        }
     }
 }
 
@@ -203,7 +206,9 @@ impl SinkConfig {
 /// A broker URL without its password, for messages.
 pub(crate) fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
         _ => url.to_string(),
     }
 }
@@ -212,8 +217,17 @@ pub(crate) fn redacted(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_stay_out_of_messages() {
-        assert_eq!(super::redacted("redis://u:secret@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(super::redacted("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://***@127.0.0.1:5672/%2f");
-        assert_eq!(super::redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            super::redacted("redis://u:secret@h:1/0"),
+            "redis://***@h:1/0"
+        );
+        assert_eq!(
+            super::redacted("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            super::redacted("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -42,7 +42,10 @@ pub async fn read_lines(
             _ = shutdown.cancelled() => return Ok(()),
             read = reader.read_until(b'\n', &mut line) => read,
         };
-        let read = read.map_err(|source| SourceError::Io { source_name: name.to_owned(), source })?;
+        let read = read.map_err(|source| SourceError::Io {
+            source_name: name.to_owned(),
+            source,
+        })?;
         if read == 0 {
             return Ok(());
         }
@@ -55,17 +58,24 @@ pub async fn read_lines(
         }
         let mut message = Message::new(line.clone());
         message.source = name.to_owned();
-        let mut delivery = Delivery::new(message, Coordinates::default().with("line", number), AckHandle::none());
+        let mut delivery = Delivery::new(
+            message,
+            Coordinates::default().with("line", number),
+            AckHandle::none(),
+        );
         if format == LineFormat::Json {
             // Build a document only when a key must be taken from it;
             // otherwise just check the line is JSON.
             let checked = match key_field {
-                Some(field) => serde_json::from_slice::<serde_json::Value>(&line).map(|doc| key_of(&doc, field)),
+                Some(field) => serde_json::from_slice::<serde_json::Value>(&line)
+                    .map(|doc| key_of(&doc, field)),
                 None => serde_json::from_slice::<serde::de::IgnoredAny>(&line).map(|_| None),
             };
             match checked {
                 Ok(key) => delivery.message.key = key,
-                Err(e) => delivery.decode_error = Some(format!("line {number} is not valid JSON: {e}")),
+                Err(e) => {
+                    delivery.decode_error = Some(format!("line {number} is not valid JSON: {e}"))
+                }
             }
         }
         if out.send(delivery).await.is_err() {
@@ -105,15 +115,21 @@ pub fn encode(msg: &Message, format: LineFormat) -> Vec<u8> {
             let payload: &serde_json::value::RawValue = match serde_json::from_slice(&msg.payload) {
                 Ok(raw) => raw,
                 Err(_) => {
-                    as_string = serde_json::value::to_raw_value(&String::from_utf8_lossy(&msg.payload))
-                        .expect("a string always serializes");
+                    as_string =
+                        serde_json::value::to_raw_value(&String::from_utf8_lossy(&msg.payload))
+                            .expect("a string always serializes");
                     &as_string
                 }
             };
             let headers = msg
                 .headers
                 .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(String::from_utf8_lossy(v).into_owned())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        serde_json::Value::String(String::from_utf8_lossy(v).into_owned()),
+                    )
+                })
                 .collect();
             let envelope = Envelope {
                 key: msg.key.as_deref().map(String::from_utf8_lossy),
@@ -146,24 +162,26 @@ impl LineWriter {
     /// When the thread cannot be spawned.
     pub fn spawn(name: String, mut out: Box<dyn Write + Send>) -> std::io::Result<Self> {
         let (jobs, mut rx) = mpsc::channel::<Job>(1024);
-        std::thread::Builder::new().name(format!("sluice-write-{name}")).spawn(move || {
-            let mut waiting = Vec::new();
-            while let Some(job) = rx.blocking_recv() {
-                let mut result = Ok(());
-                let mut next = Some(job);
-                while let Some((line, confirm)) = next {
-                    if result.is_ok() {
-                        result = out.write_all(&line);
+        std::thread::Builder::new()
+            .name(format!("sluice-write-{name}"))
+            .spawn(move || {
+                let mut waiting = Vec::new();
+                while let Some(job) = rx.blocking_recv() {
+                    let mut result = Ok(());
+                    let mut next = Some(job);
+                    while let Some((line, confirm)) = next {
+                        if result.is_ok() {
+                            result = out.write_all(&line);
+                        }
+                        waiting.push(confirm);
+                        next = rx.try_recv().ok();
                     }
-                    waiting.push(confirm);
-                    next = rx.try_recv().ok();
+                    let result = result.and_then(|()| out.flush()).map_err(|e| e.to_string());
+                    for confirm in waiting.drain(..) {
+                        let _ = confirm.send(result.clone());
+                    }
                 }
-                let result = result.and_then(|()| out.flush()).map_err(|e| e.to_string());
-                for confirm in waiting.drain(..) {
-                    let _ = confirm.send(result.clone());
-                }
-            }
-        })?;
+            })?;
         Ok(LineWriter { name, jobs })
     }
 
@@ -173,14 +191,20 @@ impl LineWriter {
     /// When the writer thread is gone.
     pub async fn write(&self, line: Vec<u8>) -> Result<Confirm, SinkError> {
         let (tx, rx) = oneshot::channel();
-        let gone = || SinkError::Publish { sink: self.name.clone(), reason: "writer thread stopped".into() };
+        let gone = || SinkError::Publish {
+            sink: self.name.clone(),
+            reason: "writer thread stopped".into(),
+        };
         self.jobs.send((line, tx)).await.map_err(|_| gone())?;
         let name = self.name.clone();
         Ok(Box::pin(async move {
             match rx.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(reason)) => Err(SinkError::Publish { sink: name, reason }),
-                Err(_) => Err(SinkError::Publish { sink: name, reason: "writer thread stopped".into() }),
+                Err(_) => Err(SinkError::Publish {
+                    sink: name,
+                    reason: "writer thread stopped".into(),
+                }),
             }
         }))
     }
@@ -200,7 +224,9 @@ mod tests {
 
     #[test]
     fn json_envelope_embeds_json_payloads_and_quotes_others() {
-        let msg = Message::new(br#"{"a":1}"#.to_vec()).with_key("k").with_header("h", "v");
+        let msg = Message::new(br#"{"a":1}"#.to_vec())
+            .with_key("k")
+            .with_header("h", "v");
         let line = String::from_utf8(encode(&msg, LineFormat::Json)).unwrap();
         assert_eq!(line, "{\"key\":\"k\",\"headers\":{\"h\":\"v\"},\"source\":\"\",\"timestamp_ms\":null,\"payload\":{\"a\":1}}\n");
         let raw = Message::new(b"not json".to_vec());
@@ -212,12 +238,24 @@ mod tests {
     async fn json_lines_become_deliveries_and_bad_lines_carry_a_decode_error() {
         let input: &[u8] = b"{\"id\":\"a\"}\n\nnot json\r\n{\"id\":7}";
         let (tx, mut rx) = mpsc::channel(10);
-        read_lines("t", input, LineFormat::Json, Some("id"), tx, CancellationToken::new()).await.unwrap();
+        read_lines(
+            "t",
+            input,
+            LineFormat::Json,
+            Some("id"),
+            tx,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         let a = rx.recv().await.unwrap();
         assert_eq!(a.message.key.as_deref(), Some(&b"a"[..]));
         assert_eq!(a.coordinates.to_string(), "line=1");
         let bad = rx.recv().await.unwrap();
-        assert!(bad.decode_error.unwrap().starts_with("line 3 is not valid JSON"));
+        assert!(bad
+            .decode_error
+            .unwrap()
+            .starts_with("line 3 is not valid JSON"));
         let seven = rx.recv().await.unwrap();
         assert_eq!(seven.message.key.as_deref(), Some(&b"7"[..]));
         assert!(rx.recv().await.is_none());

@@ -35,7 +35,10 @@ pub(crate) struct ChannelAcker<T: Send + 'static> {
 
 impl<T: Send + 'static> ChannelAcker<T> {
     pub fn new(token: T, tx: &mpsc::UnboundedSender<Settled<T>>) -> Self {
-        ChannelAcker { token: Some(token), tx: tx.clone() }
+        ChannelAcker {
+            token: Some(token),
+            tx: tx.clone(),
+        }
     }
 }
 
@@ -48,7 +51,14 @@ impl<T: Send + 'static> Acker for ChannelAcker<T> {
 
     fn retry_later(mut self: Box<Self>, message: &Message, attempt: u32, delay: Duration) {
         if let Some(t) = self.token.take() {
-            let _ = self.tx.send(Settled::Later(t, Later { message: message.clone(), attempt, delay }));
+            let _ = self.tx.send(Settled::Later(
+                t,
+                Later {
+                    message: message.clone(),
+                    attempt,
+                    delay,
+                },
+            ));
         }
     }
 }

@@ -21,7 +21,9 @@ pub struct StdinSourceConfig {
 
 impl StdinSourceConfig {
     pub(crate) fn open(&self) -> Box<dyn Source> {
-        Box::new(StdinSource { config: self.clone() })
+        Box::new(StdinSource {
+            config: self.clone(),
+        })
     }
 }
 
@@ -35,9 +37,21 @@ impl Source for StdinSource {
         "stdin".into()
     }
 
-    async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
         let reader = tokio::io::BufReader::new(tokio::io::stdin());
-        lines::read_lines("stdin", reader, self.config.format, self.config.key_field.as_deref(), out, shutdown).await
+        lines::read_lines(
+            "stdin",
+            reader,
+            self.config.format,
+            self.config.key_field.as_deref(),
+            out,
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -55,6 +69,10 @@ impl StdoutSinkConfig {
         let name = "stdout".to_owned();
         let writer = LineWriter::spawn(name.clone(), Box::new(std::io::stdout()))
             .expect("the stdout writer thread starts");
-        Arc::new(LineSink { name, writer, format: self.format })
+        Arc::new(LineSink {
+            name,
+            writer,
+            format: self.format,
+        })
     }
 }

@@ -13,30 +13,48 @@ use std::sync::Arc;
 /// # Errors
 /// If wasmtime rejects the engine configuration.
 pub fn host() -> Result<WasmHost, CliError> {
-    WasmHost::new(HostOptions::default()).map_err(|e| CliError::Invalid(format!("wasm engine: {e:#}")))
+    WasmHost::new(HostOptions::default())
+        .map_err(|e| CliError::Invalid(format!("wasm engine: {e:#}")))
 }
 
 /// Load and type-check every stage's plugin.
 ///
 /// # Errors
 /// [`CliError::Invalid`] naming the config file, the stage and the plugin.
-pub fn load_stages(host: &WasmHost, config: &Config, pipeline: &PipelineConfig) -> Result<Vec<Arc<StageSpec>>, CliError> {
+pub fn load_stages(
+    host: &WasmHost,
+    config: &Config,
+    pipeline: &PipelineConfig,
+) -> Result<Vec<Arc<StageSpec>>, CliError> {
     pipeline
         .stages
         .iter()
         .map(|stage| {
             let factory = load_stage(host, stage).map_err(|e| {
-                let at = stage.line.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
+                let at = stage
+                    .line
+                    .map(|(l, c)| format!(":{l}:{c}"))
+                    .unwrap_or_default();
                 CliError::Invalid(format!("{}{at}: {}: {e}", config.path.display(), stage.key))
             })?;
-            Ok(Arc::new(StageSpec::new(stage.name.clone(), Arc::new(factory), stage.retry)))
+            Ok(Arc::new(StageSpec::new(
+                stage.name.clone(),
+                Arc::new(factory),
+                stage.retry,
+            )))
         })
         .collect()
 }
 
 fn load_stage(host: &WasmHost, stage: &StageConfig) -> Result<WasmStageFactory, LoadError> {
     let plugin = host.load(&stage.plugin)?;
-    host.stage(plugin, &stage.name, stage.kind, stage.limits, stage.params.clone())
+    host.stage(
+        plugin,
+        &stage.name,
+        stage.kind,
+        stage.limits,
+        stage.params.clone(),
+    )
 }
 
 /// Connect a pipeline's source, sinks and DLQ.
@@ -44,13 +62,19 @@ fn load_stage(host: &WasmHost, stage: &StageConfig) -> Result<WasmStageFactory, 
 /// # Errors
 /// [`CliError::Connection`] for an unreachable broker, [`CliError::Invalid`]
 /// for an unusable endpoint (a missing input file).
-pub async fn connect(config: &Config, pipeline: &PipelineConfig, stages: Vec<Arc<StageSpec>>) -> Result<Pipeline, CliError> {
+pub async fn connect(
+    config: &Config,
+    pipeline: &PipelineConfig,
+    stages: Vec<Arc<StageSpec>>,
+) -> Result<Pipeline, CliError> {
     let base = &config.base_dir;
     let context = |e: sluice_brokers::ConnectError| -> CliError {
         let e: CliError = e.into();
         match e {
             CliError::Invalid(m) => CliError::Invalid(format!("pipeline `{}`: {m}", pipeline.name)),
-            CliError::Connection(m) => CliError::Connection(format!("pipeline `{}`: {m}", pipeline.name)),
+            CliError::Connection(m) => {
+                CliError::Connection(format!("pipeline `{}`: {m}", pipeline.name))
+            }
         }
     };
     let source = pipeline.source.open(base).await.map_err(context)?;
@@ -58,7 +82,11 @@ pub async fn connect(config: &Config, pipeline: &PipelineConfig, stages: Vec<Arc
     for (name, sink) in &pipeline.sinks {
         sinks.push((name.clone(), sink.open(base, name).await.map_err(context)?));
     }
-    let dlq = pipeline.dlq.open(base, &format!("{}.dlq", pipeline.name)).await.map_err(context)?;
+    let dlq = pipeline
+        .dlq
+        .open(base, &format!("{}.dlq", pipeline.name))
+        .await
+        .map_err(context)?;
     Ok(Pipeline {
         name: pipeline.name.clone(),
         source,

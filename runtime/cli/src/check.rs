@@ -16,14 +16,23 @@ pub fn check(path: &Path) -> Result<(), CliError> {
             let plugin = spec.factory.plugin();
             let l = stage.limits;
             let r = stage.retry;
-            println!("  stage       {} ({}) {}", stage.name, stage.kind, plugin.path.display());
+            println!(
+                "  stage       {} ({}) {}",
+                stage.name,
+                stage.kind,
+                plugin.path.display()
+            );
             println!("                sha256 {}", plugin.sha256);
             println!(
                 "                limits fuel={} timeout={:?} memory={} bytes; retry attempts={} initial={:?} factor={} max={:?} jitter={}",
                 l.fuel, l.timeout, l.memory, r.max_attempts, r.initial, r.factor, r.max_delay, r.jitter
             );
             if !stage.params.is_empty() {
-                let params: Vec<String> = stage.params.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let params: Vec<String> = stage
+                    .params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect();
                 println!("                params {}", params.join(" "));
             }
         }
@@ -32,8 +41,15 @@ pub fn check(path: &Path) -> Result<(), CliError> {
         }
         println!("  dlq         {:?}", pipeline.dlq);
         let e = &pipeline.engine;
-        println!("  engine      concurrency={} buffer={} max_in_flight={} batch={}", e.concurrency, e.buffer, e.max_in_flight, e.batch);
+        println!(
+            "  engine      concurrency={} buffer={} max_in_flight={} batch={}",
+            e.concurrency, e.buffer, e.max_in_flight, e.batch
+        );
     }
-    println!("{}: OK ({} pipeline(s))", path.display(), config.pipelines.len());
+    println!(
+        "{}: OK ({} pipeline(s))",
+        path.display(),
+        config.pipelines.len()
+    );
     Ok(())
 }

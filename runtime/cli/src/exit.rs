@@ -44,7 +44,9 @@ impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Source { .. } => CliError::Connection(e.to_string()),
-            EngineError::Chain { .. } | EngineError::Thread { .. } | EngineError::CannotRepublish { .. } => CliError::Invalid(e.to_string()),
+            EngineError::Chain { .. }
+            | EngineError::Thread { .. }
+            | EngineError::CannotRepublish { .. } => CliError::Invalid(e.to_string()),
         }
     }
 }

@@ -15,9 +15,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// # Errors
 /// The address cannot be bound (in use, not local): invalid input, exit 1.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr, CliError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| CliError::Invalid(format!("--http {addr}: cannot listen: {e} (pick a free address, e.g. 127.0.0.1:9090)")))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        CliError::Invalid(format!(
+            "--http {addr}: cannot listen: {e} (pick a free address, e.g. 127.0.0.1:9090)"
+        ))
+    })?;
     let local = listener.local_addr().unwrap_or(addr);
     tracing::info!(address = %local, "HTTP listener: /metrics /healthz /readyz");
     tokio::spawn(async move {
@@ -57,9 +59,21 @@ async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>) {
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") if metrics.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
-        ("GET", "/readyz") => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
-        ("GET", _) => ("404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
+        ("GET", "/readyz") => (
+            "503 Service Unavailable",
+            "text/plain",
+            "not ready\n".to_string(),
+        ),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics, /healthz or /readyz\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

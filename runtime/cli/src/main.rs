@@ -18,7 +18,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Run message pipelines through sandboxed WebAssembly plugins")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run message pipelines through sandboxed WebAssembly plugins"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -120,12 +124,37 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.log_format, cli.log.as_deref());
     let result = match cli.command {
         Command::Check { config } => check::check(&config),
-        Command::Test { plugin, input, expect, params } => plugin::test::test(&plugin, &input, expect.as_deref(), &params),
-        Command::Plugin { command: PluginCommand::New { lang, kind, name, dir } } => plugin::new::new(&dir, &name, lang, kind).map(drop),
-        Command::Plugin { command: PluginCommand::Build { path, out } } => plugin::build::build(&path, out.as_deref()).map(drop),
-        Command::Run { config, http, drain_timeout, no_watch } => {
-            run::run(&config, run::RunOptions { http, drain_timeout, watch: !no_watch })
-        }
+        Command::Test {
+            plugin,
+            input,
+            expect,
+            params,
+        } => plugin::test::test(&plugin, &input, expect.as_deref(), &params),
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    lang,
+                    kind,
+                    name,
+                    dir,
+                },
+        } => plugin::new::new(&dir, &name, lang, kind).map(drop),
+        Command::Plugin {
+            command: PluginCommand::Build { path, out },
+        } => plugin::build::build(&path, out.as_deref()).map(drop),
+        Command::Run {
+            config,
+            http,
+            drain_timeout,
+            no_watch,
+        } => run::run(
+            &config,
+            run::RunOptions {
+                http,
+                drain_timeout,
+                watch: !no_watch,
+            },
+        ),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -48,7 +48,10 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn set_pipelines(&self, pipelines: Vec<PipelineMetrics>) {
-        *self.pipelines.lock().unwrap_or_else(PoisonError::into_inner) = pipelines;
+        *self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = pipelines;
     }
 
     pub fn reloaded(&self, result: Reload) {
@@ -65,9 +68,18 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let pipelines = self.pipelines.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let pipelines = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut out = String::new();
-        header(&mut out, "sluice_pipeline_messages_total", "counter", "Deliveries by pipeline and outcome.");
+        header(
+            &mut out,
+            "sluice_pipeline_messages_total",
+            "counter",
+            "Deliveries by pipeline and outcome.",
+        );
         for p in &pipelines {
             let c = p.stats.snapshot();
             for (outcome, n) in [
@@ -78,59 +90,171 @@ impl Metrics {
                 ("acked", c.acked),
                 ("retried_later", c.retried_later),
             ] {
-                let _ = writeln!(out, "sluice_pipeline_messages_total{{pipeline=\"{}\",outcome=\"{outcome}\"}} {n}", esc(&p.name));
+                let _ = writeln!(
+                    out,
+                    "sluice_pipeline_messages_total{{pipeline=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    esc(&p.name)
+                );
             }
         }
-        header(&mut out, "sluice_messages_total", "counter", "Messages by pipeline, stage and outcome.");
+        header(
+            &mut out,
+            "sluice_messages_total",
+            "counter",
+            "Messages by pipeline, stage and outcome.",
+        );
         for (p, stage) in stages(&pipelines) {
             let s = stage.stats.snapshot();
-            for (outcome, n) in [("in", s.input), ("ok", s.output), ("dropped", s.dropped), ("retried", s.retried), ("dead_lettered", s.dead_lettered)] {
-                let _ = writeln!(out, "sluice_messages_total{{{},outcome=\"{outcome}\"}} {n}", labels(p, &stage.name));
+            for (outcome, n) in [
+                ("in", s.input),
+                ("ok", s.output),
+                ("dropped", s.dropped),
+                ("retried", s.retried),
+                ("dead_lettered", s.dead_lettered),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "sluice_messages_total{{{},outcome=\"{outcome}\"}} {n}",
+                    labels(p, &stage.name)
+                );
             }
         }
-        header(&mut out, "sluice_stage_duration_seconds", "histogram", "Duration of one stage call (a batch call is one call).");
+        header(
+            &mut out,
+            "sluice_stage_duration_seconds",
+            "histogram",
+            "Duration of one stage call (a batch call is one call).",
+        );
         for (p, stage) in stages(&pipelines) {
-            histogram(&mut out, "sluice_stage_duration_seconds", &labels(p, &stage.name), &stage.stats.call_seconds);
+            histogram(
+                &mut out,
+                "sluice_stage_duration_seconds",
+                &labels(p, &stage.name),
+                &stage.stats.call_seconds,
+            );
         }
-        header(&mut out, "sluice_stage_fuel_consumed_total", "counter", "Fuel burnt by a stage's calls.");
+        header(
+            &mut out,
+            "sluice_stage_fuel_consumed_total",
+            "counter",
+            "Fuel burnt by a stage's calls.",
+        );
         for (p, stage) in stages(&pipelines) {
-            let _ = writeln!(out, "sluice_stage_fuel_consumed_total{{{}}} {}", labels(p, &stage.name), stage.stats.snapshot().fuel);
+            let _ = writeln!(
+                out,
+                "sluice_stage_fuel_consumed_total{{{}}} {}",
+                labels(p, &stage.name),
+                stage.stats.snapshot().fuel
+            );
         }
-        header(&mut out, "sluice_instance_replacements_total", "counter", "Plugin instances replaced after a fault.");
+        header(
+            &mut out,
+            "sluice_instance_replacements_total",
+            "counter",
+            "Plugin instances replaced after a fault.",
+        );
         for (p, stage) in stages(&pipelines) {
-            let _ = writeln!(out, "sluice_instance_replacements_total{{{}}} {}", labels(p, &stage.name), stage.stats.snapshot().replaced);
+            let _ = writeln!(
+                out,
+                "sluice_instance_replacements_total{{{}}} {}",
+                labels(p, &stage.name),
+                stage.stats.snapshot().replaced
+            );
         }
-        header(&mut out, "sluice_sink_publish_duration_seconds", "histogram", "From handing a message to a sink to its confirm.");
+        header(
+            &mut out,
+            "sluice_sink_publish_duration_seconds",
+            "histogram",
+            "From handing a message to a sink to its confirm.",
+        );
         for p in &pipelines {
-            histogram(&mut out, "sluice_sink_publish_duration_seconds", &format!("pipeline=\"{}\"", esc(&p.name)), &p.stats.publish_seconds);
+            histogram(
+                &mut out,
+                "sluice_sink_publish_duration_seconds",
+                &format!("pipeline=\"{}\"", esc(&p.name)),
+                &p.stats.publish_seconds,
+            );
         }
-        header(&mut out, "sluice_sink_retries_total", "counter", "Failed sink publishes that were retried.");
+        header(
+            &mut out,
+            "sluice_sink_retries_total",
+            "counter",
+            "Failed sink publishes that were retried.",
+        );
         for p in &pipelines {
-            let _ = writeln!(out, "sluice_sink_retries_total{{pipeline=\"{}\"}} {}", esc(&p.name), p.stats.snapshot().sink_retries);
+            let _ = writeln!(
+                out,
+                "sluice_sink_retries_total{{pipeline=\"{}\"}} {}",
+                esc(&p.name),
+                p.stats.snapshot().sink_retries
+            );
         }
-        header(&mut out, "sluice_in_flight", "gauge", "Deliveries received and not yet settled with the source.");
+        header(
+            &mut out,
+            "sluice_in_flight",
+            "gauge",
+            "Deliveries received and not yet settled with the source.",
+        );
         for p in &pipelines {
             let c = p.stats.snapshot();
-            let _ = writeln!(out, "sluice_in_flight{{pipeline=\"{}\"}} {}", esc(&p.name), c.received.saturating_sub(c.acked));
+            let _ = writeln!(
+                out,
+                "sluice_in_flight{{pipeline=\"{}\"}} {}",
+                esc(&p.name),
+                c.received.saturating_sub(c.acked)
+            );
         }
-        header(&mut out, "sluice_source_lag", "gauge", "Messages waiting in the broker for the source, as the broker reports it.");
+        header(
+            &mut out,
+            "sluice_source_lag",
+            "gauge",
+            "Messages waiting in the broker for the source, as the broker reports it.",
+        );
         for p in &pipelines {
             if let Some(n) = p.stats.source_lag.get() {
-                let _ = writeln!(out, "sluice_source_lag{{pipeline=\"{}\"}} {n}", esc(&p.name));
+                let _ = writeln!(
+                    out,
+                    "sluice_source_lag{{pipeline=\"{}\"}} {n}",
+                    esc(&p.name)
+                );
             }
         }
-        header(&mut out, "sluice_reloads_total", "counter", "Config and plugin reloads by result.");
+        header(
+            &mut out,
+            "sluice_reloads_total",
+            "counter",
+            "Config and plugin reloads by result.",
+        );
         for (i, result) in ["ok", "unchanged", "failed"].iter().enumerate() {
-            let _ = writeln!(out, "sluice_reloads_total{{result=\"{result}\"}} {}", self.reloads[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "sluice_reloads_total{{result=\"{result}\"}} {}",
+                self.reloads[i].load(Relaxed)
+            );
         }
-        header(&mut out, "sluice_ready", "gauge", "1 once every pipeline is connected.");
+        header(
+            &mut out,
+            "sluice_ready",
+            "gauge",
+            "1 once every pipeline is connected.",
+        );
         let _ = writeln!(out, "sluice_ready {}", u8::from(self.ready()));
         out
     }
 }
 
 fn stages(pipelines: &[PipelineMetrics]) -> Vec<(&PipelineMetrics, Arc<sluice_core::StageSpec>)> {
-    pipelines.iter().flat_map(|p| p.stages.current().stages.clone().into_iter().map(move |s| (p, s))).collect()
+    pipelines
+        .iter()
+        .flat_map(|p| {
+            p.stages
+                .current()
+                .stages
+                .clone()
+                .into_iter()
+                .map(move |s| (p, s))
+        })
+        .collect()
 }
 
 fn labels(p: &PipelineMetrics, stage: &str) -> String {
@@ -153,7 +277,9 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
 
 /// Escape a label value.
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -166,15 +292,43 @@ mod tests {
         let stats = Arc::new(PipelineStats::default());
         stats.received.fetch_add(3, Relaxed);
         stats.acked.fetch_add(1, Relaxed);
-        stats.publish_seconds.observe(std::time::Duration::from_millis(2));
-        m.set_pipelines(vec![PipelineMetrics { name: "orders".into(), stats, stages: LiveStages::new(Vec::new()) }]);
+        stats
+            .publish_seconds
+            .observe(std::time::Duration::from_millis(2));
+        m.set_pipelines(vec![PipelineMetrics {
+            name: "orders".into(),
+            stats,
+            stages: LiveStages::new(Vec::new()),
+        }]);
         m.reloaded(Reload::Ok);
         let text = m.render();
-        assert!(text.contains("sluice_pipeline_messages_total{pipeline=\"orders\",outcome=\"received\"} 3"), "{text}");
-        assert!(text.contains("sluice_in_flight{pipeline=\"orders\"} 2"), "{text}");
-        assert!(text.contains("sluice_sink_publish_duration_seconds_count{pipeline=\"orders\"} 1"), "{text}");
-        assert!(text.contains("sluice_sink_publish_duration_seconds_bucket{pipeline=\"orders\",le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("sluice_reloads_total{result=\"ok\"} 1"), "{text}");
-        assert!(text.contains("# TYPE sluice_stage_duration_seconds histogram"), "{text}");
+        assert!(
+            text.contains(
+                "sluice_pipeline_messages_total{pipeline=\"orders\",outcome=\"received\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_in_flight{pipeline=\"orders\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_sink_publish_duration_seconds_count{pipeline=\"orders\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_sink_publish_duration_seconds_bucket{pipeline=\"orders\",le=\"0.005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_reloads_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sluice_stage_duration_seconds histogram"),
+            "{text}"
+        );
     }
 }

@@ -93,7 +93,10 @@ async fn run_async(path: &Path, options: RunOptions) -> Result<(), CliError> {
 /// once (unacknowledged messages are redelivered by their brokers).
 async fn signals() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return std::future::pending().await;
     };

@@ -18,7 +18,9 @@ use crate::exit::CliError;
 use crate::metrics::{Metrics, PipelineMetrics, Reload};
 use sluice_config::{Config, PipelineConfig, StageConfig};
 use sluice_core::engine::EngineError;
-use sluice_core::{Chain, LiveStages, Pipeline, PipelineReport, PipelineStats, StageSpec, SystemClock};
+use sluice_core::{
+    Chain, LiveStages, Pipeline, PipelineReport, PipelineStats, StageSpec, SystemClock,
+};
 use sluice_wasm::WasmHost;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,9 +69,25 @@ impl Supervisor {
     ///
     /// # Errors
     /// Invalid config or plugin (exit 1); an unreachable broker (exit 2).
-    pub async fn start(path: &Path, host: WasmHost, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Result<Supervisor, CliError> {
+    pub async fn start(
+        path: &Path,
+        host: WasmHost,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Supervisor, CliError> {
         let config = sluice_config::load(path)?;
-        let mut s = Supervisor { path: path.to_owned(), host, metrics, shutdown, running: Vec::new(), files: Vec::new(), reports: Vec::new(), failure: None, stdout_sinks: false, ended: Vec::new() };
+        let mut s = Supervisor {
+            path: path.to_owned(),
+            host,
+            metrics,
+            shutdown,
+            running: Vec::new(),
+            files: Vec::new(),
+            reports: Vec::new(),
+            failure: None,
+            stdout_sinks: false,
+            ended: Vec::new(),
+        };
         let loaded = s.load(&config)?;
         let mut pipelines = Vec::with_capacity(loaded.len());
         for l in &loaded {
@@ -92,10 +110,19 @@ impl Supervisor {
             .map(|p| {
                 let stages = assemble::load_stages(&self.host, config, p)?;
                 let sinks: Arc<[String]> = p.sinks.iter().map(|(n, _)| n.clone()).collect();
-                Chain::new(&stages, sinks, Arc::new(SystemClock))
-                    .map_err(|e| CliError::Invalid(format!("{}: pipeline `{}`: {e}", config.path.display(), p.name)))?;
+                Chain::new(&stages, sinks, Arc::new(SystemClock)).map_err(|e| {
+                    CliError::Invalid(format!(
+                        "{}: pipeline `{}`: {e}",
+                        config.path.display(),
+                        p.name
+                    ))
+                })?;
                 let shas = stages.iter().map(|s| s.factory.plugin().sha256).collect();
-                Ok(Loaded { config: p.clone(), stages, shas })
+                Ok(Loaded {
+                    config: p.clone(),
+                    stages,
+                    shas,
+                })
             })
             .collect()
     }
@@ -105,14 +132,25 @@ impl Supervisor {
         let live = pipeline.stages.clone();
         let stats = pipeline.stats.clone();
         let task = tokio::spawn(pipeline.run(stop.clone()));
-        self.running.push(Running { config: loaded.config, shas: loaded.shas, live, stats, stop, task });
+        self.running.push(Running {
+            config: loaded.config,
+            shas: loaded.shas,
+            live,
+            stats,
+            stop,
+            task,
+        });
     }
 
     fn publish_metrics(&self) {
         let pipelines = self
             .running
             .iter()
-            .map(|r| PipelineMetrics { name: r.config.name.clone(), stats: r.stats.clone(), stages: r.live.clone() })
+            .map(|r| PipelineMetrics {
+                name: r.config.name.clone(),
+                stats: r.stats.clone(),
+                stages: r.live.clone(),
+            })
             .collect();
         self.metrics.set_pipelines(pipelines);
     }
@@ -136,7 +174,10 @@ impl Supervisor {
         }
     }
 
-    fn finished(&mut self, result: Result<Result<PipelineReport, EngineError>, tokio::task::JoinError>) {
+    fn finished(
+        &mut self,
+        result: Result<Result<PipelineReport, EngineError>, tokio::task::JoinError>,
+    ) {
         match result {
             Ok(Ok(report)) => self.reports.push(report),
             Ok(Err(e)) => self.failure = Some(e.into()),
@@ -176,7 +217,9 @@ impl Supervisor {
         match result {
             Ok(true) => tracing::info!(config = %self.path.display(), "reload applied"),
             Ok(false) => tracing::info!(config = %self.path.display(), "reload: nothing changed"),
-            Err(e) => tracing::error!(config = %self.path.display(), error = %e, "reload failed; the running pipelines keep running unchanged"),
+            Err(e) => {
+                tracing::error!(config = %self.path.display(), error = %e, "reload failed; the running pipelines keep running unchanged")
+            }
         }
     }
 
@@ -186,9 +229,18 @@ impl Supervisor {
         // Plan, and connect what has to be (re)started, before touching anything.
         let mut swaps = Vec::new();
         let mut starts = Vec::new();
-        let loaded = loaded.into_iter().filter(|l| !self.ended.iter().any(|e| e.name == l.config.name && outer_same(e, &l.config)));
+        let loaded = loaded.into_iter().filter(|l| {
+            !self
+                .ended
+                .iter()
+                .any(|e| e.name == l.config.name && outer_same(e, &l.config))
+        });
         for l in loaded {
-            match self.running.iter().position(|r| r.config.name == l.config.name) {
+            match self
+                .running
+                .iter()
+                .position(|r| r.config.name == l.config.name)
+            {
                 Some(i) if outer_same(&self.running[i].config, &l.config) => {
                     if !stages_same(&self.running[i], &l) {
                         swaps.push((i, l));
@@ -203,12 +255,14 @@ impl Supervisor {
         let stops: Vec<usize> = (0..self.running.len())
             .filter(|&i| {
                 let name = &self.running[i].config.name;
-                !config.pipelines.iter().any(|p| &p.name == name) || starts.iter().any(|(l, _)| &l.config.name == name)
+                !config.pipelines.iter().any(|p| &p.name == name)
+                    || starts.iter().any(|(l, _)| &l.config.name == name)
             })
             .collect();
         let changed = !swaps.is_empty() || !starts.is_empty() || !stops.is_empty();
         // A pipeline that ended and now starts again on a new config is running, not ended.
-        self.ended.retain(|e| !starts.iter().any(|(l, _)| l.config.name == e.name));
+        self.ended
+            .retain(|e| !starts.iter().any(|(l, _)| l.config.name == e.name));
 
         for (i, l) in swaps {
             let r = &mut self.running[i];
@@ -249,10 +303,20 @@ fn outer_same(a: &PipelineConfig, b: &PipelineConfig) -> bool {
 /// Same stages, same plugin contents?
 fn stages_same(running: &Running, new: &Loaded) -> bool {
     fn same(a: &StageConfig, b: &StageConfig) -> bool {
-        a.name == b.name && a.kind == b.kind && a.plugin == b.plugin && a.limits == b.limits && a.retry == b.retry && a.params == b.params
+        a.name == b.name
+            && a.kind == b.kind
+            && a.plugin == b.plugin
+            && a.limits == b.limits
+            && a.retry == b.retry
+            && a.params == b.params
     }
     running.config.stages.len() == new.config.stages.len()
-        && running.config.stages.iter().zip(&new.config.stages).all(|(a, b)| same(a, b))
+        && running
+            .config
+            .stages
+            .iter()
+            .zip(&new.config.stages)
+            .all(|(a, b)| same(a, b))
         && running.shas == new.shas
 }
 
@@ -262,7 +326,12 @@ fn carry_stats(live: &LiveStages, stages: Vec<Arc<StageSpec>>) -> Vec<Arc<StageS
     stages
         .into_iter()
         .map(|s| match old.stages.iter().find(|o| o.name == s.name) {
-            Some(o) => Arc::new(StageSpec { name: s.name.clone(), factory: s.factory.clone(), retry: s.retry, stats: o.stats.clone() }),
+            Some(o) => Arc::new(StageSpec {
+                name: s.name.clone(),
+                factory: s.factory.clone(),
+                retry: s.retry,
+                stats: o.stats.clone(),
+            }),
             None => s,
         })
         .collect()
@@ -280,5 +349,10 @@ fn watched_files(config: &Config) -> Vec<PathBuf> {
 
 fn writes_stdout(config: &Config) -> bool {
     use sluice_brokers::SinkConfig;
-    config.pipelines.iter().any(|p| matches!(p.dlq, SinkConfig::Stdout(_)) || p.sinks.iter().any(|(_, s)| matches!(s, SinkConfig::Stdout(_))))
+    config.pipelines.iter().any(|p| {
+        matches!(p.dlq, SinkConfig::Stdout(_))
+            || p.sinks
+                .iter()
+                .any(|(_, s)| matches!(s, SinkConfig::Stdout(_)))
+    })
 }

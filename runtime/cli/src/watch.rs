@@ -34,7 +34,10 @@ pub struct Triggers {
 
 /// `path` as (canonical folder)/(file name), which is how file events name it.
 fn watch_name(path: &Path) -> Option<PathBuf> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
 }
 
@@ -46,7 +49,9 @@ impl Triggers {
         let hup = tx.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut s) = signal(SignalKind::hangup()) else { return };
+            let Ok(mut s) = signal(SignalKind::hangup()) else {
+                return;
+            };
             while s.recv().await.is_some() {
                 if hup.send(Trigger::Signal).is_err() {
                     return;
@@ -61,11 +66,21 @@ impl Triggers {
                 if event.kind.is_access() {
                     return;
                 }
-                let watched = watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let watched = watched
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 // Kubernetes updates a mounted ConfigMap by swapping the
                 // folder's `..data` symlink; the files themselves do not change.
-                let configmap = |p: &PathBuf| p.file_name().is_some_and(|n| n == "..data") && p.parent().is_some_and(|d| watched.iter().any(|w| w.parent() == Some(d)));
-                if event.paths.iter().any(|p| watched.contains(p) || configmap(p)) {
+                let configmap = |p: &PathBuf| {
+                    p.file_name().is_some_and(|n| n == "..data")
+                        && p.parent()
+                            .is_some_and(|d| watched.iter().any(|w| w.parent() == Some(d)))
+                };
+                if event
+                    .paths
+                    .iter()
+                    .any(|p| watched.contains(p) || configmap(p))
+                {
                     let _ = events.send(Trigger::Files);
                 }
             };
@@ -81,14 +96,24 @@ impl Triggers {
         };
         let (debounced, rx) = mpsc::unbounded_channel();
         tokio::spawn(debounce(raw, debounced, files.clone(), tx));
-        Triggers { rx, watcher, dirs: BTreeSet::new(), files }
+        Triggers {
+            rx,
+            watcher,
+            dirs: BTreeSet::new(),
+            files,
+        }
     }
 
     /// Watch exactly these files (the config and its plugins) from now on.
     pub fn watch(&mut self, files: &[PathBuf]) {
-        let Some(watcher) = self.watcher.as_mut() else { return };
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
         let names: BTreeSet<PathBuf> = files.iter().filter_map(|f| watch_name(f)).collect();
-        let dirs: BTreeSet<PathBuf> = names.iter().filter_map(|n| n.parent().map(Path::to_path_buf)).collect();
+        let dirs: BTreeSet<PathBuf> = names
+            .iter()
+            .filter_map(|n| n.parent().map(Path::to_path_buf))
+            .collect();
         for gone in self.dirs.difference(&dirs) {
             let _ = watcher.unwatch(gone);
         }
@@ -98,7 +123,10 @@ impl Triggers {
             }
         }
         self.dirs = dirs;
-        *self.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = names;
+        *self
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = names;
     }
 
     /// Wait for the next reload request: a signal at once, file changes
@@ -116,7 +144,12 @@ type Files = std::sync::Arc<std::sync::Mutex<BTreeSet<PathBuf>>>;
 /// Pass signals on at once; pass file events on once no further event came
 /// for [`QUIET`] and the files' sizes and times stayed put over it.
 /// `_keep` keeps the raw channel open when nothing else sends.
-async fn debounce(mut raw: mpsc::UnboundedReceiver<Trigger>, out: mpsc::UnboundedSender<Trigger>, files: Files, _keep: mpsc::UnboundedSender<Trigger>) {
+async fn debounce(
+    mut raw: mpsc::UnboundedReceiver<Trigger>,
+    out: mpsc::UnboundedSender<Trigger>,
+    files: Files,
+    _keep: mpsc::UnboundedSender<Trigger>,
+) {
     while let Some(trigger) = raw.recv().await {
         if trigger == Trigger::Files {
             loop {
@@ -137,11 +170,16 @@ async fn debounce(mut raw: mpsc::UnboundedReceiver<Trigger>, out: mpsc::Unbounde
 }
 
 fn stamps(files: &Files) -> BTreeMap<PathBuf, Option<(u64, SystemTime)>> {
-    let files = files.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let files = files
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     files
         .into_iter()
         .map(|f| {
-            let stamp = std::fs::metadata(&f).ok().and_then(|m| Some((m.len(), m.modified().ok()?)));
+            let stamp = std::fs::metadata(&f)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
             (f, stamp)
         })
         .collect()

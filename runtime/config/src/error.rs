@@ -19,7 +19,13 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(file: &std::path::Path, message: impl Into<String>) -> Self {
-        ConfigError { file: file.to_owned(), line: None, key: None, message: message.into(), help: None }
+        ConfigError {
+            file: file.to_owned(),
+            line: None,
+            key: None,
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub(crate) fn at(mut self, text: &str, span: Option<std::ops::Range<usize>>) -> Self {
@@ -49,7 +55,10 @@ impl ConfigError {
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, col)
 }
 

@@ -55,8 +55,10 @@ pub struct StageConfig {
 /// # Errors
 /// An unreadable file, a TOML syntax error, an unknown key, a bad value.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")).help("check the path given to sluice"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(path, format!("cannot read config file: {e}"))
+            .help("check the path given to sluice")
+    })?;
     parse(&text, path)
 }
 
@@ -66,15 +68,25 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// See [`load`].
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let raw: raw::File = toml::from_str(text).map_err(|e| {
-        let error = ConfigError::new(path, e.message().trim().to_owned()).at(text, e.span()).help(help_for(e.message()));
+        let error = ConfigError::new(path, e.message().trim().to_owned())
+            .at(text, e.span())
+            .help(help_for(e.message()));
         match e.span().and_then(|span| key_before(text, span.start)) {
             Some(key) => error.key(key),
             None => error,
         }
     })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
-    let cx = Resolver { path, text, base_dir: &base_dir };
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base_dir
+    };
+    let cx = Resolver {
+        path,
+        text,
+        base_dir: &base_dir,
+    };
     if raw.pipelines.is_empty() {
         return Err(ConfigError::new(path, "no pipelines defined")
             .key("pipelines")
@@ -85,16 +97,34 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .into_iter()
         .map(|(name, pipeline)| cx.pipeline(name, pipeline))
         .collect::<Result<_, _>>()?;
-    Ok(Config { path: path.to_owned(), base_dir, pipelines })
+    Ok(Config {
+        path: path.to_owned(),
+        base_dir,
+        pipelines,
+    })
 }
 
 /// The key whose value starts at byte `offset`: the name right before the
 /// `=` that precedes it on the same line (`timeout = "fast"` → `timeout`).
 fn key_before(text: &str, offset: usize) -> Option<String> {
-    let line_start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
-    let before = text[line_start..offset.min(text.len())].trim_end().strip_suffix('=')?.trim_end();
-    let key: String = before.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"')).collect();
-    let key: String = key.chars().rev().collect::<String>().trim_matches('"').to_owned();
+    let line_start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let before = text[line_start..offset.min(text.len())]
+        .trim_end()
+        .strip_suffix('=')?
+        .trim_end();
+    let key: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"'))
+        .collect();
+    let key: String = key
+        .chars()
+        .rev()
+        .collect::<String>()
+        .trim_matches('"')
+        .to_owned();
     (!key.is_empty()).then_some(key)
 }
 
@@ -118,29 +148,54 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn error<T>(&self, spanned: &Spanned<T>, key: String, message: impl Into<String>, help: impl Into<String>) -> ConfigError {
-        ConfigError::new(self.path, message).at(self.text, Some(spanned.span())).key(key).help(help)
+    fn error<T>(
+        &self,
+        spanned: &Spanned<T>,
+        key: String,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::new(self.path, message)
+            .at(self.text, Some(spanned.span()))
+            .key(key)
+            .help(help)
     }
 
-    fn pipeline(&self, name: Name, spanned: Spanned<raw::Pipeline>) -> Result<PipelineConfig, ConfigError> {
+    fn pipeline(
+        &self,
+        name: Name,
+        spanned: Spanned<raw::Pipeline>,
+    ) -> Result<PipelineConfig, ConfigError> {
         let key = format!("pipelines.{name}");
         let span = spanned.span();
         let p = spanned.into_inner();
         if p.sinks.is_empty() {
-            return Err(ConfigError::new(self.path, "a pipeline needs at least one sink")
-                .at(self.text, Some(span))
-                .key(format!("{key}.sinks"))
-                .help(format!("add a [{key}.sinks.NAME] table, e.g. type = \"stdout\"")));
+            return Err(
+                ConfigError::new(self.path, "a pipeline needs at least one sink")
+                    .at(self.text, Some(span))
+                    .key(format!("{key}.sinks"))
+                    .help(format!(
+                        "add a [{key}.sinks.NAME] table, e.g. type = \"stdout\""
+                    )),
+            );
         }
         if let Err(e) = p.source.get_ref().validate() {
             return Err(self.error(&p.source, format!("{key}.source"), e.message, e.help));
         }
         let defaults = EngineOptions::default();
-        let positive = |v: &Option<Spanned<usize>>, field: &str, default: usize| -> Result<usize, ConfigError> {
+        let positive = |v: &Option<Spanned<usize>>,
+                        field: &str,
+                        default: usize|
+         -> Result<usize, ConfigError> {
             match v {
                 None => Ok(default),
                 Some(s) if *s.get_ref() >= 1 && *s.get_ref() <= 65_536 => Ok(*s.get_ref()),
-                Some(s) => Err(self.error(s, format!("{key}.{field}"), format!("{field} must be between 1 and 65536, not {}", s.get_ref()), format!("set {field} to a positive number (default {default})"))),
+                Some(s) => Err(self.error(
+                    s,
+                    format!("{key}.{field}"),
+                    format!("{field} must be between 1 and 65536, not {}", s.get_ref()),
+                    format!("set {field} to a positive number (default {default})"),
+                )),
             }
         };
         let engine = EngineOptions {
@@ -174,11 +229,24 @@ impl Resolver<'_> {
         for (i, stage) in p.stages.iter().enumerate() {
             let stage_key = format!("{key}.stages[{i}]");
             let s = stage.get_ref();
-            if p.stages[..i].iter().any(|other| other.get_ref().name == s.name) {
-                return Err(self.error(stage, format!("{stage_key}.name"), format!("stage name `{}` is used twice", s.name), "give every stage of a pipeline its own name"));
+            if p.stages[..i]
+                .iter()
+                .any(|other| other.get_ref().name == s.name)
+            {
+                return Err(self.error(
+                    stage,
+                    format!("{stage_key}.name"),
+                    format!("stage name `{}` is used twice", s.name),
+                    "give every stage of a pipeline its own name",
+                ));
             }
             if *s.kind.get_ref() == StageKind::Route && i + 1 != p.stages.len() {
-                return Err(self.error(&s.kind, format!("{stage_key}.kind"), format!("route stage `{}` is not the last stage", s.name), "move the route stage to the end of the chain: it decides the sinks"));
+                return Err(self.error(
+                    &s.kind,
+                    format!("{stage_key}.kind"),
+                    format!("route stage `{}` is not the last stage", s.name),
+                    "move the route stage to the end of the chain: it decides the sinks",
+                ));
             }
             stages.push(self.stage(stage, &stage_key, pipeline_retry)?);
         }
@@ -186,13 +254,22 @@ impl Resolver<'_> {
             name: name.0,
             source: p.source.into_inner(),
             stages,
-            sinks: p.sinks.into_iter().map(|(n, s)| (n.0, s.into_inner())).collect(),
+            sinks: p
+                .sinks
+                .into_iter()
+                .map(|(n, s)| (n.0, s.into_inner()))
+                .collect(),
             dlq: p.dlq.into_inner(),
             engine,
         })
     }
 
-    fn stage(&self, spanned: &Spanned<raw::Stage>, key: &str, pipeline_retry: RetryPolicy) -> Result<StageConfig, ConfigError> {
+    fn stage(
+        &self,
+        spanned: &Spanned<raw::Stage>,
+        key: &str,
+        pipeline_retry: RetryPolicy,
+    ) -> Result<StageConfig, ConfigError> {
         let s = spanned.get_ref();
         let defaults = Limits::default();
         let limits = Limits {
@@ -201,18 +278,33 @@ impl Resolver<'_> {
             memory: s.memory.map_or(defaults.memory, |m| m.0),
         };
         if limits.fuel == 0 || limits.timeout.is_zero() || limits.memory < 64 * 1024 {
-            return Err(self.error(spanned, key.to_owned(), "fuel and timeout must be above zero and memory at least 64KiB", "raise the limit, or leave it out to use the default"));
+            return Err(self.error(
+                spanned,
+                key.to_owned(),
+                "fuel and timeout must be above zero and memory at least 64KiB",
+                "raise the limit, or leave it out to use the default",
+            ));
         }
         let retry = match &s.retry {
             Some(r) if r.get_ref().republish.is_some() => {
-                return Err(self.error(r, format!("{key}.retry.republish"), "`republish` is a pipeline setting", "move `republish` to the pipeline's [retry] table"));
+                return Err(self.error(
+                    r,
+                    format!("{key}.retry.republish"),
+                    "`republish` is a pipeline setting",
+                    "move `republish` to the pipeline's [retry] table",
+                ));
             }
             Some(r) => self.retry(r, pipeline_retry, &format!("{key}.retry"))?,
             None => pipeline_retry,
         };
         let mut params = BTreeMap::new();
         flatten(&s.params, "", &mut params).map_err(|bad| {
-            self.error(spanned, format!("{key}.params.{bad}"), "params values must be strings, numbers, booleans or lists of them", "write the value as a string")
+            self.error(
+                spanned,
+                format!("{key}.params.{bad}"),
+                "params values must be strings, numbers, booleans or lists of them",
+                "write the value as a string",
+            )
         })?;
         Ok(StageConfig {
             name: s.name.0.clone(),
@@ -226,7 +318,12 @@ impl Resolver<'_> {
         })
     }
 
-    fn retry(&self, spanned: &Spanned<raw::Retry>, base: RetryPolicy, key: &str) -> Result<RetryPolicy, ConfigError> {
+    fn retry(
+        &self,
+        spanned: &Spanned<raw::Retry>,
+        base: RetryPolicy,
+        key: &str,
+    ) -> Result<RetryPolicy, ConfigError> {
         let r = spanned.get_ref();
         let policy = RetryPolicy {
             max_attempts: r.attempts.unwrap_or(base.max_attempts),
@@ -236,13 +333,28 @@ impl Resolver<'_> {
             jitter: r.jitter.unwrap_or(base.jitter),
         };
         if policy.max_attempts == 0 {
-            return Err(self.error(spanned, format!("{key}.attempts"), "attempts must be at least 1 (1 means no retry)", "set attempts = 1 to disable retries"));
+            return Err(self.error(
+                spanned,
+                format!("{key}.attempts"),
+                "attempts must be at least 1 (1 means no retry)",
+                "set attempts = 1 to disable retries",
+            ));
         }
         if !(1.0..=100.0).contains(&policy.factor) {
-            return Err(self.error(spanned, format!("{key}.factor"), format!("factor must be between 1 and 100, not {}", policy.factor), "use factor = 2.0 for doubling delays"));
+            return Err(self.error(
+                spanned,
+                format!("{key}.factor"),
+                format!("factor must be between 1 and 100, not {}", policy.factor),
+                "use factor = 2.0 for doubling delays",
+            ));
         }
         if !(0.0..=1.0).contains(&policy.jitter) {
-            return Err(self.error(spanned, format!("{key}.jitter"), format!("jitter must be between 0 and 1, not {}", policy.jitter), "use jitter = 0.2 for ±20%"));
+            return Err(self.error(
+                spanned,
+                format!("{key}.jitter"),
+                format!("jitter must be between 0 and 1, not {}", policy.jitter),
+                "use jitter = 0.2 for ±20%",
+            ));
         }
         Ok(policy)
     }
@@ -251,9 +363,17 @@ impl Resolver<'_> {
 /// Flatten a params table: `route = { DE = "x" }` becomes `route.DE = "x"`;
 /// numbers and booleans become their text; lists become comma-joined text.
 /// Returns the offending key for values that cannot be flattened.
-fn flatten(table: &toml::Table, prefix: &str, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+fn flatten(
+    table: &toml::Table,
+    prefix: &str,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => flatten(t, &key, out)?,
             toml::Value::Array(items) => {
@@ -276,13 +396,19 @@ fn normalize(path: &Path) -> PathBuf {
     for part in path.components() {
         match part {
             Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             other => out.push(other),
         }
     }
-    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 fn scalar(v: &toml::Value) -> Option<String> {

@@ -38,11 +38,16 @@ pub struct Name(pub String);
 impl TryFrom<String> for Name {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {
             Ok(Name(s))
         } else {
-            Err(format!("`{s}` is not a valid name: use 1-64 letters, digits, `-` or `_`"))
+            Err(format!(
+                "`{s}` is not a valid name: use 1-64 letters, digits, `-` or `_`"
+            ))
         }
     }
 }

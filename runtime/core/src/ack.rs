@@ -80,7 +80,11 @@ impl AckHandle {
 
 impl std::fmt::Debug for AckHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "AckHandle(pending)" } else { "AckHandle(none)" })
+        f.write_str(if self.0.is_some() {
+            "AckHandle(pending)"
+        } else {
+            "AckHandle(none)"
+        })
     }
 }
 

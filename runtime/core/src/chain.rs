@@ -22,8 +22,17 @@ pub struct StageSpec {
 }
 
 impl StageSpec {
-    pub fn new(name: impl Into<String>, factory: Arc<dyn StageFactory>, retry: RetryPolicy) -> Self {
-        StageSpec { name: name.into(), factory, retry, stats: Arc::default() }
+    pub fn new(
+        name: impl Into<String>,
+        factory: Arc<dyn StageFactory>,
+        retry: RetryPolicy,
+    ) -> Self {
+        StageSpec {
+            name: name.into(),
+            factory,
+            retry,
+            stats: Arc::default(),
+        }
     }
 }
 
@@ -59,7 +68,10 @@ pub enum ChainError {
     #[error("stage `{stage}`: a route stage must be the last stage of the chain")]
     RouteNotLast { stage: String },
     #[error("stage `{stage}`: cannot instantiate plugin: {reason:#}")]
-    Instantiate { stage: String, reason: anyhow::Error },
+    Instantiate {
+        stage: String,
+        reason: anyhow::Error,
+    },
 }
 
 /// A worker's private chain of live stage instances.
@@ -78,19 +90,34 @@ impl Chain {
     ///
     /// # Errors
     /// A route stage that is not last, or a stage that fails to instantiate.
-    pub fn new(specs: &[Arc<StageSpec>], sinks: Arc<[String]>, clock: Arc<dyn Clock>) -> Result<Chain, ChainError> {
+    pub fn new(
+        specs: &[Arc<StageSpec>],
+        sinks: Arc<[String]>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Chain, ChainError> {
         let mut stages = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             if spec.factory.kind() == StageKind::Route && i + 1 != specs.len() {
-                return Err(ChainError::RouteNotLast { stage: spec.name.clone() });
+                return Err(ChainError::RouteNotLast {
+                    stage: spec.name.clone(),
+                });
             }
             let stage = spec
                 .factory
                 .instantiate()
-                .map_err(|reason| ChainError::Instantiate { stage: spec.name.clone(), reason })?;
+                .map_err(|reason| ChainError::Instantiate {
+                    stage: spec.name.clone(),
+                    reason,
+                })?;
             stages.push((spec.clone(), stage));
         }
-        Ok(Chain { stages, sinks, clock, republish: false, pipeline: String::new() })
+        Ok(Chain {
+            stages,
+            sinks,
+            clock,
+            republish: false,
+            pipeline: String::new(),
+        })
     }
 
     /// Builder: the pipeline's name, for the `stage` span and log events.
@@ -111,7 +138,9 @@ impl Chain {
 
     /// Run `original` through every stage.
     pub fn process(&mut self, original: &Message) -> ChainOutcome {
-        self.process_batch(&[original]).pop().expect("one outcome per message")
+        self.process_batch(&[original])
+            .pop()
+            .expect("one outcome per message")
     }
 
     /// Run several messages through every stage, one outcome per message in
@@ -189,7 +218,8 @@ impl Chain {
                                 "route `{unknown}` is not a sink of this pipeline (sinks: {})",
                                 self.sinks.join(", ")
                             );
-                            let mut failure = Failure::once(&spec.name, "unknown-route", text, self.clock.now());
+                            let mut failure =
+                                Failure::once(&spec.name, "unknown-route", text, self.clock.now());
                             failure.plugin = Some(spec.factory.plugin());
                             failed[origin] = Some(failure);
                             continue;
@@ -233,7 +263,13 @@ impl Chain {
 /// Call one stage for every message (one batch call when there are several)
 /// and settle each answer: retry retryable errors, turn the rest into
 /// failures.
-fn call_all(spec: &StageSpec, stage: &mut dyn Stage, msgs: &[Message], clock: &dyn Clock, republish: bool) -> Vec<Result<StageOutput, Failure>> {
+fn call_all(
+    spec: &StageSpec,
+    stage: &mut dyn Stage,
+    msgs: &[Message],
+    clock: &dyn Clock,
+    republish: bool,
+) -> Vec<Result<StageOutput, Failure>> {
     let first: Vec<Result<StageOutput, StageError>> = if msgs.len() == 1 {
         vec![stage.call(&msgs[0])]
     } else {
@@ -242,11 +278,17 @@ fn call_all(spec: &StageSpec, stage: &mut dyn Stage, msgs: &[Message], clock: &d
             Err(fault) => {
                 bump(&spec.stats.replaced, 1);
                 tracing::debug!(stage = %spec.name, class = fault.kind.class(), "batch call faulted; calling one message at a time");
-                return msgs.iter().map(|m| call_with_retry(spec, stage, m, clock, republish, None)).collect();
+                return msgs
+                    .iter()
+                    .map(|m| call_with_retry(spec, stage, m, clock, republish, None))
+                    .collect();
             }
         }
     };
-    msgs.iter().zip(first).map(|(m, r)| call_with_retry(spec, stage, m, clock, republish, Some(r))).collect()
+    msgs.iter()
+        .zip(first)
+        .map(|(m, r)| call_with_retry(spec, stage, m, clock, republish, Some(r)))
+        .collect()
 }
 
 /// Settle one message at one stage: `first` is the answer to attempt 1 if
@@ -281,9 +323,10 @@ fn call_with_retry(
         let mut retry_after = None;
         let (class, text) = match result {
             Ok(output) if output_matches(spec.factory.kind(), &output) => return Ok(output),
-            Ok(output) => {
-                ("bad-output".to_owned(), format!("a {} stage returned {output:?}", spec.factory.kind()))
-            }
+            Ok(output) => (
+                "bad-output".to_owned(),
+                format!("a {} stage returned {output:?}", spec.factory.kind()),
+            ),
             Err(StageError::Retryable(text)) if republish && attempt < spec.retry.max_attempts => {
                 bump(&spec.stats.retried, 1);
                 let delay = spec.retry.base_delay(attempt);
@@ -300,7 +343,11 @@ fn call_with_retry(
                 continue;
             }
             Err(StageError::Retryable(text)) => {
-                let class = if spec.retry.max_attempts > 1 { "retries-exhausted" } else { "retryable" };
+                let class = if spec.retry.max_attempts > 1 {
+                    "retries-exhausted"
+                } else {
+                    "retryable"
+                };
                 (class.to_owned(), text)
             }
             Err(StageError::Fatal(text)) => ("fatal".to_owned(), text),
@@ -348,7 +395,10 @@ mod tests {
     impl Stage for Picky {
         fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError> {
             if msg.payload == b"bad" {
-                return Err(StageError::Fault(Fault { kind: FaultKind::Trap, detail: "bad".into() }));
+                return Err(StageError::Fault(Fault {
+                    kind: FaultKind::Trap,
+                    detail: "bad".into(),
+                }));
             }
             if msg.payload == b"retry" && msg.attempt == 1 {
                 self.retried.fetch_add(1, Ordering::SeqCst);
@@ -357,9 +407,15 @@ mod tests {
             Ok(StageOutput::Keep(true))
         }
 
-        fn call_batch(&mut self, msgs: &[Message]) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
+        fn call_batch(
+            &mut self,
+            msgs: &[Message],
+        ) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
             if msgs.iter().any(|m| m.payload == b"bad") {
-                return Err(Fault { kind: FaultKind::Trap, detail: "bad in batch".into() });
+                return Err(Fault {
+                    kind: FaultKind::Trap,
+                    detail: "bad in batch".into(),
+                });
             }
             Ok(msgs.iter().map(|m| self.call(m)).collect())
         }
@@ -375,20 +431,38 @@ mod tests {
             PluginInfo::default()
         }
         fn instantiate(&self) -> anyhow::Result<Box<dyn Stage>> {
-            Ok(Box::new(Picky { retried: self.0.clone() }))
+            Ok(Box::new(Picky {
+                retried: self.0.clone(),
+            }))
         }
     }
 
     fn chain(retried: &Arc<AtomicU32>) -> Chain {
-        let retry = RetryPolicy { initial: std::time::Duration::ZERO, jitter: 0.0, ..RetryPolicy::default() };
-        let spec = Arc::new(StageSpec::new("picky", Arc::new(PickyFactory(retried.clone())), retry));
-        Chain::new(&[spec], Arc::from(vec!["out".to_string()]), Arc::new(SystemClock)).unwrap()
+        let retry = RetryPolicy {
+            initial: std::time::Duration::ZERO,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        let spec = Arc::new(StageSpec::new(
+            "picky",
+            Arc::new(PickyFactory(retried.clone())),
+            retry,
+        ));
+        Chain::new(
+            &[spec],
+            Arc::from(vec!["out".to_string()]),
+            Arc::new(SystemClock),
+        )
+        .unwrap()
     }
 
     #[test]
     fn a_faulting_batch_is_redone_one_by_one_and_only_the_culprit_fails() {
         let retried = Arc::new(AtomicU32::new(0));
-        let msgs: Vec<Message> = ["a", "bad", "retry", "b"].iter().map(|p| Message::new(*p)).collect();
+        let msgs: Vec<Message> = ["a", "bad", "retry", "b"]
+            .iter()
+            .map(|p| Message::new(*p))
+            .collect();
         let refs: Vec<&Message> = msgs.iter().collect();
         let outcomes = chain(&retried).process_batch(&refs);
         let kinds: Vec<&str> = outcomes
@@ -396,36 +470,68 @@ mod tests {
             .map(|o| match o {
                 ChainOutcome::Deliver(_) => "deliver",
                 ChainOutcome::Dropped => "dropped",
-                ChainOutcome::DeadLetter(f) => if f.class == "trap" { "trap" } else { "other" },
+                ChainOutcome::DeadLetter(f) => {
+                    if f.class == "trap" {
+                        "trap"
+                    } else {
+                        "other"
+                    }
+                }
                 ChainOutcome::RetryLater(_) => "later",
             })
             .collect();
         assert_eq!(kinds, ["deliver", "trap", "deliver", "deliver"]);
-        assert_eq!(retried.load(Ordering::SeqCst), 1, "the retryable message was retried alone");
+        assert_eq!(
+            retried.load(Ordering::SeqCst),
+            1,
+            "the retryable message was retried alone"
+        );
     }
 
     #[test]
     fn a_retryable_answer_inside_a_batch_is_retried_alone() {
         let retried = Arc::new(AtomicU32::new(0));
-        let msgs: Vec<Message> = ["a", "retry", "b"].iter().map(|p| Message::new(*p)).collect();
+        let msgs: Vec<Message> = ["a", "retry", "b"]
+            .iter()
+            .map(|p| Message::new(*p))
+            .collect();
         let refs: Vec<&Message> = msgs.iter().collect();
         let mut chain = chain(&retried);
         let outcomes = chain.process_batch(&refs);
-        assert!(outcomes.iter().all(|o| matches!(o, ChainOutcome::Deliver(d) if d.len() == 1)));
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, ChainOutcome::Deliver(d) if d.len() == 1)));
         assert_eq!(chain.stages[0].0.stats.snapshot().retried, 1);
     }
 
     #[test]
     fn republishing_chains_hand_retries_back_and_count_attempts_from_the_message() {
         let retried = Arc::new(AtomicU32::new(0));
-        let retry = RetryPolicy { initial: std::time::Duration::from_millis(300), jitter: 0.5, ..RetryPolicy::default() };
-        let spec = Arc::new(StageSpec::new("picky", Arc::new(PickyFactory(retried.clone())), retry));
-        let mut chain = Chain::new(&[spec], Arc::from(vec!["out".to_string()]), Arc::new(SystemClock)).unwrap().republishing_retries(true);
+        let retry = RetryPolicy {
+            initial: std::time::Duration::from_millis(300),
+            jitter: 0.5,
+            ..RetryPolicy::default()
+        };
+        let spec = Arc::new(StageSpec::new(
+            "picky",
+            Arc::new(PickyFactory(retried.clone())),
+            retry,
+        ));
+        let mut chain = Chain::new(
+            &[spec],
+            Arc::from(vec!["out".to_string()]),
+            Arc::new(SystemClock),
+        )
+        .unwrap()
+        .republishing_retries(true);
         // `Picky` fails "retry" on attempt 1 only: handed back once, with the
         // un-jittered first delay, no waiting and no second call here.
         match chain.process(&Message::new("retry")) {
             ChainOutcome::RetryLater(f) => {
-                assert_eq!((f.attempts, f.retry_after), (1, Some(std::time::Duration::from_millis(300))));
+                assert_eq!(
+                    (f.attempts, f.retry_after),
+                    (1, Some(std::time::Duration::from_millis(300)))
+                );
                 assert_eq!(f.class, "retryable");
             }
             other => panic!("{other:?}"),
@@ -462,14 +568,28 @@ mod tests {
 
     #[test]
     fn the_last_attempt_dead_letters_in_either_mode() {
-        let retry = RetryPolicy { initial: std::time::Duration::ZERO, jitter: 0.0, ..RetryPolicy::default() };
+        let retry = RetryPolicy {
+            initial: std::time::Duration::ZERO,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
         for republish in [false, true] {
             let spec = Arc::new(StageSpec::new("never", Arc::new(NeverFactory), retry));
-            let mut chain = Chain::new(&[spec], Arc::from(vec!["out".to_string()]), Arc::new(SystemClock)).unwrap().republishing_retries(republish);
+            let mut chain = Chain::new(
+                &[spec],
+                Arc::from(vec!["out".to_string()]),
+                Arc::new(SystemClock),
+            )
+            .unwrap()
+            .republishing_retries(republish);
             let mut last = Message::new("x");
             last.attempt = 3;
             match chain.process(&last) {
-                ChainOutcome::DeadLetter(f) => assert_eq!((f.class.as_str(), f.attempts), ("retries-exhausted", 3), "republish {republish}"),
+                ChainOutcome::DeadLetter(f) => assert_eq!(
+                    (f.class.as_str(), f.attempts),
+                    ("retries-exhausted", 3),
+                    "republish {republish}"
+                ),
                 other => panic!("republish {republish}: {other:?}"),
             }
             // A fresh message: in the host, three calls then the DLQ.

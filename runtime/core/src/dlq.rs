@@ -33,7 +33,12 @@ pub struct Failure {
 
 impl Failure {
     /// A failure that happened once, now.
-    pub fn once(stage: impl Into<String>, class: impl Into<String>, text: impl Into<String>, at: SystemTime) -> Self {
+    pub fn once(
+        stage: impl Into<String>,
+        class: impl Into<String>,
+        text: impl Into<String>,
+        at: SystemTime,
+    ) -> Self {
         Failure {
             stage: stage.into(),
             plugin: None,
@@ -48,9 +53,17 @@ impl Failure {
 }
 
 /// The message to publish to the DLQ for `original`.
-pub fn envelope(pipeline: &str, original: &Message, coordinates: &Coordinates, failure: &Failure) -> Message {
+pub fn envelope(
+    pipeline: &str,
+    original: &Message,
+    coordinates: &Coordinates,
+    failure: &Failure,
+) -> Message {
     let mut msg = original.clone();
-    let mut add = |name: &str, value: String| msg.headers.push((format!("{HEADER_PREFIX}{name}"), value.into_bytes()));
+    let mut add = |name: &str, value: String| {
+        msg.headers
+            .push((format!("{HEADER_PREFIX}{name}"), value.into_bytes()))
+    };
     add("pipeline", pipeline.to_owned());
     add("stage", failure.stage.clone());
     if let Some(plugin) = &failure.plugin {
@@ -60,8 +73,14 @@ pub fn envelope(pipeline: &str, original: &Message, coordinates: &Coordinates, f
     add("class", failure.class.clone());
     add("text", failure.text.clone());
     add("attempts", failure.attempts.to_string());
-    add("first-failure", humantime::format_rfc3339_millis(failure.first_failure).to_string());
-    add("last-failure", humantime::format_rfc3339_millis(failure.last_failure).to_string());
+    add(
+        "first-failure",
+        humantime::format_rfc3339_millis(failure.first_failure).to_string(),
+    );
+    add(
+        "last-failure",
+        humantime::format_rfc3339_millis(failure.last_failure).to_string(),
+    );
     add("source", original.source.clone());
     for (name, value) in &coordinates.0 {
         add(&format!("source-{name}"), value.clone());

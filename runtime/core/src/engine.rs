@@ -11,8 +11,8 @@
 
 use crate::chain::{Chain, ChainError, ChainOutcome};
 use crate::clock::Clock;
-use crate::live::LiveStages;
 use crate::dlq;
+use crate::live::LiveStages;
 use crate::message::{Delivery, Message};
 use crate::retry::RetryPolicy;
 use crate::sink::{Confirm, Sink, SinkError};
@@ -86,13 +86,25 @@ impl Default for EngineOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("pipeline `{pipeline}`: {source}")]
-    Chain { pipeline: String, source: ChainError },
+    Chain {
+        pipeline: String,
+        source: ChainError,
+    },
     #[error("pipeline `{pipeline}`: {source}")]
-    Source { pipeline: String, source: SourceError },
+    Source {
+        pipeline: String,
+        source: SourceError,
+    },
     #[error("pipeline `{pipeline}`: cannot start worker thread: {source}")]
-    Thread { pipeline: String, source: std::io::Error },
+    Thread {
+        pipeline: String,
+        source: std::io::Error,
+    },
     #[error("pipeline `{pipeline}`: source {source_name} cannot retry through its broker (`retry.republish`)")]
-    CannotRepublish { pipeline: String, source_name: String },
+    CannotRepublish {
+        pipeline: String,
+        source_name: String,
+    },
 }
 
 /// What a finished run did.
@@ -115,9 +127,17 @@ impl std::fmt::Display for PipelineReport {
             c.dropped,
             c.dead_lettered,
             c.acked,
-            if c.retried_later > 0 { format!(", retried through the broker {}", c.retried_later) } else { String::new() }
+            if c.retried_later > 0 {
+                format!(", retried through the broker {}", c.retried_later)
+            } else {
+                String::new()
+            }
         )?;
-        writeln!(f, "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>13}", "stage", "in", "out", "dropped", "retried", "dead-lettered")?;
+        writeln!(
+            f,
+            "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>13}",
+            "stage", "in", "out", "dropped", "retried", "dead-lettered"
+        )?;
         for (name, s) in &self.stages {
             writeln!(
                 f,
@@ -142,12 +162,25 @@ impl Pipeline {
     /// # Errors
     /// A stage that cannot be instantiated, or a source that fails for good.
     pub async fn run(self, shutdown: CancellationToken) -> Result<PipelineReport, EngineError> {
-        let Pipeline { name, source, stages, sinks, dlq, options, clock, stats } = self;
+        let Pipeline {
+            name,
+            source,
+            stages,
+            sinks,
+            dlq,
+            options,
+            clock,
+            stats,
+        } = self;
         let workers = options.concurrency.max(1);
         let sink_names: Arc<[String]> = sinks.iter().map(|(n, _)| n.clone()).collect();
-        let sink_map: Arc<HashMap<String, Arc<dyn Sink>>> = Arc::new(sinks.iter().cloned().collect());
+        let sink_map: Arc<HashMap<String, Arc<dyn Sink>>> =
+            Arc::new(sinks.iter().cloned().collect());
         if options.republish_retries && !source.republishes_retries() {
-            return Err(EngineError::CannotRepublish { pipeline: name, source_name: source.describe() });
+            return Err(EngineError::CannotRepublish {
+                pipeline: name,
+                source_name: source.describe(),
+            });
         }
 
         // Build every chain before taking the first message.
@@ -155,7 +188,10 @@ impl Pipeline {
         let mut chains = Vec::with_capacity(workers);
         for _ in 0..workers {
             let chain = Chain::new(&first.stages, sink_names.clone(), clock.clone())
-                .map_err(|source| EngineError::Chain { pipeline: name.clone(), source })?
+                .map_err(|source| EngineError::Chain {
+                    pipeline: name.clone(),
+                    source,
+                })?
                 .republishing_retries(options.republish_retries)
                 .for_pipeline(&name);
             chains.push(chain);
@@ -179,7 +215,10 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name(format!("sluice-{name}-{i}"))
                 .spawn(move || worker.work(input_rx, done_tx))
-                .map_err(|source| EngineError::Thread { pipeline: name.clone(), source })?;
+                .map_err(|source| EngineError::Thread {
+                    pipeline: name.clone(),
+                    source,
+                })?;
             let deliverer = Deliverer {
                 pipeline: name.clone(),
                 sinks: sink_map.clone(),
@@ -187,7 +226,9 @@ impl Pipeline {
                 stats: stats.clone(),
                 retry: options.sink_retry,
             };
-            delivery_tasks.push(tokio::spawn(deliverer.run(done_rx, options.max_in_flight.max(1))));
+            delivery_tasks.push(tokio::spawn(
+                deliverer.run(done_rx, options.max_in_flight.max(1)),
+            ));
             worker_inputs.push(input_tx);
         }
 
@@ -237,10 +278,18 @@ impl Pipeline {
         let report = PipelineReport {
             pipeline: name.clone(),
             counts: stats.snapshot(),
-            stages: stages.current().stages.iter().map(|s| (s.name.clone(), s.stats.snapshot())).collect(),
+            stages: stages
+                .current()
+                .stages
+                .iter()
+                .map(|s| (s.name.clone(), s.stats.snapshot()))
+                .collect(),
         };
         tracing::info!(pipeline = %name, ?report.counts, "pipeline stopped");
-        source_result.map_err(|source| EngineError::Source { pipeline: name, source })?;
+        source_result.map_err(|source| EngineError::Source {
+            pipeline: name,
+            source,
+        })?;
         Ok(report)
     }
 }
@@ -272,14 +321,22 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let decoded: Vec<&Message> =
-                deliveries.iter().filter(|d| d.decode_error.is_none()).map(|d| &d.message).collect();
+            let decoded: Vec<&Message> = deliveries
+                .iter()
+                .filter(|d| d.decode_error.is_none())
+                .map(|d| &d.message)
+                .collect();
             let mut outcomes = self.chain.process_batch(&decoded).into_iter();
             let processed = deliveries
                 .drain(..)
                 .map(|delivery| {
                     let outcome = match &delivery.decode_error {
-                        Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once("<source>", "decode", error.clone(), self.clock.now())),
+                        Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once(
+                            "<source>",
+                            "decode",
+                            error.clone(),
+                            self.clock.now(),
+                        )),
                         None => outcomes.next().expect("one outcome per decoded delivery"),
                     };
                     Processed { delivery, outcome }
@@ -302,10 +359,14 @@ impl Worker {
         }
         match Chain::new(&current.stages, self.sinks.clone(), self.clock.clone()) {
             Ok(chain) => {
-                self.chain = chain.republishing_retries(self.republish).for_pipeline(&self.pipeline);
+                self.chain = chain
+                    .republishing_retries(self.republish)
+                    .for_pipeline(&self.pipeline);
                 tracing::info!(pipeline = %self.pipeline, version = current.version, "worker took up the new chain");
             }
-            Err(e) => tracing::error!(pipeline = %self.pipeline, version = current.version, error = %e, "cannot build the new chain; this worker keeps the old one"),
+            Err(e) => {
+                tracing::error!(pipeline = %self.pipeline, version = current.version, error = %e, "cannot build the new chain; this worker keeps the old one")
+            }
         }
         self.version = current.version;
     }
@@ -361,7 +422,12 @@ impl Deliverer {
     /// future that awaits their confirms and then acks the source.
     async fn hand_over(&self, processed: Processed) -> BoxFuture<'static, ()> {
         let Processed { delivery, outcome } = processed;
-        let Delivery { message, coordinates, ack, .. } = delivery;
+        let Delivery {
+            message,
+            coordinates,
+            ack,
+            ..
+        } = delivery;
         // One span per message, from the hand-over to the sinks until it is
         // settled with the source; `id` is its position in the broker.
         let span = tracing::debug_span!("message", pipeline = %self.pipeline, id = %coordinates);
@@ -369,7 +435,10 @@ impl Deliverer {
         let mut retry_later = None;
         let (targets, counter): (Vec<(Arc<dyn Sink>, Message)>, _) = match outcome {
             ChainOutcome::Deliver(outputs) => {
-                let targets = outputs.into_iter().map(|(name, msg)| (self.sinks[&name].clone(), msg)).collect();
+                let targets = outputs
+                    .into_iter()
+                    .map(|(name, msg)| (self.sinks[&name].clone(), msg))
+                    .collect();
                 (targets, Counter::Delivered)
             }
             ChainOutcome::Dropped => (Vec::new(), Counter::Dropped),
@@ -395,37 +464,56 @@ impl Deliverer {
         };
         let mut confirms = Vec::with_capacity(targets.len());
         for (sink, msg) in targets {
-            let confirm = tracing::Instrument::instrument(publish_until_taken(&self.pipeline, &sink, &msg, self.retry, &stats), span.clone()).await;
+            let confirm = tracing::Instrument::instrument(
+                publish_until_taken(&self.pipeline, &sink, &msg, self.retry, &stats),
+                span.clone(),
+            )
+            .await;
             confirms.push(confirmed(sink, msg, confirm, self.retry, stats.clone()));
         }
         let (pipeline, dlq, retry) = (self.pipeline.clone(), self.dlq.clone(), self.retry);
-        Box::pin(tracing::Instrument::instrument(async move {
-            let mut n = confirms.len() as u64;
-            let mut kept = true;
-            for rejected in futures::future::join_all(confirms).await.into_iter().flatten() {
-                n -= 1;
-                kept &= dead_letter_rejected(&pipeline, &dlq, rejected, &coordinates, retry, &stats).await;
-            }
-            if !kept {
-                // Neither the sink nor the DLQ takes it: give it back to the
-                // source, which keeps it (and redelivers it; a broker's own
-                // delivery limit or redrive policy ends the loop).
-                ack.nack();
-                return;
-            }
-            match counter {
-                Counter::Delivered => bump(&stats.delivered, n),
-                Counter::Dropped => bump(&stats.dropped, 1),
-                Counter::DeadLettered => bump(&stats.dead_lettered, 1),
-                Counter::RetriedLater => bump(&stats.retried_later, 1),
-            }
-            match retry_later {
-                Some((message, attempt, delay)) => ack.retry_later(&message, attempt, delay),
-                None => ack.ack(),
-            }
-            bump(&stats.acked, 1);
-            tracing::debug!("message settled with the source");
-        }, span))
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let mut n = confirms.len() as u64;
+                let mut kept = true;
+                for rejected in futures::future::join_all(confirms)
+                    .await
+                    .into_iter()
+                    .flatten()
+                {
+                    n -= 1;
+                    kept &= dead_letter_rejected(
+                        &pipeline,
+                        &dlq,
+                        rejected,
+                        &coordinates,
+                        retry,
+                        &stats,
+                    )
+                    .await;
+                }
+                if !kept {
+                    // Neither the sink nor the DLQ takes it: give it back to the
+                    // source, which keeps it (and redelivers it; a broker's own
+                    // delivery limit or redrive policy ends the loop).
+                    ack.nack();
+                    return;
+                }
+                match counter {
+                    Counter::Delivered => bump(&stats.delivered, n),
+                    Counter::Dropped => bump(&stats.dropped, 1),
+                    Counter::DeadLettered => bump(&stats.dead_lettered, 1),
+                    Counter::RetriedLater => bump(&stats.retried_later, 1),
+                }
+                match retry_later {
+                    Some((message, attempt, delay)) => ack.retry_later(&message, attempt, delay),
+                    None => ack.ack(),
+                }
+                bump(&stats.acked, 1);
+                tracing::debug!("message settled with the source");
+            },
+            span,
+        ))
     }
 }
 
@@ -439,13 +527,29 @@ struct Rejected {
 /// Dead-letter what a sink rejected, with the sink's reason (class
 /// `sink-rejected`). False when the DLQ rejects it too (or it was the DLQ
 /// that rejected it): then the source must keep the message.
-async fn dead_letter_rejected(pipeline: &str, dlq: &Arc<dyn Sink>, rejected: Rejected, at: &crate::message::Coordinates, retry: RetryPolicy, stats: &Arc<PipelineStats>) -> bool {
-    let Rejected { by, message, reason } = rejected;
+async fn dead_letter_rejected(
+    pipeline: &str,
+    dlq: &Arc<dyn Sink>,
+    rejected: Rejected,
+    at: &crate::message::Coordinates,
+    retry: RetryPolicy,
+    stats: &Arc<PipelineStats>,
+) -> bool {
+    let Rejected {
+        by,
+        message,
+        reason,
+    } = rejected;
     let refused = if Arc::ptr_eq(&by, dlq) {
         reason
     } else {
         tracing::warn!(pipeline, sink = %by.describe(), error = %reason, %at, "sink rejected the message; dead-lettered");
-        let failure = dlq::Failure::once(by.describe(), "sink-rejected", reason, std::time::SystemTime::now());
+        let failure = dlq::Failure::once(
+            by.describe(),
+            "sink-rejected",
+            reason,
+            std::time::SystemTime::now(),
+        );
         let envelope = dlq::envelope(pipeline, &message, at, &failure);
         let confirm = publish_until_taken(pipeline, dlq, &envelope, retry, stats).await;
         match confirmed(dlq.clone(), envelope, confirm, retry, stats.clone()).await {
@@ -462,7 +566,13 @@ async fn dead_letter_rejected(pipeline: &str, dlq: &Arc<dyn Sink>, rejected: Rej
 
 /// Publish, retrying with backoff for as long as the sink refuses. A
 /// rejection comes back as a failed confirm, for [`confirmed`] to report.
-async fn publish_until_taken(pipeline: &str, sink: &Arc<dyn Sink>, msg: &Message, retry: RetryPolicy, stats: &PipelineStats) -> Confirm {
+async fn publish_until_taken(
+    pipeline: &str,
+    sink: &Arc<dyn Sink>,
+    msg: &Message,
+    retry: RetryPolicy,
+    stats: &PipelineStats,
+) -> Confirm {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -489,7 +599,13 @@ enum Counter {
 
 /// Await one confirm; if the sink reports a failure, publish again until
 /// it is confirmed. A rejection is not retried: it comes back.
-async fn confirmed(sink: Arc<dyn Sink>, msg: Message, mut confirm: Confirm, retry: RetryPolicy, stats: Arc<PipelineStats>) -> Option<Rejected> {
+async fn confirmed(
+    sink: Arc<dyn Sink>,
+    msg: Message,
+    mut confirm: Confirm,
+    retry: RetryPolicy,
+    stats: Arc<PipelineStats>,
+) -> Option<Rejected> {
     let mut attempt = 0;
     let started = std::time::Instant::now();
     loop {
@@ -498,7 +614,13 @@ async fn confirmed(sink: Arc<dyn Sink>, msg: Message, mut confirm: Confirm, retr
                 stats.publish_seconds.observe(started.elapsed());
                 return None;
             }
-            Err(SinkError::Rejected { reason, .. }) => return Some(Rejected { by: sink, message: msg, reason }),
+            Err(SinkError::Rejected { reason, .. }) => {
+                return Some(Rejected {
+                    by: sink,
+                    message: msg,
+                    reason,
+                })
+            }
             Err(e) => {
                 attempt += 1;
                 bump(&stats.sink_retries, 1);

@@ -41,6 +41,9 @@ pub use message::{Coordinates, Delivery, Message};
 pub use retry::RetryPolicy;
 pub use sink::{Confirm, Sink, SinkError};
 pub use source::{Source, SourceError};
-pub use stage::{Limits, NativeStage, Fault, FaultKind, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput};
+pub use stage::{
+    Fault, FaultKind, Limits, NativeStage, PluginInfo, Stage, StageError, StageFactory, StageKind,
+    StageOutput,
+};
 pub use stats::{PipelineStats, StageStats};
 pub use units::HumanDuration;

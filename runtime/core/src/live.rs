@@ -34,7 +34,10 @@ pub struct LiveStages(Arc<ArcSwap<StageVersion>>);
 
 impl LiveStages {
     pub fn new(stages: Vec<Arc<StageSpec>>) -> Self {
-        LiveStages(Arc::new(ArcSwap::from_pointee(StageVersion { version: 0, stages })))
+        LiveStages(Arc::new(ArcSwap::from_pointee(StageVersion {
+            version: 0,
+            stages,
+        })))
     }
 
     /// The version workers run now.

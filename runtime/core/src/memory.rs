@@ -28,7 +28,15 @@ pub struct MemorySource {
 impl MemorySource {
     pub fn new(name: impl Into<String>, messages: Vec<Message>) -> (Self, Arc<AckLog>) {
         let acks = Arc::new(AckLog::default());
-        (MemorySource { name: name.into(), messages, lanes: Vec::new(), acks: acks.clone() }, acks)
+        (
+            MemorySource {
+                name: name.into(),
+                messages,
+                lanes: Vec::new(),
+                acks: acks.clone(),
+            },
+            acks,
+        )
     }
 
     /// Give message `i` the ordering lane `lanes[i]` (see
@@ -45,7 +53,11 @@ impl Source for MemorySource {
         format!("memory:{}", self.name)
     }
 
-    async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
         for (index, mut message) in self.messages.into_iter().enumerate() {
             if message.source.is_empty() {
                 message.source = self.name.clone();
@@ -56,7 +68,8 @@ impl Source for MemorySource {
                 let log = if acked { &acks.acked } else { &acks.nacked };
                 log.lock().expect("ack log poisoned").push(index);
             }));
-            let mut delivery = Delivery::new(message, Coordinates::default().with("index", index), ack);
+            let mut delivery =
+                Delivery::new(message, Coordinates::default().with("index", index), ack);
             delivery.lane = self.lanes.get(index as usize).copied().flatten();
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -81,7 +94,10 @@ pub struct MemorySink {
 
 impl MemorySink {
     pub fn new(name: impl Into<String>) -> Arc<Self> {
-        Arc::new(MemorySink { name: name.into(), ..Default::default() })
+        Arc::new(MemorySink {
+            name: name.into(),
+            ..Default::default()
+        })
     }
 
     /// Fail the next `n` publishes with a connection error.
@@ -116,15 +132,30 @@ impl Sink for MemorySink {
     }
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
-        let refused = self.refuse.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let refused = self
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
         if refused {
-            return Err(SinkError::Connection { sink: self.describe(), reason: "refused (test)".into() });
+            return Err(SinkError::Connection {
+                sink: self.describe(),
+                reason: "refused (test)".into(),
+            });
         }
         let max = self.max_payload.load(Ordering::SeqCst);
         if max > 0 && msg.payload.len() as u64 > max {
-            return Err(SinkError::Rejected { sink: self.describe(), reason: format!("payload of {} bytes is over the {max}-byte limit", msg.payload.len()) });
+            return Err(SinkError::Rejected {
+                sink: self.describe(),
+                reason: format!(
+                    "payload of {} bytes is over the {max}-byte limit",
+                    msg.payload.len()
+                ),
+            });
         }
-        self.messages.lock().expect("sink poisoned").push(msg.clone());
+        self.messages
+            .lock()
+            .expect("sink poisoned")
+            .push(msg.clone());
         Ok(Box::pin(async { Ok(()) }))
     }
 }

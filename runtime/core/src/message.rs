@@ -24,7 +24,11 @@ pub struct Message {
 impl Message {
     /// A message with just a payload, attempt 1.
     pub fn new(payload: impl Into<Vec<u8>>) -> Self {
-        Message { payload: payload.into(), attempt: 1, ..Default::default() }
+        Message {
+            payload: payload.into(),
+            attempt: 1,
+            ..Default::default()
+        }
     }
 
     /// Builder: set the key.
@@ -41,12 +45,16 @@ impl Message {
 
     /// The first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// The first header with this name as UTF-8 text (lossy).
     pub fn header_str(&self, name: &str) -> Option<String> {
-        self.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -97,7 +105,13 @@ pub struct Delivery {
 impl Delivery {
     /// A decoded delivery.
     pub fn new(message: Message, coordinates: Coordinates, ack: AckHandle) -> Self {
-        Delivery { message, coordinates, ack, decode_error: None, lane: None }
+        Delivery {
+            message,
+            coordinates,
+            ack,
+            decode_error: None,
+            lane: None,
+        }
     }
 
     /// Builder: set the ordering lane.

@@ -57,7 +57,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_one_second_and_caps() {
-        let p = RetryPolicy { jitter: 0.0, max_delay: Duration::from_secs(5), ..Default::default() };
+        let p = RetryPolicy {
+            jitter: 0.0,
+            max_delay: Duration::from_secs(5),
+            ..Default::default()
+        };
         let delays: Vec<_> = (1..=5).map(|a| p.delay(a).as_secs_f64()).collect();
         assert_eq!(delays, vec![1.0, 2.0, 4.0, 5.0, 5.0]);
     }

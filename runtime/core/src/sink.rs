@@ -22,7 +22,11 @@ pub enum SinkError {
     #[error("{sink}: publish failed: {reason}")]
     Publish { sink: String, reason: String },
     #[error("{sink}: {source}")]
-    Io { sink: String, #[source] source: std::io::Error },
+    Io {
+        sink: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A destination. Shared by all workers of a pipeline.

@@ -11,7 +11,11 @@ pub enum SourceError {
     #[error("{source_name}: connection lost: {reason}")]
     Connection { source_name: String, reason: String },
     #[error("{source_name}: {source}")]
-    Io { source_name: String, #[source] source: std::io::Error },
+    Io {
+        source_name: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A connected source, run as its own tokio task. Connecting happens in the

@@ -106,7 +106,10 @@ pub trait Stage: Send {
     /// middle of a batch); the stage has then replaced its instance and the
     /// caller retries the messages one by one to find the culprit. The
     /// default calls [`Stage::call`] for each message.
-    fn call_batch(&mut self, msgs: &[Message]) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
+    fn call_batch(
+        &mut self,
+        msgs: &[Message],
+    ) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
         Ok(msgs.iter().map(|m| self.call(m)).collect())
     }
 
@@ -172,7 +175,10 @@ where
         self.kind
     }
     fn plugin(&self) -> PluginInfo {
-        PluginInfo { path: PathBuf::from("<native>"), sha256: String::new() }
+        PluginInfo {
+            path: PathBuf::from("<native>"),
+            sha256: String::new(),
+        }
     }
     fn instantiate(&self) -> anyhow::Result<Box<dyn Stage>> {
         Ok(Box::new(NativeInstance(self.f.clone())))
@@ -198,7 +204,10 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { fuel: Self::DEFAULT_FUEL, timeout: Self::DEFAULT_TIMEOUT, memory: Self::DEFAULT_MEMORY }
+        Limits {
+            fuel: Self::DEFAULT_FUEL,
+            timeout: Self::DEFAULT_TIMEOUT,
+            memory: Self::DEFAULT_MEMORY,
+        }
     }
 }
-

@@ -139,13 +139,19 @@ pub struct Histogram {
 
 impl Histogram {
     /// Bucket upper bounds in seconds: 10 µs to 10 s.
-    pub const BOUNDS: [f64; 13] = [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+    pub const BOUNDS: [f64; 13] = [
+        0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+    ];
 
     pub fn observe(&self, d: std::time::Duration) {
         let secs = d.as_secs_f64();
-        let i = Self::BOUNDS.iter().position(|b| secs <= *b).unwrap_or(Self::BOUNDS.len());
+        let i = Self::BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(Self::BOUNDS.len());
         self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.sum_nanos
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
     /// Cumulative counts per bound (the last one is `+Inf`), the sum in
@@ -180,7 +186,11 @@ mod tests {
         assert_eq!(count, 3);
         assert_eq!(cumulative[0], 1, "5 µs ≤ 10 µs");
         assert_eq!(cumulative[5], 2, "3 ms ≤ 5 ms");
-        assert_eq!(cumulative[Histogram::BOUNDS.len() - 1], 2, "60 s is above 10 s");
+        assert_eq!(
+            cumulative[Histogram::BOUNDS.len() - 1],
+            2,
+            "60 s is above 10 s"
+        );
         assert_eq!(*cumulative.last().unwrap(), 3);
         assert!((sum - 60.003005).abs() < 1e-6);
     }

@@ -13,6 +13,8 @@ impl TryFrom<String> for HumanDuration {
     fn try_from(s: String) -> Result<Self, String> {
         humantime::parse_duration(&s)
             .map(HumanDuration)
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\""))
+            .map_err(|e| {
+                format!("`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\"")
+            })
     }
 }

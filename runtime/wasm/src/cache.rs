@@ -26,7 +26,9 @@ impl ArtifactCache {
     }
 
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        ArtifactCache { dir: Some(dir.into()) }
+        ArtifactCache {
+            dir: Some(dir.into()),
+        }
     }
 
     pub fn disabled() -> Self {
@@ -39,7 +41,12 @@ impl ArtifactCache {
     ///
     /// # Errors
     /// When the bytes are not a valid component.
-    pub fn load_or_compile(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Component> {
         let Some(path) = self.entry(engine, sha256) else {
             return Component::new(engine, bytes);
         };
@@ -52,7 +59,9 @@ impl ArtifactCache {
                     tracing::debug!(path = %path.display(), "plugin loaded from the artifact cache");
                     return Ok(component);
                 }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached artifact"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached artifact")
+                }
             }
         }
         let started = std::time::Instant::now();
@@ -76,7 +85,10 @@ impl ArtifactCache {
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)

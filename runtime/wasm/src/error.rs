@@ -6,7 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("plugin {path:?}: cannot read file: {source}\n  help: check the `plugin` path (relative to the config file), or build the plugins with `bash plugins/build.sh`")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("plugin {path:?}: not a valid WebAssembly component: {reason}\n  help: build it as a component (target wasm32-wasip2, or `wasm-tools component new` for a core module)")]
     Compile { path: PathBuf, reason: String },
     #[error(
@@ -17,5 +20,9 @@ pub enum LoadError {
     #[error("plugin {path:?}: needs imports this host does not provide: {reason}\n  help: plugins may import only `sluice:plugin/host@0.1.0` and WASI 0.2 (no wasi:http, no sockets)")]
     Link { path: PathBuf, reason: String },
     #[error("plugin {path:?} implements the `{found}` world but the stage says kind = \"{expected}\"; set kind = \"{found}\" or use a {expected} plugin")]
-    KindMismatch { path: PathBuf, expected: StageKind, found: StageKind },
+    KindMismatch {
+        path: PathBuf,
+        expected: StageKind,
+        found: StageKind,
+    },
 }

@@ -6,10 +6,10 @@ use crate::bindings::{filter, route, transform};
 use crate::cache::ArtifactCache;
 use crate::error::LoadError;
 use crate::host_api;
-use sluice_core::Limits;
 use crate::stage::WasmStageFactory;
 use crate::state::PluginState;
 use sha2::{Digest, Sha256};
+use sluice_core::Limits;
 use sluice_core::{PluginInfo, StageKind};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -34,7 +34,11 @@ pub struct HostOptions {
 
 impl Default for HostOptions {
     fn default() -> Self {
-        HostOptions { fuel: true, epoch: true, cache: ArtifactCache::from_env() }
+        HostOptions {
+            fuel: true,
+            epoch: true,
+            cache: ArtifactCache::from_env(),
+        }
     }
 }
 
@@ -75,7 +79,12 @@ impl WasmHost {
         if options.epoch {
             spawn_epoch_ticker(&engine);
         }
-        Ok(WasmHost { engine, linker, options, loaded: Mutex::default() })
+        Ok(WasmHost {
+            engine,
+            linker,
+            options,
+            loaded: Mutex::default(),
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -89,7 +98,10 @@ impl WasmHost {
     /// # Errors
     /// Unreadable file, not a component, no sluice world, missing imports.
     pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let key = (path.to_owned(), sha256.clone());
         if let Some(plugin) = self.loaded.lock().expect("plugin table poisoned").get(&key) {
@@ -97,23 +109,59 @@ impl WasmHost {
         }
         let compile_error = |e: wasmtime::Error| {
             let reason = format!("{e:#}");
-            let reason = reason.lines().next().unwrap_or_default().trim_end_matches([' ', '[', '=']).to_owned();
-            LoadError::Compile { path: path.to_owned(), reason }
+            let reason = reason
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches([' ', '[', '='])
+                .to_owned();
+            LoadError::Compile {
+                path: path.to_owned(),
+                reason,
+            }
         };
         let started = std::time::Instant::now();
-        let component = self.options.cache.load_or_compile(&self.engine, &sha256, &bytes).map_err(compile_error)?;
+        let component = self
+            .options
+            .cache
+            .load_or_compile(&self.engine, &sha256, &bytes)
+            .map_err(compile_error)?;
         tracing::debug!(plugin = %path.display(), elapsed = ?started.elapsed(), "plugin loaded");
-        let kind = detect_world(&self.engine, &component)
-            .ok_or_else(|| LoadError::NoWorld { path: path.to_owned(), exports: export_names(&self.engine, &component) })?;
-        let link_error = |e: wasmtime::Error| LoadError::Link { path: path.to_owned(), reason: format!("{e:#}") };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
-        let pre = match kind {
-            StageKind::Filter => WorldPre::Filter(filter::FilterPre::new(instance_pre).map_err(link_error)?),
-            StageKind::Transform => WorldPre::Transform(transform::TransformPre::new(instance_pre).map_err(link_error)?),
-            StageKind::Route => WorldPre::Route(route::RoutePre::new(instance_pre).map_err(link_error)?),
+        let kind = detect_world(&self.engine, &component).ok_or_else(|| LoadError::NoWorld {
+            path: path.to_owned(),
+            exports: export_names(&self.engine, &component),
+        })?;
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
         };
-        let plugin = Arc::new(Plugin { info: PluginInfo { path: path.to_owned(), sha256 }, kind, pre });
-        self.loaded.lock().expect("plugin table poisoned").insert(key, plugin.clone());
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
+        let pre = match kind {
+            StageKind::Filter => {
+                WorldPre::Filter(filter::FilterPre::new(instance_pre).map_err(link_error)?)
+            }
+            StageKind::Transform => {
+                WorldPre::Transform(transform::TransformPre::new(instance_pre).map_err(link_error)?)
+            }
+            StageKind::Route => {
+                WorldPre::Route(route::RoutePre::new(instance_pre).map_err(link_error)?)
+            }
+        };
+        let plugin = Arc::new(Plugin {
+            info: PluginInfo {
+                path: path.to_owned(),
+                sha256,
+            },
+            kind,
+            pre,
+        });
+        self.loaded
+            .lock()
+            .expect("plugin table poisoned")
+            .insert(key, plugin.clone());
         Ok(plugin)
     }
 
@@ -130,9 +178,21 @@ impl WasmHost {
         params: BTreeMap<String, String>,
     ) -> Result<WasmStageFactory, LoadError> {
         if plugin.kind != kind {
-            return Err(LoadError::KindMismatch { path: plugin.info.path.clone(), expected: kind, found: plugin.kind });
+            return Err(LoadError::KindMismatch {
+                path: plugin.info.path.clone(),
+                expected: kind,
+                found: plugin.kind,
+            });
         }
-        Ok(WasmStageFactory::new(self.engine.clone(), plugin, stage, limits, params, self.options.fuel, self.options.epoch))
+        Ok(WasmStageFactory::new(
+            self.engine.clone(),
+            plugin,
+            stage,
+            limits,
+            params,
+            self.options.fuel,
+            self.options.epoch,
+        ))
     }
 }
 
@@ -156,13 +216,15 @@ fn export_names(engine: &Engine, component: &Component) -> String {
 /// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
 fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || loop {
-        std::thread::sleep(EPOCH_TICK);
-        match weak.upgrade() {
-            Some(engine) => engine.increment_epoch(),
-            None => return,
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the epoch thread: stage timeouts will not fire");
     }

@@ -3,12 +3,14 @@
 //! own `Store` and instance. Every call gets a fresh fuel budget and
 //! deadline; a trap of any kind discards the instance and makes a new one.
 
-use crate::bindings::{filter, guest_error, route, to_wit, from_wit, transform};
+use crate::bindings::{filter, from_wit, guest_error, route, to_wit, transform};
 use crate::host::{Plugin, WorldPre, EPOCH_TICK};
 use crate::limits::MemoryCapExceeded;
-use sluice_core::Limits;
 use crate::state::PluginState;
-use sluice_core::{Fault, FaultKind, Message, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput};
+use sluice_core::Limits;
+use sluice_core::{
+    Fault, FaultKind, Message, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::{Engine, Store, Trap};
@@ -38,9 +40,18 @@ impl WasmStageFactory {
         fuel: bool,
         epoch: bool,
     ) -> Self {
-        let epoch_ticks = epoch.then(|| limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1);
+        let epoch_ticks =
+            epoch.then(|| limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1);
         WasmStageFactory {
-            inner: Arc::new(Shared { engine, plugin, stage: stage.into(), limits, params: Arc::new(params), fuel, epoch_ticks }),
+            inner: Arc::new(Shared {
+                engine,
+                plugin,
+                stage: stage.into(),
+                limits,
+                params: Arc::new(params),
+                fuel,
+                epoch_ticks,
+            }),
         }
     }
 
@@ -55,7 +66,11 @@ impl WasmStageFactory {
     /// When instantiation fails (e.g. the component's start function traps).
     pub fn instance(&self) -> wasmtime::Result<WasmStage> {
         let live = self.inner.instantiate()?;
-        Ok(WasmStage { shared: self.inner.clone(), live: Some(live), fuel_used: 0 })
+        Ok(WasmStage {
+            shared: self.inner.clone(),
+            live: Some(live),
+            fuel_used: 0,
+        })
     }
 }
 
@@ -116,12 +131,18 @@ impl Shared {
         if !self.fuel {
             return 0;
         }
-        self.limits.fuel.saturating_mul(messages).saturating_sub(store.get_fuel().unwrap_or(0))
+        self.limits
+            .fuel
+            .saturating_mul(messages)
+            .saturating_sub(store.get_fuel().unwrap_or(0))
     }
 
     fn fault(&self, error: wasmtime::Error) -> Fault {
         if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
-            return Fault { kind: FaultKind::MemoryLimit, detail: cap.to_string() };
+            return Fault {
+                kind: FaultKind::MemoryLimit,
+                detail: cap.to_string(),
+            };
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => Fault {
@@ -132,7 +153,10 @@ impl Shared {
                 kind: FaultKind::Timeout,
                 detail: format!("call exceeded its timeout of {:?}", self.limits.timeout),
             },
-            _ => Fault { kind: FaultKind::Trap, detail: one_line(&format!("{error:#}")) },
+            _ => Fault {
+                kind: FaultKind::Trap,
+                detail: one_line(&format!("{error:#}")),
+            },
         }
     }
 }
@@ -148,10 +172,10 @@ pub struct WasmStage {
 impl WasmStage {
     fn live(&mut self) -> Result<&mut Live, Fault> {
         if self.live.is_none() {
-            let live = self
-                .shared
-                .instantiate()
-                .map_err(|e| Fault { kind: FaultKind::Instantiate, detail: one_line(&format!("{e:#}")) })?;
+            let live = self.shared.instantiate().map_err(|e| Fault {
+                kind: FaultKind::Instantiate,
+                detail: one_line(&format!("{e:#}")),
+            })?;
             self.live = Some(live);
         }
         Ok(self.live.as_mut().expect("instance present"))
@@ -175,15 +199,21 @@ impl Stage for WasmStage {
     fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError> {
         let shared = self.shared.clone();
         let live = self.live().map_err(StageError::Fault)?;
-        shared.arm(&mut live.store, 1).map_err(|e| StageError::Fault(shared.fault(e)))?;
+        shared
+            .arm(&mut live.store, 1)
+            .map_err(|e| StageError::Fault(shared.fault(e)))?;
         let wit = to_wit(msg);
         let store = &mut live.store;
         let result = match &live.bindings {
-            Bindings::Filter(b) => b.call_filter(&mut *store, &wit).map(|r| r.map(StageOutput::Keep)),
+            Bindings::Filter(b) => b
+                .call_filter(&mut *store, &wit)
+                .map(|r| r.map(StageOutput::Keep)),
             Bindings::Transform(b) => b
                 .call_transform(&mut *store, &wit)
                 .map(|r| r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))),
-            Bindings::Route(b) => b.call_route(&mut *store, &wit).map(|r| r.map(StageOutput::Routes)),
+            Bindings::Route(b) => b
+                .call_route(&mut *store, &wit)
+                .map(|r| r.map(StageOutput::Routes)),
         };
         let used = shared.fuel_used(store, 1);
         self.fuel_used += used;
@@ -193,24 +223,36 @@ impl Stage for WasmStage {
         }
     }
 
-    fn call_batch(&mut self, msgs: &[Message]) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
+    fn call_batch(
+        &mut self,
+        msgs: &[Message],
+    ) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
         let shared = self.shared.clone();
         let live = self.live()?;
-        shared.arm(&mut live.store, msgs.len() as u64).map_err(|e| shared.fault(e))?;
+        shared
+            .arm(&mut live.store, msgs.len() as u64)
+            .map_err(|e| shared.fault(e))?;
         let wit: Vec<_> = msgs.iter().map(to_wit).collect();
         let store = &mut live.store;
         let result = match &live.bindings {
-            Bindings::Filter(b) => b
-                .call_filter_batch(&mut *store, &wit)
-                .map(|rs| rs.into_iter().map(|r| r.map(StageOutput::Keep).map_err(guest_error)).collect()),
+            Bindings::Filter(b) => b.call_filter_batch(&mut *store, &wit).map(|rs| {
+                rs.into_iter()
+                    .map(|r| r.map(StageOutput::Keep).map_err(guest_error))
+                    .collect()
+            }),
             Bindings::Transform(b) => b.call_transform_batch(&mut *store, &wit).map(|rs| {
                 rs.into_iter()
-                    .map(|r| r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect())).map_err(guest_error))
+                    .map(|r| {
+                        r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))
+                            .map_err(guest_error)
+                    })
                     .collect::<Vec<_>>()
             }),
-            Bindings::Route(b) => b
-                .call_route_batch(&mut *store, &wit)
-                .map(|rs| rs.into_iter().map(|r| r.map(StageOutput::Routes).map_err(guest_error)).collect()),
+            Bindings::Route(b) => b.call_route_batch(&mut *store, &wit).map(|rs| {
+                rs.into_iter()
+                    .map(|r| r.map(StageOutput::Routes).map_err(guest_error))
+                    .collect()
+            }),
         };
         let used = shared.fuel_used(store, msgs.len() as u64);
         self.fuel_used += used;
@@ -218,7 +260,11 @@ impl Stage for WasmStage {
             Ok(results) if results.len() == msgs.len() => Ok(results),
             Ok(results) => Err(Fault {
                 kind: FaultKind::BadOutput,
-                detail: format!("batch call returned {} results for {} messages", results.len(), msgs.len()),
+                detail: format!(
+                    "batch call returned {} results for {} messages",
+                    results.len(),
+                    msgs.len()
+                ),
             }),
             Err(trap) => Err(self.trapped(trap)),
         }
@@ -232,7 +278,12 @@ impl Stage for WasmStage {
 /// A trap's text (message and wasm backtrace) on one line, at most 2 KiB,
 /// so it fits a broker header.
 fn one_line(text: &str) -> String {
-    let mut line = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+    let mut line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
     if line.len() > 2048 {
         let mut cut = 2048;
         while !line.is_char_boundary(cut) {

@@ -13,8 +13,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 /// A WASI context with every capability denied.
 pub fn deny_all(stage: &Arc<str>) -> WasiCtx {
     WasiCtxBuilder::new()
-        .stdout(LogPipe { stage: stage.clone(), stream: "stdout" })
-        .stderr(LogPipe { stage: stage.clone(), stream: "stderr" })
+        .stdout(LogPipe {
+            stage: stage.clone(),
+            stream: "stdout",
+        })
+        .stderr(LogPipe {
+            stage: stage.clone(),
+            stream: "stderr",
+        })
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -56,7 +62,11 @@ const MAX_LINE: usize = 8 * 1024;
 
 impl LineLogger {
     fn new(pipe: &LogPipe) -> Self {
-        LineLogger { stage: pipe.stage.clone(), stream: pipe.stream, line: Vec::new() }
+        LineLogger {
+            stage: pipe.stage.clone(),
+            stream: pipe.stream,
+            line: Vec::new(),
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -108,7 +118,11 @@ impl OutputStream for LineLogger {
 }
 
 impl tokio::io::AsyncWrite for LineLogger {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.get_mut().push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -1,6 +1,9 @@
 //! The RabbitMQ half: a fresh input queue per run, plain relay, sluice, checks.
 use super::*;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
 use sluice_brokers::amqp::{AmqpSinkConfig, AmqpSourceConfig, KEY_HEADER};
@@ -36,18 +39,30 @@ pub(crate) async fn amqp_connect(url: &str, name: &str) -> Result<Connection, St
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     match tokio::time::timeout(STEP, Connection::connect(url, properties)).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(format!("cannot reach RabbitMQ at {url} (start it with `bash tests/brokers.sh rabbitmq`): {e}")),
+        Ok(Err(e)) => Err(format!(
+            "cannot reach RabbitMQ at {url} (start it with `bash tests/brokers.sh rabbitmq`): {e}"
+        )),
         Err(_) => Err(format!("RabbitMQ at {url} did not answer within {STEP:?}")),
     }
 }
 
 /// Declare durable queues (each may exist).
 pub(crate) async fn amqp_declare(conn: &Connection, queues: &[&str]) -> Result<(), String> {
-    let ch = conn.create_channel().await.map_err(|e| format!("channel: {e}"))?;
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| format!("channel: {e}"))?;
     for q in queues {
-        ch.queue_declare((*q).into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
-            .await
-            .map_err(|e| format!("declaring {q}: {e}"))?;
+        ch.queue_declare(
+            (*q).into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| format!("declaring {q}: {e}"))?;
     }
     close_channel(&ch, "declaring").await;
     Ok(())
@@ -57,7 +72,9 @@ pub(crate) async fn amqp_declare(conn: &Connection, queues: &[&str]) -> Result<(
 pub(crate) async fn amqp_delete(conn: &Connection, queues: &[&str]) {
     if let Ok(ch) = conn.create_channel().await {
         for q in queues {
-            let _ = ch.queue_delete((*q).into(), QueueDeleteOptions::default()).await;
+            let _ = ch
+                .queue_delete((*q).into(), QueueDeleteOptions::default())
+                .await;
         }
         close_channel(&ch, "deleting").await;
     }
@@ -77,17 +94,40 @@ async fn confirmed(confirm: PublisherConfirm) -> Result<(), String> {
 /// mandatory, key in the `sluice-key` header (as sluice's sink writes it),
 /// on a confirm-mode channel, up to [`SEED_WINDOW`] confirms outstanding;
 /// returns once all are confirmed.
-pub(crate) async fn amqp_seed(conn: &Connection, queue: &str, inputs: &[Input]) -> Result<(), String> {
-    let ch = conn.create_channel().await.map_err(|e| format!("channel: {e}"))?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| format!("confirm.select: {e}"))?;
+pub(crate) async fn amqp_seed(
+    conn: &Connection,
+    queue: &str,
+    inputs: &[Input],
+) -> Result<(), String> {
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| format!("channel: {e}"))?;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| format!("confirm.select: {e}"))?;
     let mut confirms = FuturesUnordered::new();
     for input in inputs {
         let mut headers = FieldTable::default();
-        headers.insert(ShortString::from(KEY_HEADER), AMQPValue::LongString(LongString::from(input.key.as_bytes())));
-        let properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
-        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        headers.insert(
+            ShortString::from(KEY_HEADER),
+            AMQPValue::LongString(LongString::from(input.key.as_bytes())),
+        );
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
         let confirm = ch
-            .basic_publish("".into(), queue.into(), options, input.payload.as_bytes(), properties)
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                options,
+                input.payload.as_bytes(),
+                properties,
+            )
             .await
             .map_err(|e| format!("seeding {queue}: {e}"))?;
         confirms.push(confirmed(confirm));
@@ -109,10 +149,26 @@ pub(crate) async fn amqp_seed(conn: &Connection, queue: &str, inputs: &[Input]) 
 /// when its publisher confirm arrives, so up to `prefetch` are in flight,
 /// as in sluice (whose source the same prefetch bounds). Until `n` are
 /// acked.
-pub(crate) async fn amqp_relay(url: &str, names: &RunNames, prefetch: u16, n: usize, timeout: Duration, broker_pid: Option<&str>) -> Result<Timed, String> {
+pub(crate) async fn amqp_relay(
+    url: &str,
+    names: &RunNames,
+    prefetch: u16,
+    n: usize,
+    timeout: Duration,
+    broker_pid: Option<&str>,
+) -> Result<Timed, String> {
     let consuming = amqp_connect(url, "sluice-bench-relay-in").await?;
     let publishing = amqp_connect(url, "sluice-bench-relay-out").await?;
-    let relayed = relay_on(&consuming, &publishing, names, prefetch, n, timeout, broker_pid).await;
+    let relayed = relay_on(
+        &consuming,
+        &publishing,
+        names,
+        prefetch,
+        n,
+        timeout,
+        broker_pid,
+    )
+    .await;
     // Closing the consuming connection gives back whatever was left unacked.
     amqp_close(&consuming, "relay's consuming").await;
     amqp_close(&publishing, "relay's publishing").await;
@@ -132,12 +188,28 @@ async fn relay_on(
     // `open`), channels and consumer not yet set up (the source's `run`).
     let started = Stopwatch::start(broker_pid);
     let deadline = tokio::time::Instant::now() + timeout;
-    let out = publishing.create_channel().await.map_err(|e| format!("channel: {e}"))?;
-    out.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| format!("confirm.select: {e}"))?;
-    let input = consuming.create_channel().await.map_err(|e| format!("channel: {e}"))?;
-    input.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(|e| format!("basic.qos: {e}"))?;
+    let out = publishing
+        .create_channel()
+        .await
+        .map_err(|e| format!("channel: {e}"))?;
+    out.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| format!("confirm.select: {e}"))?;
+    let input = consuming
+        .create_channel()
+        .await
+        .map_err(|e| format!("channel: {e}"))?;
+    input
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| format!("basic.qos: {e}"))?;
     let mut consumer = input
-        .basic_consume(names.input.as_str().into(), "sluice-bench-relay".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            names.input.as_str().into(),
+            "sluice-bench-relay".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(|e| format!("basic.consume: {e}"))?;
     let relayed = relay_loop(&out, &mut consumer, names, n, timeout, deadline, &started).await;
@@ -231,18 +303,37 @@ pub(crate) async fn amqp_sluice(
         requeue: true,
         connect_timeout: secs(Duration::from_secs(10)),
     });
-    let out = sink(&names.output).open(base, "out").await.expect("opening the rabbitmq sink");
-    let dlq = sink(&names.dlq).open(base, "bench.dlq").await.expect("opening the rabbitmq DLQ");
-    let source = source.open(base).await.expect("opening the rabbitmq source");
+    let out = sink(&names.output)
+        .open(base, "out")
+        .await
+        .expect("opening the rabbitmq sink");
+    let dlq = sink(&names.dlq)
+        .open(base, "bench.dlq")
+        .await
+        .expect("opening the rabbitmq DLQ");
+    let source = source
+        .open(base)
+        .await
+        .expect("opening the rabbitmq source");
     let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, shape);
     time_pipeline(pipeline, stats, n as u64, timeout, broker_pid).await
 }
 
 /// Ready messages and consumers of `queue` (a passive declare).
 async fn amqp_depth(conn: &Connection, queue: &str) -> Result<(u32, u32), String> {
-    let ch = conn.create_channel().await.map_err(|e| format!("channel: {e}"))?;
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| format!("channel: {e}"))?;
     let q = ch
-        .queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .map_err(|e| format!("passive declare of {queue}: {e}"))?;
     close_channel(&ch, "checking").await;
@@ -252,20 +343,30 @@ async fn amqp_depth(conn: &Connection, queue: &str) -> Result<(u32, u32), String
 /// After a run (its consuming connection closed, so whatever it left unacked
 /// is back in the input): the output holds exactly `n` messages, the input
 /// and the DLQ none. Deletes the run's queues.
-pub(crate) async fn amqp_check_and_clean(conn: &Connection, names: &RunNames, n: usize) -> Vec<String> {
+pub(crate) async fn amqp_check_and_clean(
+    conn: &Connection,
+    names: &RunNames,
+    n: usize,
+) -> Vec<String> {
     let mut problems = Vec::new();
     // A consumer still registered would hold unacked messages: wait for it to go.
     let waiting = Instant::now();
     let input = loop {
         match amqp_depth(conn, &names.input).await {
-            Ok((_, consumers)) if consumers > 0 && waiting.elapsed() < STEP => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok((_, consumers)) if consumers > 0 && waiting.elapsed() < STEP => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             other => break other,
         }
     };
     match input {
         Ok((0, 0)) => {}
-        Ok((ready, 0)) => problems.push(format!("input queue still holds {ready} messages (unacked or never taken)")),
-        Ok((ready, consumers)) => problems.push(format!("input queue: {ready} ready, {consumers} consumers still attached")),
+        Ok((ready, 0)) => problems.push(format!(
+            "input queue still holds {ready} messages (unacked or never taken)"
+        )),
+        Ok((ready, consumers)) => problems.push(format!(
+            "input queue: {ready} ready, {consumers} consumers still attached"
+        )),
         Err(e) => problems.push(e),
     }
     match amqp_depth(conn, &names.output).await {
@@ -285,19 +386,36 @@ pub(crate) async fn amqp_check_and_clean(conn: &Connection, names: &RunNames, n:
 /// The RabbitMQ node's OS pid (if it runs on this machine) and version,
 /// from `rabbitmqctl`, else from tests/brokers.sh's pid file.
 pub(crate) fn rabbitmq_node() -> (Option<String>, String) {
-    let asked = std::process::Command::new("rabbitmqctl").args(["-q", "eval", "[os:getpid(), rabbit_misc:version()]."]).output();
-    let answer = asked.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let asked = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "eval", "[os:getpid(), rabbit_misc:version()]."])
+        .output();
+    let answer = asked
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     // `["2971","3.10.8"]`
     let parts: Vec<&str> = answer.split('"').skip(1).step_by(2).collect();
-    let pid = parts.first().and_then(|p| local_process(p, "beam.smp")).or_else(|| brokers_sh_pid("rabbitmq", "beam.smp"));
-    let version = parts.get(1).map(|v| format!("RabbitMQ {v}")).unwrap_or_else(|| "RabbitMQ (version unknown)".into());
+    let pid = parts
+        .first()
+        .and_then(|p| local_process(p, "beam.smp"))
+        .or_else(|| brokers_sh_pid("rabbitmq", "beam.smp"));
+    let version = parts
+        .get(1)
+        .map(|v| format!("RabbitMQ {v}"))
+        .unwrap_or_else(|| "RabbitMQ (version unknown)".into());
     (pid, version)
 }
 
 /// The whole RabbitMQ half: rounds of every variant, interleaved, each run
 /// on an input queue of its own, seeded (untimed) with `inputs` right
 /// before it.
-pub(crate) fn bench_amqp(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[Input], host: &sluice_wasm::WasmHost) -> BrokerResults {
+pub(crate) fn bench_amqp(
+    rt: &tokio::runtime::Runtime,
+    s: &Settings,
+    inputs: &[Input],
+    host: &sluice_wasm::WasmHost,
+) -> BrokerResults {
     let url = amqp_url();
     let prefix = run_prefix();
     let n = inputs.len();

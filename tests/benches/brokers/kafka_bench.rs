@@ -10,8 +10,12 @@ pub(crate) fn kafka_config(brokers: &str) -> ClientConfig {
 
 /// Create topics (name, partitions); each must be new.
 pub(crate) async fn kafka_create(brokers: &str, topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = kafka_config(brokers).create().expect("Kafka admin client");
-    let new: Vec<NewTopic<'_>> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+    let admin: AdminClient<DefaultClientContext> =
+        kafka_config(brokers).create().expect("Kafka admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
     let results = admin
         .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
         .await
@@ -42,7 +46,10 @@ pub(crate) fn kafka_producer(brokers: &str) -> FutureProducer {
 }
 
 /// Queue one record, waiting while librdkafka's queue is full.
-pub(crate) async fn kafka_send(producer: &FutureProducer, record: FutureRecord<'_, [u8], [u8]>) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
+pub(crate) async fn kafka_send(
+    producer: &FutureProducer,
+    record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
     let mut record = record;
     loop {
         match producer.send_result(record) {
@@ -61,8 +68,14 @@ pub(crate) async fn kafka_seed(brokers: &str, topic: &str, inputs: &[Input]) {
     let producer = kafka_producer(brokers);
     let mut reports = FuturesUnordered::new();
     for input in inputs {
-        let record = FutureRecord::to(topic).key(input.key.as_bytes()).payload(input.payload.as_bytes());
-        reports.push(kafka_send(&producer, record).await.expect("queueing an input record"));
+        let record = FutureRecord::to(topic)
+            .key(input.key.as_bytes())
+            .payload(input.payload.as_bytes());
+        reports.push(
+            kafka_send(&producer, record)
+                .await
+                .expect("queueing an input record"),
+        );
     }
     while let Some(report) = reports.next().await {
         match report {
@@ -101,7 +114,8 @@ impl Progress {
         for (partition, (in_flight, next)) in &self.partitions {
             let point = in_flight.first().copied().unwrap_or(*next);
             if self.committed.get(partition) != Some(&point) {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(point)).expect("offset list");
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(point))
+                    .expect("offset list");
                 self.committed.insert(*partition, point);
             }
         }
@@ -113,7 +127,14 @@ impl Progress {
 /// → FutureProducer, up to [`KAFKA_IN_FLIGHT`] delivery reports
 /// outstanding; offsets committed every second up to the first record not
 /// yet delivered, and at the end.
-pub(crate) async fn kafka_relay(brokers: &str, input: &str, names: &RunNames, n: usize, timeout: Duration, broker_pid: Option<&str>) -> Result<Timed, String> {
+pub(crate) async fn kafka_relay(
+    brokers: &str,
+    input: &str,
+    names: &RunNames,
+    n: usize,
+    timeout: Duration,
+    broker_pid: Option<&str>,
+) -> Result<Timed, String> {
     let producer = kafka_producer(brokers);
     let consumer: StreamConsumer = kafka_config(brokers)
         .set("group.id", &names.group)
@@ -122,7 +143,9 @@ pub(crate) async fn kafka_relay(brokers: &str, input: &str, names: &RunNames, n:
         .set("enable.partition.eof", "false")
         .create()
         .map_err(|e| format!("consumer: {e}"))?;
-    consumer.subscribe(&[input]).map_err(|e| format!("subscribe: {e}"))?;
+    consumer
+        .subscribe(&[input])
+        .map_err(|e| format!("subscribe: {e}"))?;
     let started = Stopwatch::start(broker_pid);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut first = None;
@@ -167,7 +190,9 @@ pub(crate) async fn kafka_relay(brokers: &str, input: &str, names: &RunNames, n:
     }
     let timed = started.stop(first);
     if let Some(tpl) = progress.to_commit(input) {
-        consumer.commit(&tpl, CommitMode::Sync).map_err(|e| format!("final commit: {e}"))?;
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| format!("final commit: {e}"))?;
     }
     consumer.unsubscribe();
     Ok(timed)
@@ -204,18 +229,30 @@ pub(crate) async fn kafka_sluice(
         properties: BTreeMap::new(),
     });
     // Sinks first: the source subscribes, and the clock starts right after.
-    let out = sink(&names.output).open(base, "out").await.expect("opening the kafka sink");
-    let dlq = sink(&names.dlq).open(base, "bench.dlq").await.expect("opening the kafka DLQ");
+    let out = sink(&names.output)
+        .open(base, "out")
+        .await
+        .expect("opening the kafka sink");
+    let dlq = sink(&names.dlq)
+        .open(base, "bench.dlq")
+        .await
+        .expect("opening the kafka DLQ");
     let source = source.open(base).await.expect("opening the kafka source");
     let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, shape);
     time_pipeline(pipeline, stats, n as u64, timeout, broker_pid).await
 }
 
 /// Records in `topic` (sum of high − low watermarks over its partitions).
-pub(crate) fn kafka_count(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Result<i64, String> {
+pub(crate) fn kafka_count(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> Result<i64, String> {
     let mut total = 0;
     for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, STEP).map_err(|e| format!("watermarks of {topic}/{p}: {e}"))?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, STEP)
+            .map_err(|e| format!("watermarks of {topic}/{p}: {e}"))?;
         total += high - low;
     }
     Ok(total)
@@ -225,7 +262,11 @@ pub(crate) fn kafka_count(consumer: &BaseConsumer, topic: &str, partitions: i32)
 /// and the group committed every input partition up to its end.
 pub(crate) fn kafka_check(brokers: &str, input: &str, names: &RunNames, n: usize) -> Vec<String> {
     let mut problems = Vec::new();
-    let consumer: BaseConsumer = match kafka_config(brokers).set("group.id", &names.group).set("enable.auto.commit", "false").create() {
+    let consumer: BaseConsumer = match kafka_config(brokers)
+        .set("group.id", &names.group)
+        .set("enable.auto.commit", "false")
+        .create()
+    {
         Ok(c) => c,
         Err(e) => return vec![format!("checking consumer: {e}")],
     };
@@ -246,9 +287,16 @@ pub(crate) fn kafka_check(brokers: &str, input: &str, names: &RunNames, n: usize
     match consumer.committed_offsets(tpl, STEP) {
         Ok(committed) => {
             for e in committed.elements() {
-                let high = consumer.fetch_watermarks(input, e.partition(), STEP).map(|(_, h)| h).unwrap_or(-1);
+                let high = consumer
+                    .fetch_watermarks(input, e.partition(), STEP)
+                    .map(|(_, h)| h)
+                    .unwrap_or(-1);
                 if e.offset() != Offset::Offset(high) {
-                    problems.push(format!("partition {} committed at {:?}, its end is {high}", e.partition(), e.offset()));
+                    problems.push(format!(
+                        "partition {} committed at {:?}, its end is {high}",
+                        e.partition(),
+                        e.offset()
+                    ));
                 }
             }
         }
@@ -270,7 +318,12 @@ pub(crate) fn tansu_pid() -> Option<String> {
 }
 
 /// The whole Kafka half: seed, then rounds of every variant, interleaved.
-pub(crate) fn bench_kafka(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[Input], host: &sluice_wasm::WasmHost) -> BrokerResults {
+pub(crate) fn bench_kafka(
+    rt: &tokio::runtime::Runtime,
+    s: &Settings,
+    inputs: &[Input],
+    host: &sluice_wasm::WasmHost,
+) -> BrokerResults {
     let brokers = kafka_addr();
     let prefix = run_prefix();
     let input = format!("{prefix}.in");
@@ -279,10 +332,20 @@ pub(crate) fn bench_kafka(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[
         let seeding = Instant::now();
         kafka_seed(&brokers, &input, inputs).await;
         let seeded = seeding.elapsed();
-        eprintln!("bench: kafka: {} records produced to `{input}` in {seeded:.2?}", inputs.len());
-        let mut results = BrokerResults::new(Broker::Kafka, format!("{} at {brokers}", tansu_version()), s.n);
+        eprintln!(
+            "bench: kafka: {} records produced to `{input}` in {seeded:.2?}",
+            inputs.len()
+        );
+        let mut results = BrokerResults::new(
+            Broker::Kafka,
+            format!("{} at {brokers}", tansu_version()),
+            s.n,
+        );
         results.input = format!("input written once in {:.2} s", seeded.as_secs_f64());
-        results.settings = format!("commit_interval {} s (relay and source)", COMMIT_EVERY.as_secs());
+        results.settings = format!(
+            "commit_interval {} s (relay and source)",
+            COMMIT_EVERY.as_secs()
+        );
         let pid = tansu_pid();
         let pid = pid.as_deref();
         let mut topics = vec![input.clone()];
@@ -291,21 +354,31 @@ pub(crate) fn bench_kafka(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[
                 let names = RunNames::new(&prefix, variant, round);
                 kafka_create(&brokers, &[(&names.output, PARTITIONS), (&names.dlq, 1)]).await;
                 let (timed, mut problems) = match variant {
-                    Variant::Relay => (kafka_relay(&brokers, &input, &names, s.n, s.timeout, pid).await, Vec::new()),
+                    Variant::Relay => (
+                        kafka_relay(&brokers, &input, &names, s.n, s.timeout, pid).await,
+                        Vec::new(),
+                    ),
                     Variant::Sluice(shape) => {
-                        let (timed, report) = kafka_sluice(&brokers, &input, &names, host, shape, s.n, s.timeout, pid).await;
+                        let (timed, report) = kafka_sluice(
+                            &brokers, &input, &names, host, shape, s.n, s.timeout, pid,
+                        )
+                        .await;
                         (timed, report_problems(report.as_ref(), s.n as u64))
                     }
                 };
                 let (b, i, to_check, n) = (brokers.clone(), input.clone(), names.clone(), s.n);
-                let checked = tokio::task::spawn_blocking(move || kafka_check(&b, &i, &to_check, n));
+                let checked =
+                    tokio::task::spawn_blocking(move || kafka_check(&b, &i, &to_check, n));
                 problems.extend(checked.await.expect("kafka check task"));
                 topics.extend([names.output, names.dlq]);
                 results.record(variant, round, s.rounds, RunResult { timed, problems });
             }
         }
-        kafka_delete(&brokers, &topics.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        kafka_delete(
+            &brokers,
+            &topics.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
         results
     })
 }
-

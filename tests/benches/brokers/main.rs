@@ -77,7 +77,10 @@ use sluice_brokers::kafka::{KafkaSinkConfig, KafkaSourceConfig, OffsetReset};
 use sluice_brokers::redis::{Start, StreamSinkConfig, StreamSourceConfig};
 use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::engine::EngineOptions;
-use sluice_core::{HumanDuration, Limits, Pipeline, PipelineReport, PipelineStats, RetryPolicy, StageKind, SystemClock};
+use sluice_core::{
+    HumanDuration, Limits, Pipeline, PipelineReport, PipelineStats, RetryPolicy, StageKind,
+    SystemClock,
+};
 use sluice_tests::amqp_client::amqp_url;
 use sluice_tests::kafka_client::kafka_addr;
 use sluice_tests::redis_client::redis_url;
@@ -156,7 +159,8 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        let brokers = std::env::var("SLUICE_BENCH_BROKERS").unwrap_or_else(|_| "redis,kafka,rabbitmq,sqs".into());
+        let brokers = std::env::var("SLUICE_BENCH_BROKERS")
+            .unwrap_or_else(|_| "redis,kafka,rabbitmq,sqs".into());
         let brokers = brokers
             .split(',')
             .map(str::trim)
@@ -174,7 +178,10 @@ impl Settings {
         let sqs_n = env_usize("SLUICE_BENCH_SQS_N", n.min(SQS_DEFAULT_N));
         assert!(sqs_n > 0, "SLUICE_BENCH_SQS_N must be positive");
         let prefetch = env_usize("SLUICE_BENCH_PREFETCH", PREFETCH.into());
-        let prefetch = u16::try_from(prefetch).ok().filter(|p| *p > 0).expect("SLUICE_BENCH_PREFETCH must be 1 to 65535");
+        let prefetch = u16::try_from(prefetch)
+            .ok()
+            .filter(|p| *p > 0)
+            .expect("SLUICE_BENCH_PREFETCH must be 1 to 65535");
         Settings {
             n,
             sqs_n,
@@ -196,7 +203,10 @@ impl Settings {
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
         Err(_) => default,
     }
 }
@@ -204,7 +214,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// A prefix no earlier run used: every stream, topic, queue and group of
 /// this run starts with it.
 fn run_prefix() -> String {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     format!("sluice-bench-{}-{ms}", std::process::id())
 }
 
@@ -273,7 +286,11 @@ struct Shape {
 
 impl Shape {
     fn options(self) -> EngineOptions {
-        EngineOptions { concurrency: self.concurrency, max_in_flight: self.max_in_flight, ..EngineOptions::default() }
+        EngineOptions {
+            concurrency: self.concurrency,
+            max_in_flight: self.max_in_flight,
+            ..EngineOptions::default()
+        }
     }
 }
 
@@ -284,14 +301,21 @@ impl Variant {
             Broker::Rabbitmq | Broker::Sqs => &QUEUE_SHAPES,
         };
         let mut all = vec![Variant::Relay];
-        all.extend(shapes.iter().map(|&(concurrency, max_in_flight)| Variant::Sluice(Shape { concurrency, max_in_flight })));
+        all.extend(shapes.iter().map(|&(concurrency, max_in_flight)| {
+            Variant::Sluice(Shape {
+                concurrency,
+                max_in_flight,
+            })
+        }));
         all
     }
 
     fn label(self, broker: Broker) -> String {
         match (self, broker) {
             (Variant::Relay, Broker::Redis) => "relay (redis crate)".into(),
-            (Variant::Relay, Broker::Kafka) => format!("relay (rdkafka, {KAFKA_IN_FLIGHT} in flight)"),
+            (Variant::Relay, Broker::Kafka) => {
+                format!("relay (rdkafka, {KAFKA_IN_FLIGHT} in flight)")
+            }
             (Variant::Relay, Broker::Rabbitmq) => "relay (lapin)".into(),
             (Variant::Relay, Broker::Sqs) => "relay (aws-sdk-sqs, one batch at a time)".into(),
             (Variant::Sluice(shape), _) => {
@@ -363,7 +387,8 @@ impl Stopwatch {
 
     /// The run is done; `first` is when its first message was in hand.
     fn stop(&self, first: Option<Duration>) -> Timed {
-        let since = |before: Option<Duration>, now: Option<Duration>| Some(now?.saturating_sub(before?));
+        let since =
+            |before: Option<Duration>, now: Option<Duration>| Some(now?.saturating_sub(before?));
         Timed {
             elapsed: self.started.elapsed(),
             first: first.unwrap_or_default(),
@@ -400,7 +425,9 @@ impl RunNames {
     fn with_separator(prefix: &str, variant: Variant, round: usize, sep: char) -> RunNames {
         let tag = match variant {
             Variant::Relay => "relay".to_string(),
-            Variant::Sluice(shape) => format!("sluice-c{}-f{}", shape.concurrency, shape.max_in_flight),
+            Variant::Sluice(shape) => {
+                format!("sluice-c{}-f{}", shape.concurrency, shape.max_in_flight)
+            }
         };
         let base = format!("{prefix}{sep}{tag}{sep}r{round}");
         RunNames {
@@ -434,10 +461,16 @@ async fn time_pipeline(
             break Ok(started.stop(first));
         }
         if run.is_finished() {
-            break Err(format!("the pipeline stopped after {} of {n} acks", counts.acked));
+            break Err(format!(
+                "the pipeline stopped after {} of {n} acks",
+                counts.acked
+            ));
         }
         if started.elapsed() > timeout {
-            break Err(format!("abandoned after {timeout:?}: {} of {n} acked", counts.acked));
+            break Err(format!(
+                "abandoned after {timeout:?}: {} of {n} acked",
+                counts.acked
+            ));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
@@ -454,7 +487,12 @@ async fn time_pipeline(
         Ok(Err(e)) => return (timed.and(Err(format!("pipeline task failed: {e}"))), None),
         Err(_) => {
             run.abort();
-            return (timed.and(Err(format!("the pipeline did not stop within {STEP:?} of the cancel"))), None);
+            return (
+                timed.and(Err(format!(
+                    "the pipeline did not stop within {STEP:?} of the cancel"
+                ))),
+                None,
+            );
         }
     };
     (timed, report)
@@ -463,11 +501,16 @@ async fn time_pipeline(
 /// Problems in a sluice report: every message received, delivered once,
 /// nothing dead-lettered or retried.
 fn report_problems(report: Option<&PipelineReport>, n: u64) -> Vec<String> {
-    let Some(report) = report else { return Vec::new() };
+    let Some(report) = report else {
+        return Vec::new();
+    };
     let c = &report.counts;
     let mut problems = Vec::new();
     if c.received != n || c.delivered != n || c.acked != n {
-        problems.push(format!("received {} delivered {} acked {} (want {n} each)", c.received, c.delivered, c.acked));
+        problems.push(format!(
+            "received {} delivered {} acked {} (want {n} each)",
+            c.received, c.delivered, c.acked
+        ));
     }
     if c.dead_lettered > 0 {
         problems.push(format!("{} dead-lettered", c.dead_lettered));
@@ -480,7 +523,15 @@ fn report_problems(report: Option<&PipelineReport>, n: u64) -> Vec<String> {
 
 /// A fresh `identity` stage (kind transform) on `host`.
 fn identity_stage(host: &sluice_wasm::WasmHost) -> Arc<sluice_core::StageSpec> {
-    sluice_tests::wasm_stage(host, "identity", "identity", StageKind::Transform, Limits::default(), BTreeMap::new(), RetryPolicy::default())
+    sluice_tests::wasm_stage(
+        host,
+        "identity",
+        "identity",
+        StageKind::Transform,
+        Limits::default(),
+        BTreeMap::new(),
+        RetryPolicy::default(),
+    )
 }
 
 /// Assemble a one-stage pipeline; returns it with its stats.
@@ -530,16 +581,26 @@ fn brokers_sh_pid(name: &str, comm: &str) -> Option<String> {
 fn main() {
     let bench_started = Instant::now();
     let s = Settings::from_env();
-    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
     let inputs = generate(s.brokers.iter().map(|b| s.n_for(*b)).max().unwrap_or(s.n));
     let host = sluice_tests::host();
     // Load (compile or fetch from the artifact cache) before anything is timed.
     drop(identity_stage(&host));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
 
     let mut results = Vec::new();
     for broker in &s.brokers {
-        eprintln!("bench: {broker:?}: N = {}, {} round(s), timeout {:?} per run", s.n_for(*broker), s.rounds, s.timeout);
+        eprintln!(
+            "bench: {broker:?}: N = {}, {} round(s), timeout {:?} per run",
+            s.n_for(*broker),
+            s.rounds,
+            s.timeout
+        );
         let inputs = &inputs[..s.n_for(*broker)];
         results.push(match broker {
             Broker::Redis => bench_redis(&rt, &s, inputs, &host),
@@ -580,8 +641,12 @@ fn main() {
             md.push('\n');
             md += &table.markdown();
         }
-        std::fs::write(&path, md).unwrap_or_else(|e| panic!("cannot write {}: {e}", PathBuf::from(&path).display()));
-        eprintln!("bench: markdown written to {}", PathBuf::from(&path).display());
+        std::fs::write(&path, md)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", PathBuf::from(&path).display()));
+        eprintln!(
+            "bench: markdown written to {}",
+            PathBuf::from(&path).display()
+        );
     }
     if results.iter().any(BrokerResults::failed) {
         eprintln!("bench: SOME RUNS FAILED OR FAILED THEIR CHECKS (see the check column); their figures are not valid");

@@ -12,23 +12,45 @@ pub(crate) async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnec
         .expect("SLUICE_TEST_REDIS is a valid Redis URL")
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .unwrap_or_else(|e| panic!("cannot reach Redis at {url} (start it with `bash tests/brokers.sh redis`): {e}"))
+        .unwrap_or_else(|e| {
+            panic!("cannot reach Redis at {url} (start it with `bash tests/brokers.sh redis`): {e}")
+        })
 }
 
 /// XADD every input to `stream` (fields `payload` and `key`), pipelined.
-pub(crate) async fn redis_seed(conn: &mut redis::aio::MultiplexedConnection, stream: &str, inputs: &[Input]) {
+pub(crate) async fn redis_seed(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    inputs: &[Input],
+) {
     for chunk in inputs.chunks(1000) {
         let mut pipe = redis::pipe();
         for input in chunk {
-            pipe.cmd("XADD").arg(stream).arg("*").arg("payload").arg(&input.payload).arg("key").arg(&input.key).ignore();
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("payload")
+                .arg(&input.payload)
+                .arg("key")
+                .arg(&input.key)
+                .ignore();
         }
-        pipe.query_async::<()>(conn).await.expect("seeding the input stream (XADD)");
+        pipe.query_async::<()>(conn)
+            .await
+            .expect("seeding the input stream (XADD)");
     }
 }
 
 /// The plain relay: XREADGROUP COUNT 100 BLOCK 100 → one pipeline of XADDs
 /// → XACK once the XADDs are answered; until `n` are relayed.
-pub(crate) async fn redis_relay(url: &str, input: &str, names: &RunNames, n: usize, timeout: Duration, broker_pid: Option<&str>) -> Result<Timed, String> {
+pub(crate) async fn redis_relay(
+    url: &str,
+    input: &str,
+    names: &RunNames,
+    n: usize,
+    timeout: Duration,
+    broker_pid: Option<&str>,
+) -> Result<Timed, String> {
     let mut conn = redis_connection(url).await;
     redis::cmd("XGROUP")
         .arg("CREATE")
@@ -38,16 +60,23 @@ pub(crate) async fn redis_relay(url: &str, input: &str, names: &RunNames, n: usi
         .query_async::<()>(&mut conn)
         .await
         .map_err(|e| format!("XGROUP CREATE: {e}"))?;
-    let options = StreamReadOptions::default().group(&names.group, "relay").count(COUNT).block(BLOCK.as_millis() as usize);
+    let options = StreamReadOptions::default()
+        .group(&names.group, "relay")
+        .count(COUNT)
+        .block(BLOCK.as_millis() as usize);
     let started = Stopwatch::start(broker_pid);
     let mut first = None;
     let mut relayed = 0;
     while relayed < n {
         if started.elapsed() > timeout {
-            return Err(format!("abandoned after {timeout:?}: {relayed} of {n} relayed"));
+            return Err(format!(
+                "abandoned after {timeout:?}: {relayed} of {n} relayed"
+            ));
         }
-        let reply: Option<StreamReadReply> =
-            conn.xread_options(&[input], &[">"], &options).await.map_err(|e| format!("XREADGROUP: {e}"))?;
+        let reply: Option<StreamReadReply> = conn
+            .xread_options(&[input], &[">"], &options)
+            .await
+            .map_err(|e| format!("XREADGROUP: {e}"))?;
         let Some(reply) = reply else { continue };
         let mut pipe = redis::pipe();
         let mut ids = Vec::with_capacity(COUNT);
@@ -64,8 +93,13 @@ pub(crate) async fn redis_relay(url: &str, input: &str, names: &RunNames, n: usi
             continue;
         }
         first.get_or_insert_with(|| started.elapsed());
-        pipe.query_async::<()>(&mut conn).await.map_err(|e| format!("XADD pipeline: {e}"))?;
-        let _: usize = conn.xack(input, &names.group, &ids).await.map_err(|e| format!("XACK: {e}"))?;
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| format!("XADD pipeline: {e}"))?;
+        let _: usize = conn
+            .xack(input, &names.group, &ids)
+            .await
+            .map_err(|e| format!("XACK: {e}"))?;
         relayed += ids.len();
     }
     Ok(started.stop(first))
@@ -107,17 +141,34 @@ pub(crate) async fn redis_sluice(
         connect_timeout: secs(Duration::from_secs(10)),
     });
     // Sinks first: the source creates the group, and the clock starts right after.
-    let out = sink(&names.output).open(base, "out").await.expect("opening the redis-stream sink");
-    let dlq = sink(&names.dlq).open(base, "bench.dlq").await.expect("opening the redis-stream DLQ");
-    let source = source.open(base).await.expect("opening the redis-stream source");
+    let out = sink(&names.output)
+        .open(base, "out")
+        .await
+        .expect("opening the redis-stream sink");
+    let dlq = sink(&names.dlq)
+        .open(base, "bench.dlq")
+        .await
+        .expect("opening the redis-stream DLQ");
+    let source = source
+        .open(base)
+        .await
+        .expect("opening the redis-stream source");
     let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, shape);
     time_pipeline(pipeline, stats, n as u64, timeout, broker_pid).await
 }
 
 /// Entries of `group` on `stream` read and not acked.
-pub(crate) async fn redis_pending(conn: &mut redis::aio::MultiplexedConnection, stream: &str, group: &str) -> Result<u64, String> {
-    let reply: redis::Value =
-        redis::cmd("XPENDING").arg(stream).arg(group).query_async(conn).await.map_err(|e| format!("XPENDING: {e}"))?;
+pub(crate) async fn redis_pending(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> Result<u64, String> {
+    let reply: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await
+        .map_err(|e| format!("XPENDING: {e}"))?;
     match reply {
         redis::Value::Array(parts) => match parts.first() {
             Some(redis::Value::Int(count)) => Ok(*count as u64),
@@ -129,7 +180,12 @@ pub(crate) async fn redis_pending(conn: &mut redis::aio::MultiplexedConnection, 
 
 /// After a run: the output holds exactly `n` entries, the DLQ none, and the
 /// group has nothing pending. Deletes the run's streams and group.
-pub(crate) async fn redis_check_and_clean(conn: &mut redis::aio::MultiplexedConnection, input: &str, names: &RunNames, n: usize) -> Vec<String> {
+pub(crate) async fn redis_check_and_clean(
+    conn: &mut redis::aio::MultiplexedConnection,
+    input: &str,
+    names: &RunNames,
+    n: usize,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let out: usize = conn.xlen(&names.output).await.unwrap_or(0);
     if out != n {
@@ -145,40 +201,68 @@ pub(crate) async fn redis_check_and_clean(conn: &mut redis::aio::MultiplexedConn
         Err(e) => problems.push(e),
     }
     let _: Result<(), _> = conn.del(&[&names.output, &names.dlq]).await;
-    let _: Result<(), _> = redis::cmd("XGROUP").arg("DESTROY").arg(input).arg(&names.group).query_async(conn).await;
+    let _: Result<(), _> = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(input)
+        .arg(&names.group)
+        .query_async(conn)
+        .await;
     problems
 }
 
 /// A field of `INFO` output (`name:value` lines).
 pub(crate) fn info_field(info: &str, name: &str) -> Option<String> {
-    info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(|v| v.trim().to_string())
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
 }
 
 /// The whole Redis half: seed, then rounds of every variant, interleaved.
-pub(crate) fn bench_redis(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[Input], host: &sluice_wasm::WasmHost) -> BrokerResults {
+pub(crate) fn bench_redis(
+    rt: &tokio::runtime::Runtime,
+    s: &Settings,
+    inputs: &[Input],
+    host: &sluice_wasm::WasmHost,
+) -> BrokerResults {
     let url = redis_url();
     let prefix = run_prefix();
     let input = format!("{prefix}.in");
     rt.block_on(async {
         let mut conn = redis_connection(&url).await;
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await.expect("INFO server");
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO server");
         let seeding = Instant::now();
         redis_seed(&mut conn, &input, inputs).await;
         let seeded = seeding.elapsed();
-        eprintln!("bench: redis: {} entries added to `{input}` in {seeded:.2?}", inputs.len());
-        let version = info_field(&info, "redis_version").unwrap_or_else(|| "(version unknown)".into());
+        eprintln!(
+            "bench: redis: {} entries added to `{input}` in {seeded:.2?}",
+            inputs.len()
+        );
+        let version =
+            info_field(&info, "redis_version").unwrap_or_else(|| "(version unknown)".into());
         let pid = info_field(&info, "process_id").and_then(|p| local_process(&p, "redis-server"));
         let pid = pid.as_deref();
         let mut results = BrokerResults::new(Broker::Redis, format!("Redis {version}"), s.n);
         results.input = format!("input written once in {:.2} s", seeded.as_secs_f64());
-        results.settings = format!("XREADGROUP COUNT {COUNT} BLOCK {} ms (relay and source)", BLOCK.as_millis());
+        results.settings = format!(
+            "XREADGROUP COUNT {COUNT} BLOCK {} ms (relay and source)",
+            BLOCK.as_millis()
+        );
         for round in 0..s.rounds {
             for variant in Variant::all(Broker::Redis) {
                 let names = RunNames::new(&prefix, variant, round);
                 let (timed, mut problems) = match variant {
-                    Variant::Relay => (redis_relay(&url, &input, &names, s.n, s.timeout, pid).await, Vec::new()),
+                    Variant::Relay => (
+                        redis_relay(&url, &input, &names, s.n, s.timeout, pid).await,
+                        Vec::new(),
+                    ),
                     Variant::Sluice(shape) => {
-                        let (timed, report) = redis_sluice(&url, &input, &names, host, shape, s.n, s.timeout, pid).await;
+                        let (timed, report) =
+                            redis_sluice(&url, &input, &names, host, shape, s.n, s.timeout, pid)
+                                .await;
                         (timed, report_problems(report.as_ref(), s.n as u64))
                     }
                 };
@@ -190,4 +274,3 @@ pub(crate) fn bench_redis(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[
         results
     })
 }
-

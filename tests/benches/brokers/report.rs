@@ -17,15 +17,33 @@ pub(crate) struct BrokerResults {
 
 impl BrokerResults {
     pub(crate) fn new(broker: Broker, server: String, n: usize) -> BrokerResults {
-        BrokerResults { broker, server, n, input: String::new(), settings: String::new(), runs: HashMap::new() }
+        BrokerResults {
+            broker,
+            server,
+            n,
+            input: String::new(),
+            settings: String::new(),
+            runs: HashMap::new(),
+        }
     }
 
     pub(crate) fn record(&mut self, variant: Variant, round: usize, rounds: usize, run: RunResult) {
-        let what = format!("bench: {:?} round {}/{rounds}: {}", self.broker, round + 1, variant.label(self.broker));
+        let what = format!(
+            "bench: {:?} round {}/{rounds}: {}",
+            self.broker,
+            round + 1,
+            variant.label(self.broker)
+        );
         match &run.timed {
             Ok(t) => match t.stopped {
-                Some(stopped) => eprintln!("{what}: {:.2?} (first message after {:.2?}, stopped after {stopped:.2?})", t.elapsed, t.first),
-                None => eprintln!("{what}: {:.2?} (first message after {:.2?})", t.elapsed, t.first),
+                Some(stopped) => eprintln!(
+                    "{what}: {:.2?} (first message after {:.2?}, stopped after {stopped:.2?})",
+                    t.elapsed, t.first
+                ),
+                None => eprintln!(
+                    "{what}: {:.2?} (first message after {:.2?})",
+                    t.elapsed, t.first
+                ),
             },
             Err(e) => eprintln!("{what}: FAILED: {e}"),
         }
@@ -36,22 +54,38 @@ impl BrokerResults {
     }
 
     pub(crate) fn failed(&self) -> bool {
-        self.runs.values().flatten().any(|r| r.timed.is_err() || !r.problems.is_empty())
+        self.runs
+            .values()
+            .flatten()
+            .any(|r| r.timed.is_err() || !r.problems.is_empty())
     }
 
     /// Medians over the successful runs of one variant.
     fn summary(&self, variant: Variant) -> Option<Summary> {
         let n = self.n;
-        let timed: Vec<&Timed> = self.runs.get(&variant)?.iter().filter_map(|r| r.timed.as_ref().ok()).collect();
+        let timed: Vec<&Timed> = self
+            .runs
+            .get(&variant)?
+            .iter()
+            .filter_map(|r| r.timed.as_ref().ok())
+            .collect();
         if timed.is_empty() {
             return None;
         }
-        let of = |f: &dyn Fn(&Timed) -> f64| median(&mut timed.iter().map(|t| f(t)).collect::<Vec<_>>());
+        let of =
+            |f: &dyn Fn(&Timed) -> f64| median(&mut timed.iter().map(|t| f(t)).collect::<Vec<_>>());
         let secs = of(&|t| t.elapsed.as_secs_f64());
-        let (min, max) = timed.iter().map(|t| t.elapsed.as_secs_f64()).fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        let (min, max) = timed
+            .iter()
+            .map(|t| t.elapsed.as_secs_f64())
+            .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
         Some(Summary {
             secs,
-            stopped: timed.iter().map(|t| t.stopped.map(|s| s.as_secs_f64())).collect::<Option<Vec<_>>>().map(|mut s| median(&mut s)),
+            stopped: timed
+                .iter()
+                .map(|t| t.stopped.map(|s| s.as_secs_f64()))
+                .collect::<Option<Vec<_>>>()
+                .map(|mut s| median(&mut s)),
             rate: n as f64 / secs,
             steady_rate: of(&|t| n as f64 / (t.elapsed - t.first).as_secs_f64().max(1e-9)),
             first_ms: of(&|t| t.first.as_secs_f64() * 1000.0),
@@ -72,7 +106,9 @@ impl BrokerResults {
         let start = match self.broker {
             Broker::Redis => "group created",
             Broker::Kafka => "consumer subscribed",
-            Broker::Rabbitmq => "connections open, before the consumer's channel, qos and basic.consume",
+            Broker::Rabbitmq => {
+                "connections open, before the consumer's channel, qos and basic.consume"
+            }
             Broker::Sqs => "clients connected, before the first ReceiveMessage",
         };
         let mut t = Table::new(
@@ -95,20 +131,37 @@ impl BrokerResults {
         );
         let relay = self.summary(Variant::Relay).map(|r| r.rate);
         for variant in Variant::all(self.broker) {
-            let runs = self.runs.get(&variant).map(Vec::as_slice).unwrap_or_default();
+            let runs = self
+                .runs
+                .get(&variant)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let ok = runs.iter().filter(|r| r.timed.is_ok()).count();
             let problems: Vec<String> = runs
                 .iter()
-                .flat_map(|r| r.timed.as_ref().err().into_iter().chain(&r.problems).cloned())
+                .flat_map(|r| {
+                    r.timed
+                        .as_ref()
+                        .err()
+                        .into_iter()
+                        .chain(&r.problems)
+                        .cloned()
+                })
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let check = if problems.is_empty() { "ok".to_string() } else { problems.join("; ") };
+            let check = if problems.is_empty() {
+                "ok".to_string()
+            } else {
+                problems.join("; ")
+            };
             let mut row = vec![variant.label(self.broker), n.to_string()];
             match self.summary(variant) {
                 Some(m) => row.extend([
                     format!("{:.2}", m.secs),
-                    m.stopped.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
+                    m.stopped
+                        .map(|s| format!("{s:.2}"))
+                        .unwrap_or_else(|| "-".into()),
                     thousands(m.rate),
                     match (variant, relay) {
                         (Variant::Relay, _) => "1.00x".into(),
@@ -117,8 +170,12 @@ impl BrokerResults {
                     },
                     format!("{:.0}", m.first_ms),
                     thousands(m.steady_rate),
-                    m.cpu_us.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
-                    m.broker_cpu_us.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+                    m.cpu_us
+                        .map(|c| format!("{c:.1}"))
+                        .unwrap_or_else(|| "-".into()),
+                    m.broker_cpu_us
+                        .map(|c| format!("{c:.1}"))
+                        .unwrap_or_else(|| "-".into()),
                     format!("{:.0}%", m.spread),
                 ]),
                 None => row.extend(["-", "-", "-", "-", "-", "-", "-", "-", "-"].map(String::from)),
@@ -126,7 +183,10 @@ impl BrokerResults {
             row.extend([format!("{ok}/{rounds}"), check]);
             t.rows.push(row);
         }
-        t.notes.push(format!("server: {}; {}; median of {rounds} runs per variant, rounds interleaved.", self.server, self.input));
+        t.notes.push(format!(
+            "server: {}; {}; median of {rounds} runs per variant, rounds interleaved.",
+            self.server, self.input
+        ));
         if !self.settings.is_empty() {
             t.notes.push(format!("settings: {}.", self.settings));
         }
@@ -140,7 +200,8 @@ impl BrokerResults {
         }.into());
         t.notes.push("CPU µs/msg: user + system CPU time during the timed part / N, median; bench = this whole process (client and".into());
         t.notes.push("sluice engine, all threads), broker = the broker process (when it runs on this machine; 10 ms ticks).".into());
-        t.notes.push("spread: (max - min) / median of the seconds over the rounds.".into());
+        t.notes
+            .push("spread: (max - min) / median of the seconds over the rounds.".into());
         t
     }
 }
@@ -162,7 +223,9 @@ pub(crate) struct Summary {
 
 /// Median of some CPU times, in microseconds per message; `None` if any is unknown.
 pub(crate) fn per_message(cpu: impl Iterator<Item = Option<Duration>>, n: usize) -> Option<f64> {
-    let mut us: Vec<f64> = cpu.map(|c| c.map(|c| c.as_secs_f64() * 1e6 / n as f64)).collect::<Option<_>>()?;
+    let mut us: Vec<f64> = cpu
+        .map(|c| c.map(|c| c.as_secs_f64() * 1e6 / n as f64))
+        .collect::<Option<_>>()?;
     Some(median(&mut us))
 }
 
@@ -187,7 +250,12 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new(title: &str, head: &[&'static str]) -> Table {
-        Table { title: title.into(), head: head.to_vec(), rows: Vec::new(), notes: Vec::new() }
+        Table {
+            title: title.into(),
+            head: head.to_vec(),
+            rows: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 
     /// Aligned plain text: the first column left, the others right.
@@ -215,7 +283,10 @@ impl Table {
         };
         let mut out = format!("{}\n", self.title);
         out += &line(self.head.clone());
-        out += &format!("  {}\n", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+        out += &format!(
+            "  {}\n",
+            "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+        );
         for row in &self.rows {
             out += &line(row.iter().map(String::as_str).collect());
         }
@@ -228,7 +299,11 @@ impl Table {
     pub(crate) fn markdown(&self) -> String {
         let mut out = format!("#### {}\n\n| {} |\n|", self.title, self.head.join(" | "));
         for i in 0..self.head.len() {
-            out += if i == 0 || i + 1 == self.head.len() { " --- |" } else { " ---: |" };
+            out += if i == 0 || i + 1 == self.head.len() {
+                " --- |"
+            } else {
+                " ---: |"
+            };
         }
         out.push('\n');
         for row in &self.rows {
@@ -258,7 +333,10 @@ pub(crate) fn thousands(v: f64) -> String {
 
 /// Today's date (UTC) as YYYY-MM-DD, from the civil-from-days conversion.
 pub(crate) fn today() -> String {
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86_400) as i64 + 719_468; // days since 0000-03-01
     let era = days.div_euclid(146_097);
     let doe = days.rem_euclid(146_097);
@@ -274,7 +352,11 @@ pub(crate) fn today() -> String {
 pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
-

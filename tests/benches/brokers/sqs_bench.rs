@@ -2,7 +2,9 @@
 //! plain relay, sluice, checks.
 use super::*;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
 use sluice_brokers::sqs::{Endpoint, SqsSinkConfig, SqsSourceConfig, KEY_ATTRIBUTE};
 use sluice_tests::sqs_client::{self, sqs_endpoint};
 // ---------------------------------------------------------------- SQS
@@ -18,8 +20,16 @@ const SQS_VISIBILITY: Duration = Duration::from_secs(30);
 /// Send every input to `url` in batches of 10, the key in the `sluice-key`
 /// attribute (as sluice's sink writes it).
 pub(crate) async fn sqs_seed(client: &aws_sdk_sqs::Client, url: &str, inputs: &[Input]) {
-    let messages: Vec<(String, Vec<(String, String)>, Option<String>)> =
-        inputs.iter().map(|i| (i.payload.clone(), vec![(KEY_ATTRIBUTE.to_string(), i.key.clone())], None)).collect();
+    let messages: Vec<(String, Vec<(String, String)>, Option<String>)> = inputs
+        .iter()
+        .map(|i| {
+            (
+                i.payload.clone(),
+                vec![(KEY_ATTRIBUTE.to_string(), i.key.clone())],
+                None,
+            )
+        })
+        .collect();
     sqs_client::send(client, url, &messages).await;
 }
 
@@ -38,7 +48,8 @@ pub(crate) async fn sqs_relay(
 ) -> Result<Timed, String> {
     let started = Stopwatch::start(broker_pid);
     let deadline = tokio::time::Instant::now() + timeout;
-    let abandoned = |relayed: usize| format!("abandoned after {timeout:?}: {relayed} of {n} relayed");
+    let abandoned =
+        |relayed: usize| format!("abandoned after {timeout:?}: {relayed} of {n} relayed");
     let mut first = None;
     let mut relayed = 0;
     while relayed < n {
@@ -77,21 +88,35 @@ pub(crate) async fn sqs_relay(
                 .map_err(|e| format!("delete entry: {e}"))?;
             deletes.push(delete);
         }
-        let sent = client.send_message_batch().queue_url(output).set_entries(Some(sends)).send();
+        let sent = client
+            .send_message_batch()
+            .queue_url(output)
+            .set_entries(Some(sends))
+            .send();
         let sent = tokio::time::timeout_at(deadline, sent)
             .await
             .map_err(|_| abandoned(relayed))?
             .map_err(|e| format!("SendMessageBatch: {}", DisplayErrorContext(e)))?;
         if !sent.failed().is_empty() {
-            return Err(format!("SendMessageBatch: {} entries failed", sent.failed().len()));
+            return Err(format!(
+                "SendMessageBatch: {} entries failed",
+                sent.failed().len()
+            ));
         }
-        let deleted = client.delete_message_batch().queue_url(input).set_entries(Some(deletes)).send();
+        let deleted = client
+            .delete_message_batch()
+            .queue_url(input)
+            .set_entries(Some(deletes))
+            .send();
         let deleted = tokio::time::timeout_at(deadline, deleted)
             .await
             .map_err(|_| abandoned(relayed))?
             .map_err(|e| format!("DeleteMessageBatch: {}", DisplayErrorContext(e)))?;
         if !deleted.failed().is_empty() {
-            return Err(format!("DeleteMessageBatch: {} entries failed", deleted.failed().len()));
+            return Err(format!(
+                "DeleteMessageBatch: {} entries failed",
+                deleted.failed().len()
+            ));
         }
         relayed += messages.len();
     }
@@ -124,14 +149,25 @@ pub(crate) async fn sqs_sluice(
         })
     };
     let source = SourceConfig::Sqs(SqsSourceConfig {
-        endpoint: Endpoint { queue: input.into(), region: None, endpoint_url: Some(endpoint.clone()), create_queue: false },
+        endpoint: Endpoint {
+            queue: input.into(),
+            region: None,
+            endpoint_url: Some(endpoint.clone()),
+            create_queue: false,
+        },
         wait: secs(SQS_WAIT),
         batch: SQS_BATCH,
         visibility_timeout: secs(SQS_VISIBILITY),
         connect_timeout: secs(Duration::from_secs(10)),
     });
-    let out = sink(output).open(base, "out").await.expect("opening the sqs sink");
-    let dlq = sink(dlq).open(base, "bench.dlq").await.expect("opening the sqs DLQ");
+    let out = sink(output)
+        .open(base, "out")
+        .await
+        .expect("opening the sqs sink");
+    let dlq = sink(dlq)
+        .open(base, "bench.dlq")
+        .await
+        .expect("opening the sqs DLQ");
     let source = source.open(base).await.expect("opening the sqs source");
     let (pipeline, stats) = one_stage_pipeline(source, out, dlq, host, shape);
     time_pipeline(pipeline, stats, n as u64, timeout, broker_pid).await
@@ -156,11 +192,17 @@ impl Queues {
 
 /// After a run: the output holds exactly `n` messages, the input none
 /// (visible or in flight), the DLQ none. Deletes the run's queues.
-async fn sqs_check_and_clean(client: &aws_sdk_sqs::Client, queues: &Queues, n: usize) -> Vec<String> {
+async fn sqs_check_and_clean(
+    client: &aws_sdk_sqs::Client,
+    queues: &Queues,
+    n: usize,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let input = sqs_client::count(client, &queues.input).await;
     if input != 0 {
-        problems.push(format!("input queue still holds {input} messages (visible or in flight)"));
+        problems.push(format!(
+            "input queue still holds {input} messages (visible or in flight)"
+        ));
     }
     let output = sqs_client::count(client, &queues.output).await;
     if output != n {
@@ -183,10 +225,19 @@ fn moto_version() -> String {
         .into_iter()
         .flatten()
         .flatten()
-        .flat_map(|python| std::fs::read_dir(python.path().join("site-packages")).into_iter().flatten().flatten())
+        .flat_map(|python| {
+            std::fs::read_dir(python.path().join("site-packages"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
         .find_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
-            Some(name.strip_prefix("moto-")?.strip_suffix(".dist-info")?.to_string())
+            Some(
+                name.strip_prefix("moto-")?
+                    .strip_suffix(".dist-info")?
+                    .to_string(),
+            )
         });
     match version {
         Some(v) => format!("moto {v} (tests/brokers.sh)"),
@@ -196,7 +247,12 @@ fn moto_version() -> String {
 
 /// The whole SQS half: rounds of every variant, interleaved, each run on
 /// queues of its own, seeded (untimed) with `inputs` right before it.
-pub(crate) fn bench_sqs(rt: &tokio::runtime::Runtime, s: &Settings, inputs: &[Input], host: &sluice_wasm::WasmHost) -> BrokerResults {
+pub(crate) fn bench_sqs(
+    rt: &tokio::runtime::Runtime,
+    s: &Settings,
+    inputs: &[Input],
+    host: &sluice_wasm::WasmHost,
+) -> BrokerResults {
     let prefix = run_prefix();
     let n = inputs.len();
     let pid = brokers_sh_pid("sqs", "moto_server");

@@ -132,13 +132,19 @@ fn default_connect_timeout() -> HumanDuration {
 impl AmqpSourceConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.prefetch == 0 {
-            return Err(Invalid::new("`prefetch` must be at least 1", "set how many unacked deliveries the broker may send ahead (default 100)"));
+            return Err(Invalid::new(
+                "`prefetch` must be at least 1",
+                "set how many unacked deliveries the broker may send ahead (default 100)",
+            ));
         }
         for b in &self.bindings {
             if let Some(kind) = &b.exchange_type {
                 if !["direct", "fanout", "topic", "headers"].contains(&kind.as_str()) {
                     return Err(Invalid::new(
-                        format!("unknown exchange_type `{kind}` for exchange `{}`", b.exchange),
+                        format!(
+                            "unknown exchange_type `{kind}` for exchange `{}`",
+                            b.exchange
+                        ),
                         "use direct, fanout, topic or headers",
                     ));
                 }
@@ -161,19 +167,30 @@ impl AmqpSinkConfig {
 /// Connect within `timeout`. The connection is named `sluice-PID` so an
 /// operator (or a test) can find this daemon's connections in RabbitMQ.
 async fn connect(url: &str, timeout: Duration) -> Result<lapin::Connection, String> {
-    let properties = lapin::ConnectionProperties::default().with_connection_name(format!("sluice-{}", std::process::id()).into());
+    let properties = lapin::ConnectionProperties::default()
+        .with_connection_name(format!("sluice-{}", std::process::id()).into());
     match tokio::time::timeout(timeout, lapin::Connection::connect(url, properties)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        )),
     }
 }
 
 /// [`connect`] at start-up: failure is exit 2, naming the server.
-async fn connect_at_start(what: &str, url: &str, timeout: Duration) -> Result<lapin::Connection, ConnectError> {
-    connect(url, timeout)
-        .await
-        .map_err(|e| ConnectError::Unreachable(format!("{what}: cannot reach RabbitMQ at {}: {e}", crate::redacted(url))))
+async fn connect_at_start(
+    what: &str,
+    url: &str,
+    timeout: Duration,
+) -> Result<lapin::Connection, ConnectError> {
+    connect(url, timeout).await.map_err(|e| {
+        ConnectError::Unreachable(format!(
+            "{what}: cannot reach RabbitMQ at {}: {e}",
+            crate::redacted(url)
+        ))
+    })
 }
 
 /// Queue arguments as an AMQP table (integers stay integers).
@@ -197,12 +214,20 @@ fn arguments(args: &BTreeMap<String, Property>) -> FieldTable {
 fn properties(msg: &Message, persistent: bool) -> BasicProperties {
     let mut headers = FieldTable::default();
     for (name, value) in &msg.headers {
-        headers.insert(ShortString::from(name.as_str()), AMQPValue::LongString(LongString::from(value.as_slice())));
+        headers.insert(
+            ShortString::from(name.as_str()),
+            AMQPValue::LongString(LongString::from(value.as_slice())),
+        );
     }
     if let Some(key) = &msg.key {
-        headers.insert(ShortString::from(KEY_HEADER), AMQPValue::LongString(LongString::from(key.as_slice())));
+        headers.insert(
+            ShortString::from(KEY_HEADER),
+            AMQPValue::LongString(LongString::from(key.as_slice())),
+        );
     }
-    let mut props = BasicProperties::default().with_headers(headers).with_delivery_mode(if persistent { 2 } else { 1 });
+    let mut props = BasicProperties::default()
+        .with_headers(headers)
+        .with_delivery_mode(if persistent { 2 } else { 1 });
     if let Some(ms) = msg.timestamp_ms {
         props = props.with_timestamp(ms / 1000);
     }

@@ -51,7 +51,12 @@ pub(super) struct Republisher {
 
 impl Republisher {
     pub(super) fn new(url: &str, timeout: Duration, queue: &str) -> Self {
-        Republisher { url: url.to_owned(), timeout, queue: queue.to_owned(), link: None }
+        Republisher {
+            url: url.to_owned(),
+            timeout,
+            queue: queue.to_owned(),
+            link: None,
+        }
     }
 
     /// The delay queue for `delay`.
@@ -74,39 +79,84 @@ impl Republisher {
     }
 
     async fn try_republish(&mut self, later: &Later) -> Result<String, String> {
-        if self.link.as_ref().is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected()) {
+        if self
+            .link
+            .as_ref()
+            .is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected())
+        {
             let conn = connect(&self.url, self.timeout).await?;
             let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
-            channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| e.to_string())?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
             self.link = Some((conn, channel));
         }
         let name = self.delay_queue(later.delay);
         let (_, channel) = self.link.as_ref().expect("connected above");
         let ttl = i64::try_from(later.delay.as_millis()).unwrap_or(i64::MAX);
         let mut args = FieldTable::default();
-        args.insert(ShortString::from("x-message-ttl"), AMQPValue::LongLongInt(ttl));
-        args.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(ttl.saturating_add(EXPIRES_AFTER.as_millis() as i64)));
-        args.insert(ShortString::from("x-dead-letter-exchange"), AMQPValue::LongString(LongString::from("")));
-        args.insert(ShortString::from("x-dead-letter-routing-key"), AMQPValue::LongString(LongString::from(self.queue.as_bytes())));
-        let options = QueueDeclareOptions { durable: true, ..Default::default() };
-        channel.queue_declare(name.as_str().into(), options, args).await.map_err(|e| format!("declaring {name}: {e}"))?;
+        args.insert(
+            ShortString::from("x-message-ttl"),
+            AMQPValue::LongLongInt(ttl),
+        );
+        args.insert(
+            ShortString::from("x-expires"),
+            AMQPValue::LongLongInt(ttl.saturating_add(EXPIRES_AFTER.as_millis() as i64)),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from("")),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            AMQPValue::LongString(LongString::from(self.queue.as_bytes())),
+        );
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(name.as_str().into(), options, args)
+            .await
+            .map_err(|e| format!("declaring {name}: {e}"))?;
 
         let mut message = later.message.clone();
         // RabbitMQ's own dead-letter bookkeeping is set again on the way
         // back; our copy of it is text, not the table it was.
-        message.headers.retain(|(n, _)| n != RETRY_COUNT_HEADER && n != "x-death" && !n.starts_with("x-first-death-") && !n.starts_with("x-last-death-"));
+        message.headers.retain(|(n, _)| {
+            n != RETRY_COUNT_HEADER
+                && n != "x-death"
+                && !n.starts_with("x-first-death-")
+                && !n.starts_with("x-last-death-")
+        });
         let mut props = properties(&message, true);
         let mut headers = props.headers().clone().unwrap_or_default();
-        headers.insert(ShortString::from(RETRY_COUNT_HEADER), AMQPValue::LongLongInt(i64::from(later.attempt)));
+        headers.insert(
+            ShortString::from(RETRY_COUNT_HEADER),
+            AMQPValue::LongLongInt(i64::from(later.attempt)),
+        );
         props = props.with_headers(headers);
-        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
         let confirm = channel
-            .basic_publish("".into(), name.as_str().into(), options, &message.payload, props)
+            .basic_publish(
+                "".into(),
+                name.as_str().into(),
+                options,
+                &message.payload,
+                props,
+            )
             .await
             .map_err(|e| e.to_string())?;
         match confirm.await.map_err(|e| e.to_string())? {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(name),
-            Confirmation::Ack(Some(returned)) => Err(format!("{name} returned the message: {}", returned.reply_text.as_str())),
+            Confirmation::Ack(Some(returned)) => Err(format!(
+                "{name} returned the message: {}",
+                returned.reply_text.as_str()
+            )),
             Confirmation::Nack(_) => Err(format!("the broker nacked the retry to {name}")),
         }
     }
@@ -127,7 +177,13 @@ mod tests {
     #[test]
     fn each_delay_has_its_own_queue() {
         let r = Republisher::new("amqp://x", Duration::from_secs(1), "orders");
-        assert_eq!(r.delay_queue(Duration::from_millis(1500)), "orders.retry.1500ms");
-        assert_ne!(r.delay_queue(Duration::from_secs(1)), r.delay_queue(Duration::from_secs(2)));
+        assert_eq!(
+            r.delay_queue(Duration::from_millis(1500)),
+            "orders.retry.1500ms"
+        );
+        assert_ne!(
+            r.delay_queue(Duration::from_secs(1)),
+            r.delay_queue(Duration::from_secs(2))
+        );
     }
 }

@@ -8,10 +8,12 @@
 
 use super::{connect, connect_at_start, properties, AmqpSinkConfig};
 use crate::ConnectError;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::Confirmation;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::Channel;
+use lapin::Confirmation;
 use sluice_core::{Confirm, Message, Sink, SinkError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,7 +53,11 @@ struct Link {
 fn retire(link: &mut Option<Link>) {
     if let Some(old) = link.take() {
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(STEP_TIMEOUT, old.conn.close(200, "sluice: replacing the link".into())).await;
+            let _ = tokio::time::timeout(
+                STEP_TIMEOUT,
+                old.conn.close(200, "sluice: replacing the link".into()),
+            )
+            .await;
         });
     }
 }
@@ -64,35 +70,76 @@ impl Link {
 
 impl AmqpSink {
     pub(super) async fn connect(c: &AmqpSinkConfig, sink_name: &str) -> Result<Self, ConnectError> {
-        let routing_key = c.routing_key.clone().unwrap_or_else(|| sink_name.to_string());
+        let routing_key = c
+            .routing_key
+            .clone()
+            .unwrap_or_else(|| sink_name.to_string());
         let name = format!("rabbitmq:{}/{routing_key}", c.exchange);
-        let conn = connect_at_start(&format!("rabbitmq sink `{sink_name}`"), &c.url, c.connect_timeout.0).await?;
-        let channel = confirm_channel(&conn, c, &routing_key)
-            .await
-            .map_err(|e| ConnectError::Unreachable(format!("rabbitmq sink `{sink_name}`: cannot open a confirm channel: {e}")))?;
-        let link = Link { id: 1, conn, channel };
-        Ok(AmqpSink { config: c.clone(), routing_key, name, link: Mutex::new(Some(link)), links: AtomicU64::new(1), stale: Arc::default() })
+        let conn = connect_at_start(
+            &format!("rabbitmq sink `{sink_name}`"),
+            &c.url,
+            c.connect_timeout.0,
+        )
+        .await?;
+        let channel = confirm_channel(&conn, c, &routing_key).await.map_err(|e| {
+            ConnectError::Unreachable(format!(
+                "rabbitmq sink `{sink_name}`: cannot open a confirm channel: {e}"
+            ))
+        })?;
+        let link = Link {
+            id: 1,
+            conn,
+            channel,
+        };
+        Ok(AmqpSink {
+            config: c.clone(),
+            routing_key,
+            name,
+            link: Mutex::new(Some(link)),
+            links: AtomicU64::new(1),
+            stale: Arc::default(),
+        })
     }
 
     fn failed(&self, reason: impl ToString) -> SinkError {
-        SinkError::Connection { sink: self.name.clone(), reason: reason.to_string() }
+        SinkError::Connection {
+            sink: self.name.clone(),
+            reason: reason.to_string(),
+        }
     }
 }
 
 /// A confirm-mode channel; with `declare_queue`, the destination queue
 /// declared (and bound) first.
-async fn confirm_channel(conn: &lapin::Connection, c: &AmqpSinkConfig, routing_key: &str) -> lapin::Result<Channel> {
+async fn confirm_channel(
+    conn: &lapin::Connection,
+    c: &AmqpSinkConfig,
+    routing_key: &str,
+) -> lapin::Result<Channel> {
     let channel = conn.create_channel().await?;
     if c.declare_queue {
-        let options = QueueDeclareOptions { durable: true, ..Default::default() };
-        channel.queue_declare(routing_key.into(), options, FieldTable::default()).await?;
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(routing_key.into(), options, FieldTable::default())
+            .await?;
         if !c.exchange.is_empty() {
             channel
-                .queue_bind(routing_key.into(), c.exchange.as_str().into(), routing_key.into(), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    routing_key.into(),
+                    c.exchange.as_str().into(),
+                    routing_key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
         }
     }
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok(channel)
 }
 
@@ -104,27 +151,41 @@ impl Sink for AmqpSink {
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
         let mut link = self.link.lock().await;
-        if link.as_ref().is_none_or(|l| !l.usable(self.stale.load(Ordering::SeqCst))) {
+        if link
+            .as_ref()
+            .is_none_or(|l| !l.usable(self.stale.load(Ordering::SeqCst)))
+        {
             retire(&mut link);
-            let conn = connect(&self.config.url, self.config.connect_timeout.0).await.map_err(|e| self.failed(e))?;
-            let channel = tokio::time::timeout(STEP_TIMEOUT, confirm_channel(&conn, &self.config, &self.routing_key))
+            let conn = connect(&self.config.url, self.config.connect_timeout.0)
                 .await
-                .map_err(|_| self.failed(format!("channel setup unanswered within {STEP_TIMEOUT:?}")))?
                 .map_err(|e| self.failed(e))?;
+            let channel = tokio::time::timeout(
+                STEP_TIMEOUT,
+                confirm_channel(&conn, &self.config, &self.routing_key),
+            )
+            .await
+            .map_err(|_| self.failed(format!("channel setup unanswered within {STEP_TIMEOUT:?}")))?
+            .map_err(|e| self.failed(e))?;
             tracing::info!(sink = %self.name, "reconnected to RabbitMQ");
-            *link = Some(Link { id: self.links.fetch_add(1, Ordering::SeqCst) + 1, conn, channel });
+            *link = Some(Link {
+                id: self.links.fetch_add(1, Ordering::SeqCst) + 1,
+                conn,
+                channel,
+            });
         }
         let Link { id, channel, .. } = link.as_ref().expect("connected above");
         let id = *id;
-        let options = BasicPublishOptions { mandatory: self.config.mandatory, ..Default::default() };
-        let published = channel
-            .basic_publish(
-                self.config.exchange.as_str().into(),
-                self.routing_key.as_str().into(),
-                options,
-                &msg.payload,
-                properties(msg, self.config.persistent),
-            );
+        let options = BasicPublishOptions {
+            mandatory: self.config.mandatory,
+            ..Default::default()
+        };
+        let published = channel.basic_publish(
+            self.config.exchange.as_str().into(),
+            self.routing_key.as_str().into(),
+            options,
+            &msg.payload,
+            properties(msg, self.config.persistent),
+        );
         let confirm = match tokio::time::timeout(STEP_TIMEOUT, published).await {
             Ok(Ok(confirm)) => confirm,
             Ok(Err(e)) => {
@@ -133,13 +194,18 @@ impl Sink for AmqpSink {
             }
             Err(_) => {
                 retire(&mut link);
-                return Err(self.failed(format!("publish not handed to the connection within {STEP_TIMEOUT:?}; reconnecting")));
+                return Err(self.failed(format!(
+                    "publish not handed to the connection within {STEP_TIMEOUT:?}; reconnecting"
+                )));
             }
         };
         let name = self.name.clone();
         let stale = self.stale.clone();
         Ok(Box::pin(async move {
-            let fail = |reason: String| SinkError::Publish { sink: name.clone(), reason };
+            let fail = |reason: String| SinkError::Publish {
+                sink: name.clone(),
+                reason,
+            };
             // lapin does not always fail the pending confirms of a
             // connection that died (seen in a broker-restart test: one came
             // 24 s late, others never), which would hold the source's acks
@@ -148,7 +214,9 @@ impl Sink for AmqpSink {
             // The link is replaced too: its channel may be a zombie.
             let Ok(confirm) = tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await else {
                 stale.store(id, Ordering::SeqCst);
-                return Err(fail(format!("no publisher confirm within {CONFIRM_TIMEOUT:?}; replacing the channel")));
+                return Err(fail(format!(
+                    "no publisher confirm within {CONFIRM_TIMEOUT:?}; replacing the channel"
+                )));
             };
             match confirm {
                 Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),

@@ -17,8 +17,8 @@ use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
@@ -44,7 +44,12 @@ impl AmqpSource {
     pub(super) async fn connect(c: &AmqpSourceConfig) -> Result<Self, ConnectError> {
         let conn = connect_at_start("rabbitmq source", &c.url, c.connect_timeout.0).await?;
         let tag = format!("sluice-{}", std::process::id());
-        Ok(AmqpSource { config: c.clone(), conn: Some(conn), tag, lag: None })
+        Ok(AmqpSource {
+            config: c.clone(),
+            conn: Some(conn),
+            tag,
+            lag: None,
+        })
     }
 
     fn name(&self) -> String {
@@ -55,7 +60,9 @@ impl AmqpSource {
     async fn consume(&self, conn: &lapin::Connection) -> lapin::Result<(Channel, lapin::Consumer)> {
         let c = &self.config;
         let channel = conn.create_channel().await?;
-        channel.basic_qos(c.prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(c.prefetch, BasicQosOptions::default())
+            .await?;
         let options = QueueDeclareOptions {
             passive: !c.declare,
             durable: c.durable,
@@ -63,7 +70,9 @@ impl AmqpSource {
             auto_delete: c.auto_delete,
             nowait: false,
         };
-        channel.queue_declare(c.queue.as_str().into(), options, arguments(&c.arguments)).await?;
+        channel
+            .queue_declare(c.queue.as_str().into(), options, arguments(&c.arguments))
+            .await?;
         for b in &c.bindings {
             if let Some(kind) = &b.exchange_type {
                 let kind = match kind.as_str() {
@@ -72,20 +81,46 @@ impl AmqpSource {
                     "headers" => ExchangeKind::Headers,
                     _ => ExchangeKind::Direct,
                 };
-                let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
-                channel.exchange_declare(b.exchange.as_str().into(), kind, options, FieldTable::default()).await?;
+                let options = ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                };
+                channel
+                    .exchange_declare(
+                        b.exchange.as_str().into(),
+                        kind,
+                        options,
+                        FieldTable::default(),
+                    )
+                    .await?;
             }
             channel
-                .queue_bind(c.queue.as_str().into(), b.exchange.as_str().into(), b.routing_key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    c.queue.as_str().into(),
+                    b.exchange.as_str().into(),
+                    b.routing_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
         }
         let consumer = channel
-            .basic_consume(c.queue.as_str().into(), self.tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                c.queue.as_str().into(),
+                self.tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         Ok((channel, consumer))
     }
 
-    fn delivery(&self, d: lapin::message::Delivery, acks: &mpsc::UnboundedSender<Settled<lapin::Acker>>, held: &Arc<AtomicUsize>) -> Delivery {
+    fn delivery(
+        &self,
+        d: lapin::message::Delivery,
+        acks: &mpsc::UnboundedSender<Settled<lapin::Acker>>,
+        held: &Arc<AtomicUsize>,
+    ) -> Delivery {
         let mut key = None;
         let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(table) = d.properties.headers() {
@@ -97,13 +132,21 @@ impl AmqpSource {
                 }
             }
         }
-        let attempt = attempt_from(headers.iter().find(|(n, _)| n == RETRY_COUNT_HEADER).map(|(_, v)| v.as_slice()));
+        let attempt = attempt_from(
+            headers
+                .iter()
+                .find(|(n, _)| n == RETRY_COUNT_HEADER)
+                .map(|(_, v)| v.as_slice()),
+        );
         let message = Message {
             key,
             payload: d.data,
             headers,
             source: self.config.queue.clone(),
-            timestamp_ms: d.properties.timestamp().map(|secs| secs.saturating_mul(1000)),
+            timestamp_ms: d
+                .properties
+                .timestamp()
+                .map(|secs| secs.saturating_mul(1000)),
             attempt,
         };
         let coordinates = Coordinates::default()
@@ -132,11 +175,25 @@ impl Source for AmqpSource {
         self.lag = Some(lag);
     }
 
-    async fn run(mut self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+    async fn run(
+        mut self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
         let held = Arc::new(AtomicUsize::new(0));
         let (acks, settled) = mpsc::unbounded_channel();
-        let republisher = Republisher::new(&self.config.url, self.config.connect_timeout.0, &self.config.queue);
-        let acker = tokio::spawn(ack_task(self.name(), settled, held.clone(), self.config.requeue, republisher));
+        let republisher = Republisher::new(
+            &self.config.url,
+            self.config.connect_timeout.0,
+            &self.config.queue,
+        );
+        let acker = tokio::spawn(ack_task(
+            self.name(),
+            settled,
+            held.clone(),
+            self.config.requeue,
+            republisher,
+        ));
         let mut attempt = 0;
         let mut channel: Option<Channel> = None;
         'running: while !shutdown.is_cancelled() {
@@ -226,13 +283,20 @@ impl Source for AmqpSource {
         // step is bounded: a close lapin never finishes (seen once in the
         // benchmark) must not hang the daemon's shutdown.
         if let Some(ch) = &channel {
-            let _ = tokio::time::timeout(CLOSE, ch.basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())).await;
+            let _ = tokio::time::timeout(
+                CLOSE,
+                ch.basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default()),
+            )
+            .await;
         }
         drained(|| held.load(Ordering::SeqCst) > 0).await;
         drop(acks);
         let _ = tokio::time::timeout(CLOSE, acker).await;
         if let Some(conn) = self.conn.take() {
-            if tokio::time::timeout(CLOSE, conn.close(200, "sluice stopping".into())).await.is_err() {
+            if tokio::time::timeout(CLOSE, conn.close(200, "sluice stopping".into()))
+                .await
+                .is_err()
+            {
                 tracing::warn!(source = %self.name(), "closing the RabbitMQ connection did not finish in {CLOSE:?}; dropping it");
             }
         }
@@ -256,11 +320,21 @@ async fn ack_task(
         // on is harmless: that delivery's channel is gone and the broker
         // redelivers it.
         // A retry includes a publish and its confirm (and maybe a connect).
-        let bound = if matches!(s, Settled::Later(..)) { CLOSE * 12 } else { CLOSE };
+        let bound = if matches!(s, Settled::Later(..)) {
+            CLOSE * 12
+        } else {
+            CLOSE
+        };
         let settle = async {
             match s {
                 Settled::Done(a) => a.ack(BasicAckOptions::default()).await,
-                Settled::Released(a) => a.nack(BasicNackOptions { requeue, ..Default::default() }).await,
+                Settled::Released(a) => {
+                    a.nack(BasicNackOptions {
+                        requeue,
+                        ..Default::default()
+                    })
+                    .await
+                }
                 Settled::Later(a, later) => match republisher.republish(&later).await {
                     Ok(queue) => {
                         tracing::debug!(source = %name, %queue, attempt = later.attempt, "retry published to the delay queue");
@@ -269,7 +343,11 @@ async fn ack_task(
                     Err(e) => {
                         // Nothing lost: requeued, it comes back at once as the same attempt.
                         tracing::warn!(source = %name, error = %e, "cannot publish the retry; requeueing the delivery instead");
-                        a.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                        a.nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
                     }
                 },
             }

@@ -114,9 +114,16 @@ const RESERVED: &[&str] = &["enable.auto.commit", "enable.auto.offset.store"];
 impl KafkaSourceConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.topics.is_empty() && self.topic_pattern.is_none() {
-            return Err(Invalid::new("a kafka source needs topics", "set `topics = [\"name\"]` or `topic_pattern = \"^regex\"`"));
+            return Err(Invalid::new(
+                "a kafka source needs topics",
+                "set `topics = [\"name\"]` or `topic_pattern = \"^regex\"`",
+            ));
         }
-        if let Some(key) = self.properties.keys().find(|k| RESERVED.contains(&k.as_str())) {
+        if let Some(key) = self
+            .properties
+            .keys()
+            .find(|k| RESERVED.contains(&k.as_str()))
+        {
             return Err(Invalid::new(
                 format!("property `{key}` is managed by sluice: offsets are committed only after the sinks confirm"),
                 "remove it from `properties`",
@@ -148,7 +155,11 @@ impl KafkaSourceConfig {
         let mut topics = self.topics.clone();
         if let Some(pattern) = &self.topic_pattern {
             // librdkafka treats a subscription starting with `^` as a regex.
-            topics.push(if pattern.starts_with('^') { pattern.clone() } else { format!("^{pattern}") });
+            topics.push(if pattern.starts_with('^') {
+                pattern.clone()
+            } else {
+                format!("^{pattern}")
+            });
         }
         let source = source::KafkaSource::connect(config, self, topics).await?;
         Ok(Box::new(source))
@@ -167,7 +178,8 @@ impl KafkaSinkConfig {
             config.set(key, value.to_string());
         }
         let topic = self.topic.clone().unwrap_or_else(|| name.to_string());
-        let sink = sink::KafkaSink::connect(config, &self.brokers, topic, self.connect_timeout.0).await?;
+        let sink =
+            sink::KafkaSink::connect(config, &self.brokers, topic, self.connect_timeout.0).await?;
         Ok(Arc::new(sink))
     }
 }
@@ -197,7 +209,9 @@ async fn reach(
 fn log_rdkafka(level: rdkafka::config::RDKafkaLogLevel, fac: &str, text: &str) {
     use rdkafka::config::RDKafkaLogLevel as L;
     match level {
-        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", facility = fac, "{text}"),
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", facility = fac, "{text}")
+        }
         L::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{text}"),
         L::Notice | L::Info => tracing::info!(target: "librdkafka", facility = fac, "{text}"),
         L::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{text}"),

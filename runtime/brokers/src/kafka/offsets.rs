@@ -49,7 +49,12 @@ impl Offsets {
     /// The partition was assigned to this consumer.
     pub fn assign(&mut self, tp: Tp) {
         self.next_epoch += 1;
-        let fresh = Partition { epoch: self.next_epoch, taken: BTreeMap::new(), done_below: None, committed: None };
+        let fresh = Partition {
+            epoch: self.next_epoch,
+            taken: BTreeMap::new(),
+            done_below: None,
+            committed: None,
+        };
         if let Some(old) = self.partitions.insert(tp, fresh) {
             self.working -= old.taken.values().filter(|s| **s == State::Working).count();
         }
@@ -81,7 +86,11 @@ impl Offsets {
         let Some(state) = p.taken.get_mut(&offset).filter(|s| **s == State::Working) else {
             return;
         };
-        *state = if finished { State::Done } else { State::Released };
+        *state = if finished {
+            State::Done
+        } else {
+            State::Released
+        };
         self.working -= 1;
         while let Some(entry) = p.taken.first_entry() {
             if *entry.get() != State::Done {
@@ -102,7 +111,11 @@ impl Offsets {
         let mut out: Vec<(Tp, i64)> = self
             .partitions
             .iter()
-            .filter_map(|(tp, p)| p.done_below.filter(|d| Some(*d) != p.committed).map(|d| (tp.clone(), d)))
+            .filter_map(|(tp, p)| {
+                p.done_below
+                    .filter(|d| Some(*d) != p.committed)
+                    .map(|d| (tp.clone(), d))
+            })
             .collect();
         out.sort();
         out
@@ -133,7 +146,9 @@ mod tests {
     fn commits_only_below_the_first_unfinished_offset() {
         let mut o = Offsets::default();
         o.assign(tp(0));
-        let e = (10..15).map(|off| o.take(&tp(0), off).unwrap()).collect::<Vec<_>>();
+        let e = (10..15)
+            .map(|off| o.take(&tp(0), off).unwrap())
+            .collect::<Vec<_>>();
         o.settle(&tp(0), 12, e[2], true);
         o.settle(&tp(0), 11, e[1], true);
         assert!(o.to_commit().is_empty(), "10 is still working");
@@ -167,7 +182,11 @@ mod tests {
         let old = o.take(&tp(2), 5).unwrap();
         let finished = o.take(&tp(2), 4).unwrap();
         o.settle(&tp(2), 4, finished, true);
-        assert_eq!(o.revoke(&tp(2)), Some(5), "commit what finished before letting go");
+        assert_eq!(
+            o.revoke(&tp(2)),
+            Some(5),
+            "commit what finished before letting go"
+        );
         assert_eq!(o.working(), 0);
         assert_eq!(o.take(&tp(2), 6), None, "not ours any more");
         o.assign(tp(2));

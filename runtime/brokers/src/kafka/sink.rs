@@ -22,18 +22,30 @@ pub(super) struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub(super) async fn connect(config: ClientConfig, brokers: &str, topic: String, timeout: Duration) -> Result<Self, ConnectError> {
+    pub(super) async fn connect(
+        config: ClientConfig,
+        brokers: &str,
+        topic: String,
+        timeout: Duration,
+    ) -> Result<Self, ConnectError> {
         let name = format!("kafka:{topic}");
         let producer: FutureProducer<LogContext> = config
             .create_with_context(LogContext { name: name.clone() })
             .map_err(|e| ConnectError::Invalid(format!("kafka sink `{topic}`: {e}")))?;
         let producer = Arc::new(producer);
         let probe = producer.clone();
-        reach(&format!("kafka sink `{topic}`"), brokers, timeout, move || {
-            probe.client().fetch_metadata(None, timeout).map(|_| ())
-        })
+        reach(
+            &format!("kafka sink `{topic}`"),
+            brokers,
+            timeout,
+            move || probe.client().fetch_metadata(None, timeout).map(|_| ()),
+        )
         .await?;
-        Ok(KafkaSink { producer, topic, name })
+        Ok(KafkaSink {
+            producer,
+            topic,
+            name,
+        })
     }
 
     fn failed(&self, e: &KafkaError) -> SinkError {
@@ -47,9 +59,12 @@ impl KafkaSink {
 fn failure(sink: String, e: &KafkaError) -> SinkError {
     let reason = e.to_string();
     match e.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord | RDKafkaErrorCode::InvalidMessage | RDKafkaErrorCode::InvalidMessageSize) => {
-            SinkError::Rejected { sink, reason }
-        }
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidMessageSize,
+        ) => SinkError::Rejected { sink, reason },
         _ => SinkError::Publish { sink, reason },
     }
 }
@@ -63,10 +78,15 @@ impl Sink for KafkaSink {
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
         let mut headers = OwnedHeaders::new_with_capacity(msg.headers.len());
         for (key, value) in &msg.headers {
-            headers = headers.insert(Header { key, value: Some(value.as_slice()) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_slice()),
+            });
         }
         loop {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(&msg.payload).headers(headers.clone());
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+                .payload(&msg.payload)
+                .headers(headers.clone());
             if let Some(key) = &msg.key {
                 record = record.key(key);
             }
@@ -80,7 +100,10 @@ impl Sink for KafkaSink {
                         match report.await {
                             Ok(Ok(_)) => Ok(()),
                             Ok(Err((e, _))) => Err(failure(name, &e)),
-                            Err(_) => Err(SinkError::Publish { sink: name, reason: "producer shut down".into() }),
+                            Err(_) => Err(SinkError::Publish {
+                                sink: name,
+                                reason: "producer shut down".into(),
+                            }),
                         }
                     }));
                 }
@@ -98,7 +121,10 @@ impl Sink for KafkaSink {
         match tokio::task::spawn_blocking(move || producer.flush(FLUSH)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.failed(&e)),
-            Err(e) => Err(SinkError::Publish { sink: self.name.clone(), reason: e.to_string() }),
+            Err(e) => Err(SinkError::Publish {
+                sink: self.name.clone(),
+                reason: e.to_string(),
+            }),
         }
     }
 }

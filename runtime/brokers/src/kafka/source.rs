@@ -11,7 +11,9 @@ use super::offsets::{Offsets, Tp};
 use super::{log_rdkafka, reach, KafkaSourceConfig};
 use crate::settle::drained;
 use crate::ConnectError;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message as _};
@@ -42,23 +44,40 @@ pub(super) struct KafkaSource {
 type LagSlot = Arc<Mutex<Option<Arc<SourceLag>>>>;
 
 impl KafkaSource {
-    pub(super) async fn connect(config: ClientConfig, c: &KafkaSourceConfig, topics: Vec<String>) -> Result<Self, ConnectError> {
+    pub(super) async fn connect(
+        config: ClientConfig,
+        c: &KafkaSourceConfig,
+        topics: Vec<String>,
+    ) -> Result<Self, ConnectError> {
         let name = format!("kafka:{}", topics.join(","));
         let offsets = Shared::default();
         let lag = LagSlot::default();
-        let context = GroupContext { offsets: offsets.clone(), name: name.clone(), lag: lag.clone() };
+        let context = GroupContext {
+            offsets: offsets.clone(),
+            name: name.clone(),
+            lag: lag.clone(),
+        };
         let consumer: StreamConsumer<GroupContext> = config
             .create_with_context(context)
             .map_err(|e| ConnectError::Invalid(format!("kafka source: {e}")))?;
         let consumer = Arc::new(consumer);
         let probe = consumer.clone();
         let timeout = c.connect_timeout.0;
-        reach("kafka source", &c.brokers, timeout, move || probe.fetch_metadata(None, timeout).map(|_| ())).await?;
+        reach("kafka source", &c.brokers, timeout, move || {
+            probe.fetch_metadata(None, timeout).map(|_| ())
+        })
+        .await?;
         let subscription: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&subscription)
-            .map_err(|e| ConnectError::Invalid(format!("kafka source: cannot subscribe to {topics:?}: {e}")))?;
-        Ok(KafkaSource { consumer, offsets, name, commit_interval: c.commit_interval.0, lag })
+        consumer.subscribe(&subscription).map_err(|e| {
+            ConnectError::Invalid(format!("kafka source: cannot subscribe to {topics:?}: {e}"))
+        })?;
+        Ok(KafkaSource {
+            consumer,
+            offsets,
+            name,
+            commit_interval: c.commit_interval.0,
+            lag,
+        })
     }
 
     /// Turn a fetched record into a delivery, or `None` if its partition
@@ -68,21 +87,41 @@ impl KafkaSource {
         let epoch = lock(&self.offsets).take(&tp, m.offset())?;
         let headers = m
             .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let message = Message {
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().unwrap_or_default().to_vec(),
             headers,
             source: tp.0.clone(),
-            timestamp_ms: m.timestamp().to_millis().and_then(|t| u64::try_from(t).ok()),
+            timestamp_ms: m
+                .timestamp()
+                .to_millis()
+                .and_then(|t| u64::try_from(t).ok()),
             attempt: 1,
         };
-        let coordinates =
-            Coordinates::default().with("topic", &tp.0).with("partition", tp.1).with("offset", m.offset());
+        let coordinates = Coordinates::default()
+            .with("topic", &tp.0)
+            .with("partition", tp.1)
+            .with("offset", m.offset());
         let mut lane = std::collections::hash_map::DefaultHasher::new();
         tp.hash(&mut lane);
-        let acker = OffsetAcker { offsets: self.offsets.clone(), tp, offset: m.offset(), epoch, settled: false };
+        let acker = OffsetAcker {
+            offsets: self.offsets.clone(),
+            tp,
+            offset: m.offset(),
+            epoch,
+            settled: false,
+        };
         Some(Delivery::new(message, coordinates, AckHandle::new(acker)).with_lane(lane.finish()))
     }
 
@@ -105,7 +144,9 @@ impl KafkaSource {
                 tracing::debug!(source = %self.name, partitions = batch.len(), "offsets committed");
                 lock(&self.offsets).committed(&batch);
             }
-            Ok(Err(e)) => tracing::warn!(source = %self.name, error = %e, "offset commit failed; will retry"),
+            Ok(Err(e)) => {
+                tracing::warn!(source = %self.name, error = %e, "offset commit failed; will retry")
+            }
             Err(e) => tracing::warn!(source = %self.name, error = %e, "offset commit task failed"),
         }
     }
@@ -133,7 +174,11 @@ impl Source for KafkaSource {
         *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
     }
 
-    async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
         let mut tick = tokio::time::interval(self.commit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'taking: loop {
@@ -223,7 +268,14 @@ impl ClientContext for GroupContext {
     /// of `consumer_lag` over the partitions this member has, i.e. records
     /// past the last commit (sluice commits only what its sinks confirmed).
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let Some(gauge) = self.lag.lock().unwrap_or_else(PoisonError::into_inner).clone() else { return };
+        let Some(gauge) = self
+            .lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
+            return;
+        };
         let lag: i64 = statistics
             .topics
             .values()
@@ -258,8 +310,14 @@ impl ConsumerContext for GroupContext {
                 {
                     let mut offsets = lock(&self.offsets);
                     for e in tpl.elements() {
-                        if let Some(offset) = offsets.revoke(&(e.topic().to_string(), e.partition())) {
-                            let _ = commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(offset));
+                        if let Some(offset) =
+                            offsets.revoke(&(e.topic().to_string(), e.partition()))
+                        {
+                            let _ = commit.add_partition_offset(
+                                e.topic(),
+                                e.partition(),
+                                Offset::Offset(offset),
+                            );
                         }
                     }
                 }
@@ -270,11 +328,17 @@ impl ConsumerContext for GroupContext {
                 }
                 tracing::info!(source = %self.name, partitions = %list(tpl), "partitions revoked");
             }
-            Rebalance::Error(e) => tracing::warn!(source = %self.name, error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::warn!(source = %self.name, error = %e, "rebalance error")
+            }
         }
     }
 }
 
 fn list(tpl: &TopicPartitionList) -> String {
-    tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(",")
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -144,7 +144,10 @@ fn default_connect_timeout() -> HumanDuration {
 impl StreamSourceConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.count == 0 {
-            return Err(Invalid::new("`count` must be at least 1", "set `count` to the entries per read (default 100)"));
+            return Err(Invalid::new(
+                "`count` must be at least 1",
+                "set `count` to the entries per read (default 100)",
+            ));
         }
         Ok(())
     }
@@ -163,7 +166,10 @@ impl StreamSinkConfig {
 impl PubsubSourceConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.channels.is_empty() && self.patterns.is_empty() {
-            return Err(Invalid::new("a redis-pubsub source needs something to subscribe to", "set `channels = [\"name\"]` or `patterns = [\"glob*\"]`"));
+            return Err(Invalid::new(
+                "a redis-pubsub source needs something to subscribe to",
+                "set `channels = [\"name\"]` or `patterns = [\"glob*\"]`",
+            ));
         }
         Ok(())
     }
@@ -181,7 +187,8 @@ impl PubsubSinkConfig {
 
 /// A client for `url`, or a config error naming it.
 fn client(what: &str, url: &str) -> Result<redis::Client, ConnectError> {
-    redis::Client::open(url).map_err(|e| ConnectError::Invalid(format!("{what}: bad url `{url}`: {e}")))
+    redis::Client::open(url)
+        .map_err(|e| ConnectError::Invalid(format!("{what}: bad url `{url}`: {e}")))
 }
 
 /// One multiplexed connection, answered within `response` (or never time
@@ -194,7 +201,9 @@ async fn connect(
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(response);
-    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     redis::cmd("PING").query_async::<()>(&mut conn).await?;
     Ok(conn)
 }
@@ -208,6 +217,9 @@ async fn connect_at_start(
     response: Option<Duration>,
 ) -> Result<redis::aio::MultiplexedConnection, ConnectError> {
     connect(client, timeout, response).await.map_err(|e| {
-        ConnectError::Unreachable(format!("{what}: cannot reach Redis at {}: {e}", redacted(url)))
+        ConnectError::Unreachable(format!(
+            "{what}: cannot reach Redis at {}: {e}",
+            redacted(url)
+        ))
     })
 }

@@ -8,7 +8,9 @@ use super::{client, connect_at_start, PubsubSinkConfig, PubsubSourceConfig};
 use crate::redacted;
 use crate::{ConnectError, RECONNECT};
 use futures::StreamExt;
-use sluice_core::{AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError};
+use sluice_core::{
+    AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError,
+};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,11 +26,25 @@ impl PubsubSource {
         let what = "redis-pubsub source";
         let client = client(what, &c.url)?;
         // Check the server answers before subscribing.
-        connect_at_start(what, &client, &c.url, c.connect_timeout.0, Some(c.connect_timeout.0)).await?;
+        connect_at_start(
+            what,
+            &client,
+            &c.url,
+            c.connect_timeout.0,
+            Some(c.connect_timeout.0),
+        )
+        .await?;
         let pubsub = subscribe(&client, c).await.map_err(|e| {
-            ConnectError::Unreachable(format!("{what}: cannot subscribe at {}: {e}", redacted(&c.url)))
+            ConnectError::Unreachable(format!(
+                "{what}: cannot subscribe at {}: {e}",
+                redacted(&c.url)
+            ))
         })?;
-        Ok(PubsubSource { client, pubsub: Some(pubsub), config: c.clone() })
+        Ok(PubsubSource {
+            client,
+            pubsub: Some(pubsub),
+            config: c.clone(),
+        })
     }
 
     fn name(&self) -> String {
@@ -38,7 +54,10 @@ impl PubsubSource {
     }
 }
 
-async fn subscribe(client: &redis::Client, c: &PubsubSourceConfig) -> redis::RedisResult<redis::aio::PubSub> {
+async fn subscribe(
+    client: &redis::Client,
+    c: &PubsubSourceConfig,
+) -> redis::RedisResult<redis::aio::PubSub> {
     let timeout = c.connect_timeout.0;
     let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
         .await
@@ -58,7 +77,11 @@ impl Source for PubsubSource {
         self.name()
     }
 
-    async fn run(mut self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+    async fn run(
+        mut self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
         let name = self.name();
         let mut attempt = 0;
         loop {
@@ -95,14 +118,20 @@ impl Source for PubsubSource {
                     break;
                 };
                 let channel = msg.get_channel_name().to_string();
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or(Duration::ZERO);
                 let message = Message {
                     payload: msg.get_payload_bytes().to_vec(),
                     source: channel.clone(),
                     timestamp_ms: Some(now.as_millis() as u64),
                     ..Message::new(Vec::new())
                 };
-                let delivery = Delivery::new(message, Coordinates::default().with("channel", channel), AckHandle::none());
+                let delivery = Delivery::new(
+                    message,
+                    Coordinates::default().with("channel", channel),
+                    AckHandle::none(),
+                );
                 tokio::select! {
                     sent = out.send(delivery) => if sent.is_err() { return Ok(()) },
                     _ = shutdown.cancelled() => return Ok(()),
@@ -126,7 +155,10 @@ impl PubsubSink {
         let client = client(&what, &c.url)?;
         let timeout = c.connect_timeout.0;
         let conn = connect_at_start(&what, &client, &c.url, timeout, Some(timeout)).await?;
-        Ok(PubsubSink { writer: Writer::start(format!("redis-pubsub:{channel}"), client, conn, timeout), channel })
+        Ok(PubsubSink {
+            writer: Writer::start(format!("redis-pubsub:{channel}"), client, conn, timeout),
+            channel,
+        })
     }
 }
 

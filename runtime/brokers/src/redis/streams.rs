@@ -13,7 +13,9 @@ use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use redis::Value;
 use sluice_core::stats::{SourceLag, LAG_EVERY};
-use sluice_core::{AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError};
+use sluice_core::{
+    AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError,
+};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -49,12 +51,28 @@ pub(super) struct StreamSource {
 impl StreamSource {
     pub(super) async fn connect(c: &StreamSourceConfig) -> Result<Self, ConnectError> {
         let client = client("redis-stream source", &c.url)?;
-        let conn = connect_at_start("redis-stream source", &client, &c.url, c.connect_timeout.0, Some(read_timeout(c))).await?;
+        let conn = connect_at_start(
+            "redis-stream source",
+            &client,
+            &c.url,
+            c.connect_timeout.0,
+            Some(read_timeout(c)),
+        )
+        .await?;
         let consumer = c.consumer.clone().unwrap_or_else(default_consumer);
-        let mut source =
-            StreamSource { client, conn: Some(conn), config: c.clone(), consumer, held: Held::default(), lag: None };
+        let mut source = StreamSource {
+            client,
+            conn: Some(conn),
+            config: c.clone(),
+            consumer,
+            held: Held::default(),
+            lag: None,
+        };
         source.ensure_group().await.map_err(|e| {
-            ConnectError::Unreachable(format!("redis-stream source: cannot create group `{}` on `{}`: {e}", c.group, c.stream))
+            ConnectError::Unreachable(format!(
+                "redis-stream source: cannot create group `{}` on `{}`: {e}",
+                c.group, c.stream
+            ))
         })?;
         Ok(source)
     }
@@ -65,7 +83,9 @@ impl StreamSource {
 
     /// `XGROUP CREATE … MKSTREAM`; an existing group is fine.
     async fn ensure_group(&mut self) -> redis::RedisResult<()> {
-        let Some(conn) = &mut self.conn else { return Ok(()) };
+        let Some(conn) = &mut self.conn else {
+            return Ok(());
+        };
         let start = match self.config.start {
             Start::Earliest => "0",
             Start::Latest => "$",
@@ -94,7 +114,13 @@ impl StreamSource {
                 _ = shutdown.cancelled() => return false,
                 _ = tokio::time::sleep(delay) => {}
             }
-            match connect(&self.client, self.config.connect_timeout.0, Some(read_timeout(&self.config))).await {
+            match connect(
+                &self.client,
+                self.config.connect_timeout.0,
+                Some(read_timeout(&self.config)),
+            )
+            .await
+            {
                 Ok(conn) => {
                     self.conn = Some(conn);
                     if let Err(e) = self.ensure_group().await {
@@ -104,7 +130,9 @@ impl StreamSource {
                         tracing::info!(source = %self.name(), "reconnected to Redis");
                     }
                 }
-                Err(e) => tracing::warn!(source = %self.name(), error = %e, ?delay, "Redis unreachable; retrying"),
+                Err(e) => {
+                    tracing::warn!(source = %self.name(), error = %e, ?delay, "Redis unreachable; retrying")
+                }
             }
         }
         true
@@ -112,7 +140,9 @@ impl StreamSource {
 
     /// XREADGROUP from `from` (`>` for new entries, an id for our pending list).
     async fn read(&mut self, from: &str) -> redis::RedisResult<Vec<Entry>> {
-        let Some(conn) = &mut self.conn else { return Ok(Vec::new()) };
+        let Some(conn) = &mut self.conn else {
+            return Ok(Vec::new());
+        };
         let reply: Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&self.config.group)
@@ -132,19 +162,35 @@ impl StreamSource {
     /// The group's `lag` from `XINFO GROUPS` (entries not yet read; Redis 7
     /// and later), into the lag gauge.
     async fn probe_lag(&mut self) {
-        let (Some(conn), Some(lag)) = (&mut self.conn, &self.lag) else { return };
+        let (Some(conn), Some(lag)) = (&mut self.conn, &self.lag) else {
+            return;
+        };
         let groups: redis::RedisResult<Vec<std::collections::HashMap<String, Value>>> =
-            redis::cmd("XINFO").arg("GROUPS").arg(&self.config.stream).query_async(conn).await;
+            redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&self.config.stream)
+                .query_async(conn)
+                .await;
         let Ok(groups) = groups else { return };
-        let ours = groups.iter().find(|g| g.get("name").and_then(|n| redis::from_redis_value::<String>(n.clone()).ok()).as_deref() == Some(&self.config.group));
-        if let Some(n) = ours.and_then(|g| g.get("lag")).and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok()) {
+        let ours = groups.iter().find(|g| {
+            g.get("name")
+                .and_then(|n| redis::from_redis_value::<String>(n.clone()).ok())
+                .as_deref()
+                == Some(&self.config.group)
+        });
+        if let Some(n) = ours
+            .and_then(|g| g.get("lag"))
+            .and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok())
+        {
             lag.set(n);
         }
     }
 
     /// XAUTOCLAIM entries idle longer than `claim_idle`, a few pages at most.
     async fn claim(&mut self) -> redis::RedisResult<Vec<Entry>> {
-        let Some(conn) = &mut self.conn else { return Ok(Vec::new()) };
+        let Some(conn) = &mut self.conn else {
+            return Ok(Vec::new());
+        };
         let mut cursor = "0-0".to_string();
         let mut claimed = Vec::new();
         for _ in 0..10 {
@@ -183,10 +229,20 @@ impl StreamSource {
             }
         }
         let timestamp_ms = entry.id.split('-').next().and_then(|ms| ms.parse().ok());
-        let decode_error = payload.is_none().then(|| format!("stream entry has no `{}` field", c.payload_field));
-        let message =
-            Message { key, payload: payload.unwrap_or_default(), headers, source: c.stream.clone(), timestamp_ms, attempt: 1 };
-        let coordinates = Coordinates::default().with("stream", &c.stream).with("id", &entry.id);
+        let decode_error = payload
+            .is_none()
+            .then(|| format!("stream entry has no `{}` field", c.payload_field));
+        let message = Message {
+            key,
+            payload: payload.unwrap_or_default(),
+            headers,
+            source: c.stream.clone(),
+            timestamp_ms,
+            attempt: 1,
+        };
+        let coordinates = Coordinates::default()
+            .with("stream", &c.stream)
+            .with("id", &entry.id);
         let acker = ChannelAcker::new(entry.id, acks);
         let mut delivery = Delivery::new(message, coordinates, AckHandle::new(acker));
         delivery.decode_error = decode_error;
@@ -204,7 +260,11 @@ impl Source for StreamSource {
         self.lag = Some(lag);
     }
 
-    async fn run(mut self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+    async fn run(
+        mut self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
         let (acks, settled) = mpsc::unbounded_channel();
         let acker = tokio::spawn(ack_task(
             self.name(),
@@ -283,7 +343,12 @@ impl Source for StreamSource {
 impl StreamSource {
     fn failed(&mut self, e: redis::RedisError, what: &str) {
         tracing::warn!(source = %self.name(), error = %e, "{what} failed");
-        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() || e.is_unrecoverable_error() {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+        {
             self.conn = None;
         }
     }
@@ -312,11 +377,27 @@ async fn ack_task(
         let mut attempt = 0;
         while !ids.is_empty() {
             if conn.is_none() {
-                conn = connect(&client, config.connect_timeout.0, Some(config.connect_timeout.0)).await.ok();
+                conn = connect(
+                    &client,
+                    config.connect_timeout.0,
+                    Some(config.connect_timeout.0),
+                )
+                .await
+                .ok();
             }
             let result = match &mut conn {
-                Some(c) => redis::cmd("XACK").arg(&config.stream).arg(&config.group).arg(&ids).query_async::<u64>(c).await,
-                None => Err(redis::RedisError::from((redis::ErrorKind::Io, "not connected"))),
+                Some(c) => {
+                    redis::cmd("XACK")
+                        .arg(&config.stream)
+                        .arg(&config.group)
+                        .arg(&ids)
+                        .query_async::<u64>(c)
+                        .await
+                }
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "not connected",
+                ))),
             };
             match result {
                 Ok(_) => {
@@ -325,7 +406,12 @@ async fn ack_task(
                         held.remove(&id);
                     }
                 }
-                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() => {
+                Err(e)
+                    if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_timeout()
+                        || e.is_connection_refusal() =>
+                {
                     conn = None;
                     attempt += 1;
                     let delay = RECONNECT.delay(attempt);
@@ -383,17 +469,23 @@ fn bytes(v: Value) -> Vec<u8> {
 /// Entries from `[[id, [field, value, …]], …]`; entries whose fields are
 /// nil (deleted while pending) are skipped.
 fn entries(v: Value) -> Vec<Entry> {
-    let Value::Array(items) = v else { return Vec::new() };
+    let Value::Array(items) = v else {
+        return Vec::new();
+    };
     items
         .into_iter()
         .filter_map(|item| {
-            let Value::Array(mut pair) = item else { return None };
+            let Value::Array(mut pair) = item else {
+                return None;
+            };
             if pair.len() != 2 {
                 return None;
             }
             let fields = pair.pop()?;
             let id = text(&pair[0])?;
-            let Value::Array(flat) = fields else { return None };
+            let Value::Array(flat) = fields else {
+                return None;
+            };
             let mut flat = flat.into_iter();
             let mut fields = Vec::new();
             while let (Some(f), Some(v)) = (flat.next(), flat.next()) {
@@ -410,7 +502,9 @@ fn read_reply(v: Value) -> Vec<Entry> {
         Value::Array(streams) => streams
             .into_iter()
             .flat_map(|s| match s {
-                Value::Array(mut pair) if pair.len() == 2 => entries(pair.pop().unwrap_or(Value::Nil)),
+                Value::Array(mut pair) if pair.len() == 2 => {
+                    entries(pair.pop().unwrap_or(Value::Nil))
+                }
                 _ => Vec::new(),
             })
             .collect(),
@@ -421,7 +515,9 @@ fn read_reply(v: Value) -> Vec<Entry> {
 
 /// XAUTOCLAIM's reply: `[next-cursor, entries, deleted-ids]`.
 fn claim_reply(v: Value) -> (Option<String>, Vec<Entry>) {
-    let Value::Array(mut parts) = v else { return (None, Vec::new()) };
+    let Value::Array(mut parts) = v else {
+        return (None, Vec::new());
+    };
     if parts.len() < 2 {
         return (None, Vec::new());
     }
@@ -444,7 +540,11 @@ impl StreamSink {
         let timeout = c.connect_timeout.0;
         let conn = connect_at_start(&what, &client, &c.url, timeout, Some(timeout)).await?;
         let writer = Writer::start(format!("redis-stream:{stream}"), client, conn, timeout);
-        Ok(StreamSink { writer, stream, config: c.clone() })
+        Ok(StreamSink {
+            writer,
+            stream,
+            config: c.clone(),
+        })
     }
 }
 
@@ -460,7 +560,9 @@ impl Sink for StreamSink {
         if let Some(n) = self.config.maxlen {
             cmd.arg("MAXLEN").arg("~").arg(n);
         }
-        cmd.arg("*").arg(&self.config.payload_field).arg(&msg.payload);
+        cmd.arg("*")
+            .arg(&self.config.payload_field)
+            .arg(&msg.payload);
         if let Some(key) = &msg.key {
             cmd.arg(&self.config.key_field).arg(key);
         }
@@ -490,7 +592,14 @@ mod tests {
             Value::Array(vec![
                 Value::Array(vec![
                     bulk("1-0"),
-                    Value::Array(vec![bulk("payload"), bulk("{}"), bulk("h"), bulk("1"), bulk("h"), bulk("2")]),
+                    Value::Array(vec![
+                        bulk("payload"),
+                        bulk("{}"),
+                        bulk("h"),
+                        bulk("1"),
+                        bulk("h"),
+                        bulk("2"),
+                    ]),
                 ]),
                 Value::Array(vec![bulk("2-0"), Value::Nil]),
             ]),
@@ -507,11 +616,20 @@ mod tests {
     fn parses_a_claim_reply() {
         let reply = Value::Array(vec![
             bulk("5-0"),
-            Value::Array(vec![Value::Array(vec![bulk("3-0"), Value::Array(vec![bulk("payload"), bulk("x")])])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("3-0"),
+                Value::Array(vec![bulk("payload"), bulk("x")]),
+            ])]),
             Value::Array(vec![]),
         ]);
         let (next, got) = claim_reply(reply);
         assert_eq!(next.as_deref(), Some("5-0"));
-        assert_eq!(got, vec![Entry { id: "3-0".into(), fields: vec![(b"payload".to_vec(), b"x".to_vec())] }]);
+        assert_eq!(
+            got,
+            vec![Entry {
+                id: "3-0".into(),
+                fields: vec![(b"payload".to_vec(), b"x".to_vec())]
+            }]
+        );
     }
 }

@@ -8,9 +8,9 @@
 //! again) and the next one reconnects.
 
 use super::connect;
+use crate::batch::{BatchQueue, Failed, Reply};
 use sluice_core::{Confirm, SinkError};
 use std::time::Duration;
-use crate::batch::{BatchQueue, Failed, Reply};
 use tokio::sync::mpsc;
 
 /// Most commands in one pipeline.
@@ -22,7 +22,12 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Start the writer task on an open connection.
-    pub fn start(name: String, client: redis::Client, conn: redis::aio::MultiplexedConnection, timeout: Duration) -> Self {
+    pub fn start(
+        name: String,
+        client: redis::Client,
+        conn: redis::aio::MultiplexedConnection,
+        timeout: Duration,
+    ) -> Self {
         let (queue, rx) = BatchQueue::new(name.clone(), BATCH * 4);
         tokio::spawn(run(name, client, conn, timeout, rx));
         Writer { queue }
@@ -64,7 +69,11 @@ async fn run(
         let outcome = match result {
             Ok(()) => Ok(()),
             Err(e) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_connection_refusal()
+                {
                     conn = None;
                 }
                 Err(Failed::Retry(e.to_string()))
@@ -76,7 +85,10 @@ async fn run(
     }
 }
 
-async fn pipeline(conn: &mut redis::aio::MultiplexedConnection, batch: &[(redis::Cmd, Reply)]) -> redis::RedisResult<()> {
+async fn pipeline(
+    conn: &mut redis::aio::MultiplexedConnection,
+    batch: &[(redis::Cmd, Reply)],
+) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     for (cmd, _) in batch {
         pipe.add_command(cmd.clone());

@@ -104,13 +104,25 @@ fn default_connect_timeout() -> HumanDuration {
 impl SqsSourceConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if !(1..=10).contains(&self.batch) {
-            return Err(Invalid::new(format!("`batch` is {}, SQS receives 1 to 10 messages at a time", self.batch), "set `batch` between 1 and 10"));
+            return Err(Invalid::new(
+                format!(
+                    "`batch` is {}, SQS receives 1 to 10 messages at a time",
+                    self.batch
+                ),
+                "set `batch` between 1 and 10",
+            ));
         }
         if self.wait.0 > Duration::from_secs(20) {
-            return Err(Invalid::new("`wait` exceeds SQS's 20 s long-polling limit", "set `wait` to at most \"20s\""));
+            return Err(Invalid::new(
+                "`wait` exceeds SQS's 20 s long-polling limit",
+                "set `wait` to at most \"20s\"",
+            ));
         }
         if self.visibility_timeout.0 < Duration::from_secs(2) {
-            return Err(Invalid::new("`visibility_timeout` below 2 s leaves no time to renew it", "set `visibility_timeout` to at least \"2s\""));
+            return Err(Invalid::new(
+                "`visibility_timeout` below 2 s leaves no time to renew it",
+                "set `visibility_timeout` to at least \"2s\"",
+            ));
         }
         Ok(())
     }
@@ -133,7 +145,11 @@ impl SqsSinkConfig {
 }
 
 /// A client and the queue URL, checked against the service within `timeout`.
-async fn connect(what: &str, e: &Endpoint, timeout: Duration) -> Result<(aws_sdk_sqs::Client, String), ConnectError> {
+async fn connect(
+    what: &str,
+    e: &Endpoint,
+    timeout: Duration,
+) -> Result<(aws_sdk_sqs::Client, String), ConnectError> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &e.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -143,12 +159,22 @@ async fn connect(what: &str, e: &Endpoint, timeout: Duration) -> Result<(aws_sdk
     }
     let config = loader.load().await;
     let client = aws_sdk_sqs::Client::new(&config);
-    let at = e.endpoint_url.clone().unwrap_or_else(|| "the SQS endpoint of the configured region".into());
+    let at = e
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| "the SQS endpoint of the configured region".into());
     let url = if e.queue.starts_with("https://") || e.queue.starts_with("http://") {
         let probe = client.get_queue_attributes().queue_url(&e.queue).send();
         match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(_)) => e.queue.clone(),
-            Ok(Err(err)) => return Err(unreachable(what, &at, &e.queue, &aws_sdk_sqs::error::DisplayErrorContext(err).to_string())),
+            Ok(Err(err)) => {
+                return Err(unreachable(
+                    what,
+                    &at,
+                    &e.queue,
+                    &aws_sdk_sqs::error::DisplayErrorContext(err).to_string(),
+                ))
+            }
             Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
         }
     } else if e.create_queue {
@@ -159,14 +185,28 @@ async fn connect(what: &str, e: &Endpoint, timeout: Duration) -> Result<(aws_sdk
         }
         match tokio::time::timeout(timeout, create.send()).await {
             Ok(Ok(out)) => out.queue_url().unwrap_or_default().to_string(),
-            Ok(Err(err)) => return Err(unreachable(what, &at, &e.queue, &aws_sdk_sqs::error::DisplayErrorContext(err).to_string())),
+            Ok(Err(err)) => {
+                return Err(unreachable(
+                    what,
+                    &at,
+                    &e.queue,
+                    &aws_sdk_sqs::error::DisplayErrorContext(err).to_string(),
+                ))
+            }
             Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
         }
     } else {
         let lookup = client.get_queue_url().queue_name(&e.queue).send();
         match tokio::time::timeout(timeout, lookup).await {
             Ok(Ok(out)) => out.queue_url().unwrap_or_default().to_string(),
-            Ok(Err(err)) => return Err(unreachable(what, &at, &e.queue, &aws_sdk_sqs::error::DisplayErrorContext(err).to_string())),
+            Ok(Err(err)) => {
+                return Err(unreachable(
+                    what,
+                    &at,
+                    &e.queue,
+                    &aws_sdk_sqs::error::DisplayErrorContext(err).to_string(),
+                ))
+            }
             Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
         }
     };

@@ -10,14 +10,17 @@
 //! dead-letters. When SQS refuses a whole batch that way, each entry is sent
 //! alone to find the ones at fault.
 
-use super::{connect, is_fifo, Endpoint, SqsSinkConfig, DEDUP_HEADER, ENCODING_ATTRIBUTE, GROUP_HEADER, KEY_ATTRIBUTE};
+use super::{
+    connect, is_fifo, Endpoint, SqsSinkConfig, DEDUP_HEADER, ENCODING_ATTRIBUTE, GROUP_HEADER,
+    KEY_ATTRIBUTE,
+};
+use crate::batch::{BatchQueue, Failed, Reply};
 use crate::ConnectError;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use base64::Engine as _;
 use sluice_core::{Confirm, Message, Sink, SinkError};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use crate::batch::{BatchQueue, Failed, Reply};
 use tokio::sync::mpsc;
 
 pub(super) struct SqsSink {
@@ -28,18 +31,41 @@ pub(super) struct SqsSink {
 }
 
 impl SqsSink {
-    pub(super) async fn connect(c: &SqsSinkConfig, endpoint: Endpoint) -> Result<Self, ConnectError> {
+    pub(super) async fn connect(
+        c: &SqsSinkConfig,
+        endpoint: Endpoint,
+    ) -> Result<Self, ConnectError> {
         let name = format!("sqs:{}", endpoint.queue);
-        let (client, url) = connect(&format!("sqs sink `{}`", endpoint.queue), &endpoint, c.connect_timeout.0).await?;
+        let (client, url) = connect(
+            &format!("sqs sink `{}`", endpoint.queue),
+            &endpoint,
+            c.connect_timeout.0,
+        )
+        .await?;
         let (queue, rx) = BatchQueue::new(name.clone(), 100);
         tokio::spawn(batcher(name.clone(), client, url.clone(), rx));
-        Ok(SqsSink { queue, name, fifo: is_fifo(&url), group: c.message_group_id.clone() })
+        Ok(SqsSink {
+            queue,
+            name,
+            fifo: is_fifo(&url),
+            group: c.message_group_id.clone(),
+        })
     }
 
     fn entry(&self, msg: &Message) -> Result<SendMessageBatchRequestEntry, String> {
         let mut attributes: HashMap<String, MessageAttributeValue> = HashMap::new();
-        let text = |s: &str| MessageAttributeValue::builder().data_type("String").string_value(s).build();
-        let bytes = |b: &[u8]| MessageAttributeValue::builder().data_type("Binary").binary_value(aws_sdk_sqs::primitives::Blob::new(b)).build();
+        let text = |s: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(s)
+                .build()
+        };
+        let bytes = |b: &[u8]| {
+            MessageAttributeValue::builder()
+                .data_type("Binary")
+                .binary_value(aws_sdk_sqs::primitives::Blob::new(b))
+                .build()
+        };
         let mut group = None;
         let mut dedup = None;
         for (name, value) in &msg.headers {
@@ -65,22 +91,34 @@ impl SqsSink {
         let body = match std::str::from_utf8(&msg.payload) {
             Ok(s) if sqs_text(s) => s.to_string(),
             _ => {
-                attributes.insert(ENCODING_ATTRIBUTE.into(), text("base64").map_err(|e| e.to_string())?);
+                attributes.insert(
+                    ENCODING_ATTRIBUTE.into(),
+                    text("base64").map_err(|e| e.to_string())?,
+                );
                 base64::engine::general_purpose::STANDARD.encode(&msg.payload)
             }
         };
-        let mut entry = SendMessageBatchRequestEntry::builder().id("0").message_body(body).set_message_attributes(Some(attributes));
+        let mut entry = SendMessageBatchRequestEntry::builder()
+            .id("0")
+            .message_body(body)
+            .set_message_attributes(Some(attributes));
         if self.fifo {
             let group = group
                 .or_else(|| self.group.clone())
-                .or_else(|| msg.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()))
+                .or_else(|| {
+                    msg.key
+                        .as_ref()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                })
                 .unwrap_or_else(|| "sluice".into());
             let dedup = dedup.unwrap_or_else(|| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 (&msg.key, &msg.payload).hash(&mut h);
                 format!("{:016x}", h.finish())
             });
-            entry = entry.message_group_id(group).message_deduplication_id(dedup);
+            entry = entry
+                .message_group_id(group)
+                .message_deduplication_id(dedup);
         }
         entry.build().map_err(|e| e.to_string())
     }
@@ -93,7 +131,10 @@ impl Sink for SqsSink {
     }
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
-        let entry = self.entry(msg).map_err(|reason| SinkError::Publish { sink: self.name.clone(), reason })?;
+        let entry = self.entry(msg).map_err(|reason| SinkError::Publish {
+            sink: self.name.clone(),
+            reason,
+        })?;
         self.queue.send(entry).await
     }
 }
@@ -108,12 +149,16 @@ const MAX_BATCH_BYTES: usize = 1_048_576;
 /// #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`). Other payloads
 /// travel base64-encoded, other header values as Binary attributes.
 fn sqs_text(s: &str) -> bool {
-    s.chars().all(|c| matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}'))
+    s.chars().all(|c| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+    })
 }
 
 /// `b` as a String attribute value, when SQS takes it as one.
 fn sendable(b: &[u8]) -> Option<&str> {
-    std::str::from_utf8(b).ok().filter(|s| !s.is_empty() && sqs_text(s))
+    std::str::from_utf8(b)
+        .ok()
+        .filter(|s| !s.is_empty() && sqs_text(s))
 }
 
 /// An entry's size as SQS counts it: body plus every attribute's name,
@@ -121,13 +166,23 @@ fn sendable(b: &[u8]) -> Option<&str> {
 fn size(e: &SendMessageBatchRequestEntry) -> usize {
     let attributes = e.message_attributes().map_or(0, |a| {
         a.iter()
-            .map(|(name, v)| name.len() + v.data_type().len() + v.string_value().map_or(0, str::len) + v.binary_value().map_or(0, |b| b.as_ref().len()))
+            .map(|(name, v)| {
+                name.len()
+                    + v.data_type().len()
+                    + v.string_value().map_or(0, str::len)
+                    + v.binary_value().map_or(0, |b| b.as_ref().len())
+            })
             .sum()
     });
     e.message_body().len() + attributes
 }
 
-async fn batcher(name: String, client: aws_sdk_sqs::Client, url: String, mut rx: mpsc::Receiver<(SendMessageBatchRequestEntry, Reply)>) {
+async fn batcher(
+    name: String,
+    client: aws_sdk_sqs::Client,
+    url: String,
+    mut rx: mpsc::Receiver<(SendMessageBatchRequestEntry, Reply)>,
+) {
     let mut queued = Vec::with_capacity(10);
     while rx.recv_many(&mut queued, 10).await > 0 {
         let mut batch = Vec::with_capacity(queued.len());
@@ -135,7 +190,9 @@ async fn batcher(name: String, client: aws_sdk_sqs::Client, url: String, mut rx:
         for (entry, reply) in queued.drain(..) {
             let n = size(&entry);
             if n > MAX_BATCH_BYTES {
-                let _ = reply.send(Err(Failed::Rejected(format!("the message is {n} bytes, over SQS's limit of {MAX_BATCH_BYTES}"))));
+                let _ = reply.send(Err(Failed::Rejected(format!(
+                    "the message is {n} bytes, over SQS's limit of {MAX_BATCH_BYTES}"
+                ))));
                 continue;
             }
             if bytes + n > MAX_BATCH_BYTES {
@@ -153,7 +210,12 @@ async fn batcher(name: String, client: aws_sdk_sqs::Client, url: String, mut rx:
 
 /// Send one batch and answer each entry; a batch SQS refuses as a whole for
 /// its content is sent again one entry at a time.
-async fn send(name: &str, client: &aws_sdk_sqs::Client, url: &str, batch: Vec<(SendMessageBatchRequestEntry, Reply)>) {
+async fn send(
+    name: &str,
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    batch: Vec<(SendMessageBatchRequestEntry, Reply)>,
+) {
     let mut replies: Vec<Option<Reply>> = Vec::with_capacity(batch.len());
     let mut entries = Vec::with_capacity(batch.len());
     for (i, (mut entry, reply)) in batch.into_iter().enumerate() {
@@ -161,12 +223,30 @@ async fn send(name: &str, client: &aws_sdk_sqs::Client, url: &str, batch: Vec<(S
         entries.push(entry);
         replies.push(Some(reply));
     }
-    match client.send_message_batch().queue_url(url).set_entries(Some(entries.clone())).send().await {
+    match client
+        .send_message_batch()
+        .queue_url(url)
+        .set_entries(Some(entries.clone()))
+        .send()
+        .await
+    {
         Ok(out) => {
             for f in out.failed() {
-                let Some(reply) = f.id().parse::<usize>().ok().and_then(|i| replies.get_mut(i)).and_then(Option::take) else { continue };
+                let Some(reply) = f
+                    .id()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| replies.get_mut(i))
+                    .and_then(Option::take)
+                else {
+                    continue;
+                };
                 let reason = format!("{}: {}", f.code(), f.message().unwrap_or_default());
-                let _ = reply.send(Err(if f.sender_fault() { Failed::Rejected(reason) } else { Failed::Retry(reason) }));
+                let _ = reply.send(Err(if f.sender_fault() {
+                    Failed::Rejected(reason)
+                } else {
+                    Failed::Retry(reason)
+                }));
             }
             for reply in replies.into_iter().flatten() {
                 let _ = reply.send(Ok(()));
@@ -186,7 +266,11 @@ async fn send(name: &str, client: &aws_sdk_sqs::Client, url: &str, batch: Vec<(S
                 tracing::warn!(sink = %name, error = %reason, "SendMessageBatch failed");
             }
             for reply in replies.into_iter().flatten() {
-                let _ = reply.send(Err(if refused { Failed::Rejected(reason.clone()) } else { Failed::Retry(reason.clone()) }));
+                let _ = reply.send(Err(if refused {
+                    Failed::Rejected(reason.clone())
+                } else {
+                    Failed::Retry(reason.clone())
+                }));
             }
         }
     }
@@ -195,10 +279,24 @@ async fn send(name: &str, client: &aws_sdk_sqs::Client, url: &str, batch: Vec<(S
 /// Whether SQS refused a request for what the messages hold (so that
 /// sending it again cannot help), by the error's code. Everything else (no
 /// connection, throttling, credentials, a missing queue) is worth a retry.
-fn refused_content<R>(e: &aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError, R>) -> bool {
+fn refused_content<R>(
+    e: &aws_sdk_sqs::error::SdkError<
+        aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError,
+        R,
+    >,
+) -> bool {
     use aws_sdk_sqs::error::ProvideErrorMetadata as _;
-    const CONTENT: [&str; 5] = ["InvalidParameterValue", "InvalidMessageContents", "InvalidAttributeName", "InvalidAttributeValue", "BatchRequestTooLong"];
-    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or_default();
+    const CONTENT: [&str; 5] = [
+        "InvalidParameterValue",
+        "InvalidMessageContents",
+        "InvalidAttributeName",
+        "InvalidAttributeValue",
+        "BatchRequestTooLong",
+    ];
+    let code = e
+        .as_service_error()
+        .and_then(|s| s.code())
+        .unwrap_or_default();
     let last = code.rsplit(['.', '#']).next().unwrap_or_default();
     CONTENT.contains(&last)
 }
@@ -217,8 +315,17 @@ mod tests {
 
     #[test]
     fn size_counts_body_and_attributes() {
-        let attr = MessageAttributeValue::builder().data_type("String").string_value("v1").build().unwrap();
-        let e = SendMessageBatchRequestEntry::builder().id("0").message_body("12345").message_attributes("k", attr).build().unwrap();
+        let attr = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value("v1")
+            .build()
+            .unwrap();
+        let e = SendMessageBatchRequestEntry::builder()
+            .id("0")
+            .message_body("12345")
+            .message_attributes("k", attr)
+            .build()
+            .unwrap();
         assert_eq!(size(&e), 5 + 1 + "String".len() + 2);
     }
 }

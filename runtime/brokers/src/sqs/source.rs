@@ -6,10 +6,15 @@
 //! retried alone) or releases (visibility 0) and removes, and the renewer
 //! extends the visibility of everything still held every half timeout.
 
-use super::{connect, SqsSourceConfig, ENCODING_ATTRIBUTE, GROUP_HEADER, DEDUP_HEADER, KEY_ATTRIBUTE};
+use super::{
+    connect, SqsSourceConfig, DEDUP_HEADER, ENCODING_ATTRIBUTE, GROUP_HEADER, KEY_ATTRIBUTE,
+};
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
+};
 use base64::Engine as _;
 use sluice_core::stats::{SourceLag, LAG_EVERY};
 use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
@@ -36,20 +41,32 @@ pub(super) struct SqsSource {
 impl SqsSource {
     pub(super) async fn connect(c: &SqsSourceConfig) -> Result<Self, ConnectError> {
         let (client, url) = connect("sqs source", &c.endpoint, c.connect_timeout.0).await?;
-        Ok(SqsSource { client, url, config: c.clone(), lag: None })
+        Ok(SqsSource {
+            client,
+            url,
+            config: c.clone(),
+            lag: None,
+        })
     }
 
     fn name(&self) -> String {
         format!("sqs:{}", self.config.endpoint.queue)
     }
 
-    fn delivery(&self, m: &aws_sdk_sqs::types::Message, settle: &mpsc::UnboundedSender<Settled<String>>) -> Option<Delivery> {
+    fn delivery(
+        &self,
+        m: &aws_sdk_sqs::types::Message,
+        settle: &mpsc::UnboundedSender<Settled<String>>,
+    ) -> Option<Delivery> {
         let receipt = m.receipt_handle()?.to_string();
         let body = m.body().unwrap_or_default();
         let mut key = None;
         let mut headers = Vec::new();
         let mut base64 = false;
-        let mut attributes: Vec<_> = m.message_attributes().map(|a| a.iter().collect()).unwrap_or_default();
+        let mut attributes: Vec<_> = m
+            .message_attributes()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
         attributes.sort_by(|a, b| a.0.cmp(b.0));
         for (name, value) in attributes {
             let bytes = match (value.string_value(), value.binary_value()) {
@@ -64,7 +81,8 @@ impl SqsSource {
             }
         }
         let system = m.attributes();
-        let system_attr = |name: MessageSystemAttributeName| system.and_then(|s| s.get(&name)).cloned();
+        let system_attr =
+            |name: MessageSystemAttributeName| system.and_then(|s| s.get(&name)).cloned();
         let group = system_attr(MessageSystemAttributeName::MessageGroupId);
         if let Some(g) = &group {
             headers.push((GROUP_HEADER.into(), g.clone().into_bytes()));
@@ -75,7 +93,12 @@ impl SqsSource {
         let (payload, decode_error) = if base64 {
             match base64::engine::general_purpose::STANDARD.decode(body) {
                 Ok(p) => (p, None),
-                Err(e) => (body.as_bytes().to_vec(), Some(format!("`{ENCODING_ATTRIBUTE}=base64` but the body is not base64: {e}"))),
+                Err(e) => (
+                    body.as_bytes().to_vec(),
+                    Some(format!(
+                        "`{ENCODING_ATTRIBUTE}=base64` but the body is not base64: {e}"
+                    )),
+                ),
             }
         } else {
             (body.as_bytes().to_vec(), None)
@@ -85,10 +108,14 @@ impl SqsSource {
             payload,
             headers,
             source: self.config.endpoint.queue.clone(),
-            timestamp_ms: system_attr(MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok()),
+            timestamp_ms: system_attr(MessageSystemAttributeName::SentTimestamp)
+                .and_then(|t| t.parse().ok()),
             // SQS counts receives: the first is attempt 1, a retry through
             // the broker (or a redelivery after a crash) counts on.
-            attempt: system_attr(MessageSystemAttributeName::ApproximateReceiveCount).and_then(|n| n.parse().ok()).filter(|n| *n >= 1).unwrap_or(1),
+            attempt: system_attr(MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n >= 1)
+                .unwrap_or(1),
         };
         let mut coordinates = Coordinates::default()
             .with("queue", &self.config.endpoint.queue)
@@ -123,12 +150,31 @@ impl Source for SqsSource {
         true
     }
 
-    async fn run(self: Box<Self>, out: mpsc::Sender<Delivery>, shutdown: CancellationToken) -> Result<(), SourceError> {
+    async fn run(
+        self: Box<Self>,
+        out: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
         let held = Held::default();
         let (settle, settled) = mpsc::unbounded_channel();
-        let settler = tokio::spawn(settle_task(self.name(), self.client.clone(), self.url.clone(), held.clone(), settled));
-        let renewer = tokio::spawn(renew_task(self.name(), self.client.clone(), self.url.clone(), held.clone(), self.config.visibility_timeout.0));
-        let lagger = self.lag.clone().map(|lag| tokio::spawn(lag_task(self.client.clone(), self.url.clone(), lag)));
+        let settler = tokio::spawn(settle_task(
+            self.name(),
+            self.client.clone(),
+            self.url.clone(),
+            held.clone(),
+            settled,
+        ));
+        let renewer = tokio::spawn(renew_task(
+            self.name(),
+            self.client.clone(),
+            self.url.clone(),
+            held.clone(),
+            self.config.visibility_timeout.0,
+        ));
+        let lagger = self
+            .lag
+            .clone()
+            .map(|lag| tokio::spawn(lag_task(self.client.clone(), self.url.clone(), lag)));
         let visibility = self.config.visibility_timeout.0.as_secs() as i32;
         let mut attempt = 0;
         'receiving: while !shutdown.is_cancelled() {
@@ -164,7 +210,9 @@ impl Source for SqsSource {
                 }
             };
             for m in &messages {
-                let Some(delivery) = self.delivery(m, &settle) else { continue };
+                let Some(delivery) = self.delivery(m, &settle) else {
+                    continue;
+                };
                 if let Some(r) = m.receipt_handle() {
                     lock(&held).insert(r.to_string());
                 }
@@ -189,7 +237,13 @@ impl Source for SqsSource {
 /// make released ones visible again at once, and ones to retry later
 /// visible after their delay (SQS's own way to retry: the message stays in
 /// the queue and its receive count goes up).
-async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, held: Held, mut settled: mpsc::UnboundedReceiver<Settled<String>>) {
+async fn settle_task(
+    name: String,
+    client: aws_sdk_sqs::Client,
+    url: String,
+    held: Held,
+    mut settled: mpsc::UnboundedReceiver<Settled<String>>,
+) {
     let mut batch = Vec::new();
     let mut to_delete: Vec<String> = Vec::new();
     while settled.recv_many(&mut batch, 100).await > 0 {
@@ -197,13 +251,25 @@ async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, hel
             match s {
                 Settled::Done(r) => to_delete.push(r),
                 Settled::Released(r) => {
-                    let _ = client.change_message_visibility().queue_url(&url).receipt_handle(&r).visibility_timeout(0).send().await;
+                    let _ = client
+                        .change_message_visibility()
+                        .queue_url(&url)
+                        .receipt_handle(&r)
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
                     lock(&held).remove(&r);
                 }
                 Settled::Later(r, later) => {
                     // Whole seconds, rounded up; SQS allows up to 12 hours.
                     let secs = later.delay.as_secs_f64().ceil().min(43_200.0) as i32;
-                    let changed = client.change_message_visibility().queue_url(&url).receipt_handle(&r).visibility_timeout(secs).send().await;
+                    let changed = client
+                        .change_message_visibility()
+                        .queue_url(&url)
+                        .receipt_handle(&r)
+                        .visibility_timeout(secs)
+                        .send()
+                        .await;
                     if let Err(e) = changed {
                         tracing::warn!(source = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry; the message comes back when its visibility timeout runs out");
                     }
@@ -218,9 +284,21 @@ async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, hel
                 let entries: Vec<_> = chunk
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build().ok())
+                    .filter_map(|(i, r)| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(r)
+                            .build()
+                            .ok()
+                    })
                     .collect();
-                match client.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await {
+                match client
+                    .delete_message_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
                     Ok(out) => {
                         // A sender fault (an invalid or expired receipt
                         // handle) fails again on every retry: give it up.
@@ -228,7 +306,9 @@ async fn settle_task(name: String, client: aws_sdk_sqs::Client, url: String, hel
                         // timeout and is delivered again, a duplicate.
                         let mut transient = HashSet::new();
                         for f in out.failed() {
-                            let Ok(i) = f.id().parse::<usize>() else { continue };
+                            let Ok(i) = f.id().parse::<usize>() else {
+                                continue;
+                            };
                             if f.sender_fault() {
                                 tracing::warn!(source = %name, code = f.code(), reason = f.message().unwrap_or_default(), "SQS refused to delete a finished message; it will be delivered again");
                             } else {
@@ -266,15 +346,31 @@ async fn lag_task(client: aws_sdk_sqs::Client, url: String, lag: Arc<SourceLag>)
     let mut tick = tokio::time::interval(LAG_EVERY.max(Duration::from_secs(10)));
     loop {
         tick.tick().await;
-        let attrs = client.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::ApproximateNumberOfMessages).send().await;
-        let waiting = attrs.ok().and_then(|a| a.attributes()?.get(&QueueAttributeName::ApproximateNumberOfMessages)?.parse().ok());
+        let attrs = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await;
+        let waiting = attrs.ok().and_then(|a| {
+            a.attributes()?
+                .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+                .parse()
+                .ok()
+        });
         if let Some(n) = waiting {
             lag.set(n);
         }
     }
 }
 
-async fn renew_task(name: String, client: aws_sdk_sqs::Client, url: String, held: Held, visibility: Duration) {
+async fn renew_task(
+    name: String,
+    client: aws_sdk_sqs::Client,
+    url: String,
+    held: Held,
+    visibility: Duration,
+) {
     let mut tick = tokio::time::interval(visibility / 2);
     tick.tick().await;
     loop {
@@ -293,7 +389,13 @@ async fn renew_task(name: String, client: aws_sdk_sqs::Client, url: String, held
                         .ok()
                 })
                 .collect();
-            if let Err(e) = client.change_message_visibility_batch().queue_url(&url).set_entries(Some(entries)).send().await {
+            if let Err(e) = client
+                .change_message_visibility_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
                 tracing::warn!(source = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "visibility renewal failed");
             }
         }

@@ -46,14 +46,21 @@ pub enum BuildError {
     #[error("`{tool}` was not found on PATH; {hint}")]
     MissingTool { tool: String, hint: String },
     #[error("{step} failed ({status}):\n{output}")]
-    Step { step: String, status: String, output: String },
+    Step {
+        step: String,
+        status: String,
+        output: String,
+    },
     #[error("{what}: {detail}")]
     Other { what: String, detail: String },
 }
 
 impl BuildError {
     pub fn other(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
-        BuildError::Other { what: what.into(), detail: detail.to_string() }
+        BuildError::Other {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
     }
 }
 
@@ -70,24 +77,53 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, CliError> {
     let shown = dir;
     let dir = &absolute(dir);
     let work = dir.join("build");
-    let fail = |e: BuildError| CliError::Invalid(format!("{}: building {} plugin `{}`: {e}", shown.display(), manifest.language.as_str(), manifest.name));
-    std::fs::create_dir_all(&work).map_err(|e| fail(BuildError::other(format!("creating {}", work.display()), e)))?;
+    let fail = |e: BuildError| {
+        CliError::Invalid(format!(
+            "{}: building {} plugin `{}`: {e}",
+            shown.display(),
+            manifest.language.as_str(),
+            manifest.name
+        ))
+    };
+    std::fs::create_dir_all(&work)
+        .map_err(|e| fail(BuildError::other(format!("creating {}", work.display()), e)))?;
     let wit = if dir.join("wit").join("plugin.wit").is_file() {
         dir.join("wit")
     } else {
         let wit = work.join("wit");
-        std::fs::create_dir_all(&wit).and_then(|()| std::fs::write(wit.join("plugin.wit"), PLUGIN_WIT)).map_err(|e| fail(BuildError::other("writing the plugin contract", e)))?;
+        std::fs::create_dir_all(&wit)
+            .and_then(|()| std::fs::write(wit.join("plugin.wit"), PLUGIN_WIT))
+            .map_err(|e| fail(BuildError::other("writing the plugin contract", e)))?;
         wit
     };
     let out = out.map_or_else(|| manifest.default_output(dir), Path::to_path_buf);
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| fail(BuildError::other(format!("creating {}", parent.display()), e)))?;
+        std::fs::create_dir_all(parent).map_err(|e| {
+            fail(BuildError::other(
+                format!("creating {}", parent.display()),
+                e,
+            ))
+        })?;
     }
-    let job = Job { dir, manifest: &manifest, wit, work, out: absolute(&out) };
+    let job = Job {
+        dir,
+        manifest: &manifest,
+        wit,
+        work,
+        out: absolute(&out),
+    };
     lang::build(&job).map_err(fail)?;
     check(&job)?;
     let size = std::fs::metadata(&job.out).map(|m| m.len()).unwrap_or(0);
-    eprintln!("{}: {} `{}` plugin built in {:.1?} ({} bytes, world {})", out.display(), manifest.language.as_str(), manifest.name, started.elapsed(), size, manifest.world.as_str());
+    eprintln!(
+        "{}: {} `{}` plugin built in {:.1?} ({} bytes, world {})",
+        out.display(),
+        manifest.language.as_str(),
+        manifest.name,
+        started.elapsed(),
+        size,
+        manifest.world.as_str()
+    );
     Ok(out)
 }
 
@@ -95,7 +131,12 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, CliError> {
 /// artifact cache) and compare its world with the manifest's.
 fn check(job: &Job) -> Result<(), CliError> {
     let host = crate::assemble::host()?;
-    let plugin = host.load(&job.out).map_err(|e| CliError::Invalid(format!("{}: the built component does not load: {e}", job.out.display())))?;
+    let plugin = host.load(&job.out).map_err(|e| {
+        CliError::Invalid(format!(
+            "{}: the built component does not load: {e}",
+            job.out.display()
+        ))
+    })?;
     if plugin.kind != job.world().kind() {
         return Err(CliError::Invalid(format!(
             "{}: the built component implements world `{}`, but {} says `{}`",
@@ -121,7 +162,10 @@ pub fn tool(name: &str, hint: &str) -> Result<PathBuf, BuildError> {
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
-        .ok_or_else(|| BuildError::MissingTool { tool: name.to_string(), hint: hint.to_string() })
+        .ok_or_else(|| BuildError::MissingTool {
+            tool: name.to_string(),
+            hint: hint.to_string(),
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -135,16 +179,35 @@ fn is_executable(path: &Path) -> bool {
 /// # Errors
 /// [`BuildError::Step`] when it cannot start or exits non-zero.
 pub fn run(step: &str, cmd: &mut Command) -> Result<(), BuildError> {
-    let line = format!("{} {}", cmd.get_program().to_string_lossy(), cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+    let line = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     tracing::debug!(step, command = %line, "plugin build step");
-    let output = cmd.output().map_err(|e| BuildError::Step { step: step.to_string(), status: "did not start".into(), output: format!("$ {line}\n{e}") })?;
+    let output = cmd.output().map_err(|e| BuildError::Step {
+        step: step.to_string(),
+        status: "did not start".into(),
+        output: format!("$ {line}\n{e}"),
+    })?;
     if output.status.success() {
         return Ok(());
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(60)..].join("\n");
-    Err(BuildError::Step { step: step.to_string(), status: output.status.to_string(), output: format!("$ {line}\n{tail}") })
+    Err(BuildError::Step {
+        step: step.to_string(),
+        status: output.status.to_string(),
+        output: format!("$ {line}\n{tail}"),
+    })
 }
 
 /// Turn a core Wasm module that embeds its component type (wit-bindgen's

@@ -85,8 +85,11 @@ impl Manifest {
     }
 
     fn parse(path: &Path, text: &str) -> Result<Manifest, CliError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| CliError::Invalid(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
-        check_name(&manifest.name).map_err(|why| CliError::Invalid(format!("{}: key `name`: {why}", path.display())))?;
+        let manifest: Manifest = toml::from_str(text).map_err(|e| {
+            CliError::Invalid(format!("{}: {}", path.display(), e.to_string().trim_end()))
+        })?;
+        check_name(&manifest.name)
+            .map_err(|why| CliError::Invalid(format!("{}: key `name`: {why}", path.display())))?;
         Ok(manifest)
     }
 
@@ -101,7 +104,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
     if ok {
         Ok(())
@@ -116,17 +121,45 @@ mod tests {
 
     #[test]
     fn a_manifest_names_language_and_world() {
-        let m = Manifest::parse(Path::new("p/sluice-plugin.toml"), "name = \"mask-cards\"\nlanguage = \"js\"\nworld = \"transform\"\n").unwrap();
-        assert_eq!((m.name.as_str(), m.language, m.world), ("mask-cards", Language::Js, World::Transform));
+        let m = Manifest::parse(
+            Path::new("p/sluice-plugin.toml"),
+            "name = \"mask-cards\"\nlanguage = \"js\"\nworld = \"transform\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.language, m.world),
+            ("mask-cards", Language::Js, World::Transform)
+        );
     }
 
     #[test]
     fn bad_manifests_name_the_file_and_key() {
-        let err = Manifest::parse(Path::new("p/sluice-plugin.toml"), "name = \"x\"\nlanguage = \"cobol\"\nworld = \"filter\"\n").unwrap_err().to_string();
-        assert!(err.contains("p/sluice-plugin.toml") && err.contains("cobol") && err.contains("js"), "{err}");
-        let err = Manifest::parse(Path::new("p/sluice-plugin.toml"), "name = \"Bad_Name\"\nlanguage = \"c\"\nworld = \"filter\"\n").unwrap_err().to_string();
-        assert!(err.contains("key `name`") && err.contains("Bad_Name"), "{err}");
-        let err = Manifest::parse(Path::new("p/sluice-plugin.toml"), "name = \"x\"\nlanguage = \"c\"\nworld = \"filter\"\nmain = \"a\"\n").unwrap_err().to_string();
+        let err = Manifest::parse(
+            Path::new("p/sluice-plugin.toml"),
+            "name = \"x\"\nlanguage = \"cobol\"\nworld = \"filter\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("p/sluice-plugin.toml") && err.contains("cobol") && err.contains("js"),
+            "{err}"
+        );
+        let err = Manifest::parse(
+            Path::new("p/sluice-plugin.toml"),
+            "name = \"Bad_Name\"\nlanguage = \"c\"\nworld = \"filter\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("key `name`") && err.contains("Bad_Name"),
+            "{err}"
+        );
+        let err = Manifest::parse(
+            Path::new("p/sluice-plugin.toml"),
+            "name = \"x\"\nlanguage = \"c\"\nworld = \"filter\"\nmain = \"a\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("main"), "{err}");
     }
 }

@@ -15,13 +15,25 @@ use std::path::{Path, PathBuf};
 /// # Errors
 /// [`CliError::Invalid`] for a bad name or an existing folder; I/O errors
 /// naming the file.
-pub fn new(parent: &Path, name: &str, language: Language, world: World) -> Result<PathBuf, CliError> {
+pub fn new(
+    parent: &Path,
+    name: &str,
+    language: Language,
+    world: World,
+) -> Result<PathBuf, CliError> {
     check_name(name).map_err(CliError::Invalid)?;
     let dir = parent.join(name);
     if dir.exists() {
-        return Err(CliError::Invalid(format!("{}: already exists; pick another NAME or remove it", dir.display())));
+        return Err(CliError::Invalid(format!(
+            "{}: already exists; pick another NAME or remove it",
+            dir.display()
+        )));
     }
-    let fill = |text: &str| text.replace("{{name}}", name).replace("{{world}}", world.as_str()).replace("{{snake}}", &name.replace('-', "_"));
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{world}}", world.as_str())
+            .replace("{{snake}}", &name.replace('-', "_"))
+    };
     let mut files: Vec<(String, String)> = vec![
         (FILE.to_string(), format!("# A sluice plugin (see `sluice plugin build --help`).\nname = \"{name}\"\nlanguage = \"{}\"\nworld = \"{}\"\n", language.as_str(), world.as_str())),
         ("wit/plugin.wit".to_string(), PLUGIN_WIT.to_string()),
@@ -31,10 +43,17 @@ pub fn new(parent: &Path, name: &str, language: Language, world: World) -> Resul
         ("README.md".to_string(), fill(README)),
         (".gitignore".to_string(), "/build/\n/dist/\n/target/\n/node_modules/\n__pycache__/\n".to_string()),
     ];
-    files.extend(lang::template(language, world).into_iter().map(|(path, text)| (path.to_string(), fill(text))));
+    files.extend(
+        lang::template(language, world)
+            .into_iter()
+            .map(|(path, text)| (path.to_string(), fill(text))),
+    );
     for (path, text) in &files {
         let path = dir.join(path);
-        let write = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, text));
+        let write = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, text));
         write.map_err(|e| CliError::Invalid(format!("{}: cannot write: {e}", path.display())))?;
     }
     set_executable(&dir.join("build.sh"))?;
@@ -53,7 +72,8 @@ pub fn new(parent: &Path, name: &str, language: Language, world: World) -> Resul
 
 fn set_executable(path: &Path) -> Result<(), CliError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// Three messages every template is checked on (see [`super::lang`] for
@@ -66,18 +86,28 @@ const SAMPLE: &str = r#"{"key": "k-1", "headers": {"route": "audit"}, "payload":
 /// What the template of `world` gives for [`SAMPLE`], as `sluice test` prints it.
 fn expected(name: &str, world: World) -> String {
     let lines: Vec<Value> = match world {
-        World::Filter => vec![json!({"kept": true}), json!({"kept": true}), json!({"kept": false})],
+        World::Filter => vec![
+            json!({"kept": true}),
+            json!({"kept": true}),
+            json!({"kept": false}),
+        ],
         World::Transform => {
-            let out = |key: &str, headers: Value, payload: Value| {
-                json!({"messages": [{"key": key, "headers": headers, "payload": payload, "source": "", "timestamp_ms": null}]})
-            };
+            let out = |key: &str, headers: Value, payload: Value| json!({"messages": [{"key": key, "headers": headers, "payload": payload, "source": "", "timestamp_ms": null}]});
             vec![
-                out("k-1", json!({"route": "audit", "processed-by": name}), json!({"id": 1, "text": "hello"})),
+                out(
+                    "k-1",
+                    json!({"route": "audit", "processed-by": name}),
+                    json!({"id": 1, "text": "hello"}),
+                ),
                 out("k-2", json!({"processed-by": name}), json!({"id": 2})),
                 json!({"error": {"class": "fatal", "text": "empty payload"}}),
             ]
         }
-        World::Route => vec![json!({"routes": ["audit"]}), json!({"routes": ["default"]}), json!({"routes": ["default"]})],
+        World::Route => vec![
+            json!({"routes": ["audit"]}),
+            json!({"routes": ["default"]}),
+            json!({"routes": ["default"]}),
+        ],
     };
     lines.iter().map(|l| format!("{l}\n")).collect()
 }

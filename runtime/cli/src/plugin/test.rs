@@ -17,14 +17,25 @@ use sluice_core::{Limits, Message, Stage, StageError, StageFactory, StageOutput}
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub fn test(plugin: &Path, input: &Path, expect: Option<&Path>, params: &[String]) -> Result<(), CliError> {
+pub fn test(
+    plugin: &Path,
+    input: &Path,
+    expect: Option<&Path>,
+    params: &[String],
+) -> Result<(), CliError> {
     let params = parse_params(params)?;
     let messages = read_fixtures(input)?;
     let host = crate::assemble::host()?;
-    let loaded = host.load(plugin).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let loaded = host
+        .load(plugin)
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
     let kind = loaded.kind;
-    let factory = host.stage(loaded, "test", kind, Limits::default(), params).map_err(|e| CliError::Invalid(e.to_string()))?;
-    let mut stage = factory.instantiate().map_err(|e| CliError::Invalid(format!("{}: cannot instantiate: {e:#}", plugin.display())))?;
+    let factory = host
+        .stage(loaded, "test", kind, Limits::default(), params)
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+    let mut stage = factory.instantiate().map_err(|e| {
+        CliError::Invalid(format!("{}: cannot instantiate: {e:#}", plugin.display()))
+    })?;
     let results: Vec<Value> = messages.iter().map(|m| result(stage.as_mut(), m)).collect();
     for r in &results {
         println!("{r}");
@@ -45,13 +56,24 @@ pub fn test(plugin: &Path, input: &Path, expect: Option<&Path>, params: &[String
         }
     }
     if diffs.is_empty() {
-        eprintln!("{}: {} of {} results as expected ({kind})", plugin.display(), results.len(), results.len());
+        eprintln!(
+            "{}: {} of {} results as expected ({kind})",
+            plugin.display(),
+            results.len(),
+            results.len()
+        );
         return Ok(());
     }
     for d in &diffs {
         eprintln!("{d}");
     }
-    Err(CliError::Invalid(format!("{}: {} of {} results differ from {}", plugin.display(), diffs.len(), results.len().max(expected.len()), expect.display())))
+    Err(CliError::Invalid(format!(
+        "{}: {} of {} results differ from {}",
+        plugin.display(),
+        diffs.len(),
+        results.len().max(expected.len()),
+        expect.display()
+    )))
 }
 
 /// One input's result line.
@@ -61,14 +83,20 @@ fn result(stage: &mut dyn Stage, msg: &Message) -> Value {
         Ok(StageOutput::Messages(out)) => {
             let envelopes: Vec<Value> = out
                 .iter()
-                .map(|m| serde_json::from_slice(&encode(m, LineFormat::Json)).unwrap_or(Value::Null))
+                .map(|m| {
+                    serde_json::from_slice(&encode(m, LineFormat::Json)).unwrap_or(Value::Null)
+                })
                 .collect();
             json!({ "messages": envelopes })
         }
         Ok(StageOutput::Routes(routes)) => json!({ "routes": routes }),
-        Err(StageError::Retryable(text)) => json!({ "error": { "class": "retryable", "text": text } }),
+        Err(StageError::Retryable(text)) => {
+            json!({ "error": { "class": "retryable", "text": text } })
+        }
         Err(StageError::Fatal(text)) => json!({ "error": { "class": "fatal", "text": text } }),
-        Err(StageError::Fault(f)) => json!({ "error": { "class": f.kind.class(), "text": f.detail } }),
+        Err(StageError::Fault(f)) => {
+            json!({ "error": { "class": f.kind.class(), "text": f.detail } })
+        }
     }
 }
 
@@ -77,18 +105,27 @@ fn parse_params(params: &[String]) -> Result<BTreeMap<String, String>, CliError>
         .iter()
         .map(|p| match p.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(CliError::Invalid(format!("--params `{p}`: write it as key=value, e.g. --params min=100"))),
+            _ => Err(CliError::Invalid(format!(
+                "--params `{p}`: write it as key=value, e.g. --params min=100"
+            ))),
         })
         .collect()
 }
 
 fn read_json_lines(path: &Path) -> Result<Vec<Value>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| CliError::Invalid(format!("{}:{}: not JSON: {e} (one JSON object per line)", path.display(), i + 1)))
+            serde_json::from_str(l).map_err(|e| {
+                CliError::Invalid(format!(
+                    "{}:{}: not JSON: {e} (one JSON object per line)",
+                    path.display(),
+                    i + 1
+                ))
+            })
         })
         .collect()
 }
@@ -103,8 +140,20 @@ fn read_fixtures(path: &Path) -> Result<Vec<Message>, CliError> {
         .enumerate()
         .map(|(i, v)| {
             let line = i + 1;
-            let Value::Object(o) = v else { return Err(bad(line, "not a JSON object")) };
-            if let Some(unknown) = o.keys().find(|k| !["key", "headers", "payload", "attempt", "source", "timestamp_ms"].contains(&k.as_str())) {
+            let Value::Object(o) = v else {
+                return Err(bad(line, "not a JSON object"));
+            };
+            if let Some(unknown) = o.keys().find(|k| {
+                ![
+                    "key",
+                    "headers",
+                    "payload",
+                    "attempt",
+                    "source",
+                    "timestamp_ms",
+                ]
+                .contains(&k.as_str())
+            }) {
                 return Err(bad(line, &format!("unknown field `{unknown}`")));
             }
             let mut msg = Message::new(match o.get("payload") {
@@ -118,14 +167,22 @@ fn read_fixtures(path: &Path) -> Result<Vec<Message>, CliError> {
                 Some(_) => return Err(bad(line, "`key` must be a string or null")),
             }
             if let Some(h) = o.get("headers") {
-                let Value::Object(h) = h else { return Err(bad(line, "`headers` must be an object of strings")) };
+                let Value::Object(h) = h else {
+                    return Err(bad(line, "`headers` must be an object of strings"));
+                };
                 for (name, value) in h {
-                    let Value::String(value) = value else { return Err(bad(line, &format!("header `{name}` must be a string"))) };
+                    let Value::String(value) = value else {
+                        return Err(bad(line, &format!("header `{name}` must be a string")));
+                    };
                     msg.headers.push((name.clone(), value.clone().into_bytes()));
                 }
             }
             if let Some(a) = o.get("attempt") {
-                msg.attempt = a.as_u64().and_then(|a| u32::try_from(a).ok()).filter(|a| *a >= 1).ok_or_else(|| bad(line, "`attempt` must be an integer ≥ 1"))?;
+                msg.attempt = a
+                    .as_u64()
+                    .and_then(|a| u32::try_from(a).ok())
+                    .filter(|a| *a >= 1)
+                    .ok_or_else(|| bad(line, "`attempt` must be an integer ≥ 1"))?;
             }
             if let Some(Value::String(s)) = o.get("source") {
                 msg.source = s.clone();

@@ -37,9 +37,16 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
     let wit_bindgen = tool("wit-bindgen", HINT)?;
     let clang = tool(CLANG, HINT)?;
     tool("wasm-ld-22", HINT)?;
-    for file in [format!("{WASI_LIB}/libc.a"), format!("{WASI_INCLUDE}/stdlib.h"), BUILTINS.to_string()] {
+    for file in [
+        format!("{WASI_LIB}/libc.a"),
+        format!("{WASI_INCLUDE}/stdlib.h"),
+        BUILTINS.to_string(),
+    ] {
         if !Path::new(&file).is_file() {
-            return Err(BuildError::MissingTool { tool: file, hint: HINT.to_string() });
+            return Err(BuildError::MissingTool {
+                tool: file,
+                hint: HINT.to_string(),
+            });
         }
     }
     let bindings = bindings(job, &wit_bindgen)?;
@@ -50,7 +57,14 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
     cmd.arg("--target=wasm32-wasip1")
         .arg(format!("--sysroot={}", sysroot.display()))
         // --strip-debug: Debian's libc.a carries DWARF, three quarters of a small module.
-        .args(["-mexec-model=reactor", "-O2", "-std=c17", "-Wall", "-Wextra", "-Wl,--strip-debug"])
+        .args([
+            "-mexec-model=reactor",
+            "-O2",
+            "-std=c17",
+            "-Wall",
+            "-Wextra",
+            "-Wl,--strip-debug",
+        ])
         .arg("-I")
         .arg(job.dir.join("src"))
         .arg("-I")
@@ -80,15 +94,32 @@ pub(super) fn bindings(job: &Job, wit_bindgen: &Path) -> Result<Bindings, BuildE
     let world = job.world().as_str();
     let dir = job.work.join("bindings");
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| BuildError::other(format!("removing {}", dir.display()), e))?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| BuildError::other(format!("removing {}", dir.display()), e))?;
     }
     let mut cmd = Command::new(wit_bindgen);
-    cmd.args(["c", "--world", world]).arg(&job.wit).arg("--out-dir").arg(&dir);
-    run(&format!("generating the C bindings (wit-bindgen {WIT_BINDGEN_VERSION} expected)"), &mut cmd)?;
-    let bindings = Bindings { c: dir.join(format!("{world}.c")), object: dir.join(format!("{world}_component_type.o")), dir };
+    cmd.args(["c", "--world", world])
+        .arg(&job.wit)
+        .arg("--out-dir")
+        .arg(&dir);
+    run(
+        &format!("generating the C bindings (wit-bindgen {WIT_BINDGEN_VERSION} expected)"),
+        &mut cmd,
+    )?;
+    let bindings = Bindings {
+        c: dir.join(format!("{world}.c")),
+        object: dir.join(format!("{world}_component_type.o")),
+        dir,
+    };
     for file in [&bindings.c, &bindings.object] {
         if !file.is_file() {
-            return Err(BuildError::other("wit-bindgen c", format!("did not write {} (is it wit-bindgen-cli {WIT_BINDGEN_VERSION}?)", file.display())));
+            return Err(BuildError::other(
+                "wit-bindgen c",
+                format!(
+                    "did not write {} (is it wit-bindgen-cli {WIT_BINDGEN_VERSION}?)",
+                    file.display()
+                ),
+            ));
         }
     }
     Ok(bindings)
@@ -98,15 +129,27 @@ pub(super) fn bindings(job: &Job, wit_bindgen: &Path) -> Result<Bindings, BuildE
 pub(super) fn sources(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, BuildError> {
     let files = files(dir, ext)?;
     if files.is_empty() {
-        return Err(BuildError::other(format!("reading {}", dir.display()), format!("no .{ext} files (the plugin's sources go in src/)")));
+        return Err(BuildError::other(
+            format!("reading {}", dir.display()),
+            format!("no .{ext} files (the plugin's sources go in src/)"),
+        ));
     }
     Ok(files)
 }
 
 /// The files `dir/*.EXT`, sorted; maybe none.
 pub(super) fn files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, BuildError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| BuildError::other(format!("reading {}", dir.display()), format!("{e} (the plugin's sources go in src/)")))?;
-    let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext) && p.is_file()).collect();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        BuildError::other(
+            format!("reading {}", dir.display()),
+            format!("{e} (the plugin's sources go in src/)"),
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext) && p.is_file())
+        .collect();
     files.sort();
     Ok(files)
 }
@@ -135,9 +178,11 @@ fn sysroot(work: &Path) -> Result<PathBuf, BuildError> {
 
 /// Read the core module, componentize it, write the component.
 pub(super) fn write_component(core: &Path, out: &Path) -> Result<(), BuildError> {
-    let module = std::fs::read(core).map_err(|e| BuildError::other(format!("reading {}", core.display()), e))?;
+    let module = std::fs::read(core)
+        .map_err(|e| BuildError::other(format!("reading {}", core.display()), e))?;
     let component = componentize(&module)?;
-    std::fs::write(out, component).map_err(|e| BuildError::other(format!("writing {}", out.display()), e))
+    std::fs::write(out, component)
+        .map_err(|e| BuildError::other(format!("writing {}", out.display()), e))
 }
 
 #[cfg(test)]
@@ -149,9 +194,16 @@ mod tests {
         for world in [World::Filter, World::Transform, World::Route] {
             let w = world.as_str();
             let files = template(world);
-            assert_eq!(files.iter().map(|(p, _)| *p).collect::<Vec<_>>(), ["src/plugin.c"]);
+            assert_eq!(
+                files.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+                ["src/plugin.c"]
+            );
             let text = files[0].1;
-            for needle in [format!("#include \"{w}.h\""), format!("exports_{w}_{w}("), format!("exports_{w}_{w}_batch(")] {
+            for needle in [
+                format!("#include \"{w}.h\""),
+                format!("exports_{w}_{w}("),
+                format!("exports_{w}_{w}_batch("),
+            ] {
                 assert!(text.contains(&needle), "the {w} template lacks {needle}");
             }
         }
@@ -164,9 +216,15 @@ mod tests {
         for f in ["b.c", "a.c", "a.h"] {
             std::fs::write(dir.join(f), "").unwrap();
         }
-        assert_eq!(sources(&dir, "c").unwrap(), [dir.join("a.c"), dir.join("b.c")]);
+        assert_eq!(
+            sources(&dir, "c").unwrap(),
+            [dir.join("a.c"), dir.join("b.c")]
+        );
         let err = sources(&dir, "zig").unwrap_err().to_string();
-        assert!(err.contains("no .zig files") && err.contains("src/"), "{err}");
+        assert!(
+            err.contains("no .zig files") && err.contains("src/"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

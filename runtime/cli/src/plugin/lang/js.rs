@@ -21,7 +21,8 @@ use std::process::Command;
 const ENTRY: &str = "src/plugin.js";
 
 const HINT: &str = "install it with `bash plugins/toolchains/js.sh` (npm install @bytecodealliance/componentize-js@0.23.0 into $HOME/.cache/sluice/tools/js) and put $HOME/.cache/sluice/tools/bin on PATH";
-const NODE_HINT: &str = "componentize-js runs on Node.js 18 or newer: install it (Debian: apt-get install nodejs npm)";
+const NODE_HINT: &str =
+    "componentize-js runs on Node.js 18 or newer: install it (Debian: apt-get install nodejs npm)";
 
 pub fn template(world: World) -> Vec<TemplateFile> {
     let plugin = match world {
@@ -29,7 +30,13 @@ pub fn template(world: World) -> Vec<TemplateFile> {
         World::Transform => include_str!("../../../templates/js/transform.js"),
         World::Route => include_str!("../../../templates/js/route.js"),
     };
-    vec![(ENTRY, plugin), ("package.json", include_str!("../../../templates/js/package.json"))]
+    vec![
+        (ENTRY, plugin),
+        (
+            "package.json",
+            include_str!("../../../templates/js/package.json"),
+        ),
+    ]
 }
 
 pub fn build(job: &Job) -> Result<(), BuildError> {
@@ -62,10 +69,21 @@ mod tests {
 
     #[test]
     fn every_world_has_a_module_exporting_both_functions() {
-        for (world, single, batch) in [(World::Filter, "filter", "filterBatch"), (World::Transform, "transform", "transformBatch"), (World::Route, "route", "routeBatch")] {
+        for (world, single, batch) in [
+            (World::Filter, "filter", "filterBatch"),
+            (World::Transform, "transform", "transformBatch"),
+            (World::Route, "route", "routeBatch"),
+        ] {
             let files = template(world);
-            let (_, text) = files.iter().find(|(path, _)| *path == ENTRY).expect("src/plugin.js");
-            assert!(text.contains(&format!("export function {single}(")) && text.contains(&format!("export function {batch}(")), "{world:?}");
+            let (_, text) = files
+                .iter()
+                .find(|(path, _)| *path == ENTRY)
+                .expect("src/plugin.js");
+            assert!(
+                text.contains(&format!("export function {single}("))
+                    && text.contains(&format!("export function {batch}(")),
+                "{world:?}"
+            );
         }
     }
 }

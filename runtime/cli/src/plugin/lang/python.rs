@@ -44,7 +44,12 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
         ));
     }
     let modules = job.work.join("py");
-    copy_sources(&src, &modules).map_err(|e| BuildError::other(format!("copying {} to {}", src.display(), modules.display()), e))?;
+    copy_sources(&src, &modules).map_err(|e| {
+        BuildError::other(
+            format!("copying {} to {}", src.display(), modules.display()),
+            e,
+        )
+    })?;
     run(
         "componentize-py",
         Command::new(componentize)
@@ -91,11 +96,25 @@ mod tests {
 
     #[test]
     fn every_world_has_an_app_exporting_both_methods() {
-        for (world, single) in [(World::Filter, "filter"), (World::Transform, "transform"), (World::Route, "route")] {
+        for (world, single) in [
+            (World::Filter, "filter"),
+            (World::Transform, "transform"),
+            (World::Route, "route"),
+        ] {
             let files = template(world);
-            let (_, text) = files.iter().find(|(path, _)| *path == "src/app.py").expect("src/app.py");
-            assert!(text.contains("class WitWorld(wit_world.WitWorld):"), "{world:?}");
-            assert!(text.contains(&format!("def {single}(self, msg")) && text.contains(&format!("def {single}_batch(self, msgs")), "{world:?}");
+            let (_, text) = files
+                .iter()
+                .find(|(path, _)| *path == "src/app.py")
+                .expect("src/app.py");
+            assert!(
+                text.contains("class WitWorld(wit_world.WitWorld):"),
+                "{world:?}"
+            );
+            assert!(
+                text.contains(&format!("def {single}(self, msg"))
+                    && text.contains(&format!("def {single}_batch(self, msgs")),
+                "{world:?}"
+            );
         }
     }
 

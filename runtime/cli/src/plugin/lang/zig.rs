@@ -38,25 +38,40 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
     let src = job.dir.join("src");
     let root = src.join("plugin.zig");
     if !root.is_file() {
-        return Err(BuildError::other(format!("reading {}", root.display()), "missing (a Zig plugin's root source is src/plugin.zig)"));
+        return Err(BuildError::other(
+            format!("reading {}", root.display()),
+            "missing (a Zig plugin's root source is src/plugin.zig)",
+        ));
     }
     let bindings = bindings(job, &wit_bindgen)?;
     let c_sources = files(&src, "c")?;
     let core = job.work.join(format!("{}.core.wasm", job.manifest.name));
     let mut cmd = Command::new(zig);
-    cmd.args(["build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall", "-fno-entry", "-mexec-model=reactor", "-lc"])
-        .arg("--cache-dir")
-        .arg(job.work.join("zig-cache"))
-        .arg("-I")
-        .arg(&bindings.dir)
-        .arg("-I")
-        .arg(&src)
-        .arg(&root)
-        .arg(&bindings.c)
-        .args(&c_sources)
-        .arg(&bindings.object)
-        .arg(format!("-femit-bin={}", core.display()));
-    run(&format!("compiling with zig (zig {ZIG_VERSION} expected)"), &mut cmd)?;
+    cmd.args([
+        "build-exe",
+        "-target",
+        "wasm32-wasi",
+        "-O",
+        "ReleaseSmall",
+        "-fno-entry",
+        "-mexec-model=reactor",
+        "-lc",
+    ])
+    .arg("--cache-dir")
+    .arg(job.work.join("zig-cache"))
+    .arg("-I")
+    .arg(&bindings.dir)
+    .arg("-I")
+    .arg(&src)
+    .arg(&root)
+    .arg(&bindings.c)
+    .args(&c_sources)
+    .arg(&bindings.object)
+    .arg(format!("-femit-bin={}", core.display()));
+    run(
+        &format!("compiling with zig (zig {ZIG_VERSION} expected)"),
+        &mut cmd,
+    )?;
     write_component(&core, &job.out)
 }
 
@@ -69,9 +84,16 @@ mod tests {
         for world in [World::Filter, World::Transform, World::Route] {
             let w = world.as_str();
             let files = template(world);
-            assert_eq!(files.iter().map(|(p, _)| *p).collect::<Vec<_>>(), ["src/plugin.zig"]);
+            assert_eq!(
+                files.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+                ["src/plugin.zig"]
+            );
             let text = files[0].1;
-            for needle in [format!("@cInclude(\"{w}.h\")"), format!("export fn exports_{w}_{w}("), format!("export fn exports_{w}_{w}_batch(")] {
+            for needle in [
+                format!("@cInclude(\"{w}.h\")"),
+                format!("export fn exports_{w}_{w}("),
+                format!("export fn exports_{w}_{w}_batch("),
+            ] {
                 assert!(text.contains(&needle), "the {w} template lacks {needle}");
             }
         }
