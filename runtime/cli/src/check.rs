@@ -24,6 +24,10 @@ pub fn check(path: &Path) -> Result<(), CliError> {
             );
             println!("                sha256 {}", plugin.sha256);
             println!(
+                "                outputs max_outputs={} max_output_bytes={} max_call_output_bytes={}; log {} lines/s, {} bytes/line",
+                l.max_outputs, l.max_output_bytes, l.max_call_output_bytes, l.log_lines_per_second, l.log_line_bytes
+            );
+            println!(
                 "                limits fuel={} timeout={:?} memory={} bytes; retry attempts={} initial={:?} factor={} max={:?} jitter={}",
                 l.fuel, l.timeout, l.memory, r.max_attempts, r.initial, r.factor, r.max_delay, r.jitter
             );

@@ -41,6 +41,11 @@ pub struct Stage {
     pub fuel: Option<u64>,
     pub timeout: Option<HumanDuration>,
     pub memory: Option<ByteSize>,
+    pub max_outputs: Option<usize>,
+    pub max_output_bytes: Option<ByteSize>,
+    pub max_call_output_bytes: Option<ByteSize>,
+    pub log_lines_per_second: Option<u32>,
+    pub log_line_bytes: Option<ByteSize>,
     pub retry: Option<Spanned<Retry>>,
     #[serde(default)]
     pub params: toml::Table,

@@ -276,6 +276,19 @@ impl Resolver<'_> {
             fuel: s.fuel.unwrap_or(defaults.fuel),
             timeout: s.timeout.map_or(defaults.timeout, |d| d.0),
             memory: s.memory.map_or(defaults.memory, |m| m.0),
+            max_outputs: s.max_outputs.unwrap_or(defaults.max_outputs),
+            max_output_bytes: s
+                .max_output_bytes
+                .map_or(defaults.max_output_bytes, |m| m.0),
+            max_call_output_bytes: s
+                .max_call_output_bytes
+                .map_or(defaults.max_call_output_bytes, |m| m.0),
+            log_lines_per_second: s
+                .log_lines_per_second
+                .unwrap_or(defaults.log_lines_per_second),
+            log_line_bytes: s
+                .log_line_bytes
+                .map_or(defaults.log_line_bytes, |m| m.0 as usize),
         };
         if limits.fuel == 0 || limits.timeout.is_zero() || limits.memory < 64 * 1024 {
             return Err(self.error(
@@ -283,6 +296,25 @@ impl Resolver<'_> {
                 key.to_owned(),
                 "fuel and timeout must be above zero and memory at least 64KiB",
                 "raise the limit, or leave it out to use the default",
+            ));
+        }
+        if limits.max_outputs == 0
+            || limits.max_output_bytes == 0
+            || limits.max_call_output_bytes < limits.max_output_bytes
+        {
+            return Err(self.error(
+                spanned,
+                key.to_owned(),
+                "max_outputs and max_output_bytes must be above zero, and max_call_output_bytes at least max_output_bytes",
+                "raise the cap, or leave it out to use the default",
+            ));
+        }
+        if limits.log_line_bytes < 16 {
+            return Err(self.error(
+                spanned,
+                key.to_owned(),
+                "log_line_bytes must be at least 16B",
+                "raise it, or leave it out to use the default (8KiB)",
             ));
         }
         let retry = match &s.retry {

@@ -172,7 +172,9 @@ impl Chain {
             let started = std::time::Instant::now();
             let results = call_all(spec, stage.as_mut(), &msgs, &*self.clock, self.republish);
             stats.call_seconds.observe(started.elapsed());
-            bump(&stats.fuel, stage.take_fuel_used());
+            let usage = stage.take_usage();
+            bump(&stats.fuel, usage.fuel);
+            bump(&stats.log_suppressed, usage.log_suppressed);
             let failures = results.iter().filter(|r| r.is_err()).count();
             if failures > 0 {
                 tracing::debug!(pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len(), failures, "stage failed for some messages");

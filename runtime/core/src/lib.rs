@@ -43,7 +43,7 @@ pub use sink::{Confirm, Sink, SinkError};
 pub use source::{Source, SourceError};
 pub use stage::{
     Fault, FaultKind, Limits, NativeStage, PluginInfo, Stage, StageError, StageFactory, StageKind,
-    StageOutput,
+    StageOutput, Usage,
 };
 pub use stats::{PipelineStats, StageStats};
 pub use units::HumanDuration;

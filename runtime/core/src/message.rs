@@ -43,6 +43,18 @@ impl Message {
         self
     }
 
+    /// Bytes of key, payload, and header names and values: what output caps
+    /// and byte budgets count.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.payload.len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
+    }
+
     /// The first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers

@@ -61,6 +61,9 @@ pub enum FaultKind {
     BadOutput,
     /// A fresh instance could not be created.
     Instantiate,
+    /// The plugin returned more than the stage's output caps allow
+    /// (`max_outputs`, `max_output_bytes`, `max_call_output_bytes`).
+    OutputLimit,
 }
 
 impl FaultKind {
@@ -73,6 +76,7 @@ impl FaultKind {
             FaultKind::MemoryLimit => "memory-limit",
             FaultKind::BadOutput => "bad-output",
             FaultKind::Instantiate => "instantiate",
+            FaultKind::OutputLimit => "output-limit",
         }
     }
 }
@@ -113,11 +117,20 @@ pub trait Stage: Send {
         Ok(msgs.iter().map(|m| self.call(m)).collect())
     }
 
-    /// Fuel (Wasm instructions, roughly) burnt since the last call of this
-    /// method, for metrics. Native stages burn none.
-    fn take_fuel_used(&mut self) -> u64 {
-        0
+    /// What the stage's calls used since the last call of this method, for
+    /// metrics. Native stages use none of it.
+    fn take_usage(&mut self) -> Usage {
+        Usage::default()
     }
+}
+
+/// What a stage's calls used, as [`Stage::take_usage`] reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Fuel (Wasm instructions, roughly) burnt.
+    pub fuel: u64,
+    /// Plugin log lines dropped by the stage's log rate limit.
+    pub log_suppressed: u64,
 }
 
 /// Which plugin file a stage runs; written into DLQ envelopes.
@@ -185,21 +198,39 @@ where
     }
 }
 
-/// Limits for one stage. Defaults are safe, not unlimited.
+/// Limits for one stage. Defaults are safe, not unlimited. Every limit holds
+/// per message, also inside a batch call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel (roughly wasm instructions) one call may burn.
     pub fuel: u64,
-    /// Wall-clock time one call may take.
+    /// Wall-clock time one call may take, time spent waiting in host calls
+    /// (WASI clocks and poll) included.
     pub timeout: Duration,
     /// Bytes of linear memory an instance may grow to.
     pub memory: u64,
+    /// Messages a call may return for one input (a transform's fan-out).
+    pub max_outputs: usize,
+    /// Bytes of one output message: key, payload, header names and values.
+    pub max_output_bytes: u64,
+    /// Bytes of all the outputs for one input together.
+    pub max_call_output_bytes: u64,
+    /// Plugin log lines (`host.log`, stdout, stderr) a stage may write per
+    /// second, over all its instances; the rest are counted and summarised.
+    pub log_lines_per_second: u32,
+    /// Longest plugin log line in bytes; a longer one is cut.
+    pub log_line_bytes: usize,
 }
 
 impl Limits {
     pub const DEFAULT_FUEL: u64 = 500_000_000;
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
     pub const DEFAULT_MEMORY: u64 = 128 * 1024 * 1024;
+    pub const DEFAULT_MAX_OUTPUTS: usize = 10_000;
+    pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
+    pub const DEFAULT_MAX_CALL_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+    pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 100;
+    pub const DEFAULT_LOG_LINE_BYTES: usize = 8 * 1024;
 }
 
 impl Default for Limits {
@@ -208,6 +239,11 @@ impl Default for Limits {
             fuel: Self::DEFAULT_FUEL,
             timeout: Self::DEFAULT_TIMEOUT,
             memory: Self::DEFAULT_MEMORY,
+            max_outputs: Self::DEFAULT_MAX_OUTPUTS,
+            max_output_bytes: Self::DEFAULT_MAX_OUTPUT_BYTES,
+            max_call_output_bytes: Self::DEFAULT_MAX_CALL_OUTPUT_BYTES,
+            log_lines_per_second: Self::DEFAULT_LOG_LINES_PER_SECOND,
+            log_line_bytes: Self::DEFAULT_LOG_LINE_BYTES,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct StageStats {
     pub replaced: AtomicU64,
     /// Fuel the stage's calls burnt.
     pub fuel: AtomicU64,
+    /// Plugin log lines dropped by the stage's log rate limit.
+    pub log_suppressed: AtomicU64,
     /// How long each call took (a batch call is one call).
     pub call_seconds: Histogram,
 }
@@ -35,6 +37,7 @@ pub struct StageCounts {
     pub dead_lettered: u64,
     pub replaced: u64,
     pub fuel: u64,
+    pub log_suppressed: u64,
 }
 
 impl StageStats {
@@ -47,6 +50,7 @@ impl StageStats {
             dead_lettered: self.dead_lettered.load(Relaxed),
             replaced: self.replaced.load(Relaxed),
             fuel: self.fuel.load(Relaxed),
+            log_suppressed: self.log_suppressed.load(Relaxed),
         }
     }
 }

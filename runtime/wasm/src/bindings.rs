@@ -1,16 +1,22 @@
 //! Host bindings for the three plugin worlds, generated from `wit/` by
 //! wasmtime's `bindgen!`, and conversions between the WIT message record and
 //! [`sluice_core::Message`]. The `types` and `host` interfaces are generated
-//! once (with the filter world) and shared by the other two.
+//! once (with the filter world) and shared by the other two. Exports are
+//! async so that a call's deadline covers host waits ([`crate::deadline`]).
 
 pub mod filter {
-    wasmtime::component::bindgen!({ world: "filter", path: "../../wit" });
+    wasmtime::component::bindgen!({
+        world: "filter",
+        path: "../../wit",
+        exports: { default: async },
+    });
 }
 
 pub mod transform {
     wasmtime::component::bindgen!({
         world: "transform",
         path: "../../wit",
+        exports: { default: async },
         with: {
             "sluice:plugin/types": super::filter::sluice::plugin::types,
             "sluice:plugin/host": super::filter::sluice::plugin::host,
@@ -22,6 +28,7 @@ pub mod route {
     wasmtime::component::bindgen!({
         world: "route",
         path: "../../wit",
+        exports: { default: async },
         with: {
             "sluice:plugin/types": super::filter::sluice::plugin::types,
             "sluice:plugin/host": super::filter::sluice::plugin::host,

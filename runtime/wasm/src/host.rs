@@ -74,7 +74,7 @@ impl WasmHost {
         config.epoch_interruption(options.epoch);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host_api::add_to_linker(&mut linker)?;
         if options.epoch {
             spawn_epoch_ticker(&engine);

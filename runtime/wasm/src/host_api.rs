@@ -1,5 +1,6 @@
 //! The `sluice:plugin/host` interface every plugin imports: `log` and
 //! `config`, served from the store's [`PluginState`](crate::state::PluginState).
+//! Log lines count against the stage's log rate limit ([`crate::log_limit`]).
 
 use crate::bindings::host::{self, Level};
 use crate::state::PluginState;
@@ -7,7 +8,11 @@ use wasmtime::component::{HasSelf, Linker};
 
 impl host::Host for PluginState {
     fn log(&mut self, level: Level, text: String) {
+        if !self.log.admit() {
+            return;
+        }
         let stage = &*self.stage;
+        let text = self.log.cut(&text);
         match level {
             Level::Trace => tracing::trace!(target: "sluice::plugin", stage, "{text}"),
             Level::Debug => tracing::debug!(target: "sluice::plugin", stage, "{text}"),

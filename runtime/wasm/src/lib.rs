@@ -20,11 +20,14 @@
 //! stderr become log lines tagged with the stage name.
 
 pub mod bindings;
+mod budget;
 mod cache;
+mod deadline;
 mod error;
 mod host;
 mod host_api;
 mod limits;
+mod log_limit;
 mod stage;
 mod state;
 pub mod wasi_policy;

@@ -1,18 +1,30 @@
 //! A plugin running as a pipeline stage: [`WasmStageFactory`] (one per
 //! configured stage) makes [`WasmStage`]s (one per worker), each with its
-//! own `Store` and instance. Every call gets a fresh fuel budget and
-//! deadline; a trap of any kind discards the instance and makes a new one.
+//! own `Store` and instance.
+//!
+//! Every call runs under a [`Budget`] of fuel and time: a single call gets
+//! the stage's limits, a batch call what its messages are expected to cost
+//! ([`crate::budget`]), so a poison message in a batch costs about its own
+//! limit, once. The time holds for host waits too ([`crate::deadline`]).
+//! What a call returns is checked against the output caps
+//! ([`check_output`]). A fault of any kind discards the instance and makes a
+//! new one.
 
 use crate::bindings::{filter, from_wit, guest_error, route, to_wit, transform};
+use crate::budget::{Budget, Costs};
+use crate::deadline;
 use crate::host::{Plugin, WorldPre, EPOCH_TICK};
-use crate::limits::MemoryCapExceeded;
+use crate::limits::{check_output, MemoryCapExceeded};
+use crate::log_limit::LogLimiter;
 use crate::state::PluginState;
 use sluice_core::Limits;
 use sluice_core::{
     Fault, FaultKind, Message, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput,
+    Usage,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::{Engine, Store, Trap};
 
 /// Everything needed to make instances of one configured stage.
@@ -27,7 +39,9 @@ struct Shared {
     limits: Limits,
     params: Arc<BTreeMap<String, String>>,
     fuel: bool,
-    epoch_ticks: Option<u64>,
+    epoch: bool,
+    /// One log budget for every instance of the stage.
+    log: Arc<LogLimiter>,
 }
 
 impl WasmStageFactory {
@@ -40,17 +54,22 @@ impl WasmStageFactory {
         fuel: bool,
         epoch: bool,
     ) -> Self {
-        let epoch_ticks =
-            epoch.then(|| limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1);
+        let stage: Arc<str> = stage.into();
+        let log = Arc::new(LogLimiter::new(
+            stage.clone(),
+            limits.log_lines_per_second,
+            limits.log_line_bytes,
+        ));
         WasmStageFactory {
             inner: Arc::new(Shared {
                 engine,
                 plugin,
-                stage: stage.into(),
+                stage,
                 limits,
                 params: Arc::new(params),
                 fuel,
-                epoch_ticks,
+                epoch,
+                log,
             }),
         }
     }
@@ -69,6 +88,7 @@ impl WasmStageFactory {
         Ok(WasmStage {
             shared: self.inner.clone(),
             live: Some(live),
+            costs: Costs::default(),
             fuel_used: 0,
         })
     }
@@ -100,41 +120,62 @@ struct Live {
     bindings: Bindings,
 }
 
+/// How a call ended, before its answer is looked at.
+enum Ended<T> {
+    Done(T),
+    Trapped(wasmtime::Error),
+    /// The deadline passed while the guest waited in a host call.
+    TimedOut,
+}
+
 impl Shared {
     fn instantiate(&self) -> wasmtime::Result<Live> {
-        let state = PluginState::new(self.stage.clone(), self.params.clone(), self.limits.memory);
+        let state = PluginState::new(
+            self.stage.clone(),
+            self.params.clone(),
+            self.limits.memory,
+            self.log.clone(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        self.arm(&mut store, 1)?;
-        let bindings = match &self.plugin.pre {
-            WorldPre::Filter(pre) => Bindings::Filter(pre.instantiate(&mut store)?),
-            WorldPre::Transform(pre) => Bindings::Transform(pre.instantiate(&mut store)?),
-            WorldPre::Route(pre) => Bindings::Route(pre.instantiate(&mut store)?),
+        let budget = Budget::single(&self.limits);
+        self.arm(&mut store, budget)?;
+        let instantiate = async {
+            Ok::<_, wasmtime::Error>(match &self.plugin.pre {
+                WorldPre::Filter(pre) => Bindings::Filter(pre.instantiate_async(&mut store).await?),
+                WorldPre::Transform(pre) => {
+                    Bindings::Transform(pre.instantiate_async(&mut store).await?)
+                }
+                WorldPre::Route(pre) => Bindings::Route(pre.instantiate_async(&mut store).await?),
+            })
         };
+        let bindings = deadline::run(budget.time, instantiate).unwrap_or_else(|| {
+            Err(wasmtime::Error::msg(format!(
+                "instantiation exceeded the stage's timeout of {:?}",
+                self.limits.timeout
+            )))
+        })?;
         Ok(Live { store, bindings })
     }
 
-    /// A fresh fuel budget and deadline for the next call, which handles
-    /// `messages` messages (the per-message limits add up for a batch).
-    fn arm(&self, store: &mut Store<PluginState>, messages: u64) -> wasmtime::Result<()> {
+    /// Give the store the budget of the next call.
+    fn arm(&self, store: &mut Store<PluginState>, budget: Budget) -> wasmtime::Result<()> {
         if self.fuel {
-            store.set_fuel(self.limits.fuel.saturating_mul(messages))?;
+            store.set_fuel(budget.fuel)?;
         }
-        if let Some(ticks) = self.epoch_ticks {
-            store.set_epoch_deadline(ticks.saturating_mul(messages));
+        if self.epoch {
+            let ticks = budget.time.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
+            store.set_epoch_deadline(ticks);
         }
         Ok(())
     }
 
     /// Fuel the last call burnt, from the budget [`Shared::arm`] gave it.
-    fn fuel_used(&self, store: &Store<PluginState>, messages: u64) -> u64 {
+    fn fuel_used(&self, store: &Store<PluginState>, budget: Budget) -> u64 {
         if !self.fuel {
             return 0;
         }
-        self.limits
-            .fuel
-            .saturating_mul(messages)
-            .saturating_sub(store.get_fuel().unwrap_or(0))
+        budget.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
     }
 
     fn fault(&self, error: wasmtime::Error) -> Fault {
@@ -149,14 +190,21 @@ impl Shared {
                 kind: FaultKind::OutOfFuel,
                 detail: format!("fuel budget of {} per message exhausted", self.limits.fuel),
             },
-            Some(Trap::Interrupt) => Fault {
-                kind: FaultKind::Timeout,
-                detail: format!("call exceeded its timeout of {:?}", self.limits.timeout),
-            },
+            Some(Trap::Interrupt) => self.timeout("running"),
             _ => Fault {
                 kind: FaultKind::Trap,
                 detail: one_line(&format!("{error:#}")),
             },
+        }
+    }
+
+    fn timeout(&self, doing: &str) -> Fault {
+        Fault {
+            kind: FaultKind::Timeout,
+            detail: format!(
+                "call exceeded its timeout of {:?} ({doing})",
+                self.limits.timeout
+            ),
         }
     }
 }
@@ -165,8 +213,51 @@ impl Shared {
 pub struct WasmStage {
     shared: Arc<Shared>,
     live: Option<Live>,
-    /// Fuel burnt since the last [`Stage::take_fuel_used`].
+    /// What a clean message costs here, to size batch budgets.
+    costs: Costs,
+    /// Fuel burnt since the last [`Stage::take_usage`].
     fuel_used: u64,
+}
+
+/// Run one export of the instance under a budget: `$call` is the async call
+/// on `$bindings` (the world's bindings) and `$store`.
+macro_rules! call {
+    ($self:ident, $n:expr, $budget:expr, |$bindings:ident, $store:ident| $call:expr) => {{
+        let n: usize = $n;
+        let budget: Budget = $budget;
+        let shared = $self.shared.clone();
+        match $self.live() {
+            Err(fault) => Err(fault),
+            Ok(live) => match shared.arm(&mut live.store, budget) {
+                Err(e) => Err(shared.fault(e)),
+                Ok(()) => {
+                    let started = Instant::now();
+                    let ended = {
+                        let $bindings = &live.bindings;
+                        let $store = &mut live.store;
+                        match deadline::run(budget.time, async { $call }) {
+                            Some(Ok(answer)) => Ended::Done(answer),
+                            Some(Err(trap)) => Ended::Trapped(trap),
+                            None => Ended::TimedOut,
+                        }
+                    };
+                    let fuel = shared.fuel_used(&live.store, budget);
+                    $self.fuel_used += fuel;
+                    shared.log.settle();
+                    match ended {
+                        Ended::Done(answer) => {
+                            $self.costs.observe(n, started.elapsed(), fuel);
+                            Ok(answer)
+                        }
+                        Ended::Trapped(trap) => Err($self.trapped(shared.fault(trap), n)),
+                        Ended::TimedOut => {
+                            Err($self.trapped(shared.timeout("waiting in a host call"), n))
+                        }
+                    }
+                }
+            },
+        }
+    }};
 }
 
 impl WasmStage {
@@ -181,10 +272,15 @@ impl WasmStage {
         Ok(self.live.as_mut().expect("instance present"))
     }
 
-    /// The outcome of a call that trapped: replace the instance and report.
-    fn trapped(&mut self, error: wasmtime::Error) -> Fault {
-        let fault = self.shared.fault(error);
-        tracing::warn!(stage = &*self.shared.stage, class = fault.kind.class(), detail = %fault.detail, "plugin fault; replacing instance");
+    /// The outcome of a call of `n` messages that faulted: replace the
+    /// instance and report. A batch that faults (or outgrew its budget) is
+    /// redone one message at a time by the chain, which reports the culprit.
+    fn trapped(&mut self, fault: Fault, n: usize) -> Fault {
+        if n == 1 {
+            tracing::warn!(stage = &*self.shared.stage, class = fault.kind.class(), detail = %fault.detail, "plugin fault; replacing instance");
+        } else {
+            tracing::debug!(stage = &*self.shared.stage, messages = n, class = fault.kind.class(), detail = %fault.detail, "batch call faulted or outgrew its budget; replacing instance");
+        }
         self.live = self.shared.instantiate().ok();
         fault
     }
@@ -193,85 +289,82 @@ impl WasmStage {
     pub fn fuel_remaining(&self) -> Option<u64> {
         self.live.as_ref().and_then(|l| l.store.get_fuel().ok())
     }
+
+    /// A plugin's answer for one message, checked against the output caps.
+    fn checked(&self, answer: Result<StageOutput, StageError>) -> Result<StageOutput, StageError> {
+        let output = answer?;
+        check_output(&self.shared.limits, &output).map_err(StageError::Fault)?;
+        Ok(output)
+    }
 }
 
 impl Stage for WasmStage {
     fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError> {
-        let shared = self.shared.clone();
-        let live = self.live().map_err(StageError::Fault)?;
-        shared
-            .arm(&mut live.store, 1)
-            .map_err(|e| StageError::Fault(shared.fault(e)))?;
         let wit = to_wit(msg);
-        let store = &mut live.store;
-        let result = match &live.bindings {
+        let budget = Budget::single(&self.shared.limits);
+        let answer = call!(self, 1, budget, |bindings, store| match bindings {
             Bindings::Filter(b) => b
-                .call_filter(&mut *store, &wit)
+                .call_filter(store, &wit)
+                .await
                 .map(|r| r.map(StageOutput::Keep)),
             Bindings::Transform(b) => b
-                .call_transform(&mut *store, &wit)
+                .call_transform(store, &wit)
+                .await
                 .map(|r| r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))),
             Bindings::Route(b) => b
-                .call_route(&mut *store, &wit)
+                .call_route(store, &wit)
+                .await
                 .map(|r| r.map(StageOutput::Routes)),
-        };
-        let used = shared.fuel_used(store, 1);
-        self.fuel_used += used;
-        match result {
-            Ok(answer) => answer.map_err(guest_error),
-            Err(trap) => Err(StageError::Fault(self.trapped(trap))),
-        }
+        })
+        .map_err(StageError::Fault)?;
+        self.checked(answer.map_err(guest_error))
     }
 
     fn call_batch(
         &mut self,
         msgs: &[Message],
     ) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
-        let shared = self.shared.clone();
-        let live = self.live()?;
-        shared
-            .arm(&mut live.store, msgs.len() as u64)
-            .map_err(|e| shared.fault(e))?;
         let wit: Vec<_> = msgs.iter().map(to_wit).collect();
-        let store = &mut live.store;
-        let result = match &live.bindings {
-            Bindings::Filter(b) => b.call_filter_batch(&mut *store, &wit).map(|rs| {
-                rs.into_iter()
-                    .map(|r| r.map(StageOutput::Keep).map_err(guest_error))
-                    .collect()
-            }),
-            Bindings::Transform(b) => b.call_transform_batch(&mut *store, &wit).map(|rs| {
-                rs.into_iter()
-                    .map(|r| {
-                        r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))
-                            .map_err(guest_error)
-                    })
-                    .collect::<Vec<_>>()
-            }),
-            Bindings::Route(b) => b.call_route_batch(&mut *store, &wit).map(|rs| {
-                rs.into_iter()
-                    .map(|r| r.map(StageOutput::Routes).map_err(guest_error))
-                    .collect()
-            }),
-        };
-        let used = shared.fuel_used(store, msgs.len() as u64);
-        self.fuel_used += used;
-        match result {
-            Ok(results) if results.len() == msgs.len() => Ok(results),
-            Ok(results) => Err(Fault {
+        let budget = self.costs.batch(&self.shared.limits, msgs.len());
+        let answers: Vec<Result<StageOutput, StageError>> =
+            call!(self, msgs.len(), budget, |bindings, store| match bindings {
+                Bindings::Filter(b) => b.call_filter_batch(store, &wit).await.map(|rs| {
+                    rs.into_iter()
+                        .map(|r| r.map(StageOutput::Keep).map_err(guest_error))
+                        .collect()
+                }),
+                Bindings::Transform(b) => b.call_transform_batch(store, &wit).await.map(|rs| {
+                    rs.into_iter()
+                        .map(|r| {
+                            r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))
+                                .map_err(guest_error)
+                        })
+                        .collect::<Vec<_>>()
+                }),
+                Bindings::Route(b) => b.call_route_batch(store, &wit).await.map(|rs| {
+                    rs.into_iter()
+                        .map(|r| r.map(StageOutput::Routes).map_err(guest_error))
+                        .collect()
+                }),
+            })?;
+        if answers.len() != msgs.len() {
+            return Err(Fault {
                 kind: FaultKind::BadOutput,
                 detail: format!(
                     "batch call returned {} results for {} messages",
-                    results.len(),
+                    answers.len(),
                     msgs.len()
                 ),
-            }),
-            Err(trap) => Err(self.trapped(trap)),
+            });
         }
+        Ok(answers.into_iter().map(|a| self.checked(a)).collect())
     }
 
-    fn take_fuel_used(&mut self) -> u64 {
-        std::mem::take(&mut self.fuel_used)
+    fn take_usage(&mut self) -> Usage {
+        Usage {
+            fuel: std::mem::take(&mut self.fuel_used),
+            log_suppressed: self.shared.log.take_suppressed(),
+        }
     }
 }
 

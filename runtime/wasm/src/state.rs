@@ -2,6 +2,7 @@
 //! capability denied), its memory cap, its params and its stage name.
 
 use crate::limits::MemoryCap;
+use crate::log_limit::LogLimiter;
 use crate::wasi_policy;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,17 +13,25 @@ pub struct PluginState {
     pub stage: Arc<str>,
     pub params: Arc<BTreeMap<String, String>>,
     pub memory: MemoryCap,
+    /// The stage's log rate limit, shared by its instances.
+    pub log: Arc<LogLimiter>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl PluginState {
-    pub fn new(stage: Arc<str>, params: Arc<BTreeMap<String, String>>, memory_cap: u64) -> Self {
+    pub fn new(
+        stage: Arc<str>,
+        params: Arc<BTreeMap<String, String>>,
+        memory_cap: u64,
+        log: Arc<LogLimiter>,
+    ) -> Self {
         PluginState {
-            wasi: wasi_policy::deny_all(&stage),
+            wasi: wasi_policy::deny_all(&log),
             stage,
             params,
             memory: MemoryCap::new(memory_cap),
+            log,
             table: ResourceTable::new(),
         }
     }

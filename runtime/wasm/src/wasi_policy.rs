@@ -1,6 +1,9 @@
 //! The WASI a plugin sees: nothing. No preopened directories, no sockets, no
 //! name lookup, no environment, no arguments, no stdin. Its stdout and stderr
-//! become log lines tagged with the stage name.
+//! become log lines tagged with the stage name, under the stage's log rate
+//! limit ([`crate::log_limit`]).
+
+use crate::log_limit::LogLimiter;
 
 use bytes::Bytes;
 use std::pin::Pin;
@@ -11,14 +14,14 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// A WASI context with every capability denied.
-pub fn deny_all(stage: &Arc<str>) -> WasiCtx {
+pub fn deny_all(log: &Arc<LogLimiter>) -> WasiCtx {
     WasiCtxBuilder::new()
         .stdout(LogPipe {
-            stage: stage.clone(),
+            log: log.clone(),
             stream: "stdout",
         })
         .stderr(LogPipe {
-            stage: stage.clone(),
+            log: log.clone(),
             stream: "stderr",
         })
         .allow_tcp(false)
@@ -30,7 +33,7 @@ pub fn deny_all(stage: &Arc<str>) -> WasiCtx {
 
 /// Where a guest's stdout or stderr goes: the host log.
 struct LogPipe {
-    stage: Arc<str>,
+    log: Arc<LogLimiter>,
     stream: &'static str,
 }
 
@@ -52,26 +55,26 @@ impl StdoutStream for LogPipe {
 
 /// Buffers guest output and logs it one line at a time.
 struct LineLogger {
-    stage: Arc<str>,
+    log: Arc<LogLimiter>,
     stream: &'static str,
     line: Vec<u8>,
 }
 
-/// A guest that never writes a newline still gets logged in pieces this big.
-const MAX_LINE: usize = 8 * 1024;
-
 impl LineLogger {
     fn new(pipe: &LogPipe) -> Self {
         LineLogger {
-            stage: pipe.stage.clone(),
+            log: pipe.log.clone(),
             stream: pipe.stream,
             line: Vec::new(),
         }
     }
 
+    /// A guest that never writes a newline still gets logged in pieces of
+    /// the longest line the stage allows.
     fn push(&mut self, bytes: &[u8]) {
+        let max_line = self.log.line_bytes();
         for &b in bytes {
-            if b == b'\n' || self.line.len() >= MAX_LINE {
+            if b == b'\n' || self.line.len() >= max_line {
                 self.emit();
                 if b == b'\n' {
                     continue;
@@ -85,8 +88,10 @@ impl LineLogger {
         if self.line.is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(&self.line);
-        tracing::info!(target: "sluice::plugin", stage = &*self.stage, stream = self.stream, "{text}");
+        if self.log.admit() {
+            let text = String::from_utf8_lossy(&self.line);
+            tracing::info!(target: "sluice::plugin", stage = self.log.stage(), stream = self.stream, "{text}");
+        }
         self.line.clear();
     }
 }

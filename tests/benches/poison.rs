@@ -1,0 +1,481 @@
+//! Poison benchmark: what a misbehaving message costs a pipeline, and what
+//! the call deadline costs a clean one.
+//!
+//! ```sh
+//! cargo bench --workspace --bench poison
+//! ```
+//!
+//! Environment:
+//! - `SLUICE_BENCH_N`       messages per pipeline run (default 10000, at least 1000)
+//! - `SLUICE_BENCH_CALLS`   calls per per-call measurement (default 200000)
+//! - `SLUICE_BENCH_QUICK=1` only `timeout = "50ms"` (skips the default-limit runs, ~4 min)
+//! - `SLUICE_BENCH_MD`      also write the tables as markdown to this file
+//!
+//! A. Per-call cost of the identity transform, 1 KiB messages, warm
+//!    instance, fuel and epoch on: a bare synchronous wasmtime call (its own
+//!    `bindgen!`, one store, no sluice code: the mechanism sluice used before
+//!    deadlines covered host calls) against `WasmStage` (async call under the
+//!    deadline, output caps, log limiter), single and batch (64) forms,
+//!    rounds interleaved.
+//! B. Poison runs: memory source → one stage → memory sink, 1 KiB messages,
+//!    concurrency 2, with 0 %, 0.1 % and 1 % poison of each class (loop,
+//!    sleep, poll, log flood, stdout flood, memory hog, panic), at the
+//!    default limits and at `timeout = "50ms"`. Each run is checked: every
+//!    poison message dead-lettered with its class, every other delivered.
+//!    Printed: msg/s, the ratio to the clean run of the same plugin, the
+//!    time each poison cost against its limit, and the issue's bound
+//!    `clean + 1.5 × poisons × limit / concurrency`.
+
+use sluice_core::engine::EngineOptions;
+use sluice_core::memory::{MemorySink, MemorySource};
+use sluice_core::{
+    Limits, Message, Pipeline, RetryPolicy, Stage, StageKind, StageSpec, SystemClock,
+};
+use sluice_wasm::{ArtifactCache, HostOptions, WasmHost};
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PAYLOAD_BYTES: usize = 1024;
+const BATCH: usize = 64;
+const CONCURRENCY: usize = 2;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn plugin_path(name: &str) -> PathBuf {
+    let path = repo().join("plugins/dist").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash plugins/build.sh rust`",
+        path.display()
+    );
+    path
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A payload of exactly 1 KiB that starts with `word`.
+fn payload(word: &str, i: usize) -> Vec<u8> {
+    let mut p = format!("{word} {i} ").into_bytes();
+    p.resize(PAYLOAD_BYTES, b'.');
+    p
+}
+
+// ------------------------------------------------------- A. the bare host
+
+mod bare {
+    //! The baseline: a synchronous wasmtime call of the identity transform,
+    //! with fuel and epoch armed per call as sluice did before its calls
+    //! became async.
+    wasmtime::component::bindgen!({ world: "transform", path: "../wit" });
+
+    use sluice::plugin::host::{Host, Level};
+    use wasmtime::component::{HasSelf, Linker, ResourceTable};
+    use wasmtime::{Config, Engine, Store};
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+    pub struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+    }
+
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    impl Host for State {
+        fn log(&mut self, _: Level, _: String) {}
+        fn config(&mut self, _: String) -> Option<String> {
+            None
+        }
+    }
+
+    impl sluice::plugin::types::Host for State {}
+
+    pub struct Bare {
+        store: Store<State>,
+        bindings: Transform,
+    }
+
+    impl Bare {
+        pub fn new(path: &std::path::Path) -> Bare {
+            let mut config = Config::new();
+            config.consume_fuel(true);
+            config.epoch_interruption(true);
+            let engine = Engine::new(&config).unwrap();
+            let weak = engine.weak();
+            std::thread::spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                match weak.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => return,
+                }
+            });
+            let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
+            let mut linker = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+            sluice::plugin::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+                .unwrap();
+            let state = State {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            };
+            let mut store = Store::new(&engine, state);
+            store.set_fuel(u64::MAX / 2).unwrap();
+            store.set_epoch_deadline(1_000);
+            let bindings = Transform::instantiate(&mut store, &component, &linker).unwrap();
+            Bare { store, bindings }
+        }
+
+        fn arm(&mut self, n: u64) {
+            self.store.set_fuel(500_000_000 * n).unwrap();
+            self.store.set_epoch_deadline(201 * n);
+        }
+
+        pub fn call(&mut self, msg: &sluice_core::Message) -> usize {
+            self.arm(1);
+            let wit = to_wit(msg);
+            let out = self
+                .bindings
+                .call_transform(&mut self.store, &wit)
+                .unwrap()
+                .unwrap();
+            out.len()
+        }
+
+        pub fn call_batch(&mut self, msgs: &[sluice_core::Message]) -> usize {
+            self.arm(msgs.len() as u64);
+            let wit: Vec<_> = msgs.iter().map(to_wit).collect();
+            let out = self
+                .bindings
+                .call_transform_batch(&mut self.store, &wit)
+                .unwrap();
+            out.len()
+        }
+    }
+
+    fn to_wit(msg: &sluice_core::Message) -> sluice::plugin::types::Message {
+        sluice::plugin::types::Message {
+            key: msg.key.clone(),
+            payload: msg.payload.clone(),
+            headers: msg.headers.clone(),
+            source: msg.source.clone(),
+            timestamp_ms: msg.timestamp_ms,
+            attempt: msg.attempt,
+        }
+    }
+}
+
+fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
+    let identity = plugin_path("identity");
+    let mut bare = bare::Bare::new(&identity);
+    let plugin = host.load(&identity).unwrap();
+    let factory = host
+        .stage(
+            plugin,
+            "identity",
+            StageKind::Transform,
+            Limits::default(),
+            Default::default(),
+        )
+        .unwrap();
+    let mut stage = factory.instance().unwrap();
+    let msgs: Vec<Message> = (0..BATCH).map(|i| Message::new(payload("ok", i))).collect();
+    // Same answers before timing.
+    assert_eq!(bare.call(&msgs[0]), 1);
+    assert_eq!(bare.call_batch(&msgs), BATCH);
+    assert!(stage.call(&msgs[0]).is_ok());
+    assert_eq!(stage.call_batch(&msgs).unwrap().len(), BATCH);
+
+    let mut rounds: [Vec<f64>; 4] = Default::default();
+    for _ in 0..5 {
+        let t = Instant::now();
+        for i in 0..calls {
+            black_box(bare.call(black_box(&msgs[i % BATCH])));
+        }
+        rounds[0].push(t.elapsed().as_nanos() as f64 / calls as f64);
+        let t = Instant::now();
+        for i in 0..calls {
+            let _ = black_box(stage.call(black_box(&msgs[i % BATCH])));
+        }
+        rounds[1].push(t.elapsed().as_nanos() as f64 / calls as f64);
+        let batches = calls / BATCH;
+        let t = Instant::now();
+        for _ in 0..batches {
+            black_box(bare.call_batch(black_box(&msgs)));
+        }
+        rounds[2].push(t.elapsed().as_nanos() as f64 / (batches * BATCH) as f64);
+        let t = Instant::now();
+        for _ in 0..batches {
+            let _ = black_box(stage.call_batch(black_box(&msgs)));
+        }
+        rounds[3].push(t.elapsed().as_nanos() as f64 / (batches * BATCH) as f64);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [a, b, c, d] = rounds.each_mut().map(median);
+    let mut table = String::new();
+    writeln!(table, "| identity, 1 KiB, fuel + epoch | bare sync wasmtime | WasmStage (async + deadline) | ratio |").unwrap();
+    writeln!(table, "|---|---|---|---|").unwrap();
+    writeln!(
+        table,
+        "| single call, ns/msg | {a:.0} | {b:.0} | {:.2} |",
+        b / a
+    )
+    .unwrap();
+    writeln!(
+        table,
+        "| batch of {BATCH}, ns/msg | {c:.0} | {d:.0} | {:.2} |",
+        d / c
+    )
+    .unwrap();
+    println!("\nA. per-call cost (median of 5 rounds of {calls} calls)\n{table}");
+    md.push_str(&format!(
+        "### A. Per-call cost (median of 5 rounds of {calls} calls)\n\n{table}\n"
+    ));
+}
+
+// ------------------------------------------------------ B. poison runs
+
+struct Class {
+    name: &'static str,
+    plugin: &'static str,
+    kind: StageKind,
+    /// The payload's first word for a poison message (plugins trigger on it).
+    word: &'static str,
+    /// The `sluice-error-class` its poison must be dead-lettered with.
+    class: &'static str,
+}
+
+const CLASSES: [Class; 7] = [
+    Class {
+        name: "loop",
+        plugin: "spin-loop",
+        kind: StageKind::Filter,
+        word: "loop",
+        class: "",
+    },
+    Class {
+        name: "sleep",
+        plugin: "misbehave",
+        kind: StageKind::Transform,
+        word: "sleep",
+        class: "timeout",
+    },
+    Class {
+        name: "poll",
+        plugin: "misbehave",
+        kind: StageKind::Transform,
+        word: "poll",
+        class: "timeout",
+    },
+    Class {
+        name: "log flood",
+        plugin: "misbehave",
+        kind: StageKind::Transform,
+        word: "log",
+        class: "",
+    },
+    Class {
+        name: "stdout flood",
+        plugin: "misbehave",
+        kind: StageKind::Transform,
+        word: "stdout",
+        class: "",
+    },
+    Class {
+        name: "memory hog",
+        plugin: "memory-hog",
+        kind: StageKind::Transform,
+        word: "hog",
+        class: "memory-limit",
+    },
+    Class {
+        name: "panic",
+        plugin: "panicker",
+        kind: StageKind::Filter,
+        word: "panic",
+        class: "trap",
+    },
+];
+
+/// One pipeline run; returns its wall time after checking the outcome.
+fn run(
+    rt: &tokio::runtime::Runtime,
+    host: &WasmHost,
+    class: &Class,
+    limits: Limits,
+    n: usize,
+    every: Option<usize>,
+) -> (Duration, usize) {
+    let plugin = host.load(&plugin_path(class.plugin)).unwrap();
+    let factory = host
+        .stage(plugin, "stage", class.kind, limits, Default::default())
+        .unwrap();
+    let spec = Arc::new(StageSpec::new(
+        "stage",
+        Arc::new(factory),
+        RetryPolicy::default(),
+    ));
+    let mut poisons = 0;
+    let input: Vec<Message> = (0..n)
+        .map(|i| {
+            let poison = every.is_some_and(|e| i % e == e / 2);
+            poisons += poison as usize;
+            Message::new(payload(if poison { class.word } else { "ok" }, i))
+        })
+        .collect();
+    let (source, _acks) = MemorySource::new("input", input);
+    let out = MemorySink::new("out");
+    let dlq = MemorySink::new("dlq");
+    let pipeline = Pipeline {
+        name: "poison".into(),
+        source: Box::new(source),
+        stages: vec![spec].into(),
+        sinks: vec![("out".into(), out.clone() as Arc<dyn sluice_core::Sink>)],
+        dlq: dlq.clone(),
+        options: EngineOptions {
+            concurrency: CONCURRENCY,
+            ..EngineOptions::default()
+        },
+        clock: Arc::new(SystemClock),
+        stats: Arc::default(),
+    };
+    let started = Instant::now();
+    rt.block_on(pipeline.run(Default::default())).unwrap();
+    let took = started.elapsed();
+    let dead = dlq.messages();
+    assert_eq!(
+        out.messages().len(),
+        n - poisons,
+        "{}: every clean message delivered",
+        class.name
+    );
+    assert_eq!(
+        dead.len(),
+        poisons,
+        "{}: every poison dead-lettered",
+        class.name
+    );
+    for d in &dead {
+        let got = d.header_str("sluice-error-class").unwrap_or_default();
+        let ok = if class.class.is_empty() {
+            got == "timeout" || got == "out-of-fuel"
+        } else {
+            got == class.class
+        };
+        assert!(
+            ok,
+            "{}: class {got}: {:?}",
+            class.name,
+            d.header_str("sluice-error-text")
+        );
+    }
+    (took, poisons)
+}
+
+fn poison_runs(host: &WasmHost, n: usize, quick: bool, md: &mut String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut settings = vec![(
+        "timeout 50ms",
+        Limits {
+            timeout: Duration::from_millis(50),
+            ..Limits::default()
+        },
+    )];
+    if !quick {
+        settings.push(("default limits (1s, 500M fuel)", Limits::default()));
+    }
+    for (label, limits) in settings {
+        let mut table = String::new();
+        writeln!(table, "| class | poison | msg/s | time | ratio to clean | per poison | limit | bound (clean + 1.5 × poisons × limit / {CONCURRENCY}) | within |").unwrap();
+        writeln!(table, "|---|---|---|---|---|---|---|---|---|").unwrap();
+        let mut clean_of = std::collections::HashMap::new();
+        for class in &CLASSES {
+            let clean = *clean_of.entry(class.plugin).or_insert_with(|| {
+                // Warm up (compile, instantiate), then the clean baseline.
+                run(&rt, host, class, limits, 1000, None);
+                run(&rt, host, class, limits, n, None).0
+            });
+            for (rate, every) in [("0%", None), ("0.1%", Some(1000)), ("1%", Some(100))] {
+                let (took, poisons) = if every.is_none() {
+                    (clean, 0)
+                } else {
+                    run(&rt, host, class, limits, n, every)
+                };
+                let per_poison = if poisons > 0 {
+                    format!(
+                        "{:.0} ms",
+                        took.saturating_sub(clean).as_secs_f64() * 1e3 / poisons as f64
+                            * CONCURRENCY as f64
+                    )
+                } else {
+                    "–".into()
+                };
+                let bound = clean
+                    + limits
+                        .timeout
+                        .mul_f64(1.5 * poisons as f64 / CONCURRENCY as f64);
+                writeln!(
+                    table,
+                    "| {} | {rate} | {:.0} | {:.2} s | {:.2} | {per_poison} | {:?} | {:.2} s | {} |",
+                    class.name,
+                    n as f64 / took.as_secs_f64(),
+                    took.as_secs_f64(),
+                    took.as_secs_f64() / clean.as_secs_f64(),
+                    limits.timeout,
+                    bound.as_secs_f64(),
+                    if took <= bound { "yes" } else { "NO" }
+                )
+                .unwrap();
+            }
+        }
+        println!(
+            "\nB. poison runs, {label}, {n} messages of 1 KiB, concurrency {CONCURRENCY}\n{table}"
+        );
+        md.push_str(&format!("### B. Poison runs, {label}, {n} messages of 1 KiB, concurrency {CONCURRENCY}\n\n\"per poison\" is (time − clean time) × concurrency / poisons: what one poison message cost its worker.\n\n{table}\n"));
+    }
+}
+
+fn main() {
+    let n = env_usize("SLUICE_BENCH_N", 10_000).max(1000);
+    let calls = env_usize("SLUICE_BENCH_CALLS", 200_000).max(BATCH);
+    let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let cache = ArtifactCache::at(repo().join("target/bench-artifact-cache"));
+    let host = WasmHost::new(HostOptions {
+        fuel: true,
+        epoch: true,
+        cache,
+    })
+    .unwrap();
+    let mut md = String::new();
+    per_call(&host, calls, &mut md);
+    poison_runs(&host, n, quick, &mut md);
+    if let Ok(path) = std::env::var("SLUICE_BENCH_MD") {
+        std::fs::write(&path, md).unwrap();
+        println!("tables written to {path}");
+    }
+}
