@@ -17,6 +17,8 @@
 //!    deadlines covered host calls) against `WasmStage` (async call under the
 //!    deadline, output caps, log limiter), single and batch (64) forms,
 //!    rounds interleaved.
+//! C. Fan-out: one message split into 100,000 outputs against 100,000
+//!    inputs passed through the same transform, ns per output.
 //! B. Poison runs: memory source → one stage → memory sink, 1 KiB messages,
 //!    concurrency 2, with 0 %, 0.1 % and 1 % poison of each class (loop,
 //!    sleep, poll, log flood, stdout flood, memory hog, panic), at the
@@ -460,6 +462,80 @@ fn poison_runs(host: &WasmHost, n: usize, quick: bool, md: &mut String) {
     }
 }
 
+// ------------------------------------------------------ C. fan-out
+
+/// One message split into `n` outputs against `n` inputs passed through,
+/// both through `misbehave` into a memory sink.
+fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let limits = Limits {
+        max_outputs: n,
+        max_call_output_bytes: u64::MAX / 2,
+        ..Limits::default()
+    };
+    let time = |input: Vec<Message>| {
+        let plugin = host.load(&plugin_path("misbehave")).unwrap();
+        let factory = host
+            .stage(
+                plugin,
+                "split",
+                StageKind::Transform,
+                limits,
+                Default::default(),
+            )
+            .unwrap();
+        let spec = Arc::new(StageSpec::new(
+            "split",
+            Arc::new(factory),
+            RetryPolicy::default(),
+        ));
+        let (source, _acks) = MemorySource::new("input", input);
+        let out = MemorySink::new("out");
+        let pipeline = Pipeline {
+            name: "fanout".into(),
+            source: Box::new(source),
+            stages: vec![spec].into(),
+            sinks: vec![("out".into(), out.clone() as Arc<dyn sluice_core::Sink>)],
+            dlq: MemorySink::new("dlq"),
+            options: EngineOptions::default(),
+            clock: Arc::new(SystemClock),
+            stats: Arc::default(),
+        };
+        let started = Instant::now();
+        rt.block_on(pipeline.run(Default::default())).unwrap();
+        let took = started.elapsed();
+        assert_eq!(out.messages().len(), n);
+        took
+    };
+    let mut split = Vec::new();
+    let mut pass = Vec::new();
+    for _ in 0..3 {
+        let mut one = payload("fanout", 0);
+        let text = format!("fanout {n} ");
+        one[..text.len()].copy_from_slice(text.as_bytes());
+        split.push(time(vec![Message::new(one)]));
+        pass.push(time(
+            (0..n).map(|i| Message::new(payload("ok", i))).collect(),
+        ));
+    }
+    split.sort();
+    pass.sort();
+    let (s, p) = (split[1], pass[1]);
+    let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+    let table = format!(
+        "| {n} messages of 1 KiB into a memory sink | ns/output |\n|---|---|\n| 1 input split into {n} | {:.0} |\n| {n} inputs passed through | {:.0} |\n| ratio (split / inputs) | {:.2} |\n",
+        per(s),
+        per(p),
+        per(s) / per(p)
+    );
+    println!("\nC. fan-out (median of 3)\n{table}");
+    md.push_str(&format!("### C. Fan-out (median of 3)\n\n{table}\n"));
+}
+
 fn main() {
     let n = env_usize("SLUICE_BENCH_N", 10_000).max(1000);
     let calls = env_usize("SLUICE_BENCH_CALLS", 200_000).max(BATCH);
@@ -473,6 +549,7 @@ fn main() {
     .unwrap();
     let mut md = String::new();
     per_call(&host, calls, &mut md);
+    fan_out(&host, 100_000, &mut md);
     poison_runs(&host, n, quick, &mut md);
     if let Ok(path) = std::env::var("SLUICE_BENCH_MD") {
         std::fs::write(&path, md).unwrap();

@@ -8,6 +8,7 @@
 //! | `sluice_stage_duration_seconds` | pipeline, stage | histogram of one call (a batch call is one call) |
 //! | `sluice_stage_fuel_consumed_total` | pipeline, stage | fuel the stage's calls burnt |
 //! | `sluice_instance_replacements_total` | pipeline, stage | plugin instances replaced after a fault |
+//! | `sluice_plugin_log_suppressed_total` | pipeline, stage | plugin log lines dropped by the stage's log rate limit |
 //! | `sluice_sink_publish_duration_seconds` | pipeline | histogram, hand-over to a sink until its confirm |
 //! | `sluice_sink_retries_total` | pipeline | failed publishes that were retried |
 //! | `sluice_in_flight` | pipeline | received, not yet settled with the source |
@@ -159,6 +160,20 @@ impl Metrics {
                 "sluice_instance_replacements_total{{{}}} {}",
                 labels(p, &stage.name),
                 stage.stats.snapshot().replaced
+            );
+        }
+        header(
+            &mut out,
+            "sluice_plugin_log_suppressed_total",
+            "counter",
+            "Plugin log lines not written because of the stage's log rate limit.",
+        );
+        for (p, stage) in stages(&pipelines) {
+            let _ = writeln!(
+                out,
+                "sluice_plugin_log_suppressed_total{{{}}} {}",
+                labels(p, &stage.name),
+                stage.stats.snapshot().log_suppressed
             );
         }
         header(

@@ -17,7 +17,7 @@ pub struct Failure {
     /// The plugin the stage runs, when there is one.
     pub plugin: Option<PluginInfo>,
     /// `fatal`, `retryable` (with `attempts = 1`), `retries-exhausted`, `trap`, `out-of-fuel`, `timeout`,
-    /// `memory-limit`, `bad-output`, `instantiate`, `unknown-route`, `decode`, `sink-rejected`.
+    /// `memory-limit`, `output-limit`, `bad-output`, `instantiate`, `unknown-route`, `decode`, `sink-rejected`.
     pub class: String,
     /// The error text.
     pub text: String,
