@@ -341,7 +341,9 @@ fn run(
     let mut poisons = 0;
     let input: Vec<Message> = (0..n)
         .map(|i| {
-            let poison = every.is_some_and(|e| i % e == e / 2);
+            // Keyless messages go round-robin over the workers: alternate
+            // the poison's parity so every worker gets its share.
+            let poison = every.is_some_and(|e| i % e == e / 2 + (i / e) % CONCURRENCY);
             poisons += poison as usize;
             Message::new(payload(if poison { class.word } else { "ok" }, i))
         })
