@@ -189,3 +189,69 @@ fn a_short_drain_timeout_ends_a_broker_sources_drain_at_that_deadline() {
     };
     assert_eq!(summary.first(), Some(&redis::Value::Int(5)), "{summary:?}");
 }
+
+#[test]
+fn sigterm_during_a_reload_whose_drain_is_stuck_exits_within_the_drain_timeout() {
+    // As above, the source holds messages its sink cannot take. A reload
+    // that restarts the pipeline (another sink) must drain it;
+    // before, that wait had no bound and kept SIGTERM from being handled.
+    let dir = tempfile::tempdir().unwrap();
+    let source = PrivateRedis::start();
+    let mut sink = PrivateRedis::start();
+    let stream = unique("reload");
+    let path = config(dir.path(), &source.url(), &sink.url(), &stream);
+    let addr = free_addr();
+    let daemon = Daemon::start_with(
+        &path,
+        &dir.path().join("log"),
+        &["--http", &addr, "--drain-timeout", "4s", "--no-watch"],
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || readyz(&addr)
+            .is_some_and(|(s, _)| s == 200)),
+        "never ready; log:\n{}",
+        daemon.log_text()
+    );
+    sink.stop();
+    let mut conn = redis_client::connection(&source.url());
+    redis_client::add(
+        &mut conn,
+        &format!("{stream}.in"),
+        &[vec![("payload".to_string(), b"{}".to_vec())]],
+    );
+    let received = "sluice_pipeline_messages_total{pipeline=\"relay\",outcome=\"received\"}";
+    assert!(
+        eventually(Duration::from_secs(30), || http_get(&addr, "/metrics")
+            .and_then(|(_, m)| metric(&m, received))
+            .is_some_and(|n| n >= 1.0)),
+        "the message never reached the pipeline; log:\n{}",
+        daemon.log_text()
+    );
+    // The new config sends to a Redis that is up (a reload connects what
+    // it starts before it stops anything), so the reload gets as far as
+    // draining the old pipeline, which cannot finish.
+    assert_eq!(
+        config(dir.path(), &source.url(), &source.url(), &stream),
+        path
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &daemon.pid().to_string()])
+        .status();
+    assert!(hup.is_ok_and(|s| s.success()));
+    assert!(
+        eventually(Duration::from_secs(10), || daemon
+            .log_text()
+            .contains("draining for a restart")),
+        "no reload; log:\n{}",
+        daemon.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    let status = daemon.terminate(Duration::from_secs(20));
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took < Duration::from_secs(6),
+        "exit took {took:?} with --drain-timeout 4s"
+    );
+}
