@@ -174,7 +174,11 @@ pub fn run_pipeline(
     };
     let report = runtime
         .block_on(async {
-            tokio::time::timeout(Duration::from_secs(120), pipeline.run(Default::default())).await
+            tokio::time::timeout(
+                Duration::from_secs(120),
+                pipeline.run(sluice_core::Shutdown::default()),
+            )
+            .await
         })
         .expect("pipeline finished within 120 s")
         .expect("pipeline ran");

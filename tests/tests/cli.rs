@@ -223,6 +223,29 @@ fn run_with_a_missing_input_file_is_invalid_input() {
     assert!(stderr(&out).contains("nope.jsonl"), "{}", stderr(&out));
 }
 
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    for args in [
+        &["run"][..],                                  // missing CONFIG
+        &["no-such-command"],                          // unknown subcommand
+        &["run", "p.toml", "--no-such-flag"],          // unknown flag
+        &["run", "p.toml", "--drain-timeout", "soon"], // a value that does not parse
+    ] {
+        let out = sluice(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("error:"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    for args in [&["--help"][..], &["--version"], &["run", "--help"]] {
+        let out = sluice(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}
+
 fn pipe_config(dir: &Path) -> PathBuf {
     let config = format!(
         r#"

@@ -164,7 +164,9 @@ fn a_sink_outage_is_retried_and_nothing_is_lost_or_dead_lettered() {
         stats: Arc::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let report = runtime.block_on(pipeline.run(Default::default())).unwrap();
+    let report = runtime
+        .block_on(pipeline.run(sluice_core::Shutdown::default()))
+        .unwrap();
     let got: Vec<String> = sink
         .messages()
         .iter()
@@ -222,7 +224,7 @@ fn a_message_the_sink_rejects_for_good_is_dead_lettered_with_the_reason_and_the_
     };
     let report = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(pipeline.run(Default::default()))
+        .block_on(pipeline.run(sluice_core::Shutdown::default()))
         .unwrap();
     let number = |m: &Message| {
         String::from_utf8_lossy(&m.payload)
@@ -331,7 +333,7 @@ fn the_source_is_acked_only_after_the_sink_confirmed() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let running = tokio::spawn(pipeline.run(Default::default()));
+        let running = tokio::spawn(pipeline.run(sluice_core::Shutdown::default()));
         while sink.taken.lock().unwrap().len() < 10 {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -410,7 +412,7 @@ fn a_confirm_that_publishes_again_does_not_deadlock_with_the_next_hand_over() {
     let finished = runtime.block_on(async {
         tokio::time::timeout(
             std::time::Duration::from_secs(60),
-            pipeline.run(Default::default()),
+            pipeline.run(sluice_core::Shutdown::default()),
         )
         .await
     });
@@ -465,7 +467,7 @@ fn keyless_messages_keep_their_lane_order() {
         .build()
         .unwrap();
     runtime
-        .block_on(pipeline.run(Default::default()))
+        .block_on(pipeline.run(sluice_core::Shutdown::default()))
         .expect("pipeline ran");
     let out = sink.messages();
     assert_eq!(out.len(), 400);
@@ -526,7 +528,7 @@ fn a_swapped_chain_is_taken_up_between_batches_without_loss() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let running = tokio::spawn(pipeline.run(Default::default()));
+        let running = tokio::spawn(pipeline.run(sluice_core::Shutdown::default()));
         while sink.len() < 1000 {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }

@@ -10,13 +10,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use sluice_brokers::kafka::{KafkaSourceConfig, OffsetReset};
 use sluice_brokers::SourceConfig;
+use sluice_core::Shutdown;
 use sluice_core::{Delivery, HumanDuration};
 use sluice_tests::daemon::{eventually, plugin_literal, Daemon};
 use sluice_tests::kafka_client::{count, read_topic};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "orders";
 
@@ -79,7 +79,7 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
         .await
         .expect("source connects");
     let (tx, mut rx) = mpsc::channel::<Delivery>(100);
-    let shutdown = CancellationToken::new();
+    let shutdown = Shutdown::default();
     let task = tokio::spawn(source.run(tx, shutdown.clone()));
 
     let mut held: BTreeMap<(i32, i64), Delivery> = BTreeMap::new();

@@ -3,11 +3,11 @@
 //! into lines with group commit (confirm after the batch is flushed).
 
 use serde::{Deserialize, Serialize};
+use sluice_core::Shutdown;
 use sluice_core::{AckHandle, Confirm, Coordinates, Delivery, Message, SinkError, SourceError};
 use std::io::Write;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 /// How a line maps to a message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -32,7 +32,7 @@ pub async fn read_lines(
     format: LineFormat,
     key_field: Option<&str>,
     out: mpsc::Sender<Delivery>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> Result<(), SourceError> {
     let mut line = Vec::new();
     let mut number = 0u64;
@@ -244,7 +244,7 @@ mod tests {
             LineFormat::Json,
             Some("id"),
             tx,
-            CancellationToken::new(),
+            Shutdown::default(),
         )
         .await
         .unwrap();

@@ -71,15 +71,40 @@ impl<T: Send + 'static> Drop for ChannelAcker<T> {
     }
 }
 
-/// How long a stopping source waits for the pipeline to finish the
-/// deliveries it holds, so they can be acknowledged. What is not finished by
-/// then is redelivered by the broker after the restart.
-pub(crate) const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Wait until `busy` turns false, at most [`DRAIN`].
-pub(crate) async fn drained(mut busy: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + DRAIN;
+/// Wait until `busy` turns false, at most until `deadline`: a stopping
+/// source lets the pipeline finish the deliveries it holds, so they can be
+/// acknowledged, until the drain deadline of the shutdown
+/// ([`sluice_core::Shutdown::drain_deadline`], from `--drain-timeout`).
+/// What is not finished by then is redelivered by the broker.
+pub(crate) async fn drained(deadline: std::time::Instant, mut busy: impl FnMut() -> bool) {
     while busy() && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drained;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn a_drain_ends_at_the_deadline_it_is_given_not_before() {
+        let start = Instant::now();
+        drained(start + Duration::from_millis(300), || true).await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_as_soon_as_nothing_is_held() {
+        let start = Instant::now();
+        let mut polls = 0;
+        drained(start + Duration::from_secs(120), || {
+            polls += 1;
+            polls < 3
+        })
+        .await;
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }

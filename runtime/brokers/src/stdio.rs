@@ -3,10 +3,10 @@
 use crate::file::LineSink;
 use crate::lines::{self, LineFormat, LineWriter};
 use serde::Deserialize;
+use sluice_core::Shutdown;
 use sluice_core::{Delivery, Sink, Source, SourceError};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// `source = { type = "stdin" }`
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -40,7 +40,7 @@ impl Source for StdinSource {
     async fn run(
         self: Box<Self>,
         out: mpsc::Sender<Delivery>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<(), SourceError> {
         let reader = tokio::io::BufReader::new(tokio::io::stdin());
         lines::read_lines(

@@ -46,7 +46,10 @@ impl From<EngineError> for CliError {
             EngineError::Source { .. } => CliError::Connection(e.to_string()),
             EngineError::Chain { .. }
             | EngineError::Thread { .. }
-            | EngineError::CannotRepublish { .. } => CliError::Invalid(e.to_string()),
+            | EngineError::CannotRepublish { .. }
+            // A panic is a bug, not a broker that went away; the one code
+            // left for "it failed" is 1.
+            | EngineError::Panicked { .. } => CliError::Invalid(e.to_string()),
         }
     }
 }

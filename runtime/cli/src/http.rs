@@ -1,6 +1,7 @@
 //! The optional HTTP listener (`sluice run --http ADDR`): `/metrics` in the
 //! Prometheus text format, `/healthz` (the process is up) and `/readyz`
-//! (every pipeline is connected). A small HTTP/1.1 responder on tokio: GET
+//! (started, and every source and sink is connected: 503 with one line per
+//! source or sink that lost its broker, and why, until it is back). A small HTTP/1.1 responder on tokio: GET
 //! only, one request per connection.
 
 use crate::exit::CliError;
@@ -58,12 +59,14 @@ async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>) {
     let (status, content_type, body) = match (method, path.split('?').next().unwrap_or("")) {
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", "/readyz") if metrics.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
-        ("GET", "/readyz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            "not ready\n".to_string(),
-        ),
+        ("GET", "/readyz") => match metrics.readiness() {
+            Ok(()) => ("200 OK", "text/plain", "ready\n".to_string()),
+            Err(why) => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("not ready\n{}\n", why.join("\n")),
+            ),
+        },
         ("GET", _) => (
             "404 Not Found",
             "text/plain",

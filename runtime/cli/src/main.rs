@@ -120,7 +120,20 @@ enum PluginCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap exits 2 on a usage error, the code the spec keeps for
+        // connection errors: a bad command line is invalid input (1).
+        // --help and --version are not errors and still exit 0.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                std::process::ExitCode::from(1)
+            } else {
+                std::process::ExitCode::SUCCESS
+            };
+        }
+    };
     logging::init(cli.log_format, cli.log.as_deref());
     let result = match cli.command {
         Command::Check { config } => check::check(&config),

@@ -14,10 +14,11 @@
 //! | `sluice_in_flight` | pipeline | received, not yet settled with the source |
 //! | `sluice_source_lag` | pipeline | messages waiting in the broker (Kafka consumer lag, RabbitMQ ready, Redis group lag, SQS visible), where the source reports it |
 //! | `sluice_reloads_total` | result | `ok` (changes applied), `unchanged`, `failed` |
-//! | `sluice_ready` | | 1 once every pipeline is connected |
+//! | `sluice_ready` | | 1 while every pipeline's source and sinks are connected (what `/readyz` says) |
+//! | `sluice_connected` | pipeline, endpoint | 1 while that source or sink is connected, 0 while it has lost its broker |
 
 use sluice_core::stats::Histogram;
-use sluice_core::{LiveStages, PipelineStats};
+use sluice_core::{Health, LiveStages, PipelineStats};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +29,9 @@ pub struct PipelineMetrics {
     pub name: String,
     pub stats: Arc<PipelineStats>,
     pub stages: LiveStages,
+    /// Its source's and sinks' connection states, each with what it is to
+    /// the pipeline (`source`, `sink out`, `dlq`).
+    pub health: Vec<(String, Health)>,
 }
 
 /// How a reload ended.
@@ -63,8 +67,34 @@ impl Metrics {
         self.ready.store(ready, Relaxed);
     }
 
-    pub fn ready(&self) -> bool {
-        self.ready.load(Relaxed)
+    /// Ready: started, and no source or sink has lost its broker. Else
+    /// why not, one line per source or sink that is down.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        if !self.ready.load(Relaxed) {
+            return Err(vec!["starting".into()]);
+        }
+        let pipelines = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let down: Vec<String> = pipelines
+            .iter()
+            .flat_map(|p| {
+                p.health.iter().filter_map(|(role, h)| {
+                    let reason = h.down_reason()?;
+                    Some(format!(
+                        "pipeline `{}`: {role} {}: down: {reason}",
+                        p.name,
+                        h.name()
+                    ))
+                })
+            })
+            .collect();
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(down)
+        }
     }
 
     /// The Prometheus text exposition.
@@ -249,11 +279,28 @@ impl Metrics {
         }
         header(
             &mut out,
+            "sluice_connected",
+            "gauge",
+            "1 while the source or sink is connected to its broker.",
+        );
+        for p in &pipelines {
+            for (role, h) in &p.health {
+                let _ = writeln!(
+                    out,
+                    "sluice_connected{{pipeline=\"{}\",endpoint=\"{}\"}} {}",
+                    esc(&p.name),
+                    esc(&format!("{role} {}", h.name())),
+                    u8::from(h.is_up())
+                );
+            }
+        }
+        header(
+            &mut out,
             "sluice_ready",
             "gauge",
-            "1 once every pipeline is connected.",
+            "1 while every pipeline's source and sinks are connected.",
         );
-        let _ = writeln!(out, "sluice_ready {}", u8::from(self.ready()));
+        let _ = writeln!(out, "sluice_ready {}", u8::from(self.readiness().is_ok()));
         out
     }
 }
@@ -314,6 +361,7 @@ mod tests {
             name: "orders".into(),
             stats,
             stages: LiveStages::new(Vec::new()),
+            health: Vec::new(),
         }]);
         m.reloaded(Reload::Ok);
         let text = m.render();
@@ -345,5 +393,38 @@ mod tests {
             text.contains("# TYPE sluice_stage_duration_seconds histogram"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn readiness_names_the_pipeline_and_endpoint_that_is_down_until_it_is_back() {
+        let m = Metrics::default();
+        let source = Health::new("redis-stream:orders");
+        m.set_pipelines(vec![PipelineMetrics {
+            name: "orders".into(),
+            stats: Arc::default(),
+            stages: LiveStages::new(Vec::new()),
+            health: vec![("source".into(), source.clone())],
+        }]);
+        assert!(m.readiness().is_err(), "not ready before the start");
+        m.set_ready(true);
+        assert_eq!(m.readiness(), Ok(()));
+        source.down("connection refused");
+        assert_eq!(
+            m.readiness(),
+            Err(vec![
+                "pipeline `orders`: source redis-stream:orders: down: connection refused".into()
+            ])
+        );
+        let text = m.render();
+        assert!(text.contains("sluice_ready 0"), "{text}");
+        assert!(
+            text.contains(
+                "sluice_connected{pipeline=\"orders\",endpoint=\"source redis-stream:orders\"} 0"
+            ),
+            "{text}"
+        );
+        source.up();
+        assert_eq!(m.readiness(), Ok(()));
+        assert!(m.render().contains("sluice_ready 1"));
     }
 }

@@ -7,17 +7,18 @@
 //! SIGTERM/SIGINT stops the sources taking new messages and lets what is in
 //! flight finish and be acknowledged, for at most the drain timeout; a
 //! second signal exits at once. Whatever was not acknowledged is redelivered
-//! by its broker.
+//! by its broker. The signal cancels the one [`Shutdown`] every pipeline
+//! and source holds, with the drain deadline, even while a reload runs.
 
 use crate::exit::CliError;
 use crate::metrics::Metrics;
 use crate::supervisor::Supervisor;
 use crate::watch::{Trigger, Triggers};
+use sluice_core::Shutdown;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// How the process runs (flags, not TOML).
 pub struct RunOptions {
@@ -47,17 +48,16 @@ async fn run_async(path: &Path, options: RunOptions) -> Result<(), CliError> {
         crate::http::serve(addr, metrics.clone()).await?;
     }
     let host = crate::assemble::host()?;
-    let shutdown = CancellationToken::new();
+    let shutdown = Shutdown::new(options.drain_timeout);
     let mut triggers = Triggers::new(options.watch);
     let mut supervisor = Supervisor::start(path, host, metrics.clone(), shutdown.clone()).await?;
     metrics.set_ready(true);
     triggers.watch(&supervisor.files);
-    let stop = signals();
-    tokio::pin!(stop);
+    tokio::spawn(signals(shutdown.clone()));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            _ = &mut stop => break,
+            _ = shutdown.cancelled() => break,
             trigger = triggers.next() => {
                 let why = match trigger { Trigger::Signal => "SIGHUP", Trigger::Files => "files changed" };
                 tracing::info!(why, "reloading");
@@ -72,8 +72,8 @@ async fn run_async(path: &Path, options: RunOptions) -> Result<(), CliError> {
             }
         }
     }
-    shutdown.cancel();
-    let left = supervisor.drain(options.drain_timeout).await;
+    shutdown.cancel(); // already, after a signal; the first deadline holds
+    let left = supervisor.drain().await;
     if !left.is_empty() {
         tracing::warn!(pipelines = ?left, timeout = ?options.drain_timeout, "drain timeout passed; exiting with messages unacknowledged (they are redelivered)");
     }
@@ -89,22 +89,22 @@ async fn run_async(path: &Path, options: RunOptions) -> Result<(), CliError> {
     supervisor.failure.map_or(Ok(()), Err)
 }
 
-/// Resolves at the first SIGINT/SIGTERM; a second one exits the process at
-/// once (unacknowledged messages are redelivered by their brokers).
-async fn signals() {
+/// Cancels `shutdown` at the first SIGINT/SIGTERM; a second one exits the
+/// process at once (unacknowledged messages are redelivered by their
+/// brokers).
+async fn signals(shutdown: Shutdown) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
+        return;
     };
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    tracing::info!("signal received: draining (send it again to exit at once)");
-    tokio::spawn(async move {
-        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        tracing::warn!("second signal: exiting without draining");
-        std::process::exit(130);
-    });
+    tracing::info!(timeout = ?shutdown.drain_timeout(), "signal received: draining (send it again to exit at once)");
+    shutdown.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("second signal: exiting without draining");
+    std::process::exit(130);
 }

@@ -12,6 +12,11 @@
 //!   config (its counters carry on);
 //! - new pipelines start, pipelines no longer in the file drain and stop;
 //! - the rest is left alone.
+//!
+//! A pipeline drained for a restart gets the drain timeout, like a process
+//! stop; a stop asked for meanwhile (SIGTERM) ends the reload at once and
+//! leaves the new pipelines unstarted, so the process still exits within
+//! its drain timeout.
 
 use crate::assemble;
 use crate::exit::CliError;
@@ -21,11 +26,11 @@ use sluice_core::engine::EngineError;
 use sluice_core::{
     Chain, LiveStages, Pipeline, PipelineReport, PipelineStats, StageSpec, SystemClock,
 };
+use sluice_core::{Health, Shutdown};
 use sluice_wasm::WasmHost;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// One running pipeline.
 struct Running {
@@ -34,7 +39,9 @@ struct Running {
     shas: Vec<String>,
     live: LiveStages,
     stats: Arc<PipelineStats>,
-    stop: CancellationToken,
+    /// Its source's and sinks' connection states, for `/readyz`.
+    health: Vec<(String, Health)>,
+    stop: Shutdown,
     task: JoinHandle<Result<PipelineReport, EngineError>>,
 }
 
@@ -49,7 +56,7 @@ pub struct Supervisor {
     path: PathBuf,
     host: WasmHost,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     running: Vec<Running>,
     /// Files that make a reload: the config and every plugin it names.
     pub files: Vec<PathBuf>,
@@ -73,7 +80,7 @@ impl Supervisor {
         path: &Path,
         host: WasmHost,
         metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<Supervisor, CliError> {
         let config = sluice_config::load(path)?;
         let mut s = Supervisor {
@@ -128,15 +135,22 @@ impl Supervisor {
     }
 
     fn spawn(&mut self, loaded: Loaded, pipeline: Pipeline) {
-        let stop = self.shutdown.child_token();
+        let stop = self.shutdown.child();
         let live = pipeline.stages.clone();
         let stats = pipeline.stats.clone();
+        let mut health = Vec::new();
+        health.extend(pipeline.source.health().map(|h| ("source".to_string(), h)));
+        for (name, sink) in &pipeline.sinks {
+            health.extend(sink.health().map(|h| (format!("sink {name}"), h)));
+        }
+        health.extend(pipeline.dlq.health().map(|h| ("dlq".to_string(), h)));
         let task = tokio::spawn(pipeline.run(stop.clone()));
         self.running.push(Running {
             config: loaded.config,
             shas: loaded.shas,
             live,
             stats,
+            health,
             stop,
             task,
         });
@@ -150,6 +164,7 @@ impl Supervisor {
                 name: r.config.name.clone(),
                 stats: r.stats.clone(),
                 stages: r.live.clone(),
+                health: r.health.clone(),
             })
             .collect();
         self.metrics.set_pipelines(pipelines);
@@ -163,37 +178,52 @@ impl Supervisor {
     /// Collect the reports of pipelines that ended by themselves.
     pub async fn reap(&mut self) {
         let mut i = 0;
+        let before = self.running.len();
         while i < self.running.len() {
             if self.running[i].task.is_finished() {
                 let r = self.running.remove(i);
                 self.ended.push(r.config.clone());
-                self.finished(r.task.await);
+                self.finished(&r.config.name, r.task.await);
             } else {
                 i += 1;
             }
+        }
+        if self.running.len() != before {
+            // An ended pipeline's source and sinks no longer count for /readyz.
+            self.publish_metrics();
         }
     }
 
     fn finished(
         &mut self,
+        pipeline: &str,
         result: Result<Result<PipelineReport, EngineError>, tokio::task::JoinError>,
     ) {
         match result {
             Ok(Ok(report)) => self.reports.push(report),
-            Ok(Err(e)) => self.failure = Some(e.into()),
-            Err(e) => self.failure = Some(CliError::Invalid(format!("pipeline task failed: {e}"))),
+            Ok(Err(e)) => {
+                tracing::error!(pipeline, error = %e, "pipeline failed");
+                self.failure = Some(e.into())
+            }
+            Err(e) => {
+                tracing::error!(pipeline, error = %e, "pipeline task failed");
+                self.failure = Some(CliError::Invalid(format!(
+                    "pipeline `{pipeline}`: its task failed: {e}"
+                )))
+            }
         }
     }
 
-    /// Wait (at most `within`) for every pipeline to finish after the
-    /// shutdown was cancelled. Returns the names of those still running.
-    pub async fn drain(&mut self, within: std::time::Duration) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + within;
+    /// Wait for every pipeline to finish after the shutdown was cancelled,
+    /// at most until its drain deadline (the pipelines stop waiting at the
+    /// same instant). Returns the names of those still running.
+    pub async fn drain(&mut self) -> Vec<String> {
+        let deadline = tokio::time::Instant::from_std(self.shutdown.drain_deadline());
         for r in std::mem::take(&mut self.running) {
             let name = r.config.name.clone();
             let mut task = r.task;
             match tokio::time::timeout_at(deadline, &mut task).await {
-                Ok(result) => self.finished(result),
+                Ok(result) => self.finished(&name, result),
                 Err(_) => {
                     let c = r.stats.snapshot();
                     tracing::warn!(pipeline = %name, in_flight = c.received.saturating_sub(c.acked), "drain timeout: leaving the rest unacknowledged; the broker redelivers it");
@@ -275,11 +305,36 @@ impl Supervisor {
         // Stop (drain) what goes or restarts; a restarted pipeline keeps its counters.
         let mut carried = Vec::new();
         for i in stops.into_iter().rev() {
-            let r = self.running.remove(i);
+            let mut r = self.running.remove(i);
             tracing::info!(pipeline = %r.config.name, "draining for a restart or removal");
             r.stop.cancel();
             carried.push((r.config.name.clone(), r.stats.clone()));
-            self.finished(r.task.await);
+            let deadline = tokio::time::Instant::from_std(r.stop.drain_deadline());
+            let ended = tokio::select! {
+                biased;
+                result = &mut r.task => Drained::Finished(result),
+                _ = self.shutdown.cancelled() => Drained::Stopping,
+                _ = tokio::time::sleep_until(deadline) => Drained::Late,
+            };
+            match ended {
+                Drained::Finished(result) => self.finished(&r.config.name, result),
+                Drained::Late => {
+                    // The engine gives up at the same deadline; this is the
+                    // backstop, so a restart never waits for ever.
+                    let c = r.stats.snapshot();
+                    tracing::warn!(pipeline = %r.config.name, in_flight = c.received.saturating_sub(c.acked), "drain timeout during a reload: restarting with the rest unacknowledged; the broker redelivers it");
+                    r.task.abort();
+                }
+                Drained::Stopping => {
+                    // The process is stopping: its own drain waits for this
+                    // pipeline, and for the ones not yet stopped, with the
+                    // process's deadline. Nothing new starts.
+                    tracing::warn!(pipeline = %r.config.name, "stop requested during a reload: the new config is not started");
+                    self.running.push(r);
+                    self.publish_metrics();
+                    return Ok(true);
+                }
+            }
         }
         for (l, mut pipeline) in starts {
             if let Some((_, stats)) = carried.iter().find(|(n, _)| *n == l.config.name) {
@@ -293,6 +348,15 @@ impl Supervisor {
         self.publish_metrics();
         Ok(changed)
     }
+}
+
+/// How the drain of a pipeline stopped by a reload ended.
+enum Drained {
+    Finished(Result<Result<PipelineReport, EngineError>, tokio::task::JoinError>),
+    /// The process is stopping (SIGTERM during the reload).
+    Stopping,
+    /// Its drain deadline passed.
+    Late,
 }
 
 /// Source, sinks, DLQ and engine settings: what a live swap cannot change.

@@ -15,6 +15,7 @@ use crate::dlq;
 use crate::live::LiveStages;
 use crate::message::{Delivery, Message};
 use crate::retry::RetryPolicy;
+use crate::shutdown::Shutdown;
 use crate::sink::{Confirm, Sink, SinkError};
 use crate::source::{Source, SourceError};
 use crate::stats::{bump, PipelineCounts, PipelineStats, StageCounts};
@@ -23,9 +24,8 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// A fully built pipeline, ready to run.
 pub struct Pipeline {
@@ -105,6 +105,38 @@ pub enum EngineError {
         pipeline: String,
         source_name: String,
     },
+    /// A task of the pipeline panicked: a bug in sluice or a connector, not
+    /// a clean end, whatever the source managed to settle before it.
+    #[error("pipeline `{pipeline}`: the {task} panicked: {message}")]
+    Panicked {
+        pipeline: String,
+        task: &'static str,
+        message: String,
+    },
+}
+
+/// Resolves once a stop was asked for and its drain deadline has passed.
+async fn past_drain_deadline(shutdown: &Shutdown) {
+    shutdown.cancelled().await;
+    let deadline = tokio::time::Instant::from_std(shutdown.drain_deadline());
+    tokio::time::sleep_until(deadline).await;
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
+/// Why a tokio task did not finish: a panic (with its message) or a cancel.
+fn join_failure(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => panic_message(&*payload),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// What a finished run did.
@@ -156,12 +188,16 @@ struct Processed {
 }
 
 impl Pipeline {
-    /// Run until the source ends or `shutdown` is cancelled and everything
-    /// in flight is settled.
+    /// Run until the source ends, or `shutdown` is cancelled and everything
+    /// in flight is settled or its drain deadline passed (then what is not
+    /// settled is given back to the source, for its broker to redeliver).
+    /// A bare `CancellationToken` drains for [`crate::shutdown::DEFAULT_DRAIN`].
     ///
     /// # Errors
-    /// A stage that cannot be instantiated, or a source that fails for good.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<PipelineReport, EngineError> {
+    /// A stage that cannot be instantiated, a source that fails for good, or
+    /// a task of the pipeline that panicked.
+    pub async fn run(self, shutdown: impl Into<Shutdown>) -> Result<PipelineReport, EngineError> {
+        let shutdown = shutdown.into();
         let Pipeline {
             name,
             source,
@@ -199,6 +235,9 @@ impl Pipeline {
 
         let mut worker_inputs = Vec::with_capacity(workers);
         let mut delivery_tasks = Vec::with_capacity(workers);
+        // The first panic of a worker thread, set before the thread lets go
+        // of its output channel, so it is there once its delivery task ends.
+        let worker_panic: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         for (i, chain) in chains.into_iter().enumerate() {
             let (input_tx, input_rx) = mpsc::channel::<Delivery>(options.buffer);
             let (done_tx, done_rx) = mpsc::channel::<Vec<Processed>>(options.buffer);
@@ -211,10 +250,20 @@ impl Pipeline {
                 clock: clock.clone(),
                 batch: options.batch.max(1),
                 republish: options.republish_retries,
+                failed_swap: None,
+                swap_retry: SWAP_RETRY,
             };
+            let panicked = worker_panic.clone();
             std::thread::Builder::new()
                 .name(format!("sluice-{name}-{i}"))
-                .spawn(move || worker.work(input_rx, done_tx))
+                .spawn(move || {
+                    let work = std::panic::AssertUnwindSafe(|| worker.work(input_rx, &done_tx));
+                    if let Err(payload) = std::panic::catch_unwind(work) {
+                        let mut first = panicked.lock().unwrap_or_else(|e| e.into_inner());
+                        first.get_or_insert_with(|| panic_message(&*payload));
+                    }
+                    drop(done_tx);
+                })
                 .map_err(|source| EngineError::Thread {
                     pipeline: name.clone(),
                     source,
@@ -239,8 +288,26 @@ impl Pipeline {
         source.report_lag(stats.source_lag.clone());
         let source_task = tokio::spawn(source.run(source_tx, shutdown.clone()));
 
+        // Once a stop was asked for and its drain deadline passed, the engine
+        // stops waiting on the source too: what it still holds is given back.
+        let past_deadline = {
+            let (shutdown, pipeline) = (shutdown.clone(), name.clone());
+            async move {
+                past_drain_deadline(&shutdown).await;
+                tracing::warn!(%pipeline, "drain deadline passed before the source stopped");
+            }
+        };
+        let past_deadline = futures::FutureExt::fuse(past_deadline);
+        tokio::pin!(past_deadline);
         let mut next_worker = 0usize;
-        while let Some(delivery) = source_rx.recv().await {
+        loop {
+            let delivery = tokio::select! {
+                delivery = source_rx.recv() => match delivery {
+                    Some(delivery) => delivery,
+                    None => break,
+                },
+                _ = &mut past_deadline => break,
+            };
             bump(&stats.received, 1);
             // A lane (a partition, a FIFO group) keeps its order; otherwise
             // the key does; keyless messages spread over the workers.
@@ -256,14 +323,33 @@ impl Pipeline {
                     next_worker
                 }
             };
-            if worker_inputs[index].send(delivery).await.is_err() {
-                break; // the worker is gone; its delivery task reports why
+            tokio::select! {
+                sent = worker_inputs[index].send(delivery) => if sent.is_err() {
+                    break; // the worker is gone (it panicked): reported below
+                },
+                _ = &mut past_deadline => break,
             }
         }
+        // Let a source that is still sending see the pipeline is gone, or it
+        // would wait on a full channel for ever.
+        drop(source_rx);
         drop(worker_inputs);
-        for task in delivery_tasks {
-            if let Err(e) = task.await {
-                tracing::error!(pipeline = %name, error = %e, "delivery task failed");
+        let mut panicked = None;
+        for mut task in delivery_tasks {
+            // A sink that stays down holds its deliveries for ever; once the
+            // drain deadline has passed they are given back instead.
+            let finished = tokio::select! {
+                finished = &mut task => finished,
+                _ = past_drain_deadline(&shutdown) => {
+                    tracing::warn!(pipeline = %name, "drain deadline passed with deliveries unconfirmed; giving them back to the source");
+                    task.abort();
+                    continue;
+                }
+            };
+            if let Err(e) = finished {
+                let message = join_failure(e);
+                tracing::error!(pipeline = %name, error = %message, "delivery task panicked");
+                panicked.get_or_insert(("delivery task", message));
             }
         }
         for (_, sink) in &sinks {
@@ -274,7 +360,23 @@ impl Pipeline {
         if let Err(e) = dlq.flush().await {
             tracing::error!(pipeline = %name, error = %e, "DLQ flush failed");
         }
-        let source_result = source_task.await.unwrap_or(Ok(()));
+        let source_result = match source_task.await {
+            Ok(result) => result,
+            Err(e) => {
+                let message = join_failure(e);
+                tracing::error!(pipeline = %name, source = %source_name, error = %message, "source task panicked");
+                panicked = Some(("source task", message));
+                Ok(())
+            }
+        };
+        if let Some(message) = worker_panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            tracing::error!(pipeline = %name, error = %message, "worker thread panicked");
+            panicked.get_or_insert(("worker thread", message));
+        }
         let report = PipelineReport {
             pipeline: name.clone(),
             counts: stats.snapshot(),
@@ -286,6 +388,13 @@ impl Pipeline {
                 .collect(),
         };
         tracing::info!(pipeline = %name, ?report.counts, "pipeline stopped");
+        if let Some((task, message)) = panicked {
+            return Err(EngineError::Panicked {
+                pipeline: name,
+                task,
+                message,
+            });
+        }
         source_result.map_err(|source| EngineError::Source {
             pipeline: name,
             source,
@@ -307,10 +416,19 @@ struct Worker {
     clock: Arc<dyn Clock>,
     batch: usize,
     republish: bool,
+    /// A swapped-in version whose chain failed to build here, and when it
+    /// was last tried: it is tried again, at most every `swap_retry`.
+    failed_swap: Option<(u64, Instant)>,
+    swap_retry: Duration,
 }
 
+/// How often a worker tries again to build a new chain that failed (an
+/// instance that could not start may start later: memory, a flaky start
+/// function). Not per message: building a chain costs milliseconds.
+const SWAP_RETRY: Duration = Duration::from_secs(1);
+
 impl Worker {
-    fn work(mut self, mut input: mpsc::Receiver<Delivery>, done: mpsc::Sender<Vec<Processed>>) {
+    fn work(mut self, mut input: mpsc::Receiver<Delivery>, done: &mpsc::Sender<Vec<Processed>>) {
         let mut deliveries = Vec::with_capacity(self.batch);
         while let Some(first) = input.blocking_recv() {
             self.take_up_swaps();
@@ -351,24 +469,42 @@ impl Worker {
     }
 
     /// Rebuild the chain if a new stage version was swapped in. A version
-    /// that cannot be instantiated leaves this worker on its old chain.
+    /// that cannot be instantiated leaves this worker on its old chain and
+    /// is tried again on a later batch (at most every `swap_retry`); the
+    /// first failure of a version is logged as an error, the retries only
+    /// at debug level.
     fn take_up_swaps(&mut self) {
         let current = self.live.current();
         if current.version == self.version {
             return;
         }
+        let retry = match self.failed_swap {
+            Some((version, at)) if version == current.version => {
+                if at.elapsed() < self.swap_retry {
+                    return;
+                }
+                true
+            }
+            _ => false,
+        };
         match Chain::new(&current.stages, self.sinks.clone(), self.clock.clone()) {
             Ok(chain) => {
                 self.chain = chain
                     .republishing_retries(self.republish)
                     .for_pipeline(&self.pipeline);
-                tracing::info!(pipeline = %self.pipeline, version = current.version, "worker took up the new chain");
+                self.version = current.version;
+                self.failed_swap = None;
+                tracing::info!(pipeline = %self.pipeline, version = current.version, retry, "worker took up the new chain");
             }
             Err(e) => {
-                tracing::error!(pipeline = %self.pipeline, version = current.version, error = %e, "cannot build the new chain; this worker keeps the old one")
+                if retry {
+                    tracing::debug!(pipeline = %self.pipeline, version = current.version, error = %e, "cannot build the new chain yet")
+                } else {
+                    tracing::error!(pipeline = %self.pipeline, version = current.version, error = %e, retry_every = ?self.swap_retry, "cannot build the new chain; this worker keeps the old one and tries again")
+                }
+                self.failed_swap = Some((current.version, Instant::now()));
             }
         }
-        self.version = current.version;
     }
 }
 
@@ -635,3 +771,6 @@ async fn confirmed(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,8 @@
 //!
 //! ```no_run
 //! # async fn demo(pipeline: sluice_core::Pipeline) -> Result<(), sluice_core::engine::EngineError> {
-//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! // Stopped with `shutdown.cancel()`: in-flight messages get 30 s to finish.
+//! let shutdown = sluice_core::Shutdown::new(std::time::Duration::from_secs(30));
 //! let report = pipeline.run(shutdown).await?;
 //! println!("{report}");
 //! # Ok(())
@@ -21,10 +22,12 @@ pub mod chain;
 pub mod clock;
 pub mod dlq;
 pub mod engine;
+pub mod health;
 pub mod live;
 pub mod memory;
 pub mod message;
 pub mod retry;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod stage;
@@ -36,9 +39,11 @@ pub use chain::{Chain, ChainOutcome, StageSpec};
 pub use clock::{Clock, SystemClock};
 pub use dlq::Failure;
 pub use engine::{Pipeline, PipelineReport};
+pub use health::Health;
 pub use live::{LiveStages, StageVersion};
 pub use message::{Coordinates, Delivery, Message};
 pub use retry::RetryPolicy;
+pub use shutdown::Shutdown;
 pub use sink::{Confirm, Sink, SinkError};
 pub use source::{Source, SourceError};
 pub use stage::{

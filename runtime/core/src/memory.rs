@@ -3,12 +3,12 @@
 
 use crate::ack::{AckHandle, FnAcker};
 use crate::message::{Coordinates, Delivery, Message};
+use crate::shutdown::Shutdown;
 use crate::sink::{Confirm, Sink, SinkError};
 use crate::source::{Source, SourceError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Which deliveries (by their index in the input) were acked or nacked.
 #[derive(Debug, Default)]
@@ -56,7 +56,7 @@ impl Source for MemorySource {
     async fn run(
         self: Box<Self>,
         out: mpsc::Sender<Delivery>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<(), SourceError> {
         for (index, mut message) in self.messages.into_iter().enumerate() {
             if message.source.is_empty() {

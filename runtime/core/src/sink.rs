@@ -43,6 +43,12 @@ pub trait Sink: Send + Sync {
     /// When the sink cannot take the message now; the engine retries.
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError>;
 
+    /// Its connection state, for readiness, if it has a broker to lose
+    /// (files and memory do not).
+    fn health(&self) -> Option<crate::Health> {
+        None
+    }
+
     /// Flush and confirm everything handed over so far (called at shutdown).
     async fn flush(&self) -> Result<(), SinkError> {
         Ok(())

@@ -1,8 +1,8 @@
 //! The [`Source`] trait: where deliveries come from.
 
 use crate::message::Delivery;
+use crate::shutdown::Shutdown;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// A source failure once running. Connectors reconnect with backoff on
 /// their own; an error returned from [`Source::run`] ends the pipeline.
@@ -40,15 +40,23 @@ pub trait Source: Send {
         let _ = lag;
     }
 
+    /// Its connection state, for readiness, if it has a broker to lose
+    /// (files and memory do not).
+    fn health(&self) -> Option<crate::Health> {
+        None
+    }
+
     /// Send deliveries into `out` until the source ends (`Ok`) or `shutdown`
     /// is cancelled (`Ok` after it stopped taking new messages). `out` is
-    /// bounded: a slow pipeline slows the source down.
+    /// bounded: a slow pipeline slows the source down. A source that waits
+    /// for what it handed out to be settled waits at most until
+    /// [`Shutdown::drain_deadline`].
     ///
     /// # Errors
     /// When the source fails for good.
     async fn run(
         self: Box<Self>,
         out: mpsc::Sender<Delivery>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<(), SourceError>;
 }

@@ -14,7 +14,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::Channel;
 use lapin::Confirmation;
-use sluice_core::{Confirm, Message, Sink, SinkError};
+use sluice_core::{Confirm, Health, Message, Sink, SinkError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -40,6 +40,9 @@ pub(super) struct AmqpSink {
     /// channel as connected, so every later publish on it would wait out the
     /// timeout too; the next publish replaces it instead.
     stale: Arc<AtomicU64>,
+    /// Down from a publish that found the link broken until one reconnects:
+    /// a sink with nothing to publish does not notice an outage.
+    health: Health,
 }
 
 struct Link {
@@ -94,17 +97,21 @@ impl AmqpSink {
         Ok(AmqpSink {
             config: c.clone(),
             routing_key,
-            name,
             link: Mutex::new(Some(link)),
             links: AtomicU64::new(1),
             stale: Arc::default(),
+            health: Health::new(name.clone()),
+            name,
         })
     }
 
+    /// A lost or refused connection: marks the sink down too.
     fn failed(&self, reason: impl ToString) -> SinkError {
+        let reason = reason.to_string();
+        self.health.down(&reason);
         SinkError::Connection {
             sink: self.name.clone(),
-            reason: reason.to_string(),
+            reason,
         }
     }
 }
@@ -149,6 +156,10 @@ impl Sink for AmqpSink {
         self.name.clone()
     }
 
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
+    }
+
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
         let mut link = self.link.lock().await;
         if link
@@ -167,6 +178,7 @@ impl Sink for AmqpSink {
             .map_err(|_| self.failed(format!("channel setup unanswered within {STEP_TIMEOUT:?}")))?
             .map_err(|e| self.failed(e))?;
             tracing::info!(sink = %self.name, "reconnected to RabbitMQ");
+            self.health.up();
             *link = Some(Link {
                 id: self.links.fetch_add(1, Ordering::SeqCst) + 1,
                 conn,

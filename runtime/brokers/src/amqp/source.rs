@@ -24,11 +24,11 @@ use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 use sluice_core::stats::{SourceLag, LAG_EVERY};
 use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
+use sluice_core::{Health, Shutdown};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// How long each step of closing may take at shutdown.
 const CLOSE: Duration = Duration::from_secs(5);
@@ -38,6 +38,7 @@ pub(super) struct AmqpSource {
     conn: Option<lapin::Connection>,
     tag: String,
     lag: Option<Arc<SourceLag>>,
+    health: Health,
 }
 
 impl AmqpSource {
@@ -49,6 +50,7 @@ impl AmqpSource {
             conn: Some(conn),
             tag,
             lag: None,
+            health: Health::new(format!("rabbitmq:{}", c.queue)),
         })
     }
 
@@ -175,10 +177,14 @@ impl Source for AmqpSource {
         self.lag = Some(lag);
     }
 
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
+    }
+
     async fn run(
         mut self: Box<Self>,
         out: mpsc::Sender<Delivery>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<(), SourceError> {
         let held = Arc::new(AtomicUsize::new(0));
         let (acks, settled) = mpsc::unbounded_channel();
@@ -210,6 +216,7 @@ impl Source for AmqpSource {
                         Ok(conn) => conn,
                         Err(e) => {
                             tracing::warn!(source = %self.name(), error = %e, ?delay, "RabbitMQ unreachable; retrying");
+                            self.health.down(&e);
                             continue;
                         }
                     }
@@ -224,6 +231,8 @@ impl Source for AmqpSource {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(source = %self.name(), error = %e, "cannot set up the queue and consumer; retrying");
+                    self.health
+                        .down(format_args!("cannot set up the queue and consumer: {e}"));
                     attempt += 1;
                     continue; // drops the connection; the next round reconnects
                 }
@@ -232,6 +241,7 @@ impl Source for AmqpSource {
                 tracing::info!(source = %self.name(), "reconnected to RabbitMQ; unacked deliveries are redelivered");
             }
             attempt = 0;
+            self.health.up();
             let probe = ch.clone();
             channel = Some(ch);
             self.conn = Some(conn);
@@ -252,6 +262,7 @@ impl Source for AmqpSource {
                             Ok(Err(e)) => tracing::debug!(source = %self.name(), error = %e, "queue depth probe failed"),
                             Err(_) => {
                                 tracing::warn!(source = %self.name(), "channel does not answer (queue depth probe, {CLOSE:?}); reconnecting");
+                                self.health.down(format_args!("channel does not answer within {CLOSE:?}"));
                                 break;
                             }
                         }
@@ -263,10 +274,12 @@ impl Source for AmqpSource {
                     Some(Ok(d)) => d,
                     Some(Err(e)) => {
                         tracing::warn!(source = %self.name(), error = %e, "consumer failed; reconnecting");
+                        self.health.down(format_args!("consumer failed: {e}"));
                         break;
                     }
                     None => {
                         tracing::warn!(source = %self.name(), "consumer cancelled by the broker; reconnecting");
+                        self.health.down("consumer cancelled by the broker");
                         break;
                     }
                 };
@@ -289,7 +302,10 @@ impl Source for AmqpSource {
             )
             .await;
         }
-        drained(|| held.load(Ordering::SeqCst) > 0).await;
+        drained(shutdown.drain_deadline(), || {
+            held.load(Ordering::SeqCst) > 0
+        })
+        .await;
         drop(acks);
         let _ = tokio::time::timeout(CLOSE, acker).await;
         if let Some(conn) = self.conn.take() {

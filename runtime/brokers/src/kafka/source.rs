@@ -18,12 +18,12 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message as _};
 use sluice_core::stats::SourceLag;
+use sluice_core::Shutdown;
 use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 type Shared = Arc<Mutex<Offsets>>;
 
@@ -153,8 +153,8 @@ impl KafkaSource {
 
     /// After the last message was taken: wait (bounded) for the pipeline to
     /// finish what it holds, commit, and leave the group.
-    async fn drain(&self) {
-        drained(|| lock(&self.offsets).working() > 0).await;
+    async fn drain(&self, deadline: std::time::Instant) {
+        drained(deadline, || lock(&self.offsets).working() > 0).await;
         self.commit().await;
         let unfinished = lock(&self.offsets).working();
         if unfinished > 0 {
@@ -177,7 +177,7 @@ impl Source for KafkaSource {
     async fn run(
         self: Box<Self>,
         out: mpsc::Sender<Delivery>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<(), SourceError> {
         let mut tick = tokio::time::interval(self.commit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -215,7 +215,7 @@ impl Source for KafkaSource {
                 }
             }
         }
-        self.drain().await;
+        self.drain(shutdown.drain_deadline()).await;
         Ok(())
     }
 }

@@ -11,14 +11,15 @@ use futures::StreamExt;
 use sluice_core::{
     AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError,
 };
+use sluice_core::{Health, Shutdown};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 pub(super) struct PubsubSource {
     client: redis::Client,
     pubsub: Option<redis::aio::PubSub>,
     config: PubsubSourceConfig,
+    health: Health,
 }
 
 impl PubsubSource {
@@ -40,11 +41,14 @@ impl PubsubSource {
                 redacted(&c.url)
             ))
         })?;
-        Ok(PubsubSource {
+        let mut source = PubsubSource {
             client,
             pubsub: Some(pubsub),
             config: c.clone(),
-        })
+            health: Health::new(String::new()),
+        };
+        source.health = Health::new(source.name());
+        Ok(source)
     }
 
     fn name(&self) -> String {
@@ -77,10 +81,14 @@ impl Source for PubsubSource {
         self.name()
     }
 
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
+    }
+
     async fn run(
         mut self: Box<Self>,
         out: mpsc::Sender<Delivery>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<(), SourceError> {
         let name = self.name();
         let mut attempt = 0;
@@ -97,10 +105,12 @@ impl Source for PubsubSource {
                     match subscribe(&self.client, &self.config).await {
                         Ok(p) => {
                             tracing::info!(source = %name, "resubscribed; messages published while disconnected are lost (Pub/Sub is at-most-once)");
+                            self.health.up();
                             p
                         }
                         Err(e) => {
                             tracing::warn!(source = %name, error = %e, ?delay, "Redis unreachable; retrying");
+                            self.health.down(&e);
                             continue;
                         }
                     }
@@ -115,6 +125,7 @@ impl Source for PubsubSource {
                 };
                 let Some(msg) = msg else {
                     tracing::warn!(source = %name, "Pub/Sub connection lost; reconnecting");
+                    self.health.down("Pub/Sub connection lost");
                     break;
                 };
                 let channel = msg.get_channel_name().to_string();
@@ -166,6 +177,10 @@ impl PubsubSink {
 impl Sink for PubsubSink {
     fn describe(&self) -> String {
         format!("redis-pubsub:{}", self.channel)
+    }
+
+    fn health(&self) -> Option<Health> {
+        Some(self.writer.health())
     }
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {

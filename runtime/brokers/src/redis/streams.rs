@@ -16,11 +16,11 @@ use sluice_core::stats::{SourceLag, LAG_EVERY};
 use sluice_core::{
     AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError,
 };
+use sluice_core::{Health, Shutdown};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Most ids in one XACK.
 const ACK_BATCH: usize = 1000;
@@ -46,6 +46,7 @@ pub(super) struct StreamSource {
     consumer: String,
     held: Held,
     lag: Option<Arc<SourceLag>>,
+    health: Health,
 }
 
 impl StreamSource {
@@ -67,6 +68,7 @@ impl StreamSource {
             consumer,
             held: Held::default(),
             lag: None,
+            health: Health::new(format!("redis-stream:{}", c.stream)),
         };
         source.ensure_group().await.map_err(|e| {
             ConnectError::Unreachable(format!(
@@ -105,7 +107,7 @@ impl StreamSource {
     }
 
     /// A connection, reconnecting with backoff until one works or shutdown.
-    async fn reconnect(&mut self, shutdown: &CancellationToken) -> bool {
+    async fn reconnect(&mut self, shutdown: &Shutdown) -> bool {
         let mut attempt = 0;
         while self.conn.is_none() {
             attempt += 1;
@@ -125,13 +127,17 @@ impl StreamSource {
                     self.conn = Some(conn);
                     if let Err(e) = self.ensure_group().await {
                         tracing::warn!(source = %self.name(), error = %e, "cannot recreate the consumer group");
+                        self.health
+                            .down(format_args!("cannot recreate the consumer group: {e}"));
                         self.conn = None;
                     } else {
                         tracing::info!(source = %self.name(), "reconnected to Redis");
+                        self.health.up();
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(source = %self.name(), error = %e, ?delay, "Redis unreachable; retrying")
+                    tracing::warn!(source = %self.name(), error = %e, ?delay, "Redis unreachable; retrying");
+                    self.health.down(&e);
                 }
             }
         }
@@ -260,10 +266,14 @@ impl Source for StreamSource {
         self.lag = Some(lag);
     }
 
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
+    }
+
     async fn run(
         mut self: Box<Self>,
         out: mpsc::Sender<Delivery>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<(), SourceError> {
         let (acks, settled) = mpsc::unbounded_channel();
         let acker = tokio::spawn(ack_task(
@@ -329,7 +339,7 @@ impl Source for StreamSource {
             }
         }
         // Drain: let the pipeline finish what it holds, so it gets acked.
-        drained(|| !lock(&self.held).is_empty()).await;
+        drained(shutdown.drain_deadline(), || !lock(&self.held).is_empty()).await;
         drop(acks);
         let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
         let unfinished = lock(&self.held).len();
@@ -350,6 +360,7 @@ impl StreamSource {
             || e.is_unrecoverable_error()
         {
             self.conn = None;
+            self.health.down(format_args!("{what} failed: {e}"));
         }
     }
 }
@@ -552,6 +563,10 @@ impl StreamSink {
 impl Sink for StreamSink {
     fn describe(&self) -> String {
         format!("redis-stream:{}", self.stream)
+    }
+
+    fn health(&self) -> Option<Health> {
+        Some(self.writer.health())
     }
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {

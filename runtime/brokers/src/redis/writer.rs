@@ -9,7 +9,7 @@
 
 use super::connect;
 use crate::batch::{BatchQueue, Failed, Reply};
-use sluice_core::{Confirm, SinkError};
+use sluice_core::{Confirm, Health, SinkError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -18,6 +18,7 @@ const BATCH: usize = 512;
 
 pub(super) struct Writer {
     queue: BatchQueue<redis::Cmd>,
+    health: Health,
 }
 
 impl Writer {
@@ -29,8 +30,15 @@ impl Writer {
         timeout: Duration,
     ) -> Self {
         let (queue, rx) = BatchQueue::new(name.clone(), BATCH * 4);
-        tokio::spawn(run(name, client, conn, timeout, rx));
-        Writer { queue }
+        let health = Health::new(name.clone());
+        tokio::spawn(run(name, client, conn, timeout, rx, health.clone()));
+        Writer { queue, health }
+    }
+
+    /// Down from a write that lost the connection until one gets through:
+    /// a sink with nothing to write does not notice an outage.
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// Queue a command; the confirm resolves with its reply.
@@ -50,6 +58,7 @@ async fn run(
     conn: redis::aio::MultiplexedConnection,
     timeout: Duration,
     mut rx: mpsc::Receiver<(redis::Cmd, Reply)>,
+    health: Health,
 ) {
     let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(BATCH);
@@ -67,7 +76,10 @@ async fn run(
             },
         };
         let outcome = match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                health.up();
+                Ok(())
+            }
             Err(e) => {
                 if e.is_io_error()
                     || e.is_connection_dropped()
@@ -75,6 +87,7 @@ async fn run(
                     || e.is_connection_refusal()
                 {
                     conn = None;
+                    health.down(&e);
                 }
                 Err(Failed::Retry(e.to_string()))
             }

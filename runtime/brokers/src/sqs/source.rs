@@ -18,12 +18,12 @@ use aws_sdk_sqs::types::{
 use base64::Engine as _;
 use sluice_core::stats::{SourceLag, LAG_EVERY};
 use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
+use sluice_core::{Health, Shutdown};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 type Held = Arc<Mutex<HashSet<String>>>;
 
@@ -36,6 +36,9 @@ pub(super) struct SqsSource {
     url: String,
     config: SqsSourceConfig,
     lag: Option<Arc<SourceLag>>,
+    /// Down from a failed receive until one succeeds (a long poll answers
+    /// at least every `wait`, so an outage shows within one).
+    health: Health,
 }
 
 impl SqsSource {
@@ -46,6 +49,7 @@ impl SqsSource {
             url,
             config: c.clone(),
             lag: None,
+            health: Health::new(format!("sqs:{}", c.endpoint.queue)),
         })
     }
 
@@ -146,6 +150,10 @@ impl Source for SqsSource {
         self.lag = Some(lag);
     }
 
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
+    }
+
     fn republishes_retries(&self) -> bool {
         true
     }
@@ -153,7 +161,7 @@ impl Source for SqsSource {
     async fn run(
         self: Box<Self>,
         out: mpsc::Sender<Delivery>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<(), SourceError> {
         let held = Held::default();
         let (settle, settled) = mpsc::unbounded_channel();
@@ -197,12 +205,15 @@ impl Source for SqsSource {
             let messages = match received {
                 Ok(out) => {
                     attempt = 0;
+                    self.health.up();
                     out.messages.unwrap_or_default()
                 }
                 Err(e) => {
                     attempt += 1;
                     let delay = RECONNECT.delay(attempt);
-                    tracing::warn!(source = %self.name(), error = %aws_sdk_sqs::error::DisplayErrorContext(e), ?delay, "receive failed; retrying");
+                    let error = aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+                    tracing::warn!(source = %self.name(), %error, ?delay, "receive failed; retrying");
+                    self.health.down(format_args!("receive failed: {error}"));
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(delay) => continue,
@@ -222,7 +233,7 @@ impl Source for SqsSource {
                 }
             }
         }
-        drained(|| !lock(&held).is_empty()).await;
+        drained(shutdown.drain_deadline(), || !lock(&held).is_empty()).await;
         drop(settle);
         let _ = tokio::time::timeout(Duration::from_secs(10), settler).await;
         renewer.abort();
