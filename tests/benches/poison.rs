@@ -264,8 +264,8 @@ struct Class {
     kind: StageKind,
     /// The payload's first word for a poison message (plugins trigger on it).
     word: &'static str,
-    /// The `sluice-error-class` its poison must be dead-lettered with.
-    class: &'static str,
+    /// The `sluice-error-class`es its poison may be dead-lettered with.
+    class: &'static [&'static str],
 }
 
 const CLASSES: [Class; 7] = [
@@ -274,49 +274,49 @@ const CLASSES: [Class; 7] = [
         plugin: "spin-loop",
         kind: StageKind::Filter,
         word: "loop",
-        class: "",
+        class: &["timeout", "out-of-fuel"],
     },
     Class {
         name: "sleep",
         plugin: "misbehave",
         kind: StageKind::Transform,
         word: "sleep",
-        class: "timeout",
+        class: &["timeout"],
     },
     Class {
         name: "poll",
         plugin: "misbehave",
         kind: StageKind::Transform,
         word: "poll",
-        class: "timeout",
+        class: &["timeout"],
     },
     Class {
         name: "log flood",
         plugin: "misbehave",
         kind: StageKind::Transform,
         word: "log",
-        class: "",
+        class: &["timeout", "out-of-fuel"],
     },
     Class {
         name: "stdout flood",
         plugin: "misbehave",
         kind: StageKind::Transform,
         word: "stdout",
-        class: "",
+        class: &["timeout", "out-of-fuel"],
     },
     Class {
         name: "memory hog",
         plugin: "memory-hog",
         kind: StageKind::Transform,
         word: "hog",
-        class: "memory-limit",
+        class: &["memory-limit", "timeout"],
     },
     Class {
         name: "panic",
         plugin: "panicker",
         kind: StageKind::Filter,
         word: "panic",
-        class: "trap",
+        class: &["trap"],
     },
 ];
 
@@ -365,7 +365,7 @@ fn run(
         stats: Arc::default(),
     };
     let started = Instant::now();
-    rt.block_on(pipeline.run(Default::default())).unwrap();
+    rt.block_on(pipeline.run(sluice_core::Shutdown::default())).unwrap();
     let took = started.elapsed();
     let dead = dlq.messages();
     assert_eq!(
@@ -382,11 +382,7 @@ fn run(
     );
     for d in &dead {
         let got = d.header_str("sluice-error-class").unwrap_or_default();
-        let ok = if class.class.is_empty() {
-            got == "timeout" || got == "out-of-fuel"
-        } else {
-            got == class.class
-        };
+        let ok = class.class.contains(&got.as_str());
         assert!(
             ok,
             "{}: class {got}: {:?}",
@@ -508,7 +504,7 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
             stats: Arc::default(),
         };
         let started = Instant::now();
-        rt.block_on(pipeline.run(Default::default())).unwrap();
+        rt.block_on(pipeline.run(sluice_core::Shutdown::default())).unwrap();
         let took = started.elapsed();
         assert_eq!(out.messages().len(), n);
         took
