@@ -365,7 +365,8 @@ fn run(
         stats: Arc::default(),
     };
     let started = Instant::now();
-    rt.block_on(pipeline.run(sluice_core::Shutdown::default())).unwrap();
+    rt.block_on(pipeline.run(sluice_core::Shutdown::default()))
+        .unwrap();
     let took = started.elapsed();
     let dead = dlq.messages();
     assert_eq!(
@@ -504,7 +505,8 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
             stats: Arc::default(),
         };
         let started = Instant::now();
-        rt.block_on(pipeline.run(sluice_core::Shutdown::default())).unwrap();
+        rt.block_on(pipeline.run(sluice_core::Shutdown::default()))
+            .unwrap();
         let took = started.elapsed();
         assert_eq!(out.messages().len(), n);
         took
