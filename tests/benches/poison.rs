@@ -36,30 +36,12 @@ use sluice_core::{
 use sluice_wasm::{ArtifactCache, HostOptions, WasmHost};
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PAYLOAD_BYTES: usize = 1024;
 const BATCH: usize = 64;
 const CONCURRENCY: usize = 2;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn plugin_path(name: &str) -> PathBuf {
-    let path = repo().join("plugins/dist").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash plugins/build.sh rust`",
-        path.display()
-    );
-    path
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -186,7 +168,7 @@ mod bare {
 }
 
 fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
-    let identity = plugin_path("identity");
+    let identity = sluice_tests::plugin("identity");
     let mut bare = bare::Bare::new(&identity);
     let plugin = host.load(&identity).unwrap();
     let factory = host
@@ -329,7 +311,7 @@ fn run(
     n: usize,
     every: Option<usize>,
 ) -> (Duration, usize) {
-    let plugin = host.load(&plugin_path(class.plugin)).unwrap();
+    let plugin = host.load(&sluice_tests::plugin(class.plugin)).unwrap();
     let factory = host
         .stage(plugin, "stage", class.kind, limits, Default::default())
         .unwrap();
@@ -477,7 +459,7 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
         ..Limits::default()
     };
     let time = |input: Vec<Message>| {
-        let plugin = host.load(&plugin_path("misbehave")).unwrap();
+        let plugin = host.load(&sluice_tests::plugin("misbehave")).unwrap();
         let factory = host
             .stage(
                 plugin,
@@ -540,7 +522,7 @@ fn main() {
     let n = env_usize("SLUICE_BENCH_N", 10_000).max(1000);
     let calls = env_usize("SLUICE_BENCH_CALLS", 200_000).max(BATCH);
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let cache = ArtifactCache::at(repo().join("target/bench-artifact-cache"));
+    let cache = ArtifactCache::at(sluice_tests::repo().join("target/bench-artifact-cache"));
     let host = WasmHost::new(HostOptions {
         fuel: true,
         epoch: true,
