@@ -3,8 +3,10 @@
 
 use super::*;
 use crate::memory::{MemorySink, MemorySource};
+use crate::message::Message;
 use crate::stage::{NativeStage, PluginInfo, Stage, StageFactory, StageKind, StageOutput};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
 
 fn pipeline(source: Box<dyn Source>, stages: Vec<Arc<crate::StageSpec>>) -> Pipeline {
     Pipeline {

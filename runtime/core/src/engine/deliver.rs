@@ -1,0 +1,285 @@
+//! The async half of a worker: publish each outcome to its sinks in order,
+//! await the confirms, then settle the delivery with the source.
+
+use super::Processed;
+use crate::chain::ChainOutcome;
+use crate::clock::Clock;
+use crate::dlq;
+use crate::message::{Delivery, Message};
+use crate::retry::RetryPolicy;
+use crate::sink::{Confirm, Sink, SinkError};
+use crate::stats::{bump, PipelineStats};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The async half of a worker: hands outcomes to the sinks in order and acks
+/// each delivery once all of its publishes are confirmed.
+pub(super) struct Deliverer {
+    pub(super) pipeline: String,
+    pub(super) sinks: Arc<HashMap<String, Arc<dyn Sink>>>,
+    pub(super) dlq: Arc<dyn Sink>,
+    pub(super) stats: Arc<PipelineStats>,
+    pub(super) retry: RetryPolicy,
+    /// The pipeline's clock, for the time of a sink's rejection.
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+impl Deliverer {
+    pub(super) async fn run(self, mut done: mpsc::Receiver<Vec<Processed>>, max_in_flight: usize) {
+        let mut pending: FuturesOrdered<BoxFuture<'static, ()>> = FuturesOrdered::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(()) = pending.next(), if !pending.is_empty() => {}
+                batch = done.recv(), if pending.len() < max_in_flight => match batch {
+                    Some(batch) => {
+                        for processed in batch {
+                            // Keep driving the pending confirms while this
+                            // message is handed over: a confirm that failed
+                            // publishes again from inside `pending`, and may
+                            // hold the sink (its link lock, say) that this
+                            // hand-over waits for. Left unpolled, the two
+                            // would wait for each other for ever (seen after
+                            // a RabbitMQ restart).
+                            let hand_over = self.hand_over(processed);
+                            tokio::pin!(hand_over);
+                            let settle = loop {
+                                tokio::select! {
+                                    biased;
+                                    settle = &mut hand_over => break settle,
+                                    Some(()) = pending.next(), if !pending.is_empty() => {}
+                                }
+                            };
+                            pending.push_back(settle);
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        while pending.next().await.is_some() {}
+    }
+
+    /// Publish every output of one delivery (in order), and return the
+    /// future that awaits their confirms and then acks the source.
+    async fn hand_over(&self, processed: Processed) -> BoxFuture<'static, ()> {
+        let Processed { delivery, outcome } = processed;
+        let Delivery {
+            message,
+            coordinates,
+            ack,
+            ..
+        } = delivery;
+        // One span per message, from the hand-over to the sinks until it is
+        // settled with the source; `id` is its position in the broker.
+        let span = tracing::debug_span!("message", pipeline = %self.pipeline, id = %coordinates);
+        let stats = self.stats.clone();
+        let mut retry_later = None;
+        let (targets, counter): (Vec<(Arc<dyn Sink>, Message)>, _) = match outcome {
+            ChainOutcome::Deliver(outputs) => {
+                let targets = outputs
+                    .into_iter()
+                    .map(|(name, msg)| (self.sinks[&name].clone(), msg))
+                    .collect();
+                (targets, Counter::Delivered)
+            }
+            ChainOutcome::Dropped => (Vec::new(), Counter::Dropped),
+            ChainOutcome::DeadLetter(failure) => {
+                tracing::warn!(
+                    pipeline = %self.pipeline, stage = %failure.stage, class = %failure.class,
+                    error = %failure.text, attempts = failure.attempts, at = %coordinates,
+                    "message dead-lettered"
+                );
+                let envelope = dlq::envelope(&self.pipeline, &message, &coordinates, &failure);
+                (vec![(self.dlq.clone(), envelope)], Counter::DeadLettered)
+            }
+            ChainOutcome::RetryLater(failure) => {
+                let delay = failure.retry_after.unwrap_or_default();
+                tracing::info!(
+                    pipeline = %self.pipeline, stage = %failure.stage, error = %failure.text,
+                    attempt = failure.attempts, ?delay, at = %coordinates,
+                    "retryable error; the broker brings the message back later"
+                );
+                retry_later = Some((message, failure.attempts, delay));
+                (Vec::new(), Counter::RetriedLater)
+            }
+        };
+        let mut confirms = Vec::with_capacity(targets.len());
+        for (sink, msg) in targets {
+            let confirm = tracing::Instrument::instrument(
+                publish_until_taken(&self.pipeline, &sink, &msg, self.retry, &stats),
+                span.clone(),
+            )
+            .await;
+            confirms.push(confirmed(sink, msg, confirm, self.retry, stats.clone()));
+        }
+        let (pipeline, dlq, retry) = (self.pipeline.clone(), self.dlq.clone(), self.retry);
+        let clock = self.clock.clone();
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let mut n = confirms.len() as u64;
+                let mut kept = true;
+                for rejected in futures::future::join_all(confirms)
+                    .await
+                    .into_iter()
+                    .flatten()
+                {
+                    n -= 1;
+                    kept &= dead_letter_rejected(
+                        &pipeline,
+                        &dlq,
+                        rejected,
+                        &coordinates,
+                        retry,
+                        &stats,
+                        &*clock,
+                    )
+                    .await;
+                }
+                if !kept {
+                    // Neither the sink nor the DLQ takes it: give it back to the
+                    // source, which keeps it (and redelivers it; a broker's own
+                    // delivery limit or redrive policy ends the loop).
+                    ack.nack();
+                    return;
+                }
+                match counter {
+                    Counter::Delivered => bump(&stats.delivered, n),
+                    Counter::Dropped => bump(&stats.dropped, 1),
+                    Counter::DeadLettered => bump(&stats.dead_lettered, 1),
+                    Counter::RetriedLater => bump(&stats.retried_later, 1),
+                }
+                match retry_later {
+                    Some((message, attempt, delay)) => ack.retry_later(&message, attempt, delay),
+                    None => ack.ack(),
+                }
+                bump(&stats.acked, 1);
+                tracing::debug!("message settled with the source");
+            },
+            span,
+        ))
+    }
+}
+
+/// A message a sink rejected for good ([`SinkError::Rejected`]).
+struct Rejected {
+    by: Arc<dyn Sink>,
+    message: Message,
+    reason: String,
+}
+
+/// Dead-letter what a sink rejected, with the sink's reason (class
+/// `sink-rejected`). False when the DLQ rejects it too (or it was the DLQ
+/// that rejected it): then the source must keep the message.
+async fn dead_letter_rejected(
+    pipeline: &str,
+    dlq: &Arc<dyn Sink>,
+    rejected: Rejected,
+    at: &crate::message::Coordinates,
+    retry: RetryPolicy,
+    stats: &Arc<PipelineStats>,
+    clock: &dyn Clock,
+) -> bool {
+    let Rejected {
+        by,
+        message,
+        reason,
+    } = rejected;
+    let refused = if Arc::ptr_eq(&by, dlq) {
+        reason
+    } else {
+        tracing::warn!(pipeline, sink = %by.describe(), error = %reason, %at, "sink rejected the message; dead-lettered");
+        let failure = dlq::Failure::once(
+            by.describe(),
+            dlq::FailureClass::SinkRejected,
+            reason,
+            clock.now(),
+        );
+        let envelope = dlq::envelope(pipeline, &message, at, &failure);
+        let confirm = publish_until_taken(pipeline, dlq, &envelope, retry, stats).await;
+        match confirmed(dlq.clone(), envelope, confirm, retry, stats.clone()).await {
+            None => {
+                bump(&stats.dead_lettered, 1);
+                return true;
+            }
+            Some(again) => again.reason,
+        }
+    };
+    tracing::error!(pipeline, dlq = %dlq.describe(), error = %refused, %at, "the DLQ rejected a message; it stays in the source");
+    false
+}
+
+/// Publish, retrying with backoff for as long as the sink refuses. A
+/// rejection comes back as a failed confirm, for [`confirmed`] to report.
+async fn publish_until_taken(
+    pipeline: &str,
+    sink: &Arc<dyn Sink>,
+    msg: &Message,
+    retry: RetryPolicy,
+    stats: &PipelineStats,
+) -> Confirm {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match sink.publish(msg).await {
+            Ok(confirm) => return confirm,
+            Err(e @ SinkError::Rejected { .. }) => return Box::pin(async move { Err(e) }),
+            Err(e) => {
+                bump(&stats.sink_retries, 1);
+                let delay = retry.delay(attempt);
+                tracing::warn!(pipeline, error = %e, ?delay, "sink publish failed, retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Counter {
+    Delivered,
+    Dropped,
+    DeadLettered,
+    RetriedLater,
+}
+
+/// Await one confirm; if the sink reports a failure, publish again until
+/// it is confirmed. A rejection is not retried: it comes back.
+async fn confirmed(
+    sink: Arc<dyn Sink>,
+    msg: Message,
+    mut confirm: Confirm,
+    retry: RetryPolicy,
+    stats: Arc<PipelineStats>,
+) -> Option<Rejected> {
+    let mut attempt = 0;
+    let started = std::time::Instant::now();
+    loop {
+        match confirm.await {
+            Ok(()) => {
+                stats.publish_seconds.observe(started.elapsed());
+                return None;
+            }
+            Err(SinkError::Rejected { reason, .. }) => {
+                return Some(Rejected {
+                    by: sink,
+                    message: msg,
+                    reason,
+                })
+            }
+            Err(e) => {
+                attempt += 1;
+                bump(&stats.sink_retries, 1);
+                let delay = retry.delay(attempt);
+                tracing::warn!(sink = %sink.describe(), error = %e, ?delay, "sink did not confirm, publishing again");
+                tokio::time::sleep(delay).await;
+                confirm = match sink.publish(&msg).await {
+                    Ok(c) => c,
+                    Err(e) => Box::pin(async move { Err(e) }),
+                };
+            }
+        }
+    }
+}
