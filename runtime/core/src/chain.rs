@@ -6,7 +6,7 @@
 //! [`ChainOutcome::RetryLater`] and the broker brings the message back.
 
 use crate::clock::Clock;
-use crate::dlq::Failure;
+use crate::dlq::{Failure, FailureClass};
 use crate::message::Message;
 use crate::retry::RetryPolicy;
 use crate::stage::{Stage, StageError, StageFactory, StageKind, StageOutput};
@@ -220,8 +220,12 @@ impl Chain {
                                 "route `{unknown}` is not a sink of this pipeline (sinks: {})",
                                 self.sinks.join(", ")
                             );
-                            let mut failure =
-                                Failure::once(&spec.name, "unknown-route", text, self.clock.now());
+                            let mut failure = Failure::once(
+                                &spec.name,
+                                FailureClass::UnknownRoute,
+                                text,
+                                self.clock.now(),
+                            );
                             failure.plugin = Some(spec.factory.plugin());
                             failed[origin] = Some(failure);
                             continue;
@@ -279,7 +283,7 @@ fn call_all(
             Ok(results) => results,
             Err(fault) => {
                 bump(&spec.stats.replaced, 1);
-                tracing::debug!(stage = %spec.name, class = fault.kind.class(), "batch call faulted; calling one message at a time");
+                tracing::debug!(stage = %spec.name, class = %fault.kind.class(), "batch call faulted; calling one message at a time");
                 return msgs
                     .iter()
                     .map(|m| call_with_retry(spec, stage, m, clock, republish, None))
@@ -326,7 +330,7 @@ fn call_with_retry(
         let (class, text) = match result {
             Ok(output) if output_matches(spec.factory.kind(), &output) => return Ok(output),
             Ok(output) => (
-                "bad-output".to_owned(),
+                FailureClass::BadOutput,
                 format!("a {} stage returned {output:?}", spec.factory.kind()),
             ),
             Err(StageError::Retryable(text)) if republish && attempt < spec.retry.max_attempts => {
@@ -334,7 +338,7 @@ fn call_with_retry(
                 let delay = spec.retry.base_delay(attempt);
                 tracing::debug!(stage = %spec.name, attempt, ?delay, error = %text, "retryable error, retrying through the broker");
                 retry_after = Some(delay);
-                ("retryable".to_owned(), text)
+                (FailureClass::Retryable, text)
             }
             Err(StageError::Retryable(text)) if !republish && attempt < spec.retry.max_attempts => {
                 first_failure.get_or_insert_with(|| clock.now());
@@ -346,16 +350,16 @@ fn call_with_retry(
             }
             Err(StageError::Retryable(text)) => {
                 let class = if spec.retry.max_attempts > 1 {
-                    "retries-exhausted"
+                    FailureClass::RetriesExhausted
                 } else {
-                    "retryable"
+                    FailureClass::Retryable
                 };
-                (class.to_owned(), text)
+                (class, text)
             }
-            Err(StageError::Fatal(text)) => ("fatal".to_owned(), text),
+            Err(StageError::Fatal(text)) => (FailureClass::Fatal, text),
             Err(StageError::Fault(fault)) => {
                 bump(&spec.stats.replaced, 1);
-                (fault.kind.class().to_owned(), fault.detail)
+                (fault.kind.class(), fault.detail)
             }
         };
         let now = clock.now();
@@ -473,7 +477,7 @@ mod tests {
                 ChainOutcome::Deliver(_) => "deliver",
                 ChainOutcome::Dropped => "dropped",
                 ChainOutcome::DeadLetter(f) => {
-                    if f.class == "trap" {
+                    if f.class == FailureClass::Trap {
                         "trap"
                     } else {
                         "other"
@@ -534,7 +538,7 @@ mod tests {
                     (f.attempts, f.retry_after),
                     (1, Some(std::time::Duration::from_millis(300)))
                 );
-                assert_eq!(f.class, "retryable");
+                assert_eq!(f.class, FailureClass::Retryable);
             }
             other => panic!("{other:?}"),
         }

@@ -2,11 +2,103 @@
 //! headers saying where and why it failed. One envelope for every broker.
 
 use crate::message::{Coordinates, Message};
-use crate::stage::PluginInfo;
+use crate::stage::{FaultKind, PluginInfo};
 use std::time::SystemTime;
 
 /// Prefix of every header the engine adds to a dead-lettered message.
 pub const HEADER_PREFIX: &str = "sluice-error-";
+
+/// Why a message was dead-lettered: the value of `sluice-error-class`.
+/// The one list of classes; the docs and the failure table follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// The plugin said the message will never pass (WIT `error::fatal`).
+    Fatal,
+    /// The plugin said "try again later" and the stage does not retry
+    /// (`max_attempts = 1`); also a retry on its way back through the broker.
+    Retryable,
+    /// Retryable errors until `max_attempts` was reached.
+    RetriesExhausted,
+    /// The plugin trapped (a panic, an out-of-bounds access...).
+    Trap,
+    /// The message used up the stage's `fuel`.
+    OutOfFuel,
+    /// The call ran past the stage's `timeout` (also while waiting in a host call).
+    Timeout,
+    /// The plugin asked for more memory than the stage's `memory`.
+    MemoryLimit,
+    /// The plugin returned more than `max_outputs` / `max_output_bytes` /
+    /// `max_call_output_bytes` allow.
+    OutputLimit,
+    /// The plugin answered something its kind of stage cannot return.
+    BadOutput,
+    /// No instance of the plugin could be started.
+    Instantiate,
+    /// A route stage named a sink the pipeline does not have.
+    UnknownRoute,
+    /// The source could not decode what the broker delivered.
+    Decode,
+    /// A sink refused the message for good (too large, malformed for it).
+    SinkRejected,
+}
+
+impl FailureClass {
+    /// Every class, in the order the docs list them.
+    pub const ALL: [FailureClass; 13] = [
+        FailureClass::Fatal,
+        FailureClass::Retryable,
+        FailureClass::RetriesExhausted,
+        FailureClass::Trap,
+        FailureClass::OutOfFuel,
+        FailureClass::Timeout,
+        FailureClass::MemoryLimit,
+        FailureClass::OutputLimit,
+        FailureClass::BadOutput,
+        FailureClass::Instantiate,
+        FailureClass::UnknownRoute,
+        FailureClass::Decode,
+        FailureClass::SinkRejected,
+    ];
+
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Fatal => "fatal",
+            FailureClass::Retryable => "retryable",
+            FailureClass::RetriesExhausted => "retries-exhausted",
+            FailureClass::Trap => "trap",
+            FailureClass::OutOfFuel => "out-of-fuel",
+            FailureClass::Timeout => "timeout",
+            FailureClass::MemoryLimit => "memory-limit",
+            FailureClass::OutputLimit => "output-limit",
+            FailureClass::BadOutput => "bad-output",
+            FailureClass::Instantiate => "instantiate",
+            FailureClass::UnknownRoute => "unknown-route",
+            FailureClass::Decode => "decode",
+            FailureClass::SinkRejected => "sink-rejected",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<FaultKind> for FailureClass {
+    fn from(kind: FaultKind) -> Self {
+        match kind {
+            FaultKind::Trap => FailureClass::Trap,
+            FaultKind::OutOfFuel => FailureClass::OutOfFuel,
+            FaultKind::Timeout => FailureClass::Timeout,
+            FaultKind::MemoryLimit => FailureClass::MemoryLimit,
+            FaultKind::BadOutput => FailureClass::BadOutput,
+            FaultKind::Instantiate => FailureClass::Instantiate,
+            FaultKind::OutputLimit => FailureClass::OutputLimit,
+        }
+    }
+}
 
 /// Why a delivery is being dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,9 +108,7 @@ pub struct Failure {
     pub stage: String,
     /// The plugin the stage runs, when there is one.
     pub plugin: Option<PluginInfo>,
-    /// `fatal`, `retryable` (with `attempts = 1`), `retries-exhausted`, `trap`, `out-of-fuel`, `timeout`,
-    /// `memory-limit`, `output-limit`, `bad-output`, `instantiate`, `unknown-route`, `decode`, `sink-rejected`.
-    pub class: String,
+    pub class: FailureClass,
     /// The error text.
     pub text: String,
     /// How many times the failing stage was called for this message.
@@ -35,14 +125,14 @@ impl Failure {
     /// A failure that happened once, now.
     pub fn once(
         stage: impl Into<String>,
-        class: impl Into<String>,
+        class: FailureClass,
         text: impl Into<String>,
         at: SystemTime,
     ) -> Self {
         Failure {
             stage: stage.into(),
             plugin: None,
-            class: class.into(),
+            class,
             text: text.into(),
             attempts: 1,
             first_failure: at,
@@ -70,7 +160,7 @@ pub fn envelope(
         add("plugin", plugin.path.display().to_string());
         add("plugin-sha256", plugin.sha256.clone());
     }
-    add("class", failure.class.clone());
+    add("class", failure.class.as_str().to_owned());
     add("text", failure.text.clone());
     add("attempts", failure.attempts.to_string());
     add(

@@ -37,7 +37,7 @@ pub mod units;
 pub use ack::{AckHandle, Acker};
 pub use chain::{Chain, ChainOutcome, StageSpec};
 pub use clock::{Clock, SystemClock};
-pub use dlq::Failure;
+pub use dlq::{Failure, FailureClass};
 pub use engine::{Pipeline, PipelineReport};
 pub use health::Health;
 pub use live::{LiveStages, StageVersion};

@@ -68,16 +68,8 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The error class written to `sluice-error-class`.
-    pub fn class(self) -> &'static str {
-        match self {
-            FaultKind::Trap => "trap",
-            FaultKind::OutOfFuel => "out-of-fuel",
-            FaultKind::Timeout => "timeout",
-            FaultKind::MemoryLimit => "memory-limit",
-            FaultKind::BadOutput => "bad-output",
-            FaultKind::Instantiate => "instantiate",
-            FaultKind::OutputLimit => "output-limit",
-        }
+    pub fn class(self) -> crate::dlq::FailureClass {
+        self.into()
     }
 }
 

@@ -277,9 +277,9 @@ impl WasmStage {
     /// redone one message at a time by the chain, which reports the culprit.
     fn trapped(&mut self, fault: Fault, n: usize) -> Fault {
         if n == 1 {
-            tracing::warn!(stage = &*self.shared.stage, class = fault.kind.class(), detail = %fault.detail, "plugin fault; replacing instance");
+            tracing::warn!(stage = &*self.shared.stage, class = %fault.kind.class(), detail = %fault.detail, "plugin fault; replacing instance");
         } else {
-            tracing::debug!(stage = &*self.shared.stage, messages = n, class = fault.kind.class(), detail = %fault.detail, "batch call faulted or outgrew its budget; replacing instance");
+            tracing::debug!(stage = &*self.shared.stage, messages = n, class = %fault.kind.class(), detail = %fault.detail, "batch call faulted or outgrew its budget; replacing instance");
         }
         self.live = self.shared.instantiate().ok();
         fault

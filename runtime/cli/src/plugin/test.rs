@@ -95,7 +95,7 @@ fn result(stage: &mut dyn Stage, msg: &Message) -> Value {
         }
         Err(StageError::Fatal(text)) => json!({ "error": { "class": "fatal", "text": text } }),
         Err(StageError::Fault(f)) => {
-            json!({ "error": { "class": f.kind.class(), "text": f.detail } })
+            json!({ "error": { "class": f.kind.class().as_str(), "text": f.detail } })
         }
     }
 }
