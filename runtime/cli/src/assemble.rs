@@ -32,10 +32,15 @@ pub fn load_stages(
         .map(|stage| {
             let factory = load_stage(host, stage).map_err(|e| {
                 let at = stage
+                    .written
                     .line
                     .map(|(l, c)| format!(":{l}:{c}"))
                     .unwrap_or_default();
-                CliError::Invalid(format!("{}{at}: {}: {e}", config.path.display(), stage.key))
+                CliError::Invalid(format!(
+                    "{}{at}: {}: {e}",
+                    config.path.display(),
+                    stage.written.key
+                ))
             })?;
             Ok(Arc::new(StageSpec::new(
                 stage.name.clone(),

@@ -21,7 +21,7 @@
 use crate::assemble;
 use crate::exit::CliError;
 use crate::metrics::{Metrics, PipelineMetrics, Reload};
-use sluice_config::{Config, PipelineConfig, StageConfig};
+use sluice_config::{Config, PipelineConfig, PipelineDiff};
 use sluice_core::engine::EngineError;
 use sluice_core::{
     Chain, LiveStages, Pipeline, PipelineReport, PipelineStats, StageSpec, SystemClock,
@@ -257,42 +257,43 @@ impl Supervisor {
         let config = sluice_config::load(&self.path)?;
         let loaded = self.load(&config)?;
         // Plan, and connect what has to be (re)started, before touching anything.
+        // An ended pipeline counts as there: it starts again only if it changed
+        // outside its stages, or it would read the same input twice.
+        let old: Vec<PipelineConfig> = self
+            .running
+            .iter()
+            .map(|r| r.config.clone())
+            .chain(self.ended.iter().cloned())
+            .collect();
+        let diff = PipelineDiff::between(&old, &config.pipelines);
+        let has = |list: &[String], name: &str| list.iter().any(|n| n == name);
         let mut swaps = Vec::new();
         let mut starts = Vec::new();
-        let loaded = loaded.into_iter().filter(|l| {
-            !self
-                .ended
-                .iter()
-                .any(|e| e.name == l.config.name && outer_same(e, &l.config))
-        });
         for l in loaded {
-            match self
-                .running
-                .iter()
-                .position(|r| r.config.name == l.config.name)
-            {
-                Some(i) if outer_same(&self.running[i].config, &l.config) => {
-                    if !stages_same(&self.running[i], &l) {
-                        swaps.push((i, l));
-                    }
-                }
-                _ => {
-                    let pipeline = assemble::connect(&config, &l.config, l.stages.clone()).await?;
-                    starts.push((l, pipeline));
+            let name = l.config.name.as_str();
+            let running = self.running.iter().position(|r| r.config.name == name);
+            if has(&diff.add, name) || has(&diff.restart, name) {
+                let pipeline = assemble::connect(&config, &l.config, l.stages.clone()).await?;
+                starts.push((l, pipeline));
+            } else if let Some(i) = running {
+                // The config may be the same while a plugin file was rebuilt.
+                if has(&diff.swap, name) || self.running[i].shas != l.shas {
+                    swaps.push((i, l));
                 }
             }
         }
         let stops: Vec<usize> = (0..self.running.len())
             .filter(|&i| {
                 let name = &self.running[i].config.name;
-                !config.pipelines.iter().any(|p| &p.name == name)
-                    || starts.iter().any(|(l, _)| &l.config.name == name)
+                has(&diff.remove, name) || starts.iter().any(|(l, _)| &l.config.name == name)
             })
             .collect();
         let changed = !swaps.is_empty() || !starts.is_empty() || !stops.is_empty();
-        // A pipeline that ended and now starts again on a new config is running, not ended.
-        self.ended
-            .retain(|e| !starts.iter().any(|(l, _)| l.config.name == e.name));
+        // A pipeline that ended and now starts again on a new config is
+        // running, not ended; one removed from the file is forgotten.
+        self.ended.retain(|e| {
+            !has(&diff.remove, &e.name) && !starts.iter().any(|(l, _)| l.config.name == e.name)
+        });
 
         for (i, l) in swaps {
             let r = &mut self.running[i];
@@ -357,31 +358,6 @@ enum Drained {
     Stopping,
     /// Its drain deadline passed.
     Late,
-}
-
-/// Source, sinks, DLQ and engine settings: what a live swap cannot change.
-fn outer_same(a: &PipelineConfig, b: &PipelineConfig) -> bool {
-    a.source == b.source && a.sinks == b.sinks && a.dlq == b.dlq && a.engine == b.engine
-}
-
-/// Same stages, same plugin contents?
-fn stages_same(running: &Running, new: &Loaded) -> bool {
-    fn same(a: &StageConfig, b: &StageConfig) -> bool {
-        a.name == b.name
-            && a.kind == b.kind
-            && a.plugin == b.plugin
-            && a.limits == b.limits
-            && a.retry == b.retry
-            && a.params == b.params
-    }
-    running.config.stages.len() == new.config.stages.len()
-        && running
-            .config
-            .stages
-            .iter()
-            .zip(&new.config.stages)
-            .all(|(a, b)| same(a, b))
-        && running.shas == new.shas
 }
 
 /// New stage specs that keep the counters of the running stages of the same name.

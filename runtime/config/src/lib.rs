@@ -10,11 +10,13 @@
 //!
 //! Every error names the file, the line and the key, and says how to fix it.
 
+mod diff;
 mod error;
 mod raw;
 mod resolve;
 mod units;
 
+pub use diff::PipelineDiff;
 pub use error::ConfigError;
-pub use resolve::{load, parse, Config, PipelineConfig, StageConfig};
+pub use resolve::{load, parse, Config, PipelineConfig, StageConfig, Written};
 pub use units::{ByteSize, HumanDuration, Name};

@@ -22,7 +22,7 @@ pub struct Config {
 }
 
 /// One pipeline, resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
     pub name: String,
     pub source: SourceConfig,
@@ -33,8 +33,9 @@ pub struct PipelineConfig {
     pub engine: EngineOptions,
 }
 
-/// One stage, resolved.
-#[derive(Debug, Clone)]
+/// One stage, resolved. Two stages are equal when they would run the same
+/// way: where they were written ([`Written`]) does not count.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StageConfig {
     pub name: String,
     pub kind: StageKind,
@@ -44,10 +45,25 @@ pub struct StageConfig {
     pub retry: RetryPolicy,
     /// Flattened params: nested tables become dotted keys, values strings.
     pub params: BTreeMap<String, String>,
-    /// The dotted key of this stage, for error messages.
+    /// Where the stage was written, for error messages.
+    pub written: Written,
+}
+
+/// Where something was written in the config file. Not part of what it
+/// is: moving a stage down a line (or adding a comment above it) changes
+/// nothing a reload must act on, so any two are equal.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// The dotted key (`pipelines.orders.stages[0]`).
     pub key: String,
-    /// 1-based line of the stage's `plugin` key, for error messages.
+    /// 1-based line and column of the stage's `plugin` key.
     pub line: Option<(usize, usize)>,
+}
+
+impl PartialEq for Written {
+    fn eq(&self, _: &Written) -> bool {
+        true
+    }
 }
 
 /// Read and resolve a config file.
@@ -345,8 +361,10 @@ impl Resolver<'_> {
             limits,
             retry,
             params,
-            key: key.to_owned(),
-            line: Some(crate::error::line_col(self.text, s.plugin.span().start)),
+            written: Written {
+                key: key.to_owned(),
+                line: Some(crate::error::line_col(self.text, s.plugin.span().start)),
+            },
         })
     }
 
@@ -492,7 +510,7 @@ type = "stdout"
         assert_eq!(s.params["min"], "100");
         assert_eq!(s.params["route.DE"], "eu");
         assert_eq!(s.params["also"], "a,b");
-        assert_eq!(s.line, Some((13, 10)));
+        assert_eq!(s.written.line, Some((13, 10)));
     }
 
     #[test]
