@@ -547,15 +547,13 @@ fn a_reload_does_not_rerun_a_pipeline_whose_file_source_ended() {
             .collect::<String>(),
     )
     .unwrap();
-    let file_pipeline = format!(
-        r#"
+    let file_pipeline = r#"
 [pipelines.once]
-source = {{ type = "file", path = "ten.jsonl" }}
-dlq = {{ type = "file", path = "once-dlq.jsonl" }}
-sinks.out = {{ type = "file", path = "once-out.jsonl" }}
-"#
-    );
-    replace_file(&s.config, (s.config_text("v1") + &file_pipeline).as_bytes());
+source = { type = "file", path = "ten.jsonl" }
+dlq = { type = "file", path = "once-dlq.jsonl" }
+sinks.out = { type = "file", path = "once-out.jsonl" }
+"#;
+    replace_file(&s.config, (s.config_text("v1") + file_pipeline).as_bytes());
     let daemon = s.start();
     let out = s.dir.path().join("once-out.jsonl");
     let lines = || {
@@ -571,7 +569,7 @@ sinks.out = {{ type = "file", path = "once-out.jsonl" }}
     );
     // A stage change in the other pipeline: swapped live; `once` stays done.
     replace_file(&s.mark, &std::fs::read(plugin("order-transform")).unwrap());
-    replace_file(&s.config, (s.config_text("v2") + &file_pipeline).as_bytes());
+    replace_file(&s.config, (s.config_text("v2") + file_pipeline).as_bytes());
     assert!(
         eventually(Duration::from_secs(30), || s.reloads("ok") == 1.0),
         "{}",

@@ -41,6 +41,9 @@ impl ArtifactCache {
     ///
     /// # Errors
     /// When the bytes are not a valid component.
+    // The one use of `unsafe` in sluice: wasmtime's deserialize trusts its
+    // input, see the SAFETY notes.
+    #[allow(unsafe_code)]
     pub fn load_or_compile(
         &self,
         engine: &Engine,

@@ -106,6 +106,7 @@ pub(crate) async fn redis_relay(
 }
 
 /// sluice: redis-stream source → identity.wasm → redis-stream sink.
+#[allow(clippy::too_many_arguments)] // one per knob the bench turns
 pub(crate) async fn redis_sluice(
     url: &str,
     input: &str,
