@@ -31,25 +31,8 @@ target=wasm32-wasip2
 apt_packages=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc)
 
 # --- toolchain -------------------------------------------------------------
-missing=()
-for pkg in "${apt_packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$pkg")
-    fi
-done
-if ((${#missing[@]})); then
-    echo "build.sh: installing ${missing[*]}" >&2
-    if [[ $(id -u) -eq 0 ]]; then
-        sudo=()
-    elif command -v sudo >/dev/null; then
-        sudo=(sudo)
-    else
-        echo "build.sh: need root (or sudo) to apt-get install ${missing[*]}" >&2
-        exit 1
-    fi
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/apt.sh"
+apt_install_missing "${apt_packages[@]}"
 
 cargo=/usr/bin/cargo
 rustc=/usr/bin/rustc

@@ -28,6 +28,7 @@ AMQP_PORT=5672
 SQS_PORT="${SLUICE_SQS_PORT:-19324}"
 KAFKA_PORT="${SLUICE_KAFKA_PORT:-19092}"
 TANSU_VERSION=0.6.0
+MOTO_VERSION=5.2.5
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -40,14 +41,11 @@ wait_port() { # port name seconds
     return 1
 }
 
-apt_install() {
-    if [ -z "${apt_updated:-}" ]; then apt-get update -qq; apt_updated=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/apt.sh"
 
 redis() {
     if listening "$REDIS_PORT"; then return 0; fi
-    command -v redis-server >/dev/null || apt_install redis-server
+    command -v redis-server >/dev/null || apt_install_missing --recommends redis-server
     echo "starting redis-server on 127.0.0.1:$REDIS_PORT"
     local dir="$cache/redis"
     mkdir -p "$dir"
@@ -58,7 +56,7 @@ redis() {
 
 rabbitmq() {
     if listening "$AMQP_PORT"; then return 0; fi
-    command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+    command -v rabbitmq-server >/dev/null || apt_install_missing --recommends rabbitmq-server
     echo "starting rabbitmq-server on 127.0.0.1:$AMQP_PORT"
     export RABBITMQ_NODENAME=rabbit@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 ERL_EPMD_ADDRESS=127.0.0.1
     rabbitmq-server -detached
@@ -75,10 +73,11 @@ rabbitmq() {
 # SQS: moto's server from PyPI, in a virtualenv of its own.
 sqs() {
     local venv="$tools/moto"
-    if [ ! -x "$venv/bin/moto_server" ]; then
-        echo "installing moto[server] into $venv" >&2
+    if [ ! -x "$venv/bin/moto_server" ] || [ "$(cat "$venv/moto.version" 2>/dev/null)" != "$MOTO_VERSION" ]; then
+        echo "installing moto[server]==$MOTO_VERSION into $venv" >&2
         python3 -m venv "$venv" >&2
-        "$venv/bin/pip" install -q 'moto[server]' >&2
+        "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION" >&2
+        echo "$MOTO_VERSION" > "$venv/moto.version"
     fi
     if listening "$SQS_PORT"; then return 0; fi
     echo "starting moto_server (SQS API) on 127.0.0.1:$SQS_PORT"

@@ -24,15 +24,8 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "system packages for the host build"
 # librdkafka (bundled by the rdkafka crate) links the system OpenSSL.
-missing=()
-for pkg in libssl-dev pkg-config make g++; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source scripts/apt.sh
+apt_install_missing libssl-dev pkg-config make g++
 echo "ok"
 
 
@@ -42,28 +35,70 @@ step "brokers (Redis, RabbitMQ, SQS emulator if not running; the tansu Kafka bro
 # only what this run started.
 pids="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/pids"
 started=()
+# Set before the first broker starts, so a failure half-way still stops
+# what this run started (and only that).
+stop_started() {
+    # Background installs still running (the run failed early) stop too.
+    local pids_left; pids_left="$(jobs -p)"; [ -z "$pids_left" ] || kill $pids_left 2>/dev/null || true
+    if [ ${#started[@]} -gt 0 ]; then bash tests/brokers.sh stop "${started[@]}"; fi
+}
+trap stop_started EXIT
 for broker in redis rabbitmq sqs; do
     had=false; [ -e "$pids/$broker.pid" ] && had=true
-    bash tests/brokers.sh "$broker"
+    rc=0; bash tests/brokers.sh "$broker" || rc=$?
     if ! $had && [ -e "$pids/$broker.pid" ]; then started+=("$broker"); fi
+    [ "$rc" -eq 0 ] || exit "$rc"
 done
-if [ ${#started[@]} -gt 0 ]; then trap 'bash tests/brokers.sh stop "${started[@]}"' EXIT; fi
 export SLUICE_TEST_REDIS="${SLUICE_TEST_REDIS:-redis://127.0.0.1:${SLUICE_REDIS_PORT:-6379}}"
 export SLUICE_TEST_SQS="${SLUICE_TEST_SQS:-http://127.0.0.1:${SLUICE_SQS_PORT:-19324}}"
-# Each Kafka test starts its own tansu process from this binary (isolated
-# storage, restartable); set SLUICE_TEST_KAFKA=host:port to use a real Kafka.
-export SLUICE_TANSU="${SLUICE_TANSU:-$(bash tests/brokers.sh tansu-bin)}"
+
+step "one-time installs in the background (tansu, plugin toolchains; logs in $cache/logs)"
+# Each is a long cargo build on a new machine (tansu ~10 min, wit-bindgen-cli
+# ~12 min); run beside the host build, they fill the cores its serial parts
+# leave idle. A second run finds them installed at once.
+export SLUICE_TOOLS="${SLUICE_TOOLS:-$cache/tools}"
+mkdir -p "$cache/logs"
+background() { # NAME COMMAND...: start; `finish NAME` waits and shows the log if it failed
+    local name=$1; shift
+    "$@" >"$cache/logs/$name.log" 2>&1 &
+    eval "bg_$name=$!"
+}
+finish() {
+    local name=$1 pid; eval "pid=\$bg_$name"
+    if ! wait "$pid"; then
+        echo "$name failed:" >&2; tail -n 40 "$cache/logs/$name.log" >&2; exit 1
+    fi
+}
+background tansu bash tests/brokers.sh tansu-bin
+background toolchains bash plugins/toolchains.sh
+echo "started"
+
+step "format"
+cargo fmt --all --check
+echo "ok"
 
 step "host build"
 # The whole workspace, so the binary's dependencies are built with the same
 # features as the tests' and compiled once.
 cargo build --locked --workspace
 
+step "lints (clippy -D warnings, unused dependencies)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+machete_version=0.9.2
+if [ "$(cat "$cache/tools/cargo-machete.version" 2>/dev/null)" != "$machete_version" ]; then
+    echo "installing cargo-machete $machete_version (one-time, ~1 min)"
+    CARGO_TARGET_DIR="$cache/machete-target" cargo install --locked --quiet cargo-machete \
+        --version "$machete_version" --root "$cache/tools"
+    echo "$machete_version" > "$cache/tools/cargo-machete.version"
+    rm -rf "$cache/machete-target"
+fi
+"$cache/tools/bin/cargo-machete"
+
 step "plugins (Rust, JavaScript, Python, C and Zig → components; toolchains installed once)"
 # `sluice plugin build` (this build's binary) builds the non-Rust plugins;
 # the template tests run it again, so the toolchains stay on PATH.
 export SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice"
-export SLUICE_TOOLS="${SLUICE_TOOLS:-$cache/tools}"
+finish toolchains
 # Compiled components, kept between runs (named by content and engine
 # settings): the JS and Python ones take a minute each to compile here.
 export SLUICE_CACHE_DIR="${SLUICE_CACHE_DIR:-$cache/artifacts}"
@@ -71,6 +106,11 @@ bash plugins/build.sh
 export PATH="$SLUICE_TOOLS/bin:$PATH"
 
 step "tests"
+# Each Kafka test starts its own tansu process from this binary (isolated
+# storage, restartable); set SLUICE_TEST_KAFKA=host:port to use a real Kafka.
+cargo test --locked --workspace --no-run
+finish tansu
+export SLUICE_TANSU="${SLUICE_TANSU:-$(bash tests/brokers.sh tansu-bin)}"
 cargo test --locked --workspace
 
 step "quickstart"

@@ -23,19 +23,9 @@ tools="${SLUICE_TOOLS:-$HOME/.cache/sluice/tools}"
 mkdir -p "$tools/bin"
 
 install_apt() {
-    local missing=() pkg
-    for pkg in "${apt_packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-    done
-    if ((${#missing[@]})); then
-        local sudo=()
-        if [[ $(id -u) -ne 0 ]]; then
-            command -v sudo >/dev/null || { echo "c.sh: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
-            sudo=(sudo)
-        fi
-        "${sudo[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    # shellcheck source=../../scripts/apt.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/apt.sh"
+    apt_install_missing "${apt_packages[@]}"
     local f
     for f in "/usr/bin/clang-$clang_version" "/usr/bin/wasm-ld-$clang_version" /usr/lib/wasm32-wasi/libc.a /usr/include/wasm32-wasi/stdlib.h \
         "/usr/lib/llvm-$clang_version/lib/clang/$clang_version/lib/wasi/libclang_rt.builtins-wasm32.a"; do
