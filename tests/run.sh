@@ -52,7 +52,7 @@ done
 export SLUICE_TEST_REDIS="${SLUICE_TEST_REDIS:-redis://127.0.0.1:${SLUICE_REDIS_PORT:-6379}}"
 export SLUICE_TEST_SQS="${SLUICE_TEST_SQS:-http://127.0.0.1:${SLUICE_SQS_PORT:-19324}}"
 
-step "one-time installs in the background (tansu, plugin toolchains; logs in $cache/logs)"
+step "one-time installs in the background (tansu, cargo-machete, plugin toolchains; logs in $cache/logs)"
 # Each is a long cargo build on a new machine (tansu ~10 min, wit-bindgen-cli
 # ~12 min); run beside the host build, they fill the cores its serial parts
 # leave idle. A second run finds them installed at once.
@@ -69,7 +69,17 @@ finish() {
         echo "$name failed:" >&2; tail -n 40 "$cache/logs/$name.log" >&2; exit 1
     fi
 }
+install_machete() {
+    local version=0.9.2
+    [ "$(cat "$cache/tools/cargo-machete.version" 2>/dev/null)" != "$version" ] || return 0
+    echo "installing cargo-machete $version (one-time, ~3 min)"
+    CARGO_TARGET_DIR="$cache/machete-target" cargo install --locked --quiet cargo-machete \
+        --version "$version" --root "$cache/tools"
+    echo "$version" > "$cache/tools/cargo-machete.version"
+    rm -rf "$cache/machete-target"
+}
 background tansu bash tests/brokers.sh tansu-bin
+background machete install_machete
 background toolchains bash plugins/toolchains.sh
 echo "started"
 
@@ -84,14 +94,7 @@ cargo build --locked --workspace
 
 step "lints (clippy -D warnings, unused dependencies)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
-machete_version=0.9.2
-if [ "$(cat "$cache/tools/cargo-machete.version" 2>/dev/null)" != "$machete_version" ]; then
-    echo "installing cargo-machete $machete_version (one-time, ~1 min)"
-    CARGO_TARGET_DIR="$cache/machete-target" cargo install --locked --quiet cargo-machete \
-        --version "$machete_version" --root "$cache/tools"
-    echo "$machete_version" > "$cache/tools/cargo-machete.version"
-    rm -rf "$cache/machete-target"
-fi
+finish machete
 "$cache/tools/bin/cargo-machete"
 
 step "plugins (Rust, JavaScript, Python, C and Zig → components; toolchains installed once)"

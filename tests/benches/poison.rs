@@ -100,37 +100,19 @@ mod bare {
 
     impl Bare {
         pub fn new(path: &std::path::Path) -> Bare {
-            let mut config = Config::new();
-            config.consume_fuel(true);
-            config.epoch_interruption(true);
-            let engine = Engine::new(&config).unwrap();
-            let weak = engine.weak();
-            std::thread::spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                match weak.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => return,
-                }
-            });
+            let engine = engine();
             let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
             let mut linker = Linker::new(&engine);
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
             sluice::plugin::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
                 .unwrap();
-            let state = State {
-                wasi: WasiCtx::builder().build(),
-                table: ResourceTable::new(),
-            };
-            let mut store = Store::new(&engine, state);
-            store.set_fuel(u64::MAX / 2).unwrap();
-            store.set_epoch_deadline(1_000);
+            let mut store = store(&engine);
             let bindings = Transform::instantiate(&mut store, &component, &linker).unwrap();
             Bare { store, bindings }
         }
 
         fn arm(&mut self, n: u64) {
-            self.store.set_fuel(500_000_000 * n).unwrap();
-            self.store.set_epoch_deadline(201 * n);
+            arm(&mut self.store, n);
         }
 
         pub fn call(&mut self, msg: &sluice_core::Message) -> usize {
@@ -155,7 +137,40 @@ mod bare {
         }
     }
 
-    fn to_wit(msg: &sluice_core::Message) -> sluice::plugin::types::Message {
+    /// An engine with fuel and epochs, and the thread that ticks them.
+    pub fn engine() -> Engine {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).unwrap();
+        let weak = engine.weak();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            match weak.upgrade() {
+                Some(e) => e.increment_epoch(),
+                None => return,
+            }
+        });
+        engine
+    }
+
+    pub fn store(engine: &Engine) -> Store<State> {
+        let state = State {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(engine, state);
+        store.set_fuel(u64::MAX / 2).unwrap();
+        store.set_epoch_deadline(1_000);
+        store
+    }
+
+    pub fn arm(store: &mut Store<State>, n: u64) {
+        store.set_fuel(500_000_000 * n).unwrap();
+        store.set_epoch_deadline(201 * n);
+    }
+
+    pub fn to_wit(msg: &sluice_core::Message) -> sluice::plugin::types::Message {
         sluice::plugin::types::Message {
             key: msg.key.clone(),
             payload: msg.payload.clone(),
@@ -167,9 +182,78 @@ mod bare {
     }
 }
 
+mod bare_async {
+    //! The same bare host with the export called async, as sluice calls it
+    //! (wasmtime runs the guest on a fiber), and nothing around it: what
+    //! the fiber alone costs, apart from sluice's deadline.
+    wasmtime::component::bindgen!({
+        world: "transform",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "sluice:plugin/types": super::bare::sluice::plugin::types,
+            "sluice:plugin/host": super::bare::sluice::plugin::host,
+        },
+    });
+
+    use super::bare::{arm, engine, store, to_wit, State};
+    use futures::FutureExt;
+    use wasmtime::component::{HasSelf, Linker};
+    use wasmtime::Store;
+
+    pub struct BareAsync {
+        store: Store<State>,
+        bindings: Transform,
+    }
+
+    impl BareAsync {
+        pub fn new(path: &std::path::Path) -> BareAsync {
+            let engine = engine();
+            let component = wasmtime::component::Component::from_file(&engine, path).unwrap();
+            let mut linker = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+            super::bare::sluice::plugin::host::add_to_linker::<State, HasSelf<State>>(
+                &mut linker,
+                |s| s,
+            )
+            .unwrap();
+            let mut store = store(&engine);
+            let bindings = Transform::instantiate_async(&mut store, &component, &linker)
+                .now_or_never()
+                .expect("instantiates without waiting")
+                .unwrap();
+            BareAsync { store, bindings }
+        }
+
+        pub fn call(&mut self, msg: &sluice_core::Message) -> usize {
+            arm(&mut self.store, 1);
+            let wit = to_wit(msg);
+            self.bindings
+                .call_transform(&mut self.store, &wit)
+                .now_or_never()
+                .expect("identity never waits")
+                .unwrap()
+                .unwrap()
+                .len()
+        }
+
+        pub fn call_batch(&mut self, msgs: &[sluice_core::Message]) -> usize {
+            arm(&mut self.store, msgs.len() as u64);
+            let wit: Vec<_> = msgs.iter().map(to_wit).collect();
+            self.bindings
+                .call_transform_batch(&mut self.store, &wit)
+                .now_or_never()
+                .expect("identity never waits")
+                .unwrap()
+                .len()
+        }
+    }
+}
+
 fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
     let identity = sluice_tests::plugin("identity");
     let mut bare = bare::Bare::new(&identity);
+    let mut bare_async = bare_async::BareAsync::new(&identity);
     let plugin = host.load(&identity).unwrap();
     let factory = host
         .stage(
@@ -185,51 +269,96 @@ fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
     // Same answers before timing.
     assert_eq!(bare.call(&msgs[0]), 1);
     assert_eq!(bare.call_batch(&msgs), BATCH);
+    assert_eq!(bare_async.call(&msgs[0]), 1);
+    assert_eq!(bare_async.call_batch(&msgs), BATCH);
     assert!(stage.call(&msgs[0]).is_ok());
     assert_eq!(stage.call_batch(&msgs).unwrap().len(), BATCH);
 
-    let mut rounds: [Vec<f64>; 4] = Default::default();
+    // Per round: single calls, then batch calls, each bare sync, bare
+    // async, WasmStage.
+    let mut rounds: [Vec<f64>; 6] = Default::default();
     for _ in 0..5 {
-        let t = Instant::now();
-        for i in 0..calls {
-            black_box(bare.call(black_box(&msgs[i % BATCH])));
-        }
-        rounds[0].push(t.elapsed().as_nanos() as f64 / calls as f64);
-        let t = Instant::now();
-        for i in 0..calls {
-            let _ = black_box(stage.call(black_box(&msgs[i % BATCH])));
-        }
-        rounds[1].push(t.elapsed().as_nanos() as f64 / calls as f64);
+        let mut time = |slot: usize, per: usize, mut f: Box<dyn FnMut() + '_>| {
+            let t = Instant::now();
+            f();
+            rounds[slot].push(t.elapsed().as_nanos() as f64 / per as f64);
+        };
         let batches = calls / BATCH;
-        let t = Instant::now();
-        for _ in 0..batches {
-            black_box(bare.call_batch(black_box(&msgs)));
-        }
-        rounds[2].push(t.elapsed().as_nanos() as f64 / (batches * BATCH) as f64);
-        let t = Instant::now();
-        for _ in 0..batches {
-            let _ = black_box(stage.call_batch(black_box(&msgs)));
-        }
-        rounds[3].push(t.elapsed().as_nanos() as f64 / (batches * BATCH) as f64);
+        time(
+            0,
+            calls,
+            Box::new(|| {
+                for i in 0..calls {
+                    black_box(bare.call(black_box(&msgs[i % BATCH])));
+                }
+            }),
+        );
+        time(
+            1,
+            calls,
+            Box::new(|| {
+                for i in 0..calls {
+                    black_box(bare_async.call(black_box(&msgs[i % BATCH])));
+                }
+            }),
+        );
+        time(
+            2,
+            calls,
+            Box::new(|| {
+                for i in 0..calls {
+                    let _ = black_box(stage.call(black_box(&msgs[i % BATCH])));
+                }
+            }),
+        );
+        time(
+            3,
+            batches * BATCH,
+            Box::new(|| {
+                for _ in 0..batches {
+                    black_box(bare.call_batch(black_box(&msgs)));
+                }
+            }),
+        );
+        time(
+            4,
+            batches * BATCH,
+            Box::new(|| {
+                for _ in 0..batches {
+                    black_box(bare_async.call_batch(black_box(&msgs)));
+                }
+            }),
+        );
+        time(
+            5,
+            batches * BATCH,
+            Box::new(|| {
+                for _ in 0..batches {
+                    let _ = black_box(stage.call_batch(black_box(&msgs)));
+                }
+            }),
+        );
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let [a, b, c, d] = rounds.each_mut().map(median);
+    let [a, b, c, d, e, f] = rounds.each_mut().map(median);
     let mut table = String::new();
-    writeln!(table, "| identity, 1 KiB, fuel + epoch | bare sync wasmtime | WasmStage (async + deadline) | ratio |").unwrap();
-    writeln!(table, "|---|---|---|---|").unwrap();
+    writeln!(table, "| identity, 1 KiB, fuel + epoch | bare sync wasmtime | bare async wasmtime (fiber, no deadline) | WasmStage (async + deadline) | WasmStage / bare sync | WasmStage / bare async |").unwrap();
+    writeln!(table, "|---|---|---|---|---|---|").unwrap();
     writeln!(
         table,
-        "| single call, ns/msg | {a:.0} | {b:.0} | {:.2} |",
-        b / a
+        "| single call, ns/msg | {a:.0} | {b:.0} | {c:.0} | {:.2} | {:.2} |",
+        c / a,
+        c / b
     )
     .unwrap();
     writeln!(
         table,
-        "| batch of {BATCH}, ns/msg | {c:.0} | {d:.0} | {:.2} |",
-        d / c
+        "| batch of {BATCH}, ns/msg | {d:.0} | {e:.0} | {f:.0} | {:.2} | {:.2} |",
+        f / d,
+        f / e
     )
     .unwrap();
     println!("\nA. per-call cost (median of 5 rounds of {calls} calls)\n{table}");
@@ -446,7 +575,7 @@ fn poison_runs(host: &WasmHost, n: usize, quick: bool, md: &mut String) {
 // ------------------------------------------------------ C. fan-out
 
 /// One message split into `n` outputs against `n` inputs passed through,
-/// both through `misbehave` into a memory sink.
+/// both through `misbehave`, into a memory sink and into a file sink.
 fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -458,7 +587,8 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
         max_call_output_bytes: u64::MAX / 2,
         ..Limits::default()
     };
-    let time = |input: Vec<Message>| {
+    let dir = tempfile::tempdir().unwrap();
+    let time = |input: Vec<Message>, file: bool| {
         let plugin = host.load(&sluice_tests::plugin("misbehave")).unwrap();
         let factory = host
             .stage(
@@ -475,45 +605,60 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
             RetryPolicy::default(),
         ));
         let (source, _acks) = MemorySource::new("input", input);
-        let out = MemorySink::new("out");
+        let memory = MemorySink::new("out");
+        let sink: Arc<dyn sluice_core::Sink> = if file {
+            let config = sluice_brokers::SinkConfig::File(sluice_brokers::file::FileSinkConfig {
+                path: "out.jsonl".into(),
+                format: sluice_brokers::lines::LineFormat::Json,
+                append: false,
+            });
+            rt.block_on(config.open(dir.path(), "out")).unwrap()
+        } else {
+            memory.clone()
+        };
         let pipeline = Pipeline {
             name: "fanout".into(),
             source: Box::new(source),
             stages: vec![spec].into(),
-            sinks: vec![("out".into(), out.clone() as Arc<dyn sluice_core::Sink>)],
+            sinks: vec![("out".into(), sink)],
             dlq: MemorySink::new("dlq"),
             options: EngineOptions::default(),
             clock: Arc::new(SystemClock),
             stats: Arc::default(),
         };
         let started = Instant::now();
-        rt.block_on(pipeline.run(sluice_core::Shutdown::default()))
+        let report = rt
+            .block_on(pipeline.run(sluice_core::Shutdown::default()))
             .unwrap();
         let took = started.elapsed();
-        assert_eq!(out.messages().len(), n);
+        assert_eq!(report.counts.delivered, n as u64);
+        if !file {
+            assert_eq!(memory.messages().len(), n);
+        }
         took
     };
-    let mut split = Vec::new();
-    let mut pass = Vec::new();
-    for _ in 0..3 {
-        let mut one = payload("fanout", 0);
-        let text = format!("fanout {n} ");
-        one[..text.len()].copy_from_slice(text.as_bytes());
-        split.push(time(vec![Message::new(one)]));
-        pass.push(time(
-            (0..n).map(|i| Message::new(payload("ok", i))).collect(),
-        ));
-    }
-    split.sort();
-    pass.sort();
-    let (s, p) = (split[1], pass[1]);
-    let per = |d: Duration| d.as_nanos() as f64 / n as f64;
-    let table = format!(
-        "| {n} messages of 1 KiB into a memory sink | ns/output |\n|---|---|\n| 1 input split into {n} | {:.0} |\n| {n} inputs passed through | {:.0} |\n| ratio (split / inputs) | {:.2} |\n",
-        per(s),
-        per(p),
-        per(s) / per(p)
+    let mut table = format!(
+        "| {n} messages of 1 KiB | 1 input split into {n}, ns/output | {n} inputs passed through, ns/output | ratio (split / inputs) |\n|---|---|---|---|\n"
     );
+    for (label, file) in [("memory sink", false), ("file sink (JSON lines)", true)] {
+        let mut split = Vec::new();
+        let mut pass = Vec::new();
+        for _ in 0..3 {
+            let mut one = payload("fanout", 0);
+            let text = format!("fanout {n} ");
+            one[..text.len()].copy_from_slice(text.as_bytes());
+            split.push(time(vec![Message::new(one)], file));
+            pass.push(time(
+                (0..n).map(|i| Message::new(payload("ok", i))).collect(),
+                file,
+            ));
+        }
+        split.sort();
+        pass.sort();
+        let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+        let (s, p) = (per(split[1]), per(pass[1]));
+        writeln!(table, "| {label} | {s:.0} | {p:.0} | {:.2} |", s / p).unwrap();
+    }
     println!("\nC. fan-out (median of 3)\n{table}");
     md.push_str(&format!("### C. Fan-out (median of 3)\n\n{table}\n"));
 }
