@@ -147,6 +147,9 @@ pub fn encode(msg: &Message, format: LineFormat) -> Vec<u8> {
 
 type Job = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 
+/// Lines queued for the writer thread at most (and written per flush).
+const QUEUE: usize = 1024;
+
 /// A line writer on its own thread. Lines are written in the order they are
 /// handed over; each confirm resolves after the batch it was in is flushed
 /// (group commit: one flush for everything that queued up meanwhile).
@@ -161,20 +164,23 @@ impl LineWriter {
     /// # Errors
     /// When the thread cannot be spawned.
     pub fn spawn(name: String, mut out: Box<dyn Write + Send>) -> std::io::Result<Self> {
-        let (jobs, mut rx) = mpsc::channel::<Job>(1024);
+        let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name(format!("sluice-write-{name}"))
             .spawn(move || {
-                let mut waiting = Vec::new();
-                while let Some(job) = rx.blocking_recv() {
+                // Everything queued is taken at once: its slots free together,
+                // so a sender that filled the queue (one message split into
+                // thousands) wakes once per group, not once per line, and the
+                // groups stay large.
+                let mut group = Vec::with_capacity(QUEUE);
+                let mut waiting = Vec::with_capacity(QUEUE);
+                while rx.blocking_recv_many(&mut group, QUEUE) > 0 {
                     let mut result = Ok(());
-                    let mut next = Some(job);
-                    while let Some((line, confirm)) = next {
+                    for (line, confirm) in group.drain(..) {
                         if result.is_ok() {
                             result = out.write_all(&line);
                         }
                         waiting.push(confirm);
-                        next = rx.try_recv().ok();
                     }
                     let result = result.and_then(|()| out.flush()).map_err(|e| e.to_string());
                     for confirm in waiting.drain(..) {
