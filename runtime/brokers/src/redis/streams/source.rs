@@ -1,45 +1,22 @@
-//! Redis streams: a consumer-group source and an `XADD` sink.
-//!
-//! The source reads with `XREADGROUP … >`, first re-reading its own pending
-//! list (entries it read before a restart or a lost connection but never
-//! acked). Acks go to a task that batches them into `XACK`. Every
-//! `claim_idle / 2` it runs `XAUTOCLAIM` to take over entries that another
-//! (crashed) consumer of the group left pending longer than `claim_idle`.
-//! Entries this process already holds are never handed out twice.
+//! The `redis-stream` source: `XREADGROUP` in a consumer group, first its
+//! own pending list, then new entries; `XAUTOCLAIM` of entries another
+//! consumer left idle; acks handed to [`super::acks`].
 
-use super::writer::Writer;
-use super::{client, connect, connect_at_start, Start, StreamSinkConfig, StreamSourceConfig};
+use super::acks::ack_task;
+use super::reply::{claim_reply, read_reply, Entry};
+use super::{lock, Held};
+use crate::redis::{client, connect, connect_at_start, Start, StreamSourceConfig};
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use redis::Value;
 use sluice_core::stats::{SourceLag, LAG_EVERY};
-use sluice_core::{
-    AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError,
-};
+use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
 use sluice_core::{Health, Shutdown};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Most ids in one XACK.
-const ACK_BATCH: usize = 1000;
-
-/// Entry ids handed to the engine and not yet acked or released.
-type Held = Arc<Mutex<HashSet<String>>>;
-
-fn lock(held: &Held) -> MutexGuard<'_, HashSet<String>> {
-    held.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One stream entry: id and fields in order.
-#[derive(Debug, PartialEq)]
-struct Entry {
-    id: String,
-    fields: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-pub(super) struct StreamSource {
+pub(crate) struct StreamSource {
     client: redis::Client,
     conn: Option<redis::aio::MultiplexedConnection>,
     config: StreamSourceConfig,
@@ -50,7 +27,7 @@ pub(super) struct StreamSource {
 }
 
 impl StreamSource {
-    pub(super) async fn connect(c: &StreamSourceConfig) -> Result<Self, ConnectError> {
+    pub(crate) async fn connect(c: &StreamSourceConfig) -> Result<Self, ConnectError> {
         let client = client("redis-stream source", &c.url)?;
         let conn = connect_at_start(
             "redis-stream source",
@@ -365,84 +342,6 @@ impl StreamSource {
     }
 }
 
-/// Batch acks into XACK; keep retrying through a lost connection.
-async fn ack_task(
-    name: String,
-    client: redis::Client,
-    config: StreamSourceConfig,
-    held: Held,
-    mut settled: mpsc::UnboundedReceiver<Settled<String>>,
-) {
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-    let mut batch = Vec::new();
-    let mut ids: Vec<String> = Vec::new();
-    while settled.recv_many(&mut batch, ACK_BATCH).await > 0 {
-        for s in batch.drain(..) {
-            match s {
-                Settled::Done(id) => ids.push(id),
-                Settled::Released(id) | Settled::Later(id, _) => {
-                    lock(&held).remove(&id);
-                }
-            }
-        }
-        let mut attempt = 0;
-        while !ids.is_empty() {
-            if conn.is_none() {
-                conn = connect(
-                    &client,
-                    config.connect_timeout.0,
-                    Some(config.connect_timeout.0),
-                )
-                .await
-                .ok();
-            }
-            let result = match &mut conn {
-                Some(c) => {
-                    redis::cmd("XACK")
-                        .arg(&config.stream)
-                        .arg(&config.group)
-                        .arg(&ids)
-                        .query_async::<u64>(c)
-                        .await
-                }
-                None => Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "not connected",
-                ))),
-            };
-            match result {
-                Ok(_) => {
-                    let mut held = lock(&held);
-                    for id in ids.drain(..) {
-                        held.remove(&id);
-                    }
-                }
-                Err(e)
-                    if e.is_io_error()
-                        || e.is_connection_dropped()
-                        || e.is_timeout()
-                        || e.is_connection_refusal() =>
-                {
-                    conn = None;
-                    attempt += 1;
-                    let delay = RECONNECT.delay(attempt);
-                    tracing::warn!(source = %name, error = %e, ?delay, "XACK failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => {
-                    // The group or stream is gone (a server without persistence
-                    // restarted): there is nothing left to acknowledge.
-                    tracing::warn!(source = %name, error = %e, entries = ids.len(), "XACK refused; dropping these acks");
-                    let mut held = lock(&held);
-                    for id in ids.drain(..) {
-                        held.remove(&id);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// A blocking read answers within BLOCK; allow the connect timeout on top
 /// before calling the connection dead.
 fn read_timeout(c: &StreamSourceConfig) -> Duration {
@@ -458,193 +357,4 @@ fn default_consumer() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "sluice".into());
     format!("{host}-{}", std::process::id())
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn bytes(v: Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b,
-        Value::SimpleString(s) => s.into_bytes(),
-        Value::Int(n) => n.to_string().into_bytes(),
-        _ => Vec::new(),
-    }
-}
-
-/// Entries from `[[id, [field, value, …]], …]`; entries whose fields are
-/// nil (deleted while pending) are skipped.
-fn entries(v: Value) -> Vec<Entry> {
-    let Value::Array(items) = v else {
-        return Vec::new();
-    };
-    items
-        .into_iter()
-        .filter_map(|item| {
-            let Value::Array(mut pair) = item else {
-                return None;
-            };
-            if pair.len() != 2 {
-                return None;
-            }
-            let fields = pair.pop()?;
-            let id = text(&pair[0])?;
-            let Value::Array(flat) = fields else {
-                return None;
-            };
-            let mut flat = flat.into_iter();
-            let mut fields = Vec::new();
-            while let (Some(f), Some(v)) = (flat.next(), flat.next()) {
-                fields.push((bytes(f), bytes(v)));
-            }
-            Some(Entry { id, fields })
-        })
-        .collect()
-}
-
-/// XREADGROUP's reply: nil, or `[[stream, entries]]` (RESP2) / a map (RESP3).
-fn read_reply(v: Value) -> Vec<Entry> {
-    match v {
-        Value::Array(streams) => streams
-            .into_iter()
-            .flat_map(|s| match s {
-                Value::Array(mut pair) if pair.len() == 2 => {
-                    entries(pair.pop().unwrap_or(Value::Nil))
-                }
-                _ => Vec::new(),
-            })
-            .collect(),
-        Value::Map(streams) => streams.into_iter().flat_map(|(_, e)| entries(e)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// XAUTOCLAIM's reply: `[next-cursor, entries, deleted-ids]`.
-fn claim_reply(v: Value) -> (Option<String>, Vec<Entry>) {
-    let Value::Array(mut parts) = v else {
-        return (None, Vec::new());
-    };
-    if parts.len() < 2 {
-        return (None, Vec::new());
-    }
-    let claimed = parts.swap_remove(1);
-    (text(&parts[0]), entries(claimed))
-}
-
-/// `XADD stream [MAXLEN ~ n] * payload P [key K] [header value]…`
-pub(super) struct StreamSink {
-    writer: Writer,
-    stream: String,
-    config: StreamSinkConfig,
-}
-
-impl StreamSink {
-    pub(super) async fn connect(c: &StreamSinkConfig, name: &str) -> Result<Self, ConnectError> {
-        let stream = c.stream.clone().unwrap_or_else(|| name.to_string());
-        let what = format!("redis-stream sink `{stream}`");
-        let client = client(&what, &c.url)?;
-        let timeout = c.connect_timeout.0;
-        let conn = connect_at_start(&what, &client, &c.url, timeout, Some(timeout)).await?;
-        let writer = Writer::start(format!("redis-stream:{stream}"), client, conn, timeout);
-        Ok(StreamSink {
-            writer,
-            stream,
-            config: c.clone(),
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl Sink for StreamSink {
-    fn describe(&self) -> String {
-        format!("redis-stream:{}", self.stream)
-    }
-
-    fn health(&self) -> Option<Health> {
-        Some(self.writer.health())
-    }
-
-    async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.stream);
-        if let Some(n) = self.config.maxlen {
-            cmd.arg("MAXLEN").arg("~").arg(n);
-        }
-        cmd.arg("*")
-            .arg(&self.config.payload_field)
-            .arg(&msg.payload);
-        if let Some(key) = &msg.key {
-            cmd.arg(&self.config.key_field).arg(key);
-        }
-        for (name, value) in &msg.headers {
-            cmd.arg(name).arg(value);
-        }
-        self.writer.send(cmd).await
-    }
-
-    async fn flush(&self) -> Result<(), SinkError> {
-        self.writer.flush().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn parses_a_read_reply_keeping_field_order_and_repeats() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("orders"),
-            Value::Array(vec![
-                Value::Array(vec![
-                    bulk("1-0"),
-                    Value::Array(vec![
-                        bulk("payload"),
-                        bulk("{}"),
-                        bulk("h"),
-                        bulk("1"),
-                        bulk("h"),
-                        bulk("2"),
-                    ]),
-                ]),
-                Value::Array(vec![bulk("2-0"), Value::Nil]),
-            ]),
-        ])]);
-        let got = read_reply(reply);
-        assert_eq!(got.len(), 1, "a deleted entry is skipped");
-        assert_eq!(got[0].id, "1-0");
-        assert_eq!(got[0].fields.len(), 3);
-        assert_eq!(got[0].fields[2], (b"h".to_vec(), b"2".to_vec()));
-        assert!(read_reply(Value::Nil).is_empty());
-    }
-
-    #[test]
-    fn parses_a_claim_reply() {
-        let reply = Value::Array(vec![
-            bulk("5-0"),
-            Value::Array(vec![Value::Array(vec![
-                bulk("3-0"),
-                Value::Array(vec![bulk("payload"), bulk("x")]),
-            ])]),
-            Value::Array(vec![]),
-        ]);
-        let (next, got) = claim_reply(reply);
-        assert_eq!(next.as_deref(), Some("5-0"));
-        assert_eq!(
-            got,
-            vec![Entry {
-                id: "3-0".into(),
-                fields: vec![(b"payload".to_vec(), b"x".to_vec())]
-            }]
-        );
-    }
 }

@@ -1,0 +1,89 @@
+//! The acks of the `redis-stream` source, batched into `XACK` by one task
+//! that keeps retrying through a lost connection.
+
+use super::{lock, Held};
+use crate::redis::{connect, StreamSourceConfig};
+use crate::settle::Settled;
+use crate::RECONNECT;
+use tokio::sync::mpsc;
+
+/// Most ids in one XACK.
+const ACK_BATCH: usize = 1000;
+
+/// Batch acks into XACK; keep retrying through a lost connection.
+pub(super) async fn ack_task(
+    name: String,
+    client: redis::Client,
+    config: StreamSourceConfig,
+    held: Held,
+    mut settled: mpsc::UnboundedReceiver<Settled<String>>,
+) {
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut batch = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    while settled.recv_many(&mut batch, ACK_BATCH).await > 0 {
+        for s in batch.drain(..) {
+            match s {
+                Settled::Done(id) => ids.push(id),
+                Settled::Released(id) | Settled::Later(id, _) => {
+                    lock(&held).remove(&id);
+                }
+            }
+        }
+        let mut attempt = 0;
+        while !ids.is_empty() {
+            if conn.is_none() {
+                conn = connect(
+                    &client,
+                    config.connect_timeout.0,
+                    Some(config.connect_timeout.0),
+                )
+                .await
+                .ok();
+            }
+            let result = match &mut conn {
+                Some(c) => {
+                    redis::cmd("XACK")
+                        .arg(&config.stream)
+                        .arg(&config.group)
+                        .arg(&ids)
+                        .query_async::<u64>(c)
+                        .await
+                }
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "not connected",
+                ))),
+            };
+            match result {
+                Ok(_) => {
+                    let mut held = lock(&held);
+                    for id in ids.drain(..) {
+                        held.remove(&id);
+                    }
+                }
+                Err(e)
+                    if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_timeout()
+                        || e.is_connection_refusal() =>
+                {
+                    conn = None;
+                    attempt += 1;
+                    let delay = RECONNECT.delay(attempt);
+                    tracing::warn!(source = %name, error = %e, ?delay, "XACK failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    // The group or stream is gone (a server without persistence
+                    // restarted): there is nothing left to acknowledge.
+                    tracing::warn!(source = %name, error = %e, entries = ids.len(), "XACK refused; dropping these acks");
+                    let mut held = lock(&held);
+                    for id in ids.drain(..) {
+                        held.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+}

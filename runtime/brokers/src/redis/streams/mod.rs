@@ -1,0 +1,31 @@
+//! Redis streams: a consumer-group source and an `XADD` sink.
+//!
+//! The source reads with `XREADGROUP … >`, first re-reading its own pending
+//! list (entries it read before a restart or a lost connection but never
+//! acked). Acks go to a task that batches them into `XACK`. Every
+//! `claim_idle / 2` it runs `XAUTOCLAIM` to take over entries that another
+//! (crashed) consumer of the group left pending longer than `claim_idle`.
+//! Entries this process already holds are never handed out twice.
+//!
+//! - [`source`]: the consumer-group reader and its take-over of idle entries;
+//! - [`acks`]: the task that batches acks into `XACK`;
+//! - [`sink`]: one `XADD` per message;
+//! - [`reply`]: the parsing of `XREADGROUP` and `XAUTOCLAIM` replies.
+
+mod acks;
+mod reply;
+mod sink;
+mod source;
+
+pub(super) use sink::StreamSink;
+pub(super) use source::StreamSource;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Entry ids handed to the engine and not yet acked or released.
+type Held = Arc<Mutex<HashSet<String>>>;
+
+fn lock(held: &Held) -> MutexGuard<'_, HashSet<String>> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
+}

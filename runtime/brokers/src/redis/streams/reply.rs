@@ -1,0 +1,143 @@
+//! Replies of `XREADGROUP` and `XAUTOCLAIM`, parsed into entries.
+
+use redis::Value;
+
+/// One stream entry: id and fields in order.
+#[derive(Debug, PartialEq)]
+pub(super) struct Entry {
+    pub(super) id: String,
+    pub(super) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn bytes(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.into_bytes(),
+        Value::Int(n) => n.to_string().into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+/// Entries from `[[id, [field, value, …]], …]`; entries whose fields are
+/// nil (deleted while pending) are skipped.
+fn entries(v: Value) -> Vec<Entry> {
+    let Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let Value::Array(mut pair) = item else {
+                return None;
+            };
+            if pair.len() != 2 {
+                return None;
+            }
+            let fields = pair.pop()?;
+            let id = text(&pair[0])?;
+            let Value::Array(flat) = fields else {
+                return None;
+            };
+            let mut flat = flat.into_iter();
+            let mut fields = Vec::new();
+            while let (Some(f), Some(v)) = (flat.next(), flat.next()) {
+                fields.push((bytes(f), bytes(v)));
+            }
+            Some(Entry { id, fields })
+        })
+        .collect()
+}
+
+/// XREADGROUP's reply: nil, or `[[stream, entries]]` (RESP2) / a map (RESP3).
+pub(super) fn read_reply(v: Value) -> Vec<Entry> {
+    match v {
+        Value::Array(streams) => streams
+            .into_iter()
+            .flat_map(|s| match s {
+                Value::Array(mut pair) if pair.len() == 2 => {
+                    entries(pair.pop().unwrap_or(Value::Nil))
+                }
+                _ => Vec::new(),
+            })
+            .collect(),
+        Value::Map(streams) => streams.into_iter().flat_map(|(_, e)| entries(e)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// XAUTOCLAIM's reply: `[next-cursor, entries, deleted-ids]`.
+pub(super) fn claim_reply(v: Value) -> (Option<String>, Vec<Entry>) {
+    let Value::Array(mut parts) = v else {
+        return (None, Vec::new());
+    };
+    if parts.len() < 2 {
+        return (None, Vec::new());
+    }
+    let claimed = parts.swap_remove(1);
+    (text(&parts[0]), entries(claimed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parses_a_read_reply_keeping_field_order_and_repeats() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("orders"),
+            Value::Array(vec![
+                Value::Array(vec![
+                    bulk("1-0"),
+                    Value::Array(vec![
+                        bulk("payload"),
+                        bulk("{}"),
+                        bulk("h"),
+                        bulk("1"),
+                        bulk("h"),
+                        bulk("2"),
+                    ]),
+                ]),
+                Value::Array(vec![bulk("2-0"), Value::Nil]),
+            ]),
+        ])]);
+        let got = read_reply(reply);
+        assert_eq!(got.len(), 1, "a deleted entry is skipped");
+        assert_eq!(got[0].id, "1-0");
+        assert_eq!(got[0].fields.len(), 3);
+        assert_eq!(got[0].fields[2], (b"h".to_vec(), b"2".to_vec()));
+        assert!(read_reply(Value::Nil).is_empty());
+    }
+
+    #[test]
+    fn parses_a_claim_reply() {
+        let reply = Value::Array(vec![
+            bulk("5-0"),
+            Value::Array(vec![Value::Array(vec![
+                bulk("3-0"),
+                Value::Array(vec![bulk("payload"), bulk("x")]),
+            ])]),
+            Value::Array(vec![]),
+        ]);
+        let (next, got) = claim_reply(reply);
+        assert_eq!(next.as_deref(), Some("5-0"));
+        assert_eq!(
+            got,
+            vec![Entry {
+                id: "3-0".into(),
+                fields: vec![(b"payload".to_vec(), b"x".to_vec())]
+            }]
+        );
+    }
+}
