@@ -31,8 +31,8 @@ use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{MemorySink, MemorySource};
 use sluice_core::stage::NativeStage;
 use sluice_core::{
-    Limits, Message, Pipeline, PipelineReport, RetryPolicy, Sink, Stage, StageError, StageFactory,
-    StageKind, StageOutput, StageSpec, SystemClock,
+    Limits, Message, Pipeline, PipelineReport, RetryPolicy, Stage, StageError, StageFactory,
+    StageKind, StageOutput, StageSpec,
 };
 use sluice_wasm::{ArtifactCache, HostOptions, WasmHost, WasmStage, WasmStageFactory};
 use std::collections::{BTreeMap, HashMap};
@@ -683,23 +683,16 @@ fn run_e2e(
         .collect();
     let sinks: Vec<Arc<MemorySink>> = SINKS.iter().map(|s| MemorySink::new(*s)).collect();
     let dlq = MemorySink::new("dlq");
-    let pipeline = Pipeline {
-        name: "bench".into(),
-        source: Box::new(source),
-        stages: stages.into(),
-        sinks: SINKS
-            .iter()
-            .zip(&sinks)
-            .map(|(n, s)| (n.to_string(), s.clone() as Arc<dyn Sink>))
-            .collect(),
-        dlq: dlq.clone(),
-        options: EngineOptions {
+    let mut pipeline = Pipeline::builder("bench", Box::new(source), dlq.clone())
+        .stages(stages)
+        .options(EngineOptions {
             concurrency,
             ..EngineOptions::default()
-        },
-        clock: Arc::new(SystemClock),
-        stats: Arc::default(),
-    };
+        });
+    for (name, sink) in SINKS.iter().zip(&sinks) {
+        pipeline = pipeline.sink(*name, sink.clone());
+    }
+    let pipeline = pipeline.build();
     let started = Instant::now();
     let report: PipelineReport = rt
         .block_on(pipeline.run(CancellationToken::new()))
@@ -748,19 +741,13 @@ fn run_engine_only(rt: &tokio::runtime::Runtime, messages: &[Message], concurren
     let (source, _acks) = MemorySource::new("orders", messages.to_vec());
     let sink = MemorySink::new("all");
     let dlq = MemorySink::new("dlq");
-    let pipeline = Pipeline {
-        name: "bench-engine-only".into(),
-        source: Box::new(source),
-        stages: Vec::new().into(),
-        sinks: vec![("all".into(), sink.clone() as Arc<dyn Sink>)],
-        dlq: dlq.clone(),
-        options: EngineOptions {
+    let pipeline = Pipeline::builder("bench-engine-only", Box::new(source), dlq.clone())
+        .sink("all", sink.clone())
+        .options(EngineOptions {
             concurrency,
             ..EngineOptions::default()
-        },
-        clock: Arc::new(SystemClock),
-        stats: Arc::default(),
-    };
+        })
+        .build();
     let started = Instant::now();
     let report = rt
         .block_on(pipeline.run(CancellationToken::new()))

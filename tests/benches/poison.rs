@@ -30,9 +30,7 @@
 
 use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{MemorySink, MemorySource};
-use sluice_core::{
-    Limits, Message, Pipeline, RetryPolicy, Stage, StageKind, StageSpec, SystemClock,
-};
+use sluice_core::{Limits, Message, Pipeline, RetryPolicy, Stage, StageKind, StageSpec};
 use sluice_wasm::{ArtifactCache, HostOptions, WasmHost};
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -462,19 +460,14 @@ fn run(
     let (source, _acks) = MemorySource::new("input", input);
     let out = MemorySink::new("out");
     let dlq = MemorySink::new("dlq");
-    let pipeline = Pipeline {
-        name: "poison".into(),
-        source: Box::new(source),
-        stages: vec![spec].into(),
-        sinks: vec![("out".into(), out.clone() as Arc<dyn sluice_core::Sink>)],
-        dlq: dlq.clone(),
-        options: EngineOptions {
+    let pipeline = Pipeline::builder("poison", Box::new(source), dlq.clone())
+        .stages(vec![spec])
+        .sink("out", out.clone())
+        .options(EngineOptions {
             concurrency: CONCURRENCY,
             ..EngineOptions::default()
-        },
-        clock: Arc::new(SystemClock),
-        stats: Arc::default(),
-    };
+        })
+        .build();
     let started = Instant::now();
     rt.block_on(pipeline.run(sluice_core::Shutdown::default()))
         .unwrap();
@@ -616,16 +609,10 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
         } else {
             memory.clone()
         };
-        let pipeline = Pipeline {
-            name: "fanout".into(),
-            source: Box::new(source),
-            stages: vec![spec].into(),
-            sinks: vec![("out".into(), sink)],
-            dlq: MemorySink::new("dlq"),
-            options: EngineOptions::default(),
-            clock: Arc::new(SystemClock),
-            stats: Arc::default(),
-        };
+        let pipeline = Pipeline::builder("fanout", Box::new(source), MemorySink::new("dlq"))
+            .stages(vec![spec])
+            .sink("out", sink)
+            .build();
         let started = Instant::now();
         let report = rt
             .block_on(pipeline.run(sluice_core::Shutdown::default()))

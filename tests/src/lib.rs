@@ -159,19 +159,14 @@ pub fn run_pipeline(
         .map(|n| (n.to_string(), MemorySink::new(*n)))
         .collect();
     let dlq = MemorySink::new("dlq");
-    let pipeline = Pipeline {
-        name: "test".into(),
-        source: Box::new(source),
-        stages: stages.into(),
-        sinks: memory_sinks
-            .iter()
-            .map(|(n, s)| (n.clone(), s.clone() as Arc<dyn sluice_core::Sink>))
-            .collect(),
-        dlq: dlq.clone(),
-        options,
-        clock,
-        stats: Arc::default(),
-    };
+    let mut pipeline = Pipeline::builder("test", Box::new(source), dlq.clone())
+        .stages(stages)
+        .options(options)
+        .clock(clock);
+    for (name, sink) in &memory_sinks {
+        pipeline = pipeline.sink(name.clone(), sink.clone());
+    }
+    let pipeline = pipeline.build();
     let report = runtime
         .block_on(async {
             tokio::time::timeout(

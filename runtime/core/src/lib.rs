@@ -38,7 +38,7 @@ pub use ack::{AckHandle, Acker};
 pub use chain::{Chain, ChainOutcome, StageSpec};
 pub use clock::{Clock, SystemClock};
 pub use dlq::{Failure, FailureClass};
-pub use engine::{Pipeline, PipelineReport};
+pub use engine::{Pipeline, PipelineBuilder, PipelineReport};
 pub use health::Health;
 pub use live::{LiveStages, StageVersion};
 pub use message::{Coordinates, Delivery, Message};

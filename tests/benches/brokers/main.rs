@@ -79,7 +79,6 @@ use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::engine::EngineOptions;
 use sluice_core::{
     HumanDuration, Limits, Pipeline, PipelineReport, PipelineStats, RetryPolicy, StageKind,
-    SystemClock,
 };
 use sluice_tests::amqp_client::amqp_url;
 use sluice_tests::kafka_client::kafka_addr;
@@ -543,16 +542,12 @@ fn one_stage_pipeline(
     shape: Shape,
 ) -> (Pipeline, Arc<PipelineStats>) {
     let stats = Arc::<PipelineStats>::default();
-    let pipeline = Pipeline {
-        name: "bench".into(),
-        source,
-        stages: vec![identity_stage(host)].into(),
-        sinks: vec![("out".into(), sink)],
-        dlq,
-        options: shape.options(),
-        clock: Arc::new(SystemClock),
-        stats: stats.clone(),
-    };
+    let pipeline = Pipeline::builder("bench", source, dlq)
+        .stages(vec![identity_stage(host)])
+        .sink("out", sink)
+        .options(shape.options())
+        .stats(stats.clone())
+        .build();
     (pipeline, stats)
 }
 

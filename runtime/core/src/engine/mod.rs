@@ -25,11 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+mod builder;
 mod deliver;
 mod dispatch;
 mod report;
 mod worker;
 
+pub use builder::PipelineBuilder;
 use deliver::Deliverer;
 use dispatch::Dispatch;
 pub use report::PipelineReport;

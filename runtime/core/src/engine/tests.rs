@@ -1,5 +1,6 @@
 //! The engine's own faults: panicked tasks and chains that fail to build.
-//! (Behaviour with real plugins and brokers is tested in `tests/`.)
+//! (Its behaviour through the public API is tested in `runtime/core/tests/`,
+//! with real plugins and brokers in the workspace's `tests/`.)
 
 use super::*;
 use crate::memory::{MemorySink, MemorySource};
@@ -9,16 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 fn pipeline(source: Box<dyn Source>, stages: Vec<Arc<crate::StageSpec>>) -> Pipeline {
-    Pipeline {
-        name: "p1".into(),
-        source,
-        stages: LiveStages::new(stages),
-        sinks: vec![("out".into(), MemorySink::new("out") as Arc<dyn Sink>)],
-        dlq: MemorySink::new("dlq"),
-        options: EngineOptions::default(),
-        clock: Arc::new(crate::SystemClock),
-        stats: Arc::default(),
-    }
+    Pipeline::builder("p1", source, MemorySink::new("dlq"))
+        .stages(stages)
+        .sink("out", MemorySink::new("out"))
+        .build()
 }
 
 struct Panicking;
