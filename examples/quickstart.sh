@@ -3,8 +3,8 @@
 #
 #   examples/quickstart.sh
 #
-# Builds the example plugins and the `sluice` binary if needed (installing
-# the Debian guest toolchain on first use), runs examples/quickstart.toml
+# Builds the three plugins it runs and the `sluice` binary if needed
+# (installing the Debian guest toolchain on first use), runs examples/quickstart.toml
 # over examples/orders.jsonl, and shows where every record went.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,8 +13,8 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 export SLUICE_PLUGIN_TARGET_DIR="${SLUICE_PLUGIN_TARGET_DIR:-$cache/plugins-target}"
 
-bash plugins/build.sh rust >&2
-cargo build --locked -q --workspace >&2
+bash plugins/build.sh rust json-filter order-transform country-router >&2
+cargo build --locked -q -p sluice-cli --bin sluice >&2
 
 "$CARGO_TARGET_DIR/debug/sluice" --log warn,sluice_core::engine=error run examples/quickstart.toml
 

@@ -3,6 +3,7 @@
 #
 #   bash plugins/build.sh            # every language
 #   bash plugins/build.sh rust       # only the Rust workspace
+#   bash plugins/build.sh rust json-filter order-transform   # only these Rust plugins
 #
 # Rust plugins (plugins/rust/*) are one cargo workspace, built here directly.
 # Plugins in the other languages (plugins/{js,python,c,zig}/*, each with a
@@ -27,6 +28,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 host_target_dir="${CARGO_TARGET_DIR:-}" # the caller's, for building `sluice` below
+mode="${1:-all}"
+only=("${@:2}") # Rust plugins to build when mode is `rust`; none named: all
 target=wasm32-wasip2
 apt_packages=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc)
 
@@ -54,16 +57,26 @@ export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-L native=$wasi_libc"
 # fresh clones on the same machine; the default is plugins/target.
 export CARGO_TARGET_DIR="${SLUICE_PLUGIN_TARGET_DIR:-$here/target}"
 
+packages=()
+for name in "${only[@]}"; do
+    [[ -f $here/rust/$name/Cargo.toml ]] || { echo "build.sh: no Rust plugin plugins/rust/$name" >&2; exit 1; }
+    packages+=(-p "$name")
+done
 (
     cd "$here"
-    "$cargo" build --release --locked --target "$target" -Zbuild-std=std,panic_abort
+    "$cargo" build --release --locked --target "$target" -Zbuild-std=std,panic_abort "${packages[@]}"
 )
 
 # --- collect ---------------------------------------------------------------
 mkdir -p "$here/dist"
 wasm_tools="$(command -v wasm-tools || true)"
 count=0
-for manifest in "$here"/rust/*/Cargo.toml; do
+manifests=("$here"/rust/*/Cargo.toml)
+if [[ ${#only[@]} -gt 0 ]]; then
+    manifests=()
+    for name in "${only[@]}"; do manifests+=("$here/rust/$name/Cargo.toml"); done
+fi
+for manifest in "${manifests[@]}"; do
     name="$(basename "$(dirname "$manifest")")"
     built="$CARGO_TARGET_DIR/$target/release/${name//-/_}.wasm"
     out="$here/dist/$name.wasm"
@@ -82,7 +95,7 @@ for manifest in "$here"/rust/*/Cargo.toml; do
     count=$((count + 1))
 done
 echo "build.sh: $count Rust components in plugins/dist/"
-[[ ${1:-all} == rust ]] && exit 0
+[[ $mode == rust ]] && exit 0
 
 # --- the other languages ---------------------------------------------------
 bash "$here/toolchains.sh"
