@@ -152,7 +152,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_config_key_is_on_its_doc_page() {
     let root = repo();
     let mut files = Vec::new();
-    for dir in ["runtime/config/src", "runtime/brokers/src", "runtime/cli/src"] {
+    for dir in [
+        "runtime/config/src",
+        "runtime/brokers/src",
+        "runtime/cli/src",
+    ] {
         rust_files(&root.join(dir), &mut files);
     }
     files.sort();
@@ -185,7 +189,10 @@ fn every_config_key_is_on_its_doc_page() {
     }
 
     // A parser that found nothing would pass vacuously.
-    assert!(checked > 80, "only {checked} config keys found: is the parsing right?");
+    assert!(
+        checked > 80,
+        "only {checked} config keys found: is the parsing right?"
+    );
     assert!(
         missing.is_empty(),
         "config keys without docs (write each as `key` on its page):\n  {}",
@@ -198,5 +205,8 @@ fn rename_all_spells_like_serde() {
     assert_eq!(renamed("RedisStream", Some("kebab-case")), "redis-stream");
     assert_eq!(renamed("Rabbitmq", Some("lowercase")), "rabbitmq");
     assert_eq!(renamed("max_in_flight", None), "max_in_flight");
-    assert_eq!(renamed("max_in_flight", Some("kebab-case")), "max-in-flight");
+    assert_eq!(
+        renamed("max_in_flight", Some("kebab-case")),
+        "max-in-flight"
+    );
 }
