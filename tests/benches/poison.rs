@@ -25,8 +25,8 @@
 //!    default limits and at `timeout = "50ms"`. Each run is checked: every
 //!    poison message dead-lettered with its class, every other delivered.
 //!    Printed: msg/s, the ratio to the clean run of the same plugin, the
-//!    time each poison cost against its limit, and the bound
-//!    `clean + 1.5 × poisons × limit / concurrency`.
+//!    time each poison cost against its limit, and the containment bound
+//!    `clean + 1.5 × poisons × limit / concurrency` (BENCHMARKS.md).
 
 use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{MemorySink, MemorySource};

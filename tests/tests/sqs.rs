@@ -6,8 +6,8 @@
 //! pipeline, an unreachable endpoint is exit 2.
 //!
 //! moto's cost per request grows with the depth of the queue (see
-//! BENCHMARKS.md, run 5), so these tests move hundreds of messages, not
-//! thousands, and run one at a time.
+//! docs/benchmarks-history.md, the RabbitMQ and SQS relays), so these tests
+//! move hundreds of messages, not thousands, and run one at a time.
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use sluice_tests::daemon::{eventually, example_in, relay_config, summary, Daemon, Names};

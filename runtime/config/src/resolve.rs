@@ -153,7 +153,7 @@ fn help_for(message: &str) -> String {
     } else if message.starts_with("unknown variant") {
         "use one of the values listed".into()
     } else {
-        "see the config reference in README.md".into()
+        "see the config reference in docs/configuration.md".into()
     }
 }
 

@@ -3,7 +3,7 @@
 //! (or the DLQ) confirmed. Each connector implements [`Acker`] with its own
 //! semantics: a Kafka offset tracker, an AMQP `basic_ack`, an SQS delete batch.
 //!
-//! How the brokers planned next map onto this (and onto
+//! How each broker connector maps onto this (and onto
 //! [`Sink::publish`](crate::Sink::publish) → [`Confirm`](crate::Confirm)):
 //!
 //! | broker | `Acker::ack` | `Acker::nack` / drop | sink `Confirm` resolves on |
@@ -11,7 +11,7 @@
 //! | Kafka | mark the offset done in a per-partition tracker; a task commits the highest offset below which all are done | nothing: uncommitted offsets are re-read after a restart or rebalance | the producer's delivery report (`acks=all`) |
 //! | RabbitMQ | `basic_ack(delivery_tag)` on the channel it came from | `basic_nack(requeue)` | the publisher confirm (ack; a return/nack is an error) |
 //! | Redis streams | `XACK group id` | nothing: the entry stays pending and `XAUTOCLAIM` takes it over | the `XADD` reply |
-//! | SQS | queue the receipt handle for `DeleteMessageBatch` | stop extending visibility; the message reappears | `SendMessageBatch` success for that entry |
+//! | SQS | queue the receipt handle for `DeleteMessageBatch` | visibility 0: the message is visible again at once | `SendMessageBatch` success for that entry |
 //!
 //! Ack calls are synchronous and must not block: connectors send to their
 //! own task (a channel) and do the broker I/O there.
@@ -20,7 +20,8 @@
 //! retry through the broker (`retry.republish`): the connector makes the
 //! message come back after a delay as the next attempt (RabbitMQ: republish
 //! to a delay queue with the attempt count in `x-retry-count`, then ack the
-//! original), so no worker sits waiting out a backoff.
+//! original; SQS: set the message's visibility timeout to the delay), so no
+//! worker sits waiting out a backoff.
 
 use crate::message::Message;
 use std::time::Duration;

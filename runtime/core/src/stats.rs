@@ -1,5 +1,5 @@
 //! Counters the engine keeps per pipeline and per stage; shared between
-//! worker threads, read for the run summary (and later for `/metrics`).
+//! worker threads, read for the run summary and for `/metrics`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

@@ -11,9 +11,10 @@
 //!
 //! A call that needs no waiting finishes on its first poll and never touches
 //! the timer. What the async call costs against a sync one is measured in
-//! BENCHMARKS.md (about the same in the batch form; ~270 ns more per single
-//! call, over the goal and still open). The timers live on one small runtime of this crate's own,
-//! so a worker thread may call plugins with or without a tokio context.
+//! BENCHMARKS.md (the cost of the call deadline: close to the goal in the
+//! batch form, over it for a single call, still open). The timers live on
+//! one small runtime of this crate's own, so a worker thread may call
+//! plugins with or without a tokio context.
 
 use futures::FutureExt;
 use std::future::Future;

@@ -24,7 +24,7 @@
 //! - `SLUICE_TEST_SQS`       SQS endpoint (default `http://127.0.0.1:19324`; dummy
 //!   credentials and region `us-east-1` unless the environment has others)
 //!
-//! What it measures, per broker (see BENCHMARKS.md, runs 4 and 5):
+//! What it measures, per broker (see BENCHMARKS.md, broker relays):
 //! - the input: N messages, each a ~200-byte JSON payload and a key.
 //!   Redis (a stream) and Kafka (a topic with 3 partitions) keep what is
 //!   read, so their input is written once before anything is timed and
