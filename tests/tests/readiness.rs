@@ -255,3 +255,77 @@ fn sigterm_during_a_reload_whose_drain_is_stuck_exits_within_the_drain_timeout()
         "exit took {took:?} with --drain-timeout 4s"
     );
 }
+
+#[test]
+fn a_long_drain_timeout_keeps_a_broker_source_draining_past_30_seconds() {
+    // Before the drain deadline came from `--drain-timeout`, broker sources
+    // stopped draining after a fixed 30 s. Here the sink's Redis is down at
+    // SIGTERM and comes back after 35 s: with `--drain-timeout 120s` the
+    // daemon is still draining then, delivers every message and acks it.
+    let dir = tempfile::tempdir().unwrap();
+    let source = PrivateRedis::start();
+    let mut sink = PrivateRedis::start();
+    let stream = unique("long-drain");
+    let path = config(dir.path(), &source.url(), &sink.url(), &stream);
+    let addr = free_addr();
+    let mut daemon = Daemon::start_with(
+        &path,
+        &dir.path().join("log"),
+        &["--http", &addr, "--drain-timeout", "120s"],
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || readyz(&addr)
+            .is_some_and(|(s, _)| s == 200)),
+        "never ready; log:\n{}",
+        daemon.log_text()
+    );
+    sink.stop();
+    let mut conn = redis_client::connection(&source.url());
+    let entries: Vec<Vec<(String, Vec<u8>)>> = (0..5)
+        .map(|i| vec![("payload".to_string(), format!("{{\"n\":{i}}}").into_bytes())])
+        .collect();
+    redis_client::add(&mut conn, &format!("{stream}.in"), &entries);
+    let received = "sluice_pipeline_messages_total{pipeline=\"relay\",outcome=\"received\"}";
+    assert!(
+        eventually(Duration::from_secs(30), || http_get(&addr, "/metrics")
+            .and_then(|(_, m)| metric(&m, received))
+            .is_some_and(|n| n >= 5.0)),
+        "the messages never reached the pipeline; log:\n{}",
+        daemon.log_text()
+    );
+
+    let asked = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &daemon.pid().to_string()])
+        .status();
+    assert!(term.is_ok_and(|s| s.success()));
+    std::thread::sleep(Duration::from_secs(35));
+    assert!(
+        daemon.running(),
+        "the daemon stopped draining before 35 s with --drain-timeout 120s; log:\n{}",
+        daemon.log_text()
+    );
+    sink.boot();
+    let status = daemon.wait(Duration::from_secs(150));
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(0));
+    let delivered = redis_client::read_stream(
+        &mut redis_client::connection(&sink.url()),
+        &format!("{stream}.out"),
+    );
+    assert_eq!(
+        delivered.len(),
+        5,
+        "every message delivered after the sink came back"
+    );
+    let pending: redis::Value = redis::cmd("XPENDING")
+        .arg(format!("{stream}.in"))
+        .arg("g")
+        .query(&mut conn)
+        .unwrap();
+    let redis::Value::Array(summary) = pending else {
+        panic!("XPENDING: {pending:?}")
+    };
+    assert_eq!(summary.first(), Some(&redis::Value::Int(0)), "{summary:?}");
+    eprintln!("long drain: SIGTERM to exit {took:?}, 5 of 5 delivered and acked");
+}
