@@ -7,7 +7,7 @@
 //! | `sluice_messages_total` | pipeline, stage, outcome | per stage: `in`, `ok` (passed on), `dropped`, `retried`, `dead_lettered` |
 //! | `sluice_stage_duration_seconds` | pipeline, stage | histogram of one call (a batch call is one call) |
 //! | `sluice_stage_fuel_consumed_total` | pipeline, stage | fuel the stage's calls burnt |
-//! | `sluice_instance_replacements_total` | pipeline, stage | plugin instances replaced after a fault |
+//! | `sluice_instance_replacements_total` | pipeline, stage | plugin instances replaced after a fault that stopped a call |
 //! | `sluice_plugin_log_suppressed_total` | pipeline, stage | plugin log lines dropped by the stage's log rate limit |
 //! | `sluice_sink_publish_duration_seconds` | pipeline | histogram, hand-over to a sink until its confirm |
 //! | `sluice_sink_retries_total` | pipeline | failed publishes that were retried |
@@ -182,7 +182,7 @@ impl Metrics {
             &mut out,
             "sluice_instance_replacements_total",
             "counter",
-            "Plugin instances replaced after a fault.",
+            "Plugin instances replaced after a fault that stopped a call.",
         );
         for (p, stage) in stages(&pipelines) {
             let _ = writeln!(

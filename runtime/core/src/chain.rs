@@ -282,7 +282,9 @@ fn call_all(
         match stage.call_batch(msgs) {
             Ok(results) => results,
             Err(fault) => {
-                bump(&spec.stats.replaced, 1);
+                if fault.kind.replaces_instance() {
+                    bump(&spec.stats.replaced, 1);
+                }
                 tracing::debug!(stage = %spec.name, class = %fault.kind.class(), "batch call faulted; calling one message at a time");
                 return msgs
                     .iter()
@@ -358,7 +360,9 @@ fn call_with_retry(
             }
             Err(StageError::Fatal(text)) => (FailureClass::Fatal, text),
             Err(StageError::Fault(fault)) => {
-                bump(&spec.stats.replaced, 1);
+                if fault.kind.replaces_instance() {
+                    bump(&spec.stats.replaced, 1);
+                }
                 (fault.kind.class(), fault.detail)
             }
         };

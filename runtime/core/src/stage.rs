@@ -45,8 +45,9 @@ pub enum StageOutput {
 }
 
 /// Why a stage host stopped a call: not the plugin's answer but something the
-/// host saw. Deterministic: the message is dead-lettered without retry and
-/// the stage's instance is replaced before its next call.
+/// host saw. Deterministic: the message is dead-lettered without retry. A
+/// fault that stopped the plugin mid-call also replaces its instance before
+/// the next call ([`FaultKind::replaces_instance`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     /// A trap: `unreachable` (a panic), out-of-bounds access, stack overflow...
@@ -71,6 +72,20 @@ impl FaultKind {
     pub fn class(self) -> crate::dlq::FailureClass {
         self.into()
     }
+
+    /// Whether the stage's instance is thrown away for this fault: yes when
+    /// the call was stopped mid-way (its state cannot be trusted), no when
+    /// the call finished and only its answer was refused (over an output cap,
+    /// a wrong result count) or no instance could be made at all.
+    pub fn replaces_instance(self) -> bool {
+        match self {
+            FaultKind::Trap
+            | FaultKind::OutOfFuel
+            | FaultKind::Timeout
+            | FaultKind::MemoryLimit => true,
+            FaultKind::BadOutput | FaultKind::OutputLimit | FaultKind::Instantiate => false,
+        }
+    }
 }
 
 /// A host-side fault with its detail text.
@@ -93,7 +108,8 @@ pub enum StageError {
 
 /// One live stage: owns its plugin instance; used by one worker thread.
 pub trait Stage: Send {
-    /// Run the stage on one message. After a [`StageError::Fault`] the stage
+    /// Run the stage on one message. After a [`StageError::Fault`] whose
+    /// kind [replaces the instance](FaultKind::replaces_instance) the stage
     /// must use a fresh instance for its next call.
     fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError>;
 

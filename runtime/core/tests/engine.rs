@@ -7,8 +7,8 @@
 use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{MemorySink, MemorySource};
 use sluice_core::{
-    Confirm, LiveStages, Message, NativeStage, Pipeline, PipelineReport, RetryPolicy, Shutdown,
-    Sink, SinkError, StageError, StageKind, StageOutput, StageSpec,
+    Confirm, Fault, FaultKind, LiveStages, Message, NativeStage, Pipeline, PipelineReport,
+    RetryPolicy, Shutdown, Sink, SinkError, StageError, StageKind, StageOutput, StageSpec,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -414,4 +414,24 @@ fn a_swapped_chain_is_taken_up_between_batches_without_loss() {
         "both versions ran: {versions:?}"
     );
     assert_eq!(acks.acked.lock().unwrap().len(), total);
+}
+
+#[test]
+fn only_a_fault_that_stopped_the_call_counts_as_an_instance_replacement() {
+    for (kind, replaced) in [(FaultKind::Trap, 3), (FaultKind::OutputLimit, 0)] {
+        let spec = native("faulty", StageKind::Filter, move |_: &Message| {
+            Err(StageError::Fault(Fault {
+                kind,
+                detail: "test".into(),
+            }))
+        });
+        let (source, _acks) = MemorySource::new("in", vec![Message::new("x"); 3]);
+        let dlq = MemorySink::new("dlq");
+        run(Pipeline::builder("faults", Box::new(source), dlq.clone())
+            .stages(vec![spec.clone()])
+            .sink("out", MemorySink::new("out"))
+            .build());
+        assert_eq!(dlq.len(), 3, "{kind:?}: every message dead-lettered");
+        assert_eq!(spec.stats.snapshot().replaced, replaced, "{kind:?}");
+    }
 }
