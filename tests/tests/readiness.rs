@@ -329,3 +329,222 @@ fn a_long_drain_timeout_keeps_a_broker_source_draining_past_30_seconds() {
     assert_eq!(summary.first(), Some(&redis::Value::Int(0)), "{summary:?}");
     eprintln!("long drain: SIGTERM to exit {took:?}, 5 of 5 delivered and acked");
 }
+
+#[test]
+fn readyz_follows_a_kafka_broker_down_and_back_for_its_source_and_sink() {
+    // librdkafka reconnects by itself; the Kafka source and sink judge
+    // their connection from its statistics (every 2 s) and its
+    // all-brokers-down error.
+    use sluice_tests::kafka_client::{create_topic, free_port, Tansu};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Tansu::start(dir.path(), port);
+    let brokers = broker.brokers();
+    let stream = unique("kafka-ready");
+    let (input, output) = (format!("{stream}.in"), format!("{stream}.out"));
+    create_topic(&brokers, &input, 1);
+    create_topic(&brokers, &output, 1);
+    let config = dir.path().join("kafka.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipelines.relay]
+source = {{ type = "kafka", brokers = "{brokers}", group = "{stream}", topics = ["{input}"] }}
+dlq = {{ type = "file", path = "{dlq}" }}
+sinks.out = {{ type = "kafka", brokers = "{brokers}", topic = "{output}" }}
+"#,
+            dlq = dir.path().join("dlq.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let addr = free_addr();
+    let daemon = Daemon::start_with(&config, &dir.path().join("log"), &["--http", &addr]);
+    assert!(
+        eventually(Duration::from_secs(60), || readyz(&addr)
+            .is_some_and(|(s, _)| s == 200)),
+        "never ready; log:\n{}",
+        daemon.log_text()
+    );
+
+    drop(broker);
+    let mut last = None;
+    let both_down = eventually(Duration::from_secs(60), || {
+        last = readyz(&addr);
+        last.as_ref().is_some_and(|(s, body)| {
+            *s == 503
+                && body.contains(&format!("source kafka:{input}: down"))
+                && body.contains(&format!("sink out kafka:{output}: down"))
+        })
+    });
+    assert!(
+        both_down,
+        "source and sink not both down with the broker gone: {last:?}; log:\n{}",
+        daemon.log_text()
+    );
+
+    // Down for a few statistics reports, so that coming back is seen by
+    // the statistics (a broker UP again), not just by the error callback.
+    std::thread::sleep(Duration::from_secs(6));
+    let _broker = Tansu::start(dir.path(), port);
+    assert!(
+        eventually(Duration::from_secs(90), || readyz(&addr)
+            .is_some_and(|(s, _)| s == 200)),
+        "not ready again after the broker came back: {:?}; log:\n{}",
+        readyz(&addr),
+        daemon.log_text()
+    );
+    let status = daemon.terminate(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0));
+}
+
+/// A moto SQS emulator of this test on its own port (in memory: its queues
+/// are gone when it stops).
+struct PrivateMoto {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateMoto {
+    fn start(port: u16) -> PrivateMoto {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache")
+            });
+        let bin = cache.join("sluice/tools/moto/bin/moto_server");
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} runs (tests/brokers.sh sqs installs it): {e}",
+                    bin.display()
+                )
+            });
+        assert!(
+            eventually(Duration::from_secs(60), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "private moto on {port} did not start"
+        );
+        PrivateMoto {
+            port,
+            child: Some(child),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Create `queue`, returning its URL.
+    fn create(&self, queue: &str) -> String {
+        sluice_tests::sqs_client::emulator_credentials();
+        let endpoint = self.endpoint();
+        sluice_tests::sqs_client::runtime().block_on(async {
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(endpoint)
+                .load()
+                .await;
+            let client = aws_sdk_sqs::Client::new(&config);
+            sluice_tests::sqs_client::create(&client, queue).await
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn readyz_follows_an_sqs_sink_down_and_back() {
+    // A sink learns of an outage when it publishes: the source is the
+    // shared Redis, the sink a private moto that stops while messages flow.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_addr()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a free port");
+    let mut moto = PrivateMoto::start(port);
+    let stream = unique("sqs-ready");
+    let queue = format!("{stream}-out");
+    moto.create(&queue);
+    let redis = redis_client::redis_url();
+    let config = dir.path().join("sqs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipelines.relay]
+source = {{ type = "redis-stream", url = "{redis}", stream = "{stream}", group = "g", block = "200ms" }}
+dlq = {{ type = "file", path = "{dlq}" }}
+sinks.out = {{ type = "sqs", queue = "{queue}", region = "us-east-1", endpoint_url = "{endpoint}" }}
+"#,
+            dlq = dir.path().join("dlq.jsonl").display(),
+            endpoint = moto.endpoint(),
+        ),
+    )
+    .unwrap();
+    let addr = free_addr();
+    let daemon = Daemon::start_with(&config, &dir.path().join("log"), &["--http", &addr]);
+    assert!(
+        eventually(Duration::from_secs(60), || readyz(&addr)
+            .is_some_and(|(s, _)| s == 200)),
+        "never ready; log:\n{}",
+        daemon.log_text()
+    );
+
+    moto.stop();
+    let mut conn = redis_client::connection(&redis);
+    let entries: Vec<Vec<(String, Vec<u8>)>> = (0..3)
+        .map(|i| vec![("payload".to_string(), format!("{{\"n\":{i}}}").into_bytes())])
+        .collect();
+    redis_client::add(&mut conn, &stream, &entries);
+    let mut last = None;
+    let down = eventually(Duration::from_secs(60), || {
+        last = readyz(&addr);
+        last.as_ref().is_some_and(|(s, body)| {
+            *s == 503 && body.contains(&format!("sink out sqs:{queue}: down"))
+        })
+    });
+    assert!(
+        down,
+        "the sink is not down with moto gone: {last:?}; log:\n{}",
+        daemon.log_text()
+    );
+
+    let moto = PrivateMoto::start(port);
+    moto.create(&queue);
+    assert!(
+        eventually(Duration::from_secs(90), || readyz(&addr)
+            .is_some_and(|(s, _)| s == 200)),
+        "not ready again after moto came back: {:?}; log:\n{}",
+        readyz(&addr),
+        daemon.log_text()
+    );
+    let delivered = "sluice_pipeline_messages_total{pipeline=\"relay\",outcome=\"delivered\"}";
+    assert!(
+        eventually(Duration::from_secs(60), || http_get(&addr, "/metrics")
+            .and_then(|(_, m)| metric(&m, delivered))
+            .is_some_and(|n| n >= 3.0)),
+        "the three messages were not delivered after the outage; log:\n{}",
+        daemon.log_text()
+    );
+    let status = daemon.terminate(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0));
+}

@@ -17,7 +17,7 @@ mod source;
 use crate::{ConnectError, Invalid};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
-use sluice_core::{HumanDuration, Sink, Source};
+use sluice_core::{Health, HumanDuration, Sink, Source};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +140,8 @@ impl KafkaSourceConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            // Statistics feed the consumer-lag gauge; `properties` may change it.
+            // Statistics feed the consumer-lag gauge and the connection
+            // health; `properties` may change it.
             .set("statistics.interval.ms", "2000")
             .set(
                 "auto.offset.reset",
@@ -173,7 +174,9 @@ impl KafkaSinkConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
+            .set("linger.ms", "5")
+            // Statistics feed the sink's connection health.
+            .set("statistics.interval.ms", "2000");
         for (key, value) in &self.properties {
             config.set(key, value.to_string());
         }
@@ -181,6 +184,52 @@ impl KafkaSinkConfig {
         let sink =
             sink::KafkaSink::connect(config, &self.brokers, topic, self.connect_timeout.0).await?;
         Ok(Arc::new(sink))
+    }
+}
+
+/// A client's connection health from librdkafka: up while it is connected
+/// to at least one broker of the cluster (a bootstrap address alone does not
+/// count), judged on every statistics report; down at once when librdkafka
+/// says all brokers are down.
+pub(super) struct Connection(Health);
+
+impl Connection {
+    pub(super) fn new(name: &str) -> Connection {
+        Connection(Health::new(name))
+    }
+
+    pub(super) fn health(&self) -> Health {
+        self.0.clone()
+    }
+
+    pub(super) fn judge(&self, statistics: &rdkafka::Statistics) {
+        let brokers: Vec<&rdkafka::statistics::Broker> = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0)
+            .collect();
+        if brokers.iter().any(|b| b.state == "UP") {
+            self.0.up();
+            return;
+        }
+        let states: Vec<String> = brokers
+            .iter()
+            .map(|b| format!("{} {}", b.nodename, b.state))
+            .collect();
+        self.0.down(format_args!(
+            "no Kafka broker connected ({})",
+            if states.is_empty() {
+                "none known yet".to_string()
+            } else {
+                states.join(", ")
+            }
+        ));
+    }
+
+    pub(super) fn error(&self, error: &rdkafka::error::KafkaError) {
+        if error.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::AllBrokersDown) {
+            self.0.down(format_args!("{error}"));
+        }
     }
 }
 

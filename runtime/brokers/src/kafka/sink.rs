@@ -2,13 +2,13 @@
 //! the record in librdkafka (in call order, so per-partition order holds)
 //! and returns its delivery report as the [`Confirm`].
 
-use super::{log_rdkafka, reach};
+use super::{log_rdkafka, reach, Connection};
 use crate::ConnectError;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext};
-use sluice_core::{Confirm, Message, Sink, SinkError};
+use sluice_core::{Confirm, Health, Message, Sink, SinkError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ pub(super) struct KafkaSink {
     producer: Arc<FutureProducer<LogContext>>,
     topic: String,
     name: String,
+    health: Health,
 }
 
 impl KafkaSink {
@@ -29,8 +30,13 @@ impl KafkaSink {
         timeout: Duration,
     ) -> Result<Self, ConnectError> {
         let name = format!("kafka:{topic}");
+        let connection = Connection::new(&name);
+        let health = connection.health();
         let producer: FutureProducer<LogContext> = config
-            .create_with_context(LogContext { name: name.clone() })
+            .create_with_context(LogContext {
+                name: name.clone(),
+                connection,
+            })
             .map_err(|e| ConnectError::Invalid(format!("kafka sink `{topic}`: {e}")))?;
         let producer = Arc::new(producer);
         let probe = producer.clone();
@@ -45,6 +51,7 @@ impl KafkaSink {
             producer,
             topic,
             name,
+            health,
         })
     }
 
@@ -73,6 +80,10 @@ fn failure(sink: String, e: &KafkaError) -> SinkError {
 impl Sink for KafkaSink {
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
     }
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
@@ -129,17 +140,24 @@ impl Sink for KafkaSink {
     }
 }
 
-/// Sends librdkafka's log lines to tracing.
+/// Sends librdkafka's log lines to tracing; judges the connection from its
+/// statistics and errors.
 pub(super) struct LogContext {
     name: String,
+    connection: Connection,
 }
 
 impl ClientContext for LogContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.connection.judge(&statistics);
+    }
+
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_rdkafka(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(sink = %self.name, error = %error, reason, "kafka client error");
+        self.connection.error(&error);
     }
 }

@@ -8,7 +8,7 @@
 //! that arrive later for those partitions commit nothing.
 
 use super::offsets::{Offsets, Tp};
-use super::{log_rdkafka, reach, KafkaSourceConfig};
+use super::{log_rdkafka, reach, Connection, KafkaSourceConfig};
 use crate::settle::drained;
 use crate::ConnectError;
 use rdkafka::consumer::{
@@ -18,8 +18,8 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message as _};
 use sluice_core::stats::SourceLag;
-use sluice_core::Shutdown;
 use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
+use sluice_core::{Health, Shutdown};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -37,6 +37,7 @@ pub(super) struct KafkaSource {
     name: String,
     commit_interval: Duration,
     lag: LagSlot,
+    health: Health,
 }
 
 /// Where the statistics callback reports consumer lag, once the engine
@@ -52,10 +53,13 @@ impl KafkaSource {
         let name = format!("kafka:{}", topics.join(","));
         let offsets = Shared::default();
         let lag = LagSlot::default();
+        let connection = Connection::new(&name);
+        let health = connection.health();
         let context = GroupContext {
             offsets: offsets.clone(),
             name: name.clone(),
             lag: lag.clone(),
+            connection,
         };
         let consumer: StreamConsumer<GroupContext> = config
             .create_with_context(context)
@@ -77,6 +81,7 @@ impl KafkaSource {
             name,
             commit_interval: c.commit_interval.0,
             lag,
+            health,
         })
     }
 
@@ -170,6 +175,10 @@ impl Source for KafkaSource {
         self.name.clone()
     }
 
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
+    }
+
     fn report_lag(&mut self, lag: Arc<SourceLag>) {
         *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
     }
@@ -261,6 +270,7 @@ struct GroupContext {
     offsets: Shared,
     name: String,
     lag: LagSlot,
+    connection: Connection,
 }
 
 impl ClientContext for GroupContext {
@@ -268,6 +278,7 @@ impl ClientContext for GroupContext {
     /// of `consumer_lag` over the partitions this member has, i.e. records
     /// past the last commit (sluice commits only what its sinks confirmed).
     fn stats(&self, statistics: rdkafka::Statistics) {
+        self.connection.judge(&statistics);
         let Some(gauge) = self
             .lag
             .lock()
@@ -292,6 +303,7 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(source = %self.name, error = %error, reason, "kafka client error");
+        self.connection.error(&error);
     }
 }
 

@@ -9,6 +9,10 @@
 //! content it does not allow) is [`SinkError::Rejected`], which the engine
 //! dead-letters. When SQS refuses a whole batch that way, each entry is sent
 //! alone to find the ones at fault.
+//!
+//! Its [`Health`] is down while `SendMessageBatch` fails for anything but
+//! the content (no connection, credentials, a missing queue), and up again
+//! with the next request SQS answers.
 
 use super::{
     connect, is_fifo, Endpoint, SqsSinkConfig, DEDUP_HEADER, ENCODING_ATTRIBUTE, GROUP_HEADER,
@@ -18,7 +22,7 @@ use crate::batch::{BatchQueue, Failed, Reply};
 use crate::ConnectError;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use base64::Engine as _;
-use sluice_core::{Confirm, Message, Sink, SinkError};
+use sluice_core::{Confirm, Health, Message, Sink, SinkError};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use tokio::sync::mpsc;
@@ -28,6 +32,15 @@ pub(super) struct SqsSink {
     name: String,
     fifo: bool,
     group: Option<String>,
+    health: Health,
+}
+
+/// Where the batcher sends, and the health it reports.
+struct Target {
+    name: String,
+    client: aws_sdk_sqs::Client,
+    url: String,
+    health: Health,
 }
 
 impl SqsSink {
@@ -43,12 +56,21 @@ impl SqsSink {
         )
         .await?;
         let (queue, rx) = BatchQueue::new(name.clone(), 100);
-        tokio::spawn(batcher(name.clone(), client, url.clone(), rx));
+        let health = Health::new(name.clone());
+        let fifo = is_fifo(&url);
+        let target = Target {
+            name: name.clone(),
+            client,
+            url,
+            health: health.clone(),
+        };
+        tokio::spawn(batcher(target, rx));
         Ok(SqsSink {
             queue,
             name,
-            fifo: is_fifo(&url),
+            fifo,
             group: c.message_group_id.clone(),
+            health,
         })
     }
 
@@ -130,6 +152,10 @@ impl Sink for SqsSink {
         self.name.clone()
     }
 
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
+    }
+
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
         let entry = self.entry(msg).map_err(|reason| SinkError::Publish {
             sink: self.name.clone(),
@@ -177,12 +203,7 @@ fn size(e: &SendMessageBatchRequestEntry) -> usize {
     e.message_body().len() + attributes
 }
 
-async fn batcher(
-    name: String,
-    client: aws_sdk_sqs::Client,
-    url: String,
-    mut rx: mpsc::Receiver<(SendMessageBatchRequestEntry, Reply)>,
-) {
+async fn batcher(target: Target, mut rx: mpsc::Receiver<(SendMessageBatchRequestEntry, Reply)>) {
     let mut queued = Vec::with_capacity(10);
     while rx.recv_many(&mut queued, 10).await > 0 {
         let mut batch = Vec::with_capacity(queued.len());
@@ -196,26 +217,27 @@ async fn batcher(
                 continue;
             }
             if bytes + n > MAX_BATCH_BYTES {
-                send(&name, &client, &url, std::mem::take(&mut batch)).await;
+                send(&target, std::mem::take(&mut batch)).await;
                 bytes = 0;
             }
             bytes += n;
             batch.push((entry, reply));
         }
         if !batch.is_empty() {
-            send(&name, &client, &url, batch).await;
+            send(&target, batch).await;
         }
     }
 }
 
 /// Send one batch and answer each entry; a batch SQS refuses as a whole for
 /// its content is sent again one entry at a time.
-async fn send(
-    name: &str,
-    client: &aws_sdk_sqs::Client,
-    url: &str,
-    batch: Vec<(SendMessageBatchRequestEntry, Reply)>,
-) {
+async fn send(target: &Target, batch: Vec<(SendMessageBatchRequestEntry, Reply)>) {
+    let Target {
+        name,
+        client,
+        url,
+        health,
+    } = target;
     let mut replies: Vec<Option<Reply>> = Vec::with_capacity(batch.len());
     let mut entries = Vec::with_capacity(batch.len());
     for (i, (mut entry, reply)) in batch.into_iter().enumerate() {
@@ -231,6 +253,7 @@ async fn send(
         .await
     {
         Ok(out) => {
+            health.up();
             for f in out.failed() {
                 let Some(reply) = f
                     .id()
@@ -258,12 +281,15 @@ async fn send(
             if refused && entries.len() > 1 {
                 tracing::debug!(sink = %name, error = %reason, "SQS refused the batch for its content; sending each message alone");
                 for (entry, reply) in entries.into_iter().zip(replies.into_iter().flatten()) {
-                    Box::pin(send(name, client, url, vec![(entry, reply)])).await;
+                    Box::pin(send(target, vec![(entry, reply)])).await;
                 }
                 return;
             }
-            if !refused {
+            if refused {
+                health.up();
+            } else {
                 tracing::warn!(sink = %name, error = %reason, "SendMessageBatch failed");
+                health.down(format_args!("SendMessageBatch failed: {reason}"));
             }
             for reply in replies.into_iter().flatten() {
                 let _ = reply.send(Err(if refused {
