@@ -54,8 +54,8 @@ enum Command {
         http: Option<std::net::SocketAddr>,
         /// After SIGTERM/SIGINT, how long to let in-flight messages finish
         /// before exiting anyway (their brokers redeliver them).
-        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-        drain_timeout: std::time::Duration,
+        #[arg(long, value_name = "DURATION", default_value_t = sluice_core::shutdown::DEFAULT_DRAIN.into())]
+        drain_timeout: humantime::Duration,
         /// Do not watch the config and plugin files (SIGHUP still reloads).
         #[arg(long)]
         no_watch: bool,
@@ -164,7 +164,7 @@ fn main() -> std::process::ExitCode {
             &config,
             run::RunOptions {
                 http,
-                drain_timeout,
+                drain_timeout: drain_timeout.into(),
                 watch: !no_watch,
             },
         ),

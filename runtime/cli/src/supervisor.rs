@@ -273,7 +273,17 @@ impl Supervisor {
             let name = l.config.name.as_str();
             let running = self.running.iter().position(|r| r.config.name == name);
             if has(&diff.add, name) || has(&diff.restart, name) {
-                let pipeline = assemble::connect(&config, &l.config, l.stages.clone()).await?;
+                // Nothing has changed yet, so a stop asked for meanwhile
+                // may abandon the connect (a broker slow to answer).
+                let connect = assemble::connect(&config, &l.config, l.stages.clone());
+                let pipeline = tokio::select! {
+                    pipeline = connect => pipeline?,
+                    _ = self.shutdown.cancelled() => {
+                        return Err(CliError::Connection(format!(
+                            "pipeline `{name}`: connect abandoned, the daemon is stopping"
+                        )))
+                    }
+                };
                 starts.push((l, pipeline));
             } else if let Some(i) = running {
                 // The config may be the same while a plugin file was rebuilt.
