@@ -169,7 +169,8 @@ pub trait Broker: Sized + Sync {
 /// A broker of one test's own that it may stop and start again on the same
 /// port and data (the shared servers are never restarted).
 pub trait Restart: Broker {
-    /// Inputs before the stop, how many must be done when it comes, and
+    /// Inputs before the stop, how many must be done when it comes (all of
+    /// them: the stop comes at a quiet point instead of mid-stream), and
     /// inputs after the broker is back.
     const RESTART: (usize, usize, usize);
 
