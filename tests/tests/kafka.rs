@@ -20,8 +20,10 @@ use std::time::Duration;
 /// Kafka topics: every topic with three partitions.
 struct Kafka {
     brokers: String,
-    /// The test's own tansu (unless `SLUICE_TEST_KAFKA` names a Kafka).
-    _shared: Option<TestKafka>,
+    /// The test's Kafka: a tansu of its own unless `SLUICE_TEST_KAFKA`
+    /// names one; runs until the test ends.
+    _kafka: Option<TestKafka>,
+    /// The restart scenario's tansu, which it stops and boots.
     private: Option<Tansu>,
     /// Unreachable: give up connecting after 2 s.
     connect_timeout: &'static str,
@@ -58,7 +60,7 @@ impl Broker for Kafka {
         let kafka = TestKafka::start(dir);
         Kafka {
             brokers: kafka.brokers.clone(),
-            _shared: Some(kafka),
+            _kafka: Some(kafka),
             private: None,
             connect_timeout: "",
         }
@@ -67,7 +69,7 @@ impl Broker for Kafka {
     fn unreachable(_dir: &Path) -> (Self, String) {
         let kafka = Kafka {
             brokers: "127.0.0.1:1".into(),
-            _shared: None,
+            _kafka: None,
             private: None,
             connect_timeout: r#", connect_timeout = "2s""#,
         };
@@ -216,7 +218,7 @@ impl Restart for Kafka {
         let tansu = Tansu::start(dir, free_port());
         Kafka {
             brokers: tansu.brokers(),
-            _shared: None,
+            _kafka: None,
             private: Some(tansu),
             connect_timeout: "",
         }
