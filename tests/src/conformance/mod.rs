@@ -174,6 +174,7 @@ pub trait Restart: Broker {
     /// inputs after the broker is back.
     const RESTART: (usize, usize, usize);
 
+    /// A broker of this test alone, running, its data in `dir`.
     fn private(dir: &Path) -> Self;
     /// Stop the broker (cleanly) and wait until it is gone.
     fn stop(&mut self);
