@@ -141,6 +141,27 @@ pub fn depth(url: &str, queue: &str) -> u32 {
     })
 }
 
+/// Consumers subscribed to `queue` now.
+pub fn consumers(url: &str, queue: &str) -> u32 {
+    runtime().block_on(async {
+        let conn = connect(url).await;
+        let ch = conn.create_channel().await.unwrap();
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = conn.close(200, "done".into()).await;
+        q.consumer_count()
+    })
+}
+
 /// Take every message out of `queue` (basic_get with auto-ack).
 pub fn drain(url: &str, queue: &str) -> Vec<Got> {
     runtime().block_on(async {

@@ -241,10 +241,17 @@ params = {{ field = "amount", min = 0 }}
     path
 }
 
+/// A loopback port nothing listens on now (for a private broker).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// A loopback address nothing listens on now (for `--http`).
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", free_port())
 }
 
 /// `GET path` from a daemon's HTTP listener: status code and body, or

@@ -1,6 +1,7 @@
 //! Test-side Kafka access: the broker address, topics, producing inputs and
 //! reading outputs back, with plain rdkafka (no sluice code).
 
+use crate::daemon::free_port;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -50,7 +51,7 @@ impl TestKafka {
 /// A tansu broker process (a Kafka-compatible broker from crates.io) on
 /// 127.0.0.1:`port`, storing in `dir/tansu.db`. Stopped on drop.
 pub struct Tansu {
-    child: Child,
+    child: Option<Child>,
     port: u16,
     dir: PathBuf,
 }
@@ -77,33 +78,42 @@ impl Tansu {
     }
 
     pub fn start(dir: &Path, port: u16) -> Tansu {
-        let url = format!("tcp://127.0.0.1:{port}");
+        let mut tansu = Tansu {
+            child: None,
+            port,
+            dir: dir.to_owned(),
+        };
+        tansu.boot();
+        tansu
+    }
+
+    /// Start the process (again, on the same port and storage) and wait
+    /// until it listens.
+    pub fn boot(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("tansu.log"))
+            .open(self.dir.join("tansu.log"))
             .unwrap();
         let child = Command::new(Self::bin())
             .arg("broker")
             .args(["--storage-engine", "sqlite://tansu.db"]) // relative to the working directory
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .current_dir(dir)
+            .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("tansu starts");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "tansu did not listen on {port} within 30 s"
+                "tansu did not listen on {} within 30 s",
+                self.port
             );
             std::thread::sleep(Duration::from_millis(20));
-        }
-        Tansu {
-            child,
-            port,
-            dir: dir.to_owned(),
         }
     }
 
@@ -111,31 +121,25 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// SIGTERM, wait, and start again on the same port and storage.
-    pub fn restart(mut self) -> Tansu {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        Tansu::start(&self.dir.clone(), self.port)
+    /// SIGTERM, and wait until the process is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
     }
 }
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One record as a test sees it.
@@ -248,6 +252,11 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> Vec<(i32, i64, i64)> {
         .collect()
 }
 
+/// Per partition of `topic`: (partition, low, high) watermarks.
+pub fn partitions(brokers: &str, topic: &str) -> Vec<(i32, i64, i64)> {
+    watermarks(&reader(brokers), topic)
+}
+
 /// How many records `topic` holds now.
 pub fn count(brokers: &str, topic: &str) -> usize {
     watermarks(&reader(brokers), topic)
@@ -317,18 +326,25 @@ pub fn committed(
     topic: &str,
     partitions: i32,
 ) -> std::collections::BTreeMap<i32, i64> {
+    try_committed(brokers, group, topic, partitions).expect("committed offsets")
+}
+
+/// [`committed`], or the error (the broker is restarting, say).
+pub fn try_committed(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> rdkafka::error::KafkaResult<std::collections::BTreeMap<i32, i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
-        .create()
-        .expect("consumer");
+        .create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
     let map = got
         .elements()
         .iter()
@@ -340,5 +356,5 @@ pub fn committed(
     // Drop the list before the consumer: the other order hangs librdkafka.
     drop(got);
     drop(consumer);
-    map
+    Ok(map)
 }

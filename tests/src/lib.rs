@@ -7,6 +7,7 @@
 //! skipped.
 
 pub mod amqp_client;
+pub mod conformance;
 pub mod daemon;
 pub mod kafka_client;
 pub mod rabbitmq_node;

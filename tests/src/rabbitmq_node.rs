@@ -8,7 +8,7 @@
 //! restart as on a real broker. The node is stopped by its PID when the
 //! value is dropped.
 
-use std::net::TcpListener;
+use crate::daemon::free_port;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,13 +23,6 @@ pub struct RabbitNode {
     port: u16,
     dist_port: u16,
     pid: Option<u32>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 fn listening(port: u16) -> bool {

@@ -16,12 +16,10 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     fn start() -> PrivateRedis {
-        let port = free_addr()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a free port");
-        let mut redis = PrivateRedis { port, child: None };
+        let mut redis = PrivateRedis {
+            port: free_port(),
+            child: None,
+        };
         redis.boot();
         redis
     }

@@ -1,327 +1,259 @@
 //! The Redis connectors against a real Redis server, driven through the
-//! `sluice` binary: every entry comes out or lands in the DLQ, keys and
-//! headers survive, SIGKILL mid-stream loses nothing, two daemons share a
-//! group, a server restart is ridden out, an unreachable server is exit 2.
+//! `sluice` binary: the conformance suite over streams (every entry comes
+//! out or lands in the DLQ with its key, fields and entry id, an entry with
+//! no payload is a decode error, SIGKILL mid-stream loses nothing, two
+//! daemons share a group, a restart of a private server is ridden out, an
+//! unreachable server is exit 2, the examples run), and Pub/Sub relaying.
 
-use sluice_tests::daemon::{
-    eventually, example_in, plugin_literal, relay_config, summary, unique, Daemon, Names,
+use redis::Value;
+use sluice_tests::conformance::{
+    Broker, Coordinates, Example, Input, Output, Restart, Role, Scale, Stream,
 };
-use sluice_tests::redis_client::{self, add, connection, read_stream, redis_url, Entry};
-use std::collections::{BTreeMap, BTreeSet};
+use sluice_tests::daemon::{eventually, free_port, plugin_literal, unique, Daemon, Names};
+use sluice_tests::redis_client::{self, add, connection, read_stream, redis_url};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// stream → json-filter → stream, DLQ a stream too.
-fn write_config(dir: &Path, url: &str, n: &Names, output: &str, extra_source: &str) -> PathBuf {
-    let source = format!(
-        r#"{{ type = "redis-stream", url = "{url}", stream = "{}", group = "{}", block = "200ms", claim_idle = "1s"{extra_source} }}"#,
-        n.input, n.group
-    );
-    let out = format!(r#"{{ type = "redis-stream", url = "{url}", stream = "{output}" }}"#);
-    let dlq = format!(
-        r#"{{ type = "redis-stream", url = "{url}", stream = "{}" }}"#,
-        n.dlq
-    );
-    relay_config(dir, &source, &out, &dlq)
+/// Streams: the payload in field `payload`, the key in `key`, headers in
+/// the other fields.
+struct Redis {
+    url: String,
+    server: Option<Server>,
+    /// Unreachable: give up connecting after 2 s.
+    connect_timeout: &'static str,
 }
 
-/// Entry `i`: key `k{i}`, header `trace = t{i}`; every tenth is not JSON
-/// (the filter fails it: DLQ).
-fn entry(i: usize) -> Vec<(String, Vec<u8>)> {
-    let payload = if i % 10 == 7 {
-        b"not json".to_vec()
-    } else {
-        format!(r#"{{"amount":{i}}}"#).into_bytes()
+/// A value of an XINFO reply as text.
+fn text(v: Option<&Value>) -> Option<String> {
+    redis::from_redis_value(v?.clone()).ok()
+}
+
+impl Broker for Redis {
+    const NAME: &'static str = "redis";
+    const SCALE: Scale = Scale {
+        round_trip: 1000,
+        crash: Stream {
+            total: 6000,
+            batch: 500,
+            pause: Duration::from_millis(200),
+        },
+        kills: [800, 2500, 4200],
+        shared: Stream {
+            total: 3000,
+            batch: 100,
+            pause: Duration::from_millis(20),
+        },
     };
-    vec![
-        ("payload".into(), payload),
-        ("key".into(), format!("k{i}").into_bytes()),
-        ("trace".into(), format!("t{i}").into_bytes()),
-    ]
-}
 
-fn keys(entries: &[Entry]) -> Vec<String> {
-    entries.iter().filter_map(|e| e.field("key")).collect()
-}
-
-/// Distinct keys across output and DLQ, and how many entries were extra.
-fn tally(url: &str, n: &Names, outputs: &[&str]) -> (BTreeSet<String>, usize) {
-    let mut conn = connection(url);
-    let mut all = Vec::new();
-    for o in outputs {
-        all.extend(keys(&read_stream(&mut conn, o)));
-    }
-    all.extend(keys(&read_stream(&mut conn, &n.dlq)));
-    let distinct: BTreeSet<String> = all.iter().cloned().collect();
-    let dups = all.len() - distinct.len();
-    (distinct, dups)
-}
-
-#[test]
-fn every_entry_is_delivered_or_dead_lettered_with_keys_headers_and_stream_ids() {
-    let url = redis_url();
-    let dir = tempfile::tempdir().unwrap();
-    let n = Names::new("redis-roundtrip");
-    let mut conn = connection(&url);
-    let total = 1000;
-    add(
-        &mut conn,
-        &n.input,
-        &(0..total).map(entry).collect::<Vec<_>>(),
-    );
-    // One entry with no payload field: a decode error, dead-lettered as is.
-    add(
-        &mut conn,
-        &n.input,
-        &[vec![("key".into(), b"nopayload".to_vec())]],
-    );
-    let config = write_config(dir.path(), &url, &n, &n.output, "");
-    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
-
-    let done = eventually(Duration::from_secs(60), || {
-        redis_client::len(&mut conn, &n.output) + redis_client::len(&mut conn, &n.dlq) > total
-    });
-    assert!(done, "not everything arrived; log:\n{}", daemon.log_text());
-    let status = daemon.terminate(Duration::from_secs(30));
-    assert!(status.success(), "SIGTERM ends with exit 0, got {status:?}");
-
-    let inputs: BTreeMap<String, Entry> = read_stream(&mut conn, &n.input)
-        .into_iter()
-        .map(|e| (e.field("key").unwrap(), e))
-        .collect();
-    let out = read_stream(&mut conn, &n.output);
-    let dlq = read_stream(&mut conn, &n.dlq);
-    let want_out: BTreeSet<String> = (0..total)
-        .filter(|i| i % 10 != 7)
-        .map(|i| format!("k{i}"))
-        .collect();
-    let mut want_dlq: BTreeSet<String> = (0..total)
-        .filter(|i| i % 10 == 7)
-        .map(|i| format!("k{i}"))
-        .collect();
-    want_dlq.insert("nopayload".into());
-    assert_eq!(keys(&out).into_iter().collect::<BTreeSet<_>>(), want_out);
-    assert_eq!(out.len(), want_out.len(), "no duplicates without failures");
-    assert_eq!(keys(&dlq).into_iter().collect::<BTreeSet<_>>(), want_dlq);
-
-    for e in &out {
-        let key = e.field("key").unwrap();
-        let i: usize = key[1..].parse().unwrap();
-        assert_eq!(
-            e.field("trace"),
-            Some(format!("t{i}")),
-            "header kept on {key}"
-        );
-        assert_eq!(e.field("payload"), Some(format!(r#"{{"amount":{i}}}"#)));
-    }
-    for e in &dlq {
-        let key = e.field("key").unwrap();
-        let source = &inputs[&key];
-        assert_eq!(
-            e.field("sluice-error-source-stream").as_deref(),
-            Some(n.input.as_str()),
-            "{e:?}"
-        );
-        assert_eq!(
-            e.field("sluice-error-source-id"),
-            Some(source.id.clone()),
-            "the DLQ entry names the input entry id: {e:?}"
-        );
-        let class = e.field("sluice-error-class").unwrap();
-        if key == "nopayload" {
-            assert_eq!(class, "decode");
-            assert!(
-                e.field("sluice-error-text")
-                    .unwrap()
-                    .contains("no `payload` field"),
-                "{e:?}"
-            );
-        } else {
-            assert_eq!(class, "fatal", "{e:?}");
-            assert_eq!(
-                e.field("payload").as_deref(),
-                Some("not json"),
-                "the original payload is kept"
-            );
-            assert!(e.field("trace").is_some(), "original headers are kept");
+    fn new(_dir: &Path) -> Self {
+        Redis {
+            url: redis_url(),
+            server: None,
+            connect_timeout: "",
         }
     }
-    // Every entry was acknowledged: nothing pending in the group.
-    let pending: redis::Value = redis::cmd("XPENDING")
-        .arg(&n.input)
-        .arg(&n.group)
-        .query(&mut conn)
-        .unwrap();
-    let redis::Value::Array(summary) = pending else {
-        panic!("XPENDING reply {pending:?}")
-    };
-    assert_eq!(
-        summary.first(),
-        Some(&redis::Value::Int(0)),
-        "nothing left pending: {summary:?}"
-    );
-}
 
-#[test]
-fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
-    let url = redis_url();
-    let dir = tempfile::tempdir().unwrap();
-    let n = Names::new("redis-crash");
-    let config = write_config(dir.path(), &url, &n, &n.output, "");
-    let log = dir.path().join("sluice.log");
-    let total = 6000;
+    fn unreachable(_dir: &Path) -> (Self, String) {
+        let redis = Redis {
+            url: "redis://127.0.0.1:1".into(),
+            server: None,
+            connect_timeout: r#", connect_timeout = "2s""#,
+        };
+        (redis, "redis://127.0.0.1:1".into())
+    }
 
-    // Entries arrive while the daemon runs: 500 every 200 ms.
-    let producer = {
-        let (url, input) = (url.clone(), n.input.clone());
-        std::thread::spawn(move || {
-            let mut conn = connection(&url);
-            for chunk in (0..total).collect::<Vec<_>>().chunks(500) {
-                add(
-                    &mut conn,
-                    &input,
-                    &chunk.iter().map(|i| entry(*i)).collect::<Vec<_>>(),
+    /// The first XADD makes a stream.
+    fn create(&self, _names: &[&str]) {}
+
+    fn source(&self, t: &Names, role: Role) -> String {
+        let consumer = match role {
+            Role::Sharing(name) => format!(r#", consumer = "{name}""#),
+            Role::Alone | Role::Killed => String::new(),
+        };
+        format!(
+            r#"{{ type = "redis-stream", url = "{}", stream = "{}", group = "{}", block = "200ms", claim_idle = "1s"{consumer}{} }}"#,
+            self.url, t.input, t.group, self.connect_timeout
+        )
+    }
+
+    fn sink(&self, name: &str) -> String {
+        format!(
+            r#"{{ type = "redis-stream", url = "{}", stream = "{name}" }}"#,
+            self.url
+        )
+    }
+
+    fn produce(&self, to: &str, messages: &[Input]) {
+        let entries: Vec<Vec<(String, Vec<u8>)>> = messages
+            .iter()
+            .map(|m| {
+                let mut fields = vec![
+                    ("payload".to_string(), m.payload.clone()),
+                    ("key".to_string(), m.key.clone().into_bytes()),
+                ];
+                fields.extend(
+                    m.headers
+                        .iter()
+                        .map(|(n, v)| (n.clone(), v.clone().into_bytes())),
                 );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
-    let mut conn = connection(&url);
-    let mut kills = Vec::new();
-    for threshold in [800, 2500, 4200] {
-        let daemon = Daemon::start(&config, &log);
-        let reached = eventually(Duration::from_secs(60), || {
-            redis_client::len(&mut conn, &n.output) + redis_client::len(&mut conn, &n.dlq)
-                >= threshold
-        });
-        assert!(
-            reached,
-            "never reached {threshold}; log:\n{}",
-            daemon.log_text()
-        );
-        let seen = redis_client::len(&mut conn, &n.output) + redis_client::len(&mut conn, &n.dlq);
-        daemon.kill9();
-        kills.push(seen);
+                fields
+            })
+            .collect();
+        add(&mut connection(&self.url), to, &entries);
     }
-    assert!(
-        kills.iter().all(|k| *k < total),
-        "each kill happened mid-stream: {kills:?}"
-    );
-    producer.join().unwrap();
 
-    // A last daemon claims what the killed ones left pending and finishes.
-    let daemon = Daemon::start(&config, &log);
-    let complete = eventually(Duration::from_secs(90), || {
-        tally(&url, &n, &[&n.output]).0.len() >= total
-    });
-    let (distinct, dups) = tally(&url, &n, &[&n.output]);
-    assert!(
-        complete,
-        "{} of {total} delivered; log:\n{}",
-        distinct.len(),
-        daemon.log_text()
-    );
-    assert!(daemon.terminate(Duration::from_secs(30)).success());
-    assert_eq!(distinct.len(), total, "zero lost");
-    eprintln!("redis crash test: {total} entries, SIGKILL after {kills:?} delivered, 0 lost, {dups} duplicates");
-}
-
-#[test]
-fn two_daemons_in_one_group_share_the_stream() {
-    let url = redis_url();
-    let dir = tempfile::tempdir().unwrap();
-    let n = Names::new("redis-scale");
-    let (out_a, out_b) = (format!("{}.a", n.output), format!("{}.b", n.output));
-    let a = Daemon::start(
-        &write_config(dir.path(), &url, &n, &out_a, r#", consumer = "a""#),
-        &dir.path().join("a.log"),
-    );
-    let b = Daemon::start(
-        &write_config(dir.path(), &url, &n, &out_b, r#", consumer = "b""#),
-        &dir.path().join("b.log"),
-    );
-    let mut conn = connection(&url);
-    // Both are reading before the entries come.
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            let consumers: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
-                .arg("CONSUMERS")
-                .arg(&n.input)
-                .arg(&n.group)
-                .query(&mut conn);
-            matches!(consumers, Ok(redis::Value::Array(c)) if c.len() == 2)
-        }),
-        "both consumers joined the group; logs:\n{}\n{}",
-        a.log_text(),
-        b.log_text()
-    );
-    let total = 3000;
-    for chunk in (0..total).collect::<Vec<_>>().chunks(100) {
+    /// An entry with no `payload` field.
+    fn produce_undecodable(&self, to: &str, key: &str) -> Option<&'static str> {
         add(
-            &mut conn,
-            &n.input,
-            &chunk.iter().map(|i| entry(*i)).collect::<Vec<_>>(),
+            &mut connection(&self.url),
+            to,
+            &[vec![("key".into(), key.as_bytes().to_vec())]],
         );
-        std::thread::sleep(Duration::from_millis(20));
+        Some("no `payload` field")
     }
-    let complete = eventually(Duration::from_secs(60), || {
-        tally(&url, &n, &[&out_a, &out_b]).0.len() >= total
-    });
-    assert!(complete, "logs:\n{}\n{}", a.log_text(), b.log_text());
-    assert!(a.terminate(Duration::from_secs(30)).success());
-    assert!(b.terminate(Duration::from_secs(30)).success());
-    let (from_a, from_b) = (
-        redis_client::len(&mut conn, &out_a),
-        redis_client::len(&mut conn, &out_b),
-    );
-    assert!(
-        from_a > 0 && from_b > 0,
-        "both daemons did work: a={from_a} b={from_b}"
-    );
-    let (distinct, dups) = tally(&url, &n, &[&out_a, &out_b]);
-    assert_eq!(
-        (distinct.len(), dups),
-        (total, 0),
-        "together every entry exactly once"
-    );
+
+    fn count(&self, name: &str) -> usize {
+        redis_client::len(&mut connection(&self.url), name)
+    }
+
+    fn read(&self, name: &str) -> Vec<Output> {
+        read_stream(&mut connection(&self.url), name)
+            .into_iter()
+            .map(|e| Output {
+                key: e.field("key"),
+                payload: e
+                    .fields
+                    .iter()
+                    .find(|(n, _)| n == "payload")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                headers: e
+                    .fields
+                    .iter()
+                    .filter(|(n, _)| n != "payload" && n != "key")
+                    .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The group's lag (entries not read yet) plus its pending entries
+    /// (read, not acknowledged); all of the stream while no group exists.
+    fn unacked(&self, input: &str, group: &str) -> usize {
+        let mut conn = connection(&self.url);
+        let groups: redis::RedisResult<Vec<HashMap<String, Value>>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(input)
+            .query(&mut conn);
+        let groups = groups.unwrap_or_default();
+        let Some(g) = groups
+            .iter()
+            .find(|g| text(g.get("name")).as_deref() == Some(group))
+        else {
+            return redis_client::len(&mut conn, input).max(1);
+        };
+        let int = |name: &str| match g.get(name) {
+            Some(Value::Int(n)) => Some(*n as usize),
+            _ => None,
+        };
+        // Redis cannot always count the lag (after deletions): then compare
+        // the last entry the group read with the stream's last one.
+        let lag = int("lag").unwrap_or_else(|| {
+            let stream: HashMap<String, Value> = redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(input)
+                .query(&mut conn)
+                .unwrap_or_default();
+            let behind = text(stream.get("last-generated-id")) != text(g.get("last-delivered-id"));
+            usize::from(behind)
+        });
+        lag + int("pending").unwrap_or(1)
+    }
+
+    fn coordinates(&self, t: &Names) -> Coordinates {
+        let ids: BTreeMap<String, String> = read_stream(&mut connection(&self.url), &t.input)
+            .into_iter()
+            .map(|e| (e.field("key").unwrap(), e.id))
+            .collect();
+        let stream = t.input.clone();
+        Box::new(move |key| {
+            vec![
+                ("sluice-error-source-stream", Some(stream.clone())),
+                ("sluice-error-source-id", Some(ids[key].clone())),
+            ]
+        })
+    }
+
+    /// Every daemon is a consumer of the group.
+    fn sharing(&self, t: &Names, daemons: &[&Daemon]) -> bool {
+        let consumers: redis::RedisResult<Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&t.input)
+            .arg(&t.group)
+            .query(&mut connection(&self.url));
+        matches!(consumers, Ok(Value::Array(c)) if c.len() == daemons.len())
+    }
+
+    fn example(&self, unique: &str) -> Example {
+        let name = |s: &str| format!("{unique}.{s}");
+        let stream = |s: &str| (format!("\"{s}\""), format!("\"{}\"", name(s)));
+        Example {
+            load: "redis-load.toml",
+            load_replacements: vec![(
+                "sinks.orders = { type = \"redis-stream\", url = \"redis://127.0.0.1:6379\" }"
+                    .into(),
+                format!(
+                    "sinks.orders = {{ type = \"redis-stream\", url = \"{}\", stream = \"{}\" }}",
+                    self.url,
+                    name("orders")
+                ),
+            )],
+            orders: "redis-orders.toml",
+            orders_replacements: vec![
+                ("redis://127.0.0.1:6379".into(), self.url.clone()),
+                stream("orders"),
+                stream("orders-europe"),
+                stream("orders-americas"),
+                stream("orders.dlq"),
+                stream("sluice-orders"),
+            ],
+            input: name("orders"),
+            group: name("sluice-orders"),
+            europe: name("orders-europe"),
+            americas: name("orders-americas"),
+            dlq: name("orders.dlq"),
+        }
+    }
 }
 
-#[test]
-fn an_unreachable_server_at_start_is_exit_2_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let n = Names::new("redis-down");
-    let config = write_config(
-        dir.path(),
-        "redis://127.0.0.1:1",
-        &n,
-        &n.output,
-        r#", connect_timeout = "2s""#,
-    );
-    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
-    let status = daemon.wait(Duration::from_secs(30));
-    let log = std::fs::read_to_string(dir.path().join("sluice.log")).unwrap();
-    assert_eq!(status.code(), Some(2), "{log}");
-    assert!(
-        log.contains("redis://127.0.0.1:1"),
-        "the message names the server: {log}"
-    );
-}
-
-/// A private redis-server with an append-only file, on a free port.
+/// A private redis-server with an append-only file (fsync on every
+/// write), on a free port: the shared one must not be restarted.
 struct Server {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     port: u16,
     dir: PathBuf,
 }
 
 impl Server {
-    fn start(dir: &Path, port: u16) -> Server {
+    fn start(dir: &Path) -> Server {
+        let mut server = Server {
+            child: None,
+            port: free_port(),
+            dir: dir.to_owned(),
+        };
+        server.boot();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn boot(&mut self) {
         let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
                 "--save",
                 "",
                 "--appendonly",
@@ -330,103 +262,76 @@ impl Server {
                 "always",
             ])
             .arg("--dir")
-            .arg(dir)
+            .arg(&self.dir)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server; tests/brokers.sh installs it)");
-        let url = format!("redis://127.0.0.1:{port}");
-        assert!(eventually(Duration::from_secs(10), || redis::Client::open(
-            url.as_str()
-        )
-        .and_then(|c| c.get_connection())
-        .is_ok()));
-        Server {
-            child,
-            port,
-            dir: dir.to_owned(),
-        }
+        self.child = Some(child);
+        let url = self.url();
+        assert!(
+            eventually(Duration::from_secs(30), || redis::Client::open(
+                url.as_str()
+            )
+            .and_then(|c| c.get_connection())
+            .is_ok()),
+            "private redis-server on {} did not start",
+            self.port
+        );
     }
 
-    /// SIGTERM (Redis writes its AOF and exits), then start again.
-    fn restart(mut self) -> Server {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        Server::start(&self.dir.clone(), self.port)
+    /// SIGTERM (Redis writes its AOF and exits), and wait until it is gone.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+impl Restart for Redis {
+    const RESTART: (usize, usize, usize) = (5000, 500, 500);
+
+    fn private(dir: &Path) -> Self {
+        let data = dir.join("data");
+        std::fs::create_dir(&data).unwrap();
+        let server = Server::start(&data);
+        Redis {
+            url: server.url(),
+            server: Some(server),
+            connect_timeout: "",
+        }
+    }
+
+    fn stop(&mut self) {
+        self.server.as_mut().expect("a private server").stop();
+    }
+
+    fn boot(&mut self) {
+        self.server.as_mut().expect("a private server").boot();
+    }
+
+    fn assert_reconnected(&self, daemon: &Daemon) {
+        assert!(
+            daemon.log_text().contains("reconnected to Redis"),
+            "{}",
+            daemon.log_text()
+        );
+    }
 }
 
-#[test]
-fn a_server_restart_while_running_is_ridden_out_without_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let server = Server::start(&data, free_port());
-    let url = format!("redis://127.0.0.1:{}", server.port);
-    let n = Names::new("redis-restart");
-    let config = write_config(dir.path(), &url, &n, &n.output, "");
-    let mut daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
-    let half = 500;
-    add(
-        &mut connection(&url),
-        &n.input,
-        &(0..half).map(entry).collect::<Vec<_>>(),
-    );
-    assert!(
-        eventually(Duration::from_secs(30), || tally(&url, &n, &[&n.output])
-            .0
-            .len()
-            >= half),
-        "{}",
-        daemon.log_text()
-    );
-
-    let server = server.restart();
-    add(
-        &mut connection(&url),
-        &n.input,
-        &(half..2 * half).map(entry).collect::<Vec<_>>(),
-    );
-    let complete = eventually(Duration::from_secs(60), || {
-        tally(&url, &n, &[&n.output]).0.len() >= 2 * half
-    });
-    assert!(
-        daemon.running(),
-        "the daemon rode out the restart; log:\n{}",
-        daemon.log_text()
-    );
-    assert!(
-        complete,
-        "{} of {} after the restart; log:\n{}",
-        tally(&url, &n, &[&n.output]).0.len(),
-        2 * half,
-        daemon.log_text()
-    );
-    assert!(
-        daemon.log_text().contains("reconnected to Redis"),
-        "{}",
-        daemon.log_text()
-    );
-    assert!(daemon.terminate(Duration::from_secs(30)).success());
-    drop(server);
-}
+sluice_tests::conformance!(Redis, restart);
 
 #[test]
 fn pubsub_relays_between_channels() {
@@ -500,80 +405,4 @@ channel = "{output}"
     assert_eq!(got.len(), 200, "every message relayed while all was up");
     assert_eq!(got[0], r#"{"amount":0}"#);
     assert_eq!(got[199], r#"{"amount":199}"#, "in order");
-}
-
-#[test]
-fn the_redis_examples_load_and_process_the_orders() {
-    let url = redis_url();
-    let dir = tempfile::tempdir().unwrap();
-    let u = unique("example");
-    let stream = |s: &str| (format!("\"{s}\""), format!("\"{u}.{s}\""));
-    let load = example_in(dir.path(), "redis-load.toml", &[(
-        "sinks.orders = { type = \"redis-stream\", url = \"redis://127.0.0.1:6379\" }".into(),
-        format!("sinks.orders = {{ type = \"redis-stream\", url = \"{url}\", stream = \"{u}.orders\" }}"),
-    )]);
-    let orders = example_in(
-        dir.path(),
-        "redis-orders.toml",
-        &[
-            stream("orders"),
-            stream("orders-europe"),
-            stream("orders-americas"),
-            stream("orders.dlq"),
-            stream("sluice-orders"),
-        ],
-    );
-    let loaded = Daemon::start(&load, &dir.path().join("load.log"));
-    assert!(loaded.wait(Duration::from_secs(60)).success());
-    let mut conn = connection(&url);
-    let input = redis_client::len(&mut conn, &format!("{u}.orders"));
-    assert_eq!(
-        input, 9900,
-        "the 9,900 well-formed orders are in the stream"
-    );
-
-    let daemon = Daemon::start(&orders, &dir.path().join("orders.log"));
-    let counted = |conn: &mut redis::Connection| -> usize {
-        ["orders-europe", "orders-americas", "orders.dlq"]
-            .iter()
-            .map(|s| redis_client::len(conn, &format!("{u}.{s}")))
-            .sum()
-    };
-    assert!(
-        eventually(Duration::from_secs(60), || counted(&mut conn) >= 8900),
-        "{}",
-        daemon.log_text()
-    );
-    // Done when the group has read everything (lag 0) and acked it (pending 0).
-    assert!(
-        eventually(Duration::from_secs(60), || {
-            let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
-                .arg("GROUPS")
-                .arg(format!("{u}.orders"))
-                .query(&mut conn)
-                .unwrap();
-            groups.first().is_some_and(|g| {
-                g.get("lag") == Some(&redis::Value::Int(0))
-                    && g.get("pending") == Some(&redis::Value::Int(0))
-            })
-        }),
-        "{}",
-        daemon.log_text()
-    );
-    assert!(daemon.terminate(Duration::from_secs(30)).success());
-    let [received, delivered, _dropped, dead, acked] =
-        summary(&daemon_log(&dir), "orders").expect("summary line");
-    assert_eq!((received, acked), (9900, 9900));
-    let europe = redis_client::len(&mut conn, &format!("{u}.orders-europe")) as u64;
-    let americas = redis_client::len(&mut conn, &format!("{u}.orders-americas")) as u64;
-    assert!(europe > 0 && americas > 0);
-    assert_eq!(europe + americas, delivered);
-    assert_eq!(
-        redis_client::len(&mut conn, &format!("{u}.orders.dlq")) as u64,
-        dead
-    );
-}
-
-fn daemon_log(dir: &tempfile::TempDir) -> String {
-    std::fs::read_to_string(dir.path().join("orders.log")).unwrap()
 }

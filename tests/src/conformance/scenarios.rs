@@ -1,0 +1,373 @@
+//! The shared scenarios, each a function generic over the broker; the
+//! [`conformance!`](crate::conformance!) macro makes them `#[test]`s.
+
+use super::*;
+use crate::daemon::{eventually, example_in, free_addr, summary, unique, Daemon};
+use std::collections::BTreeSet;
+
+/// Wait until every input of `t` is acknowledged and `outputs` plus the DLQ
+/// hold at least `want` messages: then each input was delivered or
+/// dead-lettered (a queue's ready count misses deliveries still held, which
+/// the graceful stop that follows finishes).
+fn settle<B: Broker>(broker: &B, t: &Names, outputs: &[&str], want: usize, daemons: &[&Daemon]) {
+    let done = wait_for(LONG, || {
+        broker.unacked(&t.input, &t.group) == 0
+            && outputs
+                .iter()
+                .chain([&t.dlq.as_str()])
+                .map(|o| broker.count(o))
+                .sum::<usize>()
+                >= want
+    });
+    assert!(
+        done,
+        "{want} inputs not all done within {LONG:?} ({} unacked); logs:\n{}",
+        broker.unacked(&t.input, &t.group),
+        logs(daemons)
+    );
+}
+
+/// SIGTERM, and the daemon exits 0 after its drain.
+fn stop(daemon: Daemon) {
+    let log = daemon.log.clone();
+    let status = daemon.terminate(LONG);
+    assert!(
+        status.success(),
+        "SIGTERM ends with exit 0, got {status:?}; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// 1000 inputs (fewer on a slow broker), every tenth malformed, produced
+/// before the daemon starts: each well-formed one comes out once with its
+/// key, header and payload; each malformed one is dead-lettered once with
+/// its key, header and payload, the reason (pipeline, stage, class `fatal`,
+/// text) and where it came from; every input is acknowledged; SIGTERM exits 0.
+pub fn round_trip<B: Broker>() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = B::new(dir.path());
+    let t = names(&broker, "roundtrip");
+    let total = B::SCALE.round_trip;
+    broker.produce(&t.input, &messages(0..total));
+    let undecodable = broker.produce_undecodable(&t.input, "undecodable");
+    let config = config(&broker, dir.path(), &t, &t.output, Role::Alone);
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    let inputs = total + usize::from(undecodable.is_some());
+    settle(&broker, &t, &[&t.output], inputs, &[&daemon]);
+    stop(daemon);
+    assert_eq!(
+        broker.unacked(&t.input, &t.group),
+        0,
+        "every input was acknowledged"
+    );
+
+    let out = broker.read(&t.output);
+    let dlq = broker.read(&t.dlq);
+    let want_out: BTreeSet<String> = (0..total)
+        .filter(|i| !malformed(*i))
+        .map(|i| format!("k{i}"))
+        .collect();
+    let mut want_dlq: BTreeSet<String> = (0..total)
+        .filter(|i| malformed(*i))
+        .map(|i| format!("k{i}"))
+        .collect();
+    if undecodable.is_some() {
+        want_dlq.insert("undecodable".into());
+    }
+    assert_eq!(keys(&out).into_iter().collect::<BTreeSet<_>>(), want_out);
+    assert_eq!(out.len(), want_out.len(), "no duplicates without failures");
+    assert_eq!(keys(&dlq).into_iter().collect::<BTreeSet<_>>(), want_dlq);
+    assert_eq!(dlq.len(), want_dlq.len(), "each dead-lettered once");
+    for o in &out {
+        let i: usize = o.key.as_deref().unwrap()[1..].parse().unwrap();
+        assert_eq!(o.header("trace"), Some(format!("t{i}").as_str()), "{o:?}");
+        assert_eq!(o.payload, message(i).payload, "{o:?}");
+    }
+    let coordinates = broker.coordinates(&t);
+    for d in &dlq {
+        let key = d.key.as_deref().unwrap();
+        for (name, value) in coordinates(key) {
+            match value {
+                Some(v) => assert_eq!(d.header(name), Some(v.as_str()), "{name}: {d:?}"),
+                None => assert!(d.header(name).is_some(), "{name}: {d:?}"),
+            }
+        }
+        assert_eq!(d.header("sluice-error-pipeline"), Some("relay"), "{d:?}");
+        let text = d.header("sluice-error-text").unwrap_or_default();
+        if key == "undecodable" {
+            assert_eq!(d.header("sluice-error-class"), Some("decode"), "{d:?}");
+            let want = undecodable.unwrap();
+            assert!(text.contains(want), "the text says `{want}`: {d:?}");
+            continue;
+        }
+        let i: usize = key[1..].parse().unwrap();
+        assert_eq!(d.header("sluice-error-class"), Some("fatal"), "{d:?}");
+        assert_eq!(d.header("sluice-error-stage"), Some("valid"), "{d:?}");
+        assert!(!text.is_empty(), "the DLQ says why: {d:?}");
+        assert_eq!(d.payload, b"not json", "the original payload is kept");
+        assert_eq!(
+            d.header("trace"),
+            Some(format!("t{i}").as_str()),
+            "the original headers are kept: {d:?}"
+        );
+    }
+}
+
+/// Inputs flow in while three daemons in turn are killed with SIGKILL
+/// mid-stream; a fourth finishes. Every input is delivered or
+/// dead-lettered, none lost; duplicates are counted.
+pub fn sigkill_mid_stream<B: Broker>() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = B::new(dir.path());
+    let t = names(&broker, "crash");
+    let config = config(&broker, dir.path(), &t, &t.output, Role::Killed);
+    let log = dir.path().join("sluice.log");
+    let Scale { crash, kills, .. } = B::SCALE;
+    let total = crash.total;
+    let delivered = || broker.count(&t.output) + broker.count(&t.dlq);
+    let seen = std::thread::scope(|s| {
+        let producer = s.spawn(|| produce_stream(&broker, &t.input, crash));
+        let mut seen = Vec::new();
+        for threshold in kills {
+            let daemon = Daemon::start(&config, &log);
+            assert!(
+                wait_for(LONG, || delivered() >= threshold),
+                "never reached {threshold}; log:\n{}",
+                daemon.log_text()
+            );
+            seen.push(delivered());
+            daemon.kill9();
+        }
+        producer.join().unwrap();
+        seen
+    });
+    assert!(
+        seen.iter().all(|k| *k < total),
+        "each kill happened mid-stream: {seen:?} of {total}"
+    );
+
+    let daemon = Daemon::start(&config, &log);
+    settle(&broker, &t, &[&t.output], total, &[&daemon]);
+    stop(daemon);
+    let mut all = keys(&broker.read(&t.output));
+    all.extend(keys(&broker.read(&t.dlq)));
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), total, "zero lost");
+    eprintln!(
+        "{} crash test: {total} messages, SIGKILL after {seen:?} delivered, 0 lost, {} duplicates",
+        B::NAME,
+        all.len() - total
+    );
+}
+
+/// Two daemons on one input, each with an output of its own, both
+/// consuming before the inputs come: both do work, and together they
+/// deliver or dead-letter every input (once each, or within what the broker
+/// allows).
+pub fn two_daemons<B: Broker>() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = B::new(dir.path());
+    let t = names(&broker, "shared");
+    let (out_a, out_b) = (
+        B::legal(format!("{}.a", t.output)),
+        B::legal(format!("{}.b", t.output)),
+    );
+    broker.create(&[&out_a, &out_b]);
+    let start = |name: &'static str, output: &str| {
+        let http = free_addr();
+        let config = config(&broker, dir.path(), &t, output, Role::Sharing(name));
+        let log = dir.path().join(format!("{name}.log"));
+        (Daemon::start_with(&config, &log, &["--http", &http]), http)
+    };
+    let (a, http_a) = start("a", &out_a);
+    let (b, http_b) = start("b", &out_b);
+    assert!(
+        wait_for(LONG, || ready(&http_a)
+            && ready(&http_b)
+            && broker.sharing(&t, &[&a, &b])),
+        "both daemons consume; logs:\n{}",
+        logs(&[&a, &b])
+    );
+    let total = B::SCALE.shared.total;
+    produce_stream(&broker, &t.input, B::SCALE.shared);
+    settle(&broker, &t, &[&out_a, &out_b], total, &[&a, &b]);
+    let logs = logs(&[&a, &b]);
+    stop(a);
+    stop(b);
+    let (got_a, got_b, dlq) = (
+        keys(&broker.read(&out_a)),
+        keys(&broker.read(&out_b)),
+        keys(&broker.read(&t.dlq)),
+    );
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "both daemons did work: a={} b={}; logs:\n{logs}",
+        got_a.len(),
+        got_b.len()
+    );
+    let all: Vec<&String> = got_a.iter().chain(&got_b).chain(&dlq).collect();
+    let distinct: BTreeSet<&String> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), total, "together every input; logs:\n{logs}");
+    let duplicates = all.len() - total;
+    eprintln!(
+        "{} two daemons: {total} messages, a={} b={} dlq={}, {duplicates} duplicates",
+        B::NAME,
+        got_a.len(),
+        got_b.len(),
+        dlq.len()
+    );
+    assert!(
+        duplicates <= B::allowed_duplicates(total),
+        "{duplicates} duplicates of {total} (at most {} allowed); logs:\n{logs}",
+        B::allowed_duplicates(total)
+    );
+}
+
+/// A broker nobody listens on at start: the daemon exits 2 and the
+/// message names the address.
+pub fn unreachable_at_start<B: Broker>() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, endpoint) = B::unreachable(dir.path());
+    let t = plain_names::<B>("down");
+    let config = config(&broker, dir.path(), &t, &t.output, Role::Alone);
+    let status = Daemon::start(&config, &dir.path().join("sluice.log")).wait(LONG);
+    let log = std::fs::read_to_string(dir.path().join("sluice.log")).unwrap();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains(&endpoint),
+        "the message names the broker as `{endpoint}`: {log}"
+    );
+}
+
+/// A private broker stopped mid-stream, with deliveries unacknowledged and
+/// publishes unconfirmed (or, where [`Restart::RESTART`] says so, at a
+/// quiet point), and started again on the same data after two seconds: the
+/// daemon stays up, connects again and loses nothing.
+pub fn broker_restart<B: Restart>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = B::private(dir.path());
+    let t = names(&broker, "restart");
+    let (first, stop_after, more) = B::RESTART;
+    let total = first + more;
+    let config = config(&broker, dir.path(), &t, &t.output, Role::Alone);
+    // All of the first inputs wait before the daemon starts, so that it is
+    // busy with them when the broker stops.
+    broker.produce(&t.input, &messages(0..first));
+    let mut daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    let delivered = |broker: &B| broker.count(&t.output) + broker.count(&t.dlq);
+    let quiet = stop_after >= first;
+    if quiet {
+        settle(&broker, &t, &[&t.output], first, &[&daemon]);
+    } else {
+        assert!(
+            eventually(LONG, || delivered(&broker) >= stop_after),
+            "{}",
+            daemon.log_text()
+        );
+    }
+    let before = delivered(&broker);
+    broker.stop();
+    assert!(
+        quiet || before < first,
+        "the stop came mid-stream ({before} of {first} delivered)"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        daemon.running(),
+        "the daemon does not exit when its broker goes away; log:\n{}",
+        daemon.log_text()
+    );
+    broker.boot();
+    broker.produce(&t.input, &messages(first..total));
+    settle(&broker, &t, &[&t.output], total, &[&daemon]);
+    assert!(
+        daemon.running(),
+        "the daemon rode out the restart; log:\n{}",
+        daemon.log_text()
+    );
+    broker.assert_reconnected(&daemon);
+    stop(daemon);
+    let mut all = keys(&broker.read(&t.output));
+    all.extend(keys(&broker.read(&t.dlq)));
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), total, "nothing lost across the restart");
+    eprintln!(
+        "{} restart: broker stopped after {before} of {first} delivered; {total} messages, 0 lost, {} duplicates",
+        B::NAME,
+        all.len() - total
+    );
+}
+
+/// The connector's example pair as a user runs it: the orders pipeline
+/// starts (and makes its queues), the load puts the orders in, and the
+/// orders pipeline acknowledges every one, routing each to a region or
+/// the DLQ as its summary line counts.
+pub fn examples<B: Broker>() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = B::new(dir.path());
+    let ex = broker.example(&unique("example"));
+    let whole = crate::repo().join("examples/orders.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&whole)
+        .unwrap()
+        .lines()
+        .take(B::EXAMPLE_ORDERS)
+        .map(String::from)
+        .collect();
+    let mut load_replacements = ex.load_replacements;
+    if lines.len() < 10_000 {
+        // The first N orders only, for a broker that slows down as a queue grows.
+        let part = dir.path().join(format!("orders-{}.jsonl", lines.len()));
+        std::fs::write(
+            &part,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
+        load_replacements.push((format!("{whole:?}"), format!("{part:?}")));
+    }
+    let well_formed = lines
+        .iter()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        .count();
+    let orders = example_in(dir.path(), ex.orders, &ex.orders_replacements);
+    let load = example_in(dir.path(), ex.load, &load_replacements);
+
+    let http = free_addr();
+    let daemon = Daemon::start_with(&orders, &dir.path().join("orders.log"), &["--http", &http]);
+    assert!(
+        wait_for(LONG, || ready(&http)),
+        "the orders pipeline connected (and made its queues); {}",
+        daemon.log_text()
+    );
+    let loader = Daemon::start(&load, &dir.path().join("load.log"));
+    let load_log = loader.log.clone();
+    assert!(
+        loader.wait(LONG).success(),
+        "{}",
+        std::fs::read_to_string(&load_log).unwrap()
+    );
+    let load_log = std::fs::read_to_string(load_log).unwrap();
+    let [_, loaded, _, malformed, _] = summary(&load_log, "load").expect("load summary");
+    assert_eq!(
+        (loaded, malformed),
+        (well_formed as u64, (lines.len() - well_formed) as u64),
+        "every well-formed order loaded, the others dead-lettered: {load_log}"
+    );
+    assert!(
+        wait_for(LONG, || broker.unacked(&ex.input, &ex.group) == 0),
+        "{} orders left unacknowledged; {}",
+        broker.unacked(&ex.input, &ex.group),
+        daemon.log_text()
+    );
+    stop(daemon);
+    let log = std::fs::read_to_string(dir.path().join("orders.log")).unwrap();
+    let [received, delivered, _dropped, dead, acked] =
+        summary(&log, "orders").expect("summary line");
+    assert_eq!((received, acked), (loaded, loaded), "{log}");
+    let (europe, americas) = (broker.count(&ex.europe), broker.count(&ex.americas));
+    assert!(
+        europe > 0 && americas > 0,
+        "both regions got orders: {europe} {americas}"
+    );
+    assert_eq!((europe + americas) as u64, delivered, "{log}");
+    assert_eq!(broker.count(&ex.dlq) as u64, dead, "{log}");
+}
