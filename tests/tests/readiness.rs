@@ -333,7 +333,7 @@ fn readyz_follows_a_kafka_broker_down_and_back_for_its_source_and_sink() {
     // librdkafka reconnects by itself; the Kafka source and sink judge
     // their connection from its statistics (every 2 s) and its
     // all-brokers-down error.
-    use sluice_tests::kafka_client::{create_topic, free_port, Tansu};
+    use sluice_tests::kafka_client::{create_topic, Tansu};
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let broker = Tansu::start(dir.path(), port);
@@ -473,11 +473,7 @@ fn readyz_follows_an_sqs_sink_down_and_back() {
     // A sink learns of an outage when it publishes: the source is the
     // shared Redis, the sink a private moto that stops while messages flow.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_addr()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a free port");
+    let port = free_port();
     let mut moto = PrivateMoto::start(port);
     let stream = unique("sqs-ready");
     let queue = format!("{stream}-out");

@@ -253,7 +253,9 @@ pub fn broker_restart<B: Restart>() {
     // All of the first inputs wait before the daemon starts, so that it is
     // busy with them when the broker stops.
     broker.produce(&t.input, &messages(0..first));
-    let mut daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    let http = free_addr();
+    let mut daemon =
+        Daemon::start_with(&config, &dir.path().join("sluice.log"), &["--http", &http]);
     let delivered = |broker: &B| broker.count(&t.output) + broker.count(&t.dlq);
     let quiet = stop_after >= first;
     if quiet {
@@ -271,7 +273,19 @@ pub fn broker_restart<B: Restart>() {
         quiet || before < first,
         "the stop came mid-stream ({before} of {first} delivered)"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // /readyz says which connection is lost, while it is.
+    let mut last = None;
+    let down = eventually(LONG, || {
+        last = crate::daemon::http_get(&http, "/readyz");
+        last.as_ref().is_some_and(|(status, body)| {
+            *status == 503 && body.contains("source ") && body.contains(": down: ")
+        })
+    });
+    assert!(
+        down,
+        "/readyz does not show the source down: {last:?}; log:\n{}",
+        daemon.log_text()
+    );
     assert!(
         daemon.running(),
         "the daemon does not exit when its broker goes away; log:\n{}",
@@ -286,6 +300,12 @@ pub fn broker_restart<B: Restart>() {
         daemon.log_text()
     );
     broker.assert_reconnected(&daemon);
+    assert!(
+        eventually(LONG, || ready(&http)),
+        "/readyz is not 200 again after the restart: {:?}; log:\n{}",
+        crate::daemon::http_get(&http, "/readyz"),
+        daemon.log_text()
+    );
     stop(daemon);
     let mut all = keys(&broker.read(&t.output));
     all.extend(keys(&broker.read(&t.dlq)));
