@@ -1,14 +1,14 @@
 //! Host bindings for the three plugin worlds, generated from `wit/` by
 //! wasmtime's `bindgen!`, and conversions between the WIT message record and
 //! [`sluice_core::Message`]. The `types` and `host` interfaces are generated
-//! once (with the filter world) and shared by the other two. Exports are
-//! async so that a call's deadline covers host waits ([`crate::deadline`]).
+//! once (with the filter world) and shared by the other two. Calls are
+//! synchronous; a call's deadline covers host waits through
+//! [`crate::deadline`].
 
 pub mod filter {
     wasmtime::component::bindgen!({
         world: "filter",
         path: "../../wit",
-        exports: { default: async },
     });
 }
 
@@ -16,7 +16,6 @@ pub mod transform {
     wasmtime::component::bindgen!({
         world: "transform",
         path: "../../wit",
-        exports: { default: async },
         with: {
             "sluice:plugin/types": super::filter::sluice::plugin::types,
             "sluice:plugin/host": super::filter::sluice::plugin::host,
@@ -28,7 +27,6 @@ pub mod route {
     wasmtime::component::bindgen!({
         world: "route",
         path: "../../wit",
-        exports: { default: async },
         with: {
             "sluice:plugin/types": super::filter::sluice::plugin::types,
             "sluice:plugin/host": super::filter::sluice::plugin::host,

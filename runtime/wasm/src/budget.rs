@@ -9,7 +9,7 @@
 //! batch may spend [`HEADROOM`] times that for each of its messages, at least
 //! [`FLOOR`] of one message's limit and at most `n` limits. A poison message
 //! in a batch then costs that small budget plus its own limit, once; a clean
-//! batch never comes near it. Until a clean call was seen, a batch gets one
+//! batch never comes near it. Until a clean batch was seen, a batch gets one
 //! message's limit.
 
 use sluice_core::Limits;

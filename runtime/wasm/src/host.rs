@@ -4,6 +4,7 @@
 
 use crate::bindings::{filter, route, transform};
 use crate::cache::ArtifactCache;
+use crate::deadline::Deadlined;
 use crate::error::LoadError;
 use crate::host_api;
 use crate::stage::WasmStageFactory;
@@ -74,7 +75,15 @@ impl WasmHost {
         config.epoch_interruption(options.epoch);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // `poll` and `pollable.block` are the WASI calls that wait: served
+        // with the call's deadline instead (crate::deadline).
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<PluginState, Deadlined>(
+            &mut linker,
+            PluginState::poll,
+        )?;
+        linker.allow_shadowing(false);
         host_api::add_to_linker(&mut linker)?;
         if options.epoch {
             spawn_epoch_ticker(&engine);

@@ -33,6 +33,7 @@ mod state;
 pub mod wasi_policy;
 
 pub use cache::ArtifactCache;
+pub use deadline::WaitPastDeadline;
 pub use error::LoadError;
 pub use host::{HostOptions, Plugin, WasmHost, EPOCH_TICK};
 pub use limits::MemoryCapExceeded;

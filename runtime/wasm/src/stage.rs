@@ -12,7 +12,7 @@
 
 use crate::bindings::{filter, from_wit, guest_error, route, to_wit, transform};
 use crate::budget::{Budget, Costs};
-use crate::deadline;
+use crate::deadline::WaitPastDeadline;
 use crate::host::{Plugin, WorldPre, EPOCH_TICK};
 use crate::limits::{check_output, MemoryCapExceeded};
 use crate::log_limit::LogLimiter;
@@ -120,14 +120,6 @@ struct Live {
     bindings: Bindings,
 }
 
-/// How a call ended, before its answer is looked at.
-enum Ended<T> {
-    Done(T),
-    Trapped(wasmtime::Error),
-    /// The deadline passed while the guest waited in a host call.
-    TimedOut,
-}
-
 impl Shared {
     fn instantiate(&self) -> wasmtime::Result<Live> {
         let state = PluginState::new(
@@ -138,35 +130,29 @@ impl Shared {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        let budget = Budget::single(&self.limits);
-        self.arm(&mut store, budget)?;
-        let instantiate = async {
-            Ok::<_, wasmtime::Error>(match &self.plugin.pre {
-                WorldPre::Filter(pre) => Bindings::Filter(pre.instantiate_async(&mut store).await?),
-                WorldPre::Transform(pre) => {
-                    Bindings::Transform(pre.instantiate_async(&mut store).await?)
-                }
-                WorldPre::Route(pre) => Bindings::Route(pre.instantiate_async(&mut store).await?),
-            })
+        self.arm(&mut store, Budget::single(&self.limits), Instant::now())?;
+        let bindings = match &self.plugin.pre {
+            WorldPre::Filter(pre) => Bindings::Filter(pre.instantiate(&mut store)?),
+            WorldPre::Transform(pre) => Bindings::Transform(pre.instantiate(&mut store)?),
+            WorldPre::Route(pre) => Bindings::Route(pre.instantiate(&mut store)?),
         };
-        let bindings = deadline::run(budget.time, instantiate).unwrap_or_else(|| {
-            Err(wasmtime::Error::msg(format!(
-                "instantiation exceeded the stage's timeout of {:?}",
-                self.limits.timeout
-            )))
-        })?;
         Ok(Live { store, bindings })
     }
 
-    /// Give the store the budget of the next call.
-    fn arm(&self, store: &mut Store<PluginState>, budget: Budget) -> wasmtime::Result<()> {
+    /// Give the store the budget of the next call, which starts `now`.
+    fn arm(
+        &self,
+        store: &mut Store<PluginState>,
+        budget: Budget,
+        now: Instant,
+    ) -> wasmtime::Result<()> {
         if self.fuel {
             store.set_fuel(budget.fuel)?;
         }
         if self.epoch {
-            let ticks = budget.time.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
-            store.set_epoch_deadline(ticks);
+            store.set_epoch_deadline(ticks(budget.time));
         }
+        store.data_mut().deadline = now + budget.time;
         Ok(())
     }
 
@@ -179,6 +165,9 @@ impl Shared {
     }
 
     fn fault(&self, error: wasmtime::Error) -> Fault {
+        if error.downcast_ref::<WaitPastDeadline>().is_some() {
+            return self.timeout("waiting in a host call");
+        }
         if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
             return Fault {
                 kind: FaultKind::MemoryLimit,
@@ -219,57 +208,51 @@ pub struct WasmStage {
     fuel_used: u64,
 }
 
-/// Run one export of the instance under a budget: `$call` is the async call
-/// on `$bindings` (the world's bindings) and `$store`.
-macro_rules! call {
-    ($self:ident, $n:expr, $budget:expr, |$bindings:ident, $store:ident| $call:expr) => {{
-        let n: usize = $n;
-        let budget: Budget = $budget;
-        let shared = $self.shared.clone();
-        match $self.live() {
-            Err(fault) => Err(fault),
-            Ok(live) => match shared.arm(&mut live.store, budget) {
-                Err(e) => Err(shared.fault(e)),
-                Ok(()) => {
-                    let started = Instant::now();
-                    let ended = {
-                        let $bindings = &live.bindings;
-                        let $store = &mut live.store;
-                        match deadline::run(budget.time, async { $call }) {
-                            Some(Ok(answer)) => Ended::Done(answer),
-                            Some(Err(trap)) => Ended::Trapped(trap),
-                            None => Ended::TimedOut,
-                        }
-                    };
-                    let fuel = shared.fuel_used(&live.store, budget);
-                    $self.fuel_used += fuel;
-                    shared.log.settle();
-                    match ended {
-                        Ended::Done(answer) => {
-                            $self.costs.observe(n, started.elapsed(), fuel);
-                            Ok(answer)
-                        }
-                        Ended::Trapped(trap) => Err($self.trapped(shared.fault(trap), n)),
-                        Ended::TimedOut => {
-                            Err($self.trapped(shared.timeout("waiting in a host call"), n))
-                        }
-                    }
-                }
-            },
-        }
-    }};
+/// The live instance, made anew if the last call discarded it.
+fn live<'a>(shared: &Shared, live: &'a mut Option<Live>) -> Result<&'a mut Live, Fault> {
+    if live.is_none() {
+        let made = shared.instantiate().map_err(|e| Fault {
+            kind: FaultKind::Instantiate,
+            detail: one_line(&format!("{e:#}")),
+        })?;
+        *live = Some(made);
+    }
+    Ok(live.as_mut().expect("instance present"))
 }
 
 impl WasmStage {
-    fn live(&mut self) -> Result<&mut Live, Fault> {
-        if self.live.is_none() {
-            let live = self.shared.instantiate().map_err(|e| Fault {
-                kind: FaultKind::Instantiate,
-                detail: one_line(&format!("{e:#}")),
-            })?;
-            self.live = Some(live);
+    /// Run one export on the instance under `budget`, for `n` messages.
+    fn run<T>(
+        &mut self,
+        n: usize,
+        budget: Budget,
+        call: impl FnOnce(&Bindings, &mut Store<PluginState>) -> wasmtime::Result<T>,
+    ) -> Result<T, Fault> {
+        let shared = &*self.shared;
+        let live = live(shared, &mut self.live)?;
+        let started = Instant::now();
+        shared
+            .arm(&mut live.store, budget, started)
+            .map_err(|e| shared.fault(e))?;
+        let answer = call(&live.bindings, &mut live.store);
+        let fuel = shared.fuel_used(&live.store, budget);
+        self.fuel_used += fuel;
+        shared.log.settle();
+        match answer {
+            Ok(answer) => {
+                // Batch budgets learn from batches: a single call skips the
+                // bookkeeping (a batch before any was seen gets one
+                // message's limit, see crate::budget).
+                if n > 1 {
+                    self.costs.observe(n, started.elapsed(), fuel);
+                }
+                Ok(answer)
+            }
+            Err(trap) => {
+                let fault = shared.fault(trap);
+                Err(self.trapped(fault, n))
+            }
         }
-        Ok(self.live.as_mut().expect("instance present"))
     }
 
     /// The outcome of a call of `n` messages that faulted: replace the
@@ -302,21 +285,17 @@ impl Stage for WasmStage {
     fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError> {
         let wit = to_wit(msg);
         let budget = Budget::single(&self.shared.limits);
-        let answer = call!(self, 1, budget, |bindings, store| match bindings {
-            Bindings::Filter(b) => b
-                .call_filter(store, &wit)
-                .await
-                .map(|r| r.map(StageOutput::Keep)),
-            Bindings::Transform(b) => b
-                .call_transform(store, &wit)
-                .await
-                .map(|r| r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))),
-            Bindings::Route(b) => b
-                .call_route(store, &wit)
-                .await
-                .map(|r| r.map(StageOutput::Routes)),
-        })
-        .map_err(StageError::Fault)?;
+        let answer = self
+            .run(1, budget, |bindings, store| match bindings {
+                Bindings::Filter(b) => b.call_filter(store, &wit).map(|r| r.map(StageOutput::Keep)),
+                Bindings::Transform(b) => b.call_transform(store, &wit).map(|r| {
+                    r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))
+                }),
+                Bindings::Route(b) => b
+                    .call_route(store, &wit)
+                    .map(|r| r.map(StageOutput::Routes)),
+            })
+            .map_err(StageError::Fault)?;
         self.checked(answer.map_err(guest_error))
     }
 
@@ -327,13 +306,13 @@ impl Stage for WasmStage {
         let wit: Vec<_> = msgs.iter().map(to_wit).collect();
         let budget = self.costs.batch(&self.shared.limits, msgs.len());
         let answers: Vec<Result<StageOutput, StageError>> =
-            call!(self, msgs.len(), budget, |bindings, store| match bindings {
-                Bindings::Filter(b) => b.call_filter_batch(store, &wit).await.map(|rs| {
+            self.run(msgs.len(), budget, |bindings, store| match bindings {
+                Bindings::Filter(b) => b.call_filter_batch(store, &wit).map(|rs| {
                     rs.into_iter()
                         .map(|r| r.map(StageOutput::Keep).map_err(guest_error))
                         .collect()
                 }),
-                Bindings::Transform(b) => b.call_transform_batch(store, &wit).await.map(|rs| {
+                Bindings::Transform(b) => b.call_transform_batch(store, &wit).map(|rs| {
                     rs.into_iter()
                         .map(|r| {
                             r.map(|v| StageOutput::Messages(v.into_iter().map(from_wit).collect()))
@@ -341,7 +320,7 @@ impl Stage for WasmStage {
                         })
                         .collect::<Vec<_>>()
                 }),
-                Bindings::Route(b) => b.call_route_batch(store, &wit).await.map(|rs| {
+                Bindings::Route(b) => b.call_route_batch(store, &wit).map(|rs| {
                     rs.into_iter()
                         .map(|r| r.map(StageOutput::Routes).map_err(guest_error))
                         .collect()
@@ -386,4 +365,11 @@ fn one_line(text: &str) -> String {
         line.push('…');
     }
     line
+}
+
+/// A time budget in epoch ticks, rounded up, plus the tick in progress.
+fn ticks(time: std::time::Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos() as u64;
+    let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+    nanos.div_ceil(tick).saturating_add(1)
 }

@@ -1,11 +1,14 @@
 //! What each plugin instance's `Store` holds: its WASI context (with every
-//! capability denied), its memory cap, its params and its stage name.
+//! capability denied), its memory cap, its params, its stage name and the
+//! deadline of the call it is in.
 
+use crate::deadline::DeadlinePoll;
 use crate::limits::MemoryCap;
 use crate::log_limit::LogLimiter;
 use crate::wasi_policy;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -15,6 +18,8 @@ pub struct PluginState {
     pub memory: MemoryCap,
     /// The stage's log rate limit, shared by its instances.
     pub log: Arc<LogLimiter>,
+    /// When the current call must end, host waits included.
+    pub deadline: Instant,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -32,7 +37,16 @@ impl PluginState {
             params,
             memory: MemoryCap::new(memory_cap),
             log,
+            deadline: Instant::now(),
             table: ResourceTable::new(),
+        }
+    }
+
+    /// `wasi:io/poll` under this call's deadline.
+    pub(crate) fn poll(&mut self) -> DeadlinePoll<'_> {
+        DeadlinePoll {
+            table: &mut self.table,
+            deadline: self.deadline,
         }
     }
 }
