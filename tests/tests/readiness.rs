@@ -84,6 +84,73 @@ fn readyz(addr: &str) -> Option<(u16, String)> {
     http_get(addr, "/readyz")
 }
 
+/// A daemon with five messages it can neither deliver nor ack: its source
+/// is one private Redis, its sink another that was stopped after the daemon
+/// became ready.
+struct Stuck {
+    dir: tempfile::TempDir,
+    source: PrivateRedis,
+    sink: PrivateRedis,
+    stream: String,
+    daemon: Daemon,
+}
+
+impl Stuck {
+    fn start(name: &str, drain_timeout: &str) -> Stuck {
+        let dir = tempfile::tempdir().unwrap();
+        let source = PrivateRedis::start();
+        let mut sink = PrivateRedis::start();
+        let stream = unique(name);
+        let path = config(dir.path(), &source.url(), &sink.url(), &stream);
+        let addr = free_addr();
+        let daemon = Daemon::start_with(
+            &path,
+            &dir.path().join("log"),
+            &["--http", &addr, "--drain-timeout", drain_timeout],
+        );
+        assert!(
+            eventually(Duration::from_secs(60), || readyz(&addr)
+                .is_some_and(|(s, _)| s == 200)),
+            "never ready; log:\n{}",
+            daemon.log_text()
+        );
+        sink.stop();
+        let entries: Vec<Vec<(String, Vec<u8>)>> = (0..5)
+            .map(|i| vec![("payload".to_string(), format!("{{\"n\":{i}}}").into_bytes())])
+            .collect();
+        let mut conn = redis_client::connection(&source.url());
+        redis_client::add(&mut conn, &format!("{stream}.in"), &entries);
+        let received = "sluice_pipeline_messages_total{pipeline=\"relay\",outcome=\"received\"}";
+        assert!(
+            eventually(Duration::from_secs(30), || http_get(&addr, "/metrics")
+                .and_then(|(_, m)| metric(&m, received))
+                .is_some_and(|n| n >= 5.0)),
+            "the messages never reached the pipeline; log:\n{}",
+            daemon.log_text()
+        );
+        Stuck {
+            dir,
+            source,
+            sink,
+            stream,
+            daemon,
+        }
+    }
+}
+
+/// How many entries of `stream.in` group `g` are read and not acked.
+fn pending(source: &PrivateRedis, stream: &str) -> redis::Value {
+    let pending: redis::Value = redis::cmd("XPENDING")
+        .arg(format!("{stream}.in"))
+        .arg("g")
+        .query(&mut redis_client::connection(&source.url()))
+        .unwrap();
+    let redis::Value::Array(summary) = pending else {
+        panic!("XPENDING: {pending:?}")
+    };
+    summary.into_iter().next().expect("XPENDING's count")
+}
+
 #[test]
 fn readyz_is_503_with_the_reason_while_redis_is_down_and_200_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,38 +203,13 @@ fn a_short_drain_timeout_ends_a_broker_sources_drain_at_that_deadline() {
     // The sink's Redis goes away with messages in the pipeline: they can be
     // neither confirmed nor acked, so the Redis source holds them and
     // drains until the deadline of --drain-timeout (2 s, not 30 s).
-    let dir = tempfile::tempdir().unwrap();
-    let source = PrivateRedis::start();
-    let mut sink = PrivateRedis::start();
-    let stream = unique("drain");
-    let path = config(dir.path(), &source.url(), &sink.url(), &stream);
-    let addr = free_addr();
-    let daemon = Daemon::start_with(
-        &path,
-        &dir.path().join("log"),
-        &["--http", &addr, "--drain-timeout", "2s"],
-    );
-    assert!(
-        eventually(Duration::from_secs(60), || readyz(&addr)
-            .is_some_and(|(s, _)| s == 200)),
-        "never ready; log:\n{}",
-        daemon.log_text()
-    );
-    sink.stop();
-    let mut conn = redis_client::connection(&source.url());
-    let entries: Vec<Vec<(String, Vec<u8>)>> = (0..5)
-        .map(|i| vec![("payload".to_string(), format!("{{\"n\":{i}}}").into_bytes())])
-        .collect();
-    redis_client::add(&mut conn, &format!("{stream}.in"), &entries);
-    let received = "sluice_pipeline_messages_total{pipeline=\"relay\",outcome=\"received\"}";
-    assert!(
-        eventually(Duration::from_secs(30), || http_get(&addr, "/metrics")
-            .and_then(|(_, m)| metric(&m, received))
-            .is_some_and(|n| n >= 5.0)),
-        "the messages never reached the pipeline; log:\n{}",
-        daemon.log_text()
-    );
-
+    let Stuck {
+        dir: _dir,
+        source,
+        stream,
+        daemon,
+        ..
+    } = Stuck::start("drain", "2s");
     let asked = Instant::now();
     let status = daemon.terminate(Duration::from_secs(25));
     let took = asked.elapsed();
@@ -177,15 +219,7 @@ fn a_short_drain_timeout_ends_a_broker_sources_drain_at_that_deadline() {
         "the drain took {took:?} with --drain-timeout 2s"
     );
     // Not confirmed, so not acked: they stay pending for the next run.
-    let pending: redis::Value = redis::cmd("XPENDING")
-        .arg(format!("{stream}.in"))
-        .arg("g")
-        .query(&mut conn)
-        .unwrap();
-    let redis::Value::Array(summary) = pending else {
-        panic!("XPENDING: {pending:?}")
-    };
-    assert_eq!(summary.first(), Some(&redis::Value::Int(5)), "{summary:?}");
+    assert_eq!(pending(&source, &stream), redis::Value::Int(5));
 }
 
 #[test]
@@ -260,50 +294,26 @@ fn a_long_drain_timeout_keeps_a_broker_source_draining_past_30_seconds() {
     // stopped draining after a fixed 30 s. Here the sink's Redis is down at
     // SIGTERM and comes back after 35 s: with `--drain-timeout 120s` the
     // daemon is still draining then, delivers every message and acks it.
-    let dir = tempfile::tempdir().unwrap();
-    let source = PrivateRedis::start();
-    let mut sink = PrivateRedis::start();
-    let stream = unique("long-drain");
-    let path = config(dir.path(), &source.url(), &sink.url(), &stream);
-    let addr = free_addr();
-    let mut daemon = Daemon::start_with(
-        &path,
-        &dir.path().join("log"),
-        &["--http", &addr, "--drain-timeout", "120s"],
-    );
-    assert!(
-        eventually(Duration::from_secs(60), || readyz(&addr)
-            .is_some_and(|(s, _)| s == 200)),
-        "never ready; log:\n{}",
-        daemon.log_text()
-    );
-    sink.stop();
-    let mut conn = redis_client::connection(&source.url());
-    let entries: Vec<Vec<(String, Vec<u8>)>> = (0..5)
-        .map(|i| vec![("payload".to_string(), format!("{{\"n\":{i}}}").into_bytes())])
-        .collect();
-    redis_client::add(&mut conn, &format!("{stream}.in"), &entries);
-    let received = "sluice_pipeline_messages_total{pipeline=\"relay\",outcome=\"received\"}";
-    assert!(
-        eventually(Duration::from_secs(30), || http_get(&addr, "/metrics")
-            .and_then(|(_, m)| metric(&m, received))
-            .is_some_and(|n| n >= 5.0)),
-        "the messages never reached the pipeline; log:\n{}",
-        daemon.log_text()
-    );
-
+    let mut stuck = Stuck::start("long-drain", "120s");
     let asked = Instant::now();
     let term = Command::new("kill")
-        .args(["-TERM", &daemon.pid().to_string()])
+        .args(["-TERM", &stuck.daemon.pid().to_string()])
         .status();
     assert!(term.is_ok_and(|s| s.success()));
     std::thread::sleep(Duration::from_secs(35));
     assert!(
-        daemon.running(),
+        stuck.daemon.running(),
         "the daemon stopped draining before 35 s with --drain-timeout 120s; log:\n{}",
-        daemon.log_text()
+        stuck.daemon.log_text()
     );
-    sink.boot();
+    stuck.sink.boot();
+    let Stuck {
+        dir: _dir,
+        source,
+        sink,
+        stream,
+        daemon,
+    } = stuck;
     let status = daemon.wait(Duration::from_secs(150));
     let took = asked.elapsed();
     assert_eq!(status.code(), Some(0));
@@ -316,15 +326,7 @@ fn a_long_drain_timeout_keeps_a_broker_source_draining_past_30_seconds() {
         5,
         "every message delivered after the sink came back"
     );
-    let pending: redis::Value = redis::cmd("XPENDING")
-        .arg(format!("{stream}.in"))
-        .arg("g")
-        .query(&mut conn)
-        .unwrap();
-    let redis::Value::Array(summary) = pending else {
-        panic!("XPENDING: {pending:?}")
-    };
-    assert_eq!(summary.first(), Some(&redis::Value::Int(0)), "{summary:?}");
+    assert_eq!(pending(&source, &stream), redis::Value::Int(0));
     eprintln!("long drain: SIGTERM to exit {took:?}, 5 of 5 delivered and acked");
 }
 
