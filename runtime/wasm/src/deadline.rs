@@ -9,7 +9,10 @@
 //!   readiness go through them). This module serves both in place of
 //!   wasmtime-wasi's own: the wait is driven under a tokio timer that ends at
 //!   the call's deadline, and past it the call traps with
-//!   [`WaitPastDeadline`], which the stage reports as a timeout.
+//!   [`WaitPastDeadline`], which the stage reports as a timeout. The deadline
+//!   is kept as the epoch tick the engine's own deadline falls on (the
+//!   ticker counts its ticks), so arming a call reads no clock and a wait
+//!   ends when Wasm code would.
 //!
 //! Calls are synchronous: an async call (a fiber per call, under a timeout)
 //! would cover any host wait without this module, but it cost ~160 ns per

@@ -14,6 +14,7 @@ use sluice_core::Limits;
 use sluice_core::{PluginInfo, StageKind};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
@@ -63,6 +64,8 @@ pub struct WasmHost {
     engine: Engine,
     linker: Linker<PluginState>,
     options: HostOptions,
+    /// Epoch ticks so far, when epoch interruption is on.
+    ticks: Option<Arc<AtomicU64>>,
     loaded: Mutex<HashMap<(PathBuf, String), Arc<Plugin>>>,
 }
 
@@ -85,13 +88,12 @@ impl WasmHost {
         )?;
         linker.allow_shadowing(false);
         host_api::add_to_linker(&mut linker)?;
-        if options.epoch {
-            spawn_epoch_ticker(&engine);
-        }
+        let ticks = options.epoch.then(|| spawn_epoch_ticker(&engine));
         Ok(WasmHost {
             engine,
             linker,
             options,
+            ticks,
             loaded: Mutex::default(),
         })
     }
@@ -200,7 +202,7 @@ impl WasmHost {
             limits,
             params,
             self.options.fuel,
-            self.options.epoch,
+            self.ticks.clone(),
         ))
     }
 }
@@ -222,19 +224,27 @@ fn export_names(engine: &Engine, component: &Component) -> String {
     names.join(", ")
 }
 
-/// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
-fn spawn_epoch_ticker(engine: &Engine) {
+/// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is gone;
+/// the count of ticks so far is the clock host waits end by
+/// ([`crate::deadline`]), so they end when Wasm code would.
+fn spawn_epoch_ticker(engine: &Engine) -> Arc<AtomicU64> {
+    let ticks = Arc::new(AtomicU64::new(0));
+    let counted = ticks.clone();
     let weak = engine.weak();
     let spawned = std::thread::Builder::new()
         .name("sluice-epoch".into())
         .spawn(move || loop {
             std::thread::sleep(EPOCH_TICK);
             match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
+                Some(engine) => {
+                    engine.increment_epoch();
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
                 None => return,
             }
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the epoch thread: stage timeouts will not fire");
     }
+    ticks
 }

@@ -16,13 +16,14 @@ use crate::deadline::WaitPastDeadline;
 use crate::host::{Plugin, WorldPre, EPOCH_TICK};
 use crate::limits::{check_output, MemoryCapExceeded};
 use crate::log_limit::LogLimiter;
-use crate::state::PluginState;
+use crate::state::{Deadline, PluginState};
 use sluice_core::Limits;
 use sluice_core::{
     Fault, FaultKind, Message, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput,
     Usage,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{Engine, Store, Trap};
@@ -39,7 +40,8 @@ struct Shared {
     limits: Limits,
     params: Arc<BTreeMap<String, String>>,
     fuel: bool,
-    epoch: bool,
+    /// The epoch tick count, when epoch interruption is on.
+    epoch: Option<Arc<AtomicU64>>,
     /// One log budget for every instance of the stage.
     log: Arc<LogLimiter>,
 }
@@ -52,7 +54,7 @@ impl WasmStageFactory {
         limits: Limits,
         params: BTreeMap<String, String>,
         fuel: bool,
-        epoch: bool,
+        epoch: Option<Arc<AtomicU64>>,
     ) -> Self {
         let stage: Arc<str> = stage.into();
         let log = Arc::new(LogLimiter::new(
@@ -127,10 +129,11 @@ impl Shared {
             self.params.clone(),
             self.limits.memory,
             self.log.clone(),
+            self.epoch.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        self.arm(&mut store, Budget::single(&self.limits), Instant::now())?;
+        self.arm(&mut store, Budget::single(&self.limits))?;
         let bindings = match &self.plugin.pre {
             WorldPre::Filter(pre) => Bindings::Filter(pre.instantiate(&mut store)?),
             WorldPre::Transform(pre) => Bindings::Transform(pre.instantiate(&mut store)?),
@@ -139,20 +142,22 @@ impl Shared {
         Ok(Live { store, bindings })
     }
 
-    /// Give the store the budget of the next call, which starts `now`.
-    fn arm(
-        &self,
-        store: &mut Store<PluginState>,
-        budget: Budget,
-        now: Instant,
-    ) -> wasmtime::Result<()> {
+    /// Give the store the budget of the next call, which starts now. The
+    /// deadline of host waits is the epoch's own (a tick count, an atomic
+    /// load) when epochs are on, else read from the clock.
+    fn arm(&self, store: &mut Store<PluginState>, budget: Budget) -> wasmtime::Result<()> {
         if self.fuel {
             store.set_fuel(budget.fuel)?;
         }
-        if self.epoch {
-            store.set_epoch_deadline(ticks(budget.time));
-        }
-        store.data_mut().deadline = now + budget.time;
+        let deadline = match &self.epoch {
+            Some(clock) => {
+                let ticks = ticks(budget.time);
+                store.set_epoch_deadline(ticks);
+                Deadline::Tick(clock.load(Ordering::Relaxed) + ticks)
+            }
+            None => Deadline::At(Instant::now() + budget.time),
+        };
+        store.data_mut().deadline = deadline;
         Ok(())
     }
 
@@ -230,9 +235,10 @@ impl WasmStage {
     ) -> Result<T, Fault> {
         let shared = &*self.shared;
         let live = live(shared, &mut self.live)?;
-        let started = Instant::now();
+        // Only batches learn what a message costs (crate::budget).
+        let started = (n > 1).then(Instant::now);
         shared
-            .arm(&mut live.store, budget, started)
+            .arm(&mut live.store, budget)
             .map_err(|e| shared.fault(e))?;
         let answer = call(&live.bindings, &mut live.store);
         let fuel = shared.fuel_used(&live.store, budget);
@@ -240,10 +246,7 @@ impl WasmStage {
         shared.log.settle();
         match answer {
             Ok(answer) => {
-                // Batch budgets learn from batches: a single call skips the
-                // bookkeeping (a batch before any was seen gets one
-                // message's limit, see crate::budget).
-                if n > 1 {
+                if let Some(started) = started {
                     self.costs.observe(n, started.elapsed(), fuel);
                 }
                 Ok(answer)
