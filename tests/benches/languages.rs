@@ -26,7 +26,6 @@ use sluice_wasm::{ArtifactCache, HostOptions, WasmHost};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 64;
@@ -116,16 +115,9 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 /// The valid orders of the example data, as messages.
 fn orders() -> Vec<Message> {
-    let text = std::fs::read_to_string(repo().join("examples/orders.jsonl"))
+    let text = std::fs::read_to_string(sluice_tests::repo().join("examples/orders.jsonl"))
         .expect("examples/orders.jsonl");
     text.lines()
         .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["amount"].is_number()))
@@ -159,7 +151,7 @@ fn measure(
     rounds: usize,
     cache_dir: &std::path::Path,
 ) -> Row {
-    let path = repo()
+    let path = sluice_tests::repo()
         .join("plugins/dist")
         .join(format!("{}.wasm", case.plugin));
     assert!(

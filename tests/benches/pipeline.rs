@@ -34,6 +34,7 @@ use sluice_core::{
     Limits, Message, Pipeline, PipelineReport, RetryPolicy, Stage, StageError, StageFactory,
     StageKind, StageOutput, StageSpec,
 };
+use sluice_tests::{repo, Rng};
 use sluice_wasm::{ArtifactCache, HostOptions, WasmHost, WasmStage, WasmStageFactory};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -68,22 +69,6 @@ const DEFAULT_SINK: &str = "europe";
 const SINKS: [&str; 2] = ["europe", "americas"];
 
 // ---------------------------------------------------------------- input data
-
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// What the generator knows about the messages it made, independently of
 /// any stage implementation.
@@ -152,7 +137,7 @@ fn generate(n: usize) -> (Vec<Message>, Expected) {
                 ("content-type".into(), b"application/json".to_vec()),
                 (
                     "trace-id".into(),
-                    format!("{:016x}", rng.next()).into_bytes(),
+                    format!("{:016x}", rng.next_u64()).into_bytes(),
                 ),
             ],
             source: "orders".into(),
@@ -453,7 +438,7 @@ impl Config {
                 Which::Identity => ("identity", BTreeMap::new()),
             };
             let plugin = host
-                .load(&plugin_path(plugin))
+                .load(&sluice_tests::plugin(plugin))
                 .unwrap_or_else(|e| panic!("loading {plugin}: {e}"));
             let factory: Arc<WasmStageFactory> = Arc::new(
                 host.stage(
@@ -485,23 +470,6 @@ fn on_off(b: bool) -> &'static str {
     } else {
         "off"
     }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_owned()
-}
-
-fn plugin_path(name: &str) -> PathBuf {
-    let path = repo().join("plugins/dist").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash plugins/build.sh` first",
-        path.display()
-    );
-    path
 }
 
 // ------------------------------------------------------------- verification

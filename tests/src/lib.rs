@@ -33,6 +33,24 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
+/// xorshift64*: a deterministic, dependency-free generator for test and
+/// bench inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
 /// `plugins/dist/NAME.wasm`, which must exist.
 pub fn plugin(name: &str) -> PathBuf {
     let path = repo().join("plugins/dist").join(format!("{name}.wasm"));

@@ -83,6 +83,7 @@ use sluice_core::{
 use sluice_tests::amqp_client::amqp_url;
 use sluice_tests::kafka_client::kafka_addr;
 use sluice_tests::redis_client::redis_url;
+use sluice_tests::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -221,22 +222,6 @@ fn run_prefix() -> String {
 }
 
 // ---------------------------------------------------------------- input data
-
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One input message: key and JSON payload of exactly [`PAYLOAD_BYTES`].
 struct Input {
