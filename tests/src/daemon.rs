@@ -319,3 +319,28 @@ params = {{ fail_attempts = {fail_attempts} }}
         plugin = plugin_literal("flaky"),
     )
 }
+
+/// A server process a test started: SIGKILLed by its own PID when stopped
+/// or dropped, so a failing test leaves nothing running.
+#[derive(Default)]
+pub struct Owned(Option<Child>);
+
+impl Owned {
+    pub fn new(child: Child) -> Owned {
+        Owned(Some(child))
+    }
+
+    /// SIGKILL and wait; nothing if already stopped.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

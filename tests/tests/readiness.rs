@@ -5,20 +5,20 @@
 use sluice_tests::daemon::*;
 use sluice_tests::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `redis-server` of this test on its own port, no persistence.
 struct PrivateRedis {
     port: u16,
-    child: Option<Child>,
+    process: Owned,
 }
 
 impl PrivateRedis {
     fn start() -> PrivateRedis {
         let mut redis = PrivateRedis {
             port: free_port(),
-            child: None,
+            process: Owned::default(),
         };
         redis.boot();
         redis
@@ -36,7 +36,7 @@ impl PrivateRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (apt-get install redis-server)");
-        self.child = Some(child);
+        self.process = Owned::new(child);
         let url = self.url();
         assert!(
             eventually(Duration::from_secs(10), || redis::Client::open(
@@ -51,16 +51,7 @@ impl PrivateRedis {
 
     /// SIGKILL, by this server's own PID.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }
 
@@ -402,7 +393,7 @@ sinks.out = {{ type = "kafka", brokers = "{brokers}", topic = "{output}" }}
 /// are gone when it stops).
 struct PrivateMoto {
     port: u16,
-    child: Option<Child>,
+    process: Owned,
 }
 
 impl PrivateMoto {
@@ -434,7 +425,7 @@ impl PrivateMoto {
         );
         PrivateMoto {
             port,
-            child: Some(child),
+            process: Owned::new(child),
         }
     }
 
@@ -457,16 +448,7 @@ impl PrivateMoto {
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateMoto {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }
 
