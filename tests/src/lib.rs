@@ -114,7 +114,10 @@ pub fn wasm_stage(
     Arc::new(StageSpec::new(name, Arc::new(factory), retry))
 }
 
-/// Time that only moves when someone sleeps; records every sleep.
+/// Time that only moves when a worker waits with nothing arriving; records
+/// every such wait (a retry's backoff) as a sleep. Before moving on it gives
+/// what is still on its way a short real moment (50 ms) to arrive, so a
+/// test's input is all in before the first backoff ends.
 pub struct VirtualClock {
     now: Mutex<SystemTime>,
     pub sleeps: Mutex<Vec<Duration>>,
@@ -137,9 +140,13 @@ impl Clock for VirtualClock {
     fn now(&self) -> SystemTime {
         *self.now.lock().unwrap()
     }
-    fn sleep(&self, duration: Duration) {
+    fn wait(&self, duration: Duration, arrive: &mut dyn FnMut(Duration) -> bool) -> bool {
+        if arrive(Duration::from_millis(50)) {
+            return true;
+        }
         self.sleeps.lock().unwrap().push(duration);
         *self.now.lock().unwrap() += duration;
+        false
     }
 }
 

@@ -1,9 +1,10 @@
 //! The synchronous stage chain: `process(msg) -> ChainOutcome`. One `Chain`
-//! per worker thread; it owns one instance of every stage. Retries with
-//! backoff happen here, on the worker's thread, so per-key order holds;
-//! or, in a pipeline that retries through its broker
-//! ([`Chain::republishing_retries`]), a retryable error ends the call with
-//! [`ChainOutcome::RetryLater`] and the broker brings the message back.
+//! per worker thread; it owns one instance of every stage. A chain never
+//! waits out a backoff: a retryable error below the stage's `max_attempts`
+//! ends the call with [`ChainOutcome::RetryLater`], and either the worker
+//! parks the message (per key, so later messages of other keys go on; see
+//! `engine::parking`) or, in a pipeline that retries through its broker
+//! ([`Chain::republishing_retries`]), the broker brings it back.
 
 use crate::clock::Clock;
 use crate::dlq::{Failure, FailureClass};
@@ -56,9 +57,9 @@ pub enum ChainOutcome {
     Dropped,
     /// Publish the original message to the DLQ with this reason.
     DeadLetter(Failure),
-    /// A retryable error, in a chain that retries through the broker: hand
-    /// the original back to the source to come back after
-    /// `failure.retry_after`, as attempt `failure.attempts + 1`.
+    /// A retryable error with attempts left: try the original again after
+    /// `failure.retry_after`, as attempt `failure.attempts + 1` (the worker
+    /// parks it, or the source has its broker bring it back).
     RetryLater(Failure),
 }
 
@@ -126,11 +127,11 @@ impl Chain {
         self
     }
 
-    /// Builder: retry through the broker. A retryable error below the
-    /// stage's `max_attempts` (counting from the message's `attempt`, which
-    /// the source restores from the broker) yields
-    /// [`ChainOutcome::RetryLater`] with the un-jittered backoff delay,
-    /// instead of a wait on this thread.
+    /// Builder: retry through the broker. [`ChainOutcome::RetryLater`] then
+    /// carries the un-jittered backoff delay (a broker's delay queues are
+    /// per delay); otherwise the jittered one. Attempts count from the
+    /// message's `attempt` either way, which the worker or the source
+    /// (from the broker) sets.
     pub fn republishing_retries(mut self, republish: bool) -> Self {
         self.republish = republish;
         self
@@ -191,7 +192,9 @@ impl Chain {
                 let output = match result {
                     Ok(output) => output,
                     Err(failure) => {
-                        bump(&stats.dead_lettered, 1);
+                        if failure.retry_after.is_none() {
+                            bump(&stats.dead_lettered, 1);
+                        }
                         failed[origin] = Some(failure);
                         continue;
                     }
@@ -299,85 +302,68 @@ fn call_all(
         .collect()
 }
 
-/// Settle one message at one stage: `first` is the answer to attempt 1 if
-/// the stage was already called (in a batch); retryable errors are retried
-/// with backoff, here or (with `republish`) through the broker. Returns the
-/// output, or the failure to dead-letter (or retry later) with.
+/// Settle one message at one stage: `first` is the answer to its attempt
+/// if the stage was already called (in a batch). Returns the output, or the
+/// failure to dead-letter with; a retryable error with attempts left is a
+/// failure with `retry_after` set (un-jittered with `republish`).
 ///
 /// Attempts count from the message's own `attempt`: 1 for a fresh message,
-/// more for one the broker brought back for a retry.
+/// more for one that was parked or that the broker brought back.
 fn call_with_retry(
     spec: &StageSpec,
     stage: &mut dyn Stage,
     msg: &Message,
     clock: &dyn Clock,
     republish: bool,
-    mut first: Option<Result<StageOutput, StageError>>,
+    first: Option<Result<StageOutput, StageError>>,
 ) -> Result<StageOutput, Failure> {
-    let mut first_failure = None;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let result = match first.take() {
-            Some(result) => result,
-            None if tries == 1 => stage.call(msg),
-            None => {
-                let mut retry = msg.clone();
-                retry.attempt = msg.attempt + tries - 1;
-                stage.call(&retry)
+    let result = first.unwrap_or_else(|| stage.call(msg));
+    let attempt = msg.attempt;
+    let mut retry_after = None;
+    let (class, text) = match result {
+        Ok(output) if output_matches(spec.factory.kind(), &output) => return Ok(output),
+        Ok(output) => (
+            FailureClass::BadOutput,
+            format!("a {} stage returned {output:?}", spec.factory.kind()),
+        ),
+        Err(StageError::Retryable(text)) if attempt < spec.retry.max_attempts => {
+            bump(&spec.stats.retried, 1);
+            let delay = if republish {
+                spec.retry.base_delay(attempt)
+            } else {
+                spec.retry.delay(attempt)
+            };
+            tracing::debug!(stage = %spec.name, attempt, ?delay, republish, error = %text, "retryable error, trying again later");
+            retry_after = Some(delay);
+            (FailureClass::Retryable, text)
+        }
+        Err(StageError::Retryable(text)) => {
+            let class = if spec.retry.max_attempts > 1 {
+                FailureClass::RetriesExhausted
+            } else {
+                FailureClass::Retryable
+            };
+            (class, text)
+        }
+        Err(StageError::Fatal(text)) => (FailureClass::Fatal, text),
+        Err(StageError::Fault(fault)) => {
+            if fault.kind.replaces_instance() {
+                bump(&spec.stats.replaced, 1);
             }
-        };
-        let attempt = msg.attempt + tries - 1;
-        let mut retry_after = None;
-        let (class, text) = match result {
-            Ok(output) if output_matches(spec.factory.kind(), &output) => return Ok(output),
-            Ok(output) => (
-                FailureClass::BadOutput,
-                format!("a {} stage returned {output:?}", spec.factory.kind()),
-            ),
-            Err(StageError::Retryable(text)) if republish && attempt < spec.retry.max_attempts => {
-                bump(&spec.stats.retried, 1);
-                let delay = spec.retry.base_delay(attempt);
-                tracing::debug!(stage = %spec.name, attempt, ?delay, error = %text, "retryable error, retrying through the broker");
-                retry_after = Some(delay);
-                (FailureClass::Retryable, text)
-            }
-            Err(StageError::Retryable(text)) if !republish && attempt < spec.retry.max_attempts => {
-                first_failure.get_or_insert_with(|| clock.now());
-                bump(&spec.stats.retried, 1);
-                let delay = spec.retry.delay(attempt);
-                tracing::debug!(stage = %spec.name, attempt, ?delay, error = %text, "retryable error, backing off");
-                clock.sleep(delay);
-                continue;
-            }
-            Err(StageError::Retryable(text)) => {
-                let class = if spec.retry.max_attempts > 1 {
-                    FailureClass::RetriesExhausted
-                } else {
-                    FailureClass::Retryable
-                };
-                (class, text)
-            }
-            Err(StageError::Fatal(text)) => (FailureClass::Fatal, text),
-            Err(StageError::Fault(fault)) => {
-                if fault.kind.replaces_instance() {
-                    bump(&spec.stats.replaced, 1);
-                }
-                (fault.kind.class(), fault.detail)
-            }
-        };
-        let now = clock.now();
-        return Err(Failure {
-            stage: spec.name.clone(),
-            plugin: Some(spec.factory.plugin()),
-            class,
-            text,
-            attempts: attempt,
-            first_failure: first_failure.unwrap_or(now),
-            last_failure: now,
-            retry_after,
-        });
-    }
+            (fault.kind.class(), fault.detail)
+        }
+    };
+    let now = clock.now();
+    Err(Failure {
+        stage: spec.name.clone(),
+        plugin: Some(spec.factory.plugin()),
+        class,
+        text,
+        attempts: attempt,
+        first_failure: now,
+        last_failure: now,
+        retry_after,
+    })
 }
 
 fn output_matches(kind: StageKind, output: &StageOutput) -> bool {
@@ -490,16 +476,16 @@ mod tests {
                 ChainOutcome::RetryLater(_) => "later",
             })
             .collect();
-        assert_eq!(kinds, ["deliver", "trap", "deliver", "deliver"]);
+        assert_eq!(kinds, ["deliver", "trap", "later", "deliver"]);
         assert_eq!(
             retried.load(Ordering::SeqCst),
             1,
-            "the retryable message was retried alone"
+            "the retryable message was called once, alone"
         );
     }
 
     #[test]
-    fn a_retryable_answer_inside_a_batch_is_retried_alone() {
+    fn a_retryable_answer_inside_a_batch_is_handed_back_alone() {
         let retried = Arc::new(AtomicU32::new(0));
         let msgs: Vec<Message> = ["a", "retry", "b"]
             .iter()
@@ -508,10 +494,15 @@ mod tests {
         let refs: Vec<&Message> = msgs.iter().collect();
         let mut chain = chain(&retried);
         let outcomes = chain.process_batch(&refs);
-        assert!(outcomes
-            .iter()
-            .all(|o| matches!(o, ChainOutcome::Deliver(d) if d.len() == 1)));
-        assert_eq!(chain.stages[0].0.stats.snapshot().retried, 1);
+        assert!(matches!(&outcomes[0], ChainOutcome::Deliver(d) if d.len() == 1));
+        assert!(
+            matches!(&outcomes[1], ChainOutcome::RetryLater(f) if f.attempts == 1),
+            "{:?}",
+            outcomes[1]
+        );
+        assert!(matches!(&outcomes[2], ChainOutcome::Deliver(d) if d.len() == 1));
+        let stats = chain.stages[0].0.stats.snapshot();
+        assert_eq!((stats.retried, stats.dead_lettered), (1, 0));
     }
 
     #[test]
@@ -602,12 +593,10 @@ mod tests {
                 ),
                 other => panic!("republish {republish}: {other:?}"),
             }
-            // A fresh message: in the host, three calls then the DLQ.
-            if !republish {
-                match chain.process(&Message::new("x")) {
-                    ChainOutcome::DeadLetter(f) => assert_eq!(f.attempts, 3),
-                    other => panic!("{other:?}"),
-                }
+            // A fresh message is handed back, as attempt 1 of 3.
+            match chain.process(&Message::new("x")) {
+                ChainOutcome::RetryLater(f) => assert_eq!(f.attempts, 1),
+                other => panic!("{other:?}"),
             }
         }
     }

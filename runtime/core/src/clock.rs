@@ -3,11 +3,15 @@
 
 use std::time::{Duration, SystemTime};
 
-/// Wall-clock time and blocking sleep for the synchronous stage chain.
+/// Wall-clock time, and the waits of a worker thread with parked retries.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;
-    /// Block the calling (worker) thread.
-    fn sleep(&self, duration: Duration);
+    /// Wait until `duration` has passed or something arrived, whichever is
+    /// first; true if something arrived. `arrive(limit)` blocks the calling
+    /// (worker) thread for at most `limit` of real time and says whether
+    /// something came. The system clock hands it the whole `duration`; a
+    /// virtual clock looks briefly, then moves its own time on.
+    fn wait(&self, duration: Duration, arrive: &mut dyn FnMut(Duration) -> bool) -> bool;
 }
 
 /// The real clock.
@@ -18,7 +22,7 @@ impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
-    fn sleep(&self, duration: Duration) {
-        std::thread::sleep(duration)
+    fn wait(&self, duration: Duration, arrive: &mut dyn FnMut(Duration) -> bool) -> bool {
+        arrive(duration)
     }
 }

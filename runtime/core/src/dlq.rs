@@ -142,6 +142,23 @@ impl Failure {
     }
 }
 
+/// The most bytes of error text a dead letter carries; a longer text is cut
+/// (and says by how much), so the reason fits every broker's header and
+/// attribute limits beside the original message.
+pub const MAX_TEXT: usize = 4096;
+
+/// `text`, cut to [`MAX_TEXT`] bytes at a character boundary.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
+}
+
 /// The message to publish to the DLQ for `original`.
 pub fn envelope(
     pipeline: &str,
@@ -161,7 +178,7 @@ pub fn envelope(
         add("plugin-sha256", plugin.sha256.clone());
     }
     add("class", failure.class.as_str().to_owned());
-    add("text", failure.text.clone());
+    add("text", bounded(&failure.text));
     add("attempts", failure.attempts.to_string());
     add(
         "first-failure",

@@ -112,6 +112,12 @@ pub struct Delivery {
     /// group). A lane takes precedence over the key; with `None`, messages
     /// go by key hash, and keyless ones spread over the workers.
     pub lane: Option<u64>,
+    /// Deliveries with the same order key keep their order through
+    /// in-worker retries: while one is parked for its retry, later ones
+    /// with its order key wait behind it, and every other key goes on.
+    /// `None` orders by the message key (a keyless message waits for no
+    /// one). SQS FIFO sets the message group here.
+    pub order_key: Option<u64>,
 }
 
 impl Delivery {
@@ -123,6 +129,7 @@ impl Delivery {
             ack,
             decode_error: None,
             lane: None,
+            order_key: None,
         }
     }
 

@@ -435,3 +435,82 @@ fn only_a_fault_that_stopped_the_call_counts_as_an_instance_replacement() {
         assert_eq!(spec.stats.snapshot().replaced, replaced, "{kind:?}");
     }
 }
+
+/// 1,000 messages of 50 keys in one lane (one Kafka partition, say), on
+/// one worker; the first message of key `k7` fails twice with a retryable
+/// error (backoff 2 s, then 4 s). Its key waits, every other key flows.
+#[test]
+fn a_parked_retry_holds_up_only_its_own_key_and_that_key_keeps_its_order() {
+    let key = |i: usize| format!("k{}", i % 50);
+    let calls = Arc::new(Mutex::new(Vec::<(String, u32)>::new()));
+    let seen = calls.clone();
+    let stage = Arc::new(StageSpec::new(
+        "picky",
+        Arc::new(NativeStage::new(StageKind::Filter, move |m: &Message| {
+            seen.lock().unwrap().push((text(m), m.attempt));
+            if text(m) == "7" && m.attempt <= 2 {
+                return Err(StageError::Retryable(format!("attempt {}", m.attempt)));
+            }
+            Ok(StageOutput::Keep(true))
+        })),
+        RetryPolicy {
+            initial: Duration::from_secs(2),
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        },
+    ));
+    let input: Vec<Message> = (0..1000)
+        .map(|i| Message::new(i.to_string()).with_key(key(i)))
+        .collect();
+    let (source, acks) = MemorySource::new("in", input);
+    let source = source.with_lanes(vec![Some(0); 1000]);
+    let out = MemorySink::new("out");
+    let dlq = MemorySink::new("dlq");
+    let started = std::time::Instant::now();
+    let report = run(Pipeline::builder("parking", Box::new(source), dlq.clone())
+        .stages(vec![stage])
+        .sink("out", out.clone())
+        .build());
+    let took = started.elapsed();
+    let got: Vec<usize> = out
+        .messages()
+        .iter()
+        .map(|m| text(m).parse().unwrap())
+        .collect();
+    assert_eq!(got.len(), 1000, "all delivered");
+    assert!(dlq.is_empty());
+    // Every other key's 980 messages before the first of k7 (which waited
+    // at least 2 s), each key in its own order; then k7's 20, in order.
+    let first_k7 = got.iter().position(|&i| i % 50 == 7).unwrap();
+    assert_eq!(first_k7, 980, "the other keys went first: {:?}", &got[..40]);
+    for k in 0..50 {
+        let of_key: Vec<usize> = got.iter().copied().filter(|i| i % 50 == k).collect();
+        let want: Vec<usize> = (0..20).map(|n| n * 50 + k).collect();
+        assert_eq!(of_key, want, "key k{k} in order");
+    }
+    assert!(
+        took >= Duration::from_secs(6),
+        "2 s + 4 s of backoff: {took:?}"
+    );
+    // k7's later messages ran only after their turn came: once each, as
+    // attempt 1, after the third attempt of "7".
+    let calls = calls.lock().unwrap();
+    let of_7: Vec<u32> = calls
+        .iter()
+        .filter(|(p, _)| p == "7")
+        .map(|c| c.1)
+        .collect();
+    assert_eq!(of_7, [1, 2, 3]);
+    let third = calls
+        .iter()
+        .position(|c| *c == ("7".to_string(), 3))
+        .unwrap();
+    for n in 1..20 {
+        let p = (n * 50 + 7).to_string();
+        let at: Vec<usize> = (0..calls.len()).filter(|&i| calls[i].0 == p).collect();
+        assert_eq!(at.len(), 1, "{p} ran once (its outcome was used)");
+        assert!(at[0] > third, "{p} ran after 7 settled");
+    }
+    assert_eq!(report.stages[0].1.retried, 2);
+    assert_eq!(acks.acked.lock().unwrap().len(), 1000);
+}

@@ -1,6 +1,7 @@
 //! The pipeline engine: the source task, a dispatcher that picks a worker
 //! per delivery ([`dispatch`]: by lane, else by key, else any with room),
-//! worker threads that run the synchronous [`Chain`] ([`worker`]), and one
+//! worker threads that run the synchronous [`Chain`] ([`worker`]) and park
+//! retries per key ([`parking`]), and one
 //! delivery task per worker that publishes in order, awaits the confirms
 //! and then settles with the source ([`deliver`]).
 //!
@@ -28,6 +29,7 @@ use tokio::sync::mpsc;
 mod builder;
 mod deliver;
 mod dispatch;
+mod parking;
 mod report;
 mod worker;
 
@@ -218,6 +220,8 @@ impl Pipeline {
                 clock: clock.clone(),
                 batch: options.batch.max(1),
                 republish: options.republish_retries,
+                park_capacity: options.buffer.max(1),
+                runtime: tokio::runtime::Handle::current(),
                 failed_swap: None,
                 swap_retry: SWAP_RETRY,
             };

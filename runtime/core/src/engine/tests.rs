@@ -202,6 +202,9 @@ fn a_chain_that_failed_to_build_is_tried_again_later_not_per_batch() {
     let live = LiveStages::new(spec(Arc::new(keep)));
     let sinks: Arc<[String]> = vec!["out".to_string()].into();
     let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut worker = Worker {
         pipeline: "p1".into(),
         chain: Chain::new(&live.current().stages, sinks.clone(), clock.clone()).unwrap(),
@@ -211,6 +214,8 @@ fn a_chain_that_failed_to_build_is_tried_again_later_not_per_batch() {
         clock,
         batch: 1,
         republish: false,
+        park_capacity: 1,
+        runtime: runtime.handle().clone(),
         failed_swap: None,
         swap_retry: Duration::from_millis(200),
     };

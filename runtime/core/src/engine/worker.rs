@@ -1,14 +1,16 @@
 //! The synchronous half of a worker: a thread that runs the chain on
-//! batches of deliveries and takes up swapped-in stage versions.
+//! batches of deliveries, parks retries per key ([`super::parking`]) and
+//! takes up swapped-in stage versions.
 
+use super::parking::{Key, ParkingLot, Taken};
 use super::Processed;
 use crate::chain::{Chain, ChainOutcome};
 use crate::clock::Clock;
-use crate::dlq;
+use crate::dlq::{self, Failure};
 use crate::live::LiveStages;
 use crate::message::{Delivery, Message};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 /// A worker thread: runs its chain on what is queued (up to `batch`
@@ -24,6 +26,10 @@ pub(super) struct Worker {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) batch: usize,
     pub(super) republish: bool,
+    /// Most deliveries parked or waiting behind a parked one.
+    pub(super) park_capacity: usize,
+    /// For waits on the input with a deadline (the next parked retry).
+    pub(super) runtime: tokio::runtime::Handle,
     /// A swapped-in version whose chain failed to build here, and when it
     /// was last tried: it is tried again, at most every `swap_retry`.
     pub(super) failed_swap: Option<(u64, Instant)>,
@@ -35,49 +41,177 @@ pub(super) struct Worker {
 /// function). Not per message: building a chain costs milliseconds.
 pub(super) const SWAP_RETRY: Duration = Duration::from_secs(1);
 
+/// What a wait on the input ended with.
+enum Input {
+    Got(Delivery),
+    Closed,
+    /// A parked delivery is due.
+    Due,
+}
+
+/// A new delivery for the batch, unless it must wait behind a parked one.
+fn admit(lot: &mut ParkingLot, delivery: Delivery) -> Option<Taken> {
+    lot.admit(delivery).map(|delivery| Taken {
+        delivery,
+        key: None,
+    })
+}
+
+/// How long from `now` until `due` (zero if past).
+fn until(now: SystemTime, due: SystemTime) -> Duration {
+    due.duration_since(now).unwrap_or(Duration::ZERO)
+}
+
 impl Worker {
     pub(super) fn work(
         mut self,
         mut input: mpsc::Receiver<Delivery>,
         done: &mpsc::Sender<Vec<Processed>>,
     ) {
-        let mut deliveries = Vec::with_capacity(self.batch);
-        while let Some(first) = input.blocking_recv() {
-            self.take_up_swaps();
-            deliveries.push(first);
-            while deliveries.len() < self.batch {
-                match input.try_recv() {
-                    Ok(delivery) => deliveries.push(delivery),
-                    Err(_) => break,
+        let mut lot = ParkingLot::new(self.park_capacity);
+        let mut closed = false;
+        loop {
+            let now = self.clock.now();
+            let mut batch = lot.take_due(now, self.batch);
+            if batch.len() < self.batch && !closed && lot.has_room() {
+                if batch.is_empty() {
+                    match self.wait_for_input(&mut input, &lot, now) {
+                        Input::Got(delivery) => batch.extend(admit(&mut lot, delivery)),
+                        Input::Closed => closed = true,
+                        Input::Due => {}
+                    }
                 }
+                while !batch.is_empty() && batch.len() < self.batch && lot.has_room() {
+                    match input.try_recv() {
+                        Ok(delivery) => batch.extend(admit(&mut lot, delivery)),
+                        Err(_) => break,
+                    }
+                }
+            } else if batch.is_empty() {
+                if closed && lot.is_empty() {
+                    return;
+                }
+                // The lot is full, or there is no more input: wait for
+                // the next parked delivery.
+                let wait = lot.next_due().map_or(Duration::ZERO, |due| until(now, due));
+                self.clock.wait(wait, &mut |limit| {
+                    std::thread::sleep(limit);
+                    false
+                });
             }
-            let decoded: Vec<&Message> = deliveries
-                .iter()
-                .filter(|d| d.decode_error.is_none())
-                .map(|d| &d.message)
-                .collect();
-            let mut outcomes = self.chain.process_batch(&decoded).into_iter();
-            let processed = deliveries
-                .drain(..)
-                .map(|delivery| {
-                    let outcome = match &delivery.decode_error {
-                        Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once(
-                            "<source>",
-                            dlq::FailureClass::Decode,
-                            error.clone(),
-                            self.clock.now(),
-                        )),
-                        None => outcomes.next().expect("one outcome per decoded delivery"),
-                    };
-                    Processed { delivery, outcome }
-                })
-                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            self.take_up_swaps();
+            let processed = self.process(batch, &mut lot);
             // One hand-over per batch: cross-thread wake-ups are a large part of
             // the per-message cost.
-            if done.blocking_send(processed).is_err() {
+            if !processed.is_empty() && done.blocking_send(processed).is_err() {
                 return;
             }
         }
+    }
+
+    /// Wait for the next delivery; with deliveries parked, only until the
+    /// first of them is due.
+    fn wait_for_input(
+        &self,
+        input: &mut mpsc::Receiver<Delivery>,
+        lot: &ParkingLot,
+        now: SystemTime,
+    ) -> Input {
+        let Some(due) = lot.next_due() else {
+            return match input.blocking_recv() {
+                Some(delivery) => Input::Got(delivery),
+                None => Input::Closed,
+            };
+        };
+        let mut got = Input::Due;
+        self.clock.wait(until(now, due), &mut |limit| {
+            // The timer is made inside the runtime, which drives it.
+            let recv = async { tokio::time::timeout(limit, input.recv()).await };
+            got = match self.runtime.block_on(recv) {
+                Ok(Some(delivery)) => Input::Got(delivery),
+                Ok(None) => Input::Closed,
+                Err(_) => Input::Due,
+            };
+            !matches!(got, Input::Due)
+        });
+        got
+    }
+
+    /// Run the chain on `batch` and settle each outcome with the lot: a
+    /// retry parks, a delivery behind a key parked in this same batch goes
+    /// back to wait (its outcome unused), the rest go on to the sinks.
+    fn process(&mut self, batch: Vec<Taken>, lot: &mut ParkingLot) -> Vec<Processed> {
+        let decoded: Vec<&Message> = batch
+            .iter()
+            .filter(|t| t.delivery.decode_error.is_none())
+            .map(|t| &t.delivery.message)
+            .collect();
+        let mut outcomes = self.chain.process_batch(&decoded).into_iter();
+        let mut processed = Vec::with_capacity(batch.len());
+        let mut parked_here = false;
+        for Taken { delivery, key } in batch {
+            let mut outcome = match &delivery.decode_error {
+                Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once(
+                    "<source>",
+                    dlq::FailureClass::Decode,
+                    error.clone(),
+                    self.clock.now(),
+                )),
+                None => outcomes.next().expect("one outcome per decoded delivery"),
+            };
+            let parks = matches!(outcome, ChainOutcome::RetryLater(_)) && !self.republish;
+            if key.is_none() && (parks || parked_here) {
+                // Fresh in this batch: behind a key that just parked here?
+                let k = lot.key_of(&delivery);
+                if parked_here && lot.holds(k) {
+                    let _ = lot.wait_behind(k, delivery);
+                    continue;
+                }
+                if let ChainOutcome::RetryLater(failure) = outcome {
+                    self.park(lot, k, delivery, &failure);
+                    parked_here = true;
+                    continue;
+                }
+            }
+            if let Some(k) = key {
+                match outcome {
+                    ChainOutcome::RetryLater(failure) if parks => {
+                        self.park(lot, k, delivery, &failure);
+                        parked_here = true;
+                        continue;
+                    }
+                    ChainOutcome::DeadLetter(ref mut failure) => {
+                        if let Some(first) = lot.first_failure(k) {
+                            failure.first_failure = first;
+                        }
+                    }
+                    _ => {}
+                }
+                lot.settled(k);
+            }
+            processed.push(Processed { delivery, outcome });
+        }
+        processed
+    }
+
+    /// Park `delivery` for its next attempt after the failure's backoff.
+    fn park(&self, lot: &mut ParkingLot, key: Key, mut delivery: Delivery, failure: &Failure) {
+        let delay = failure.retry_after.unwrap_or_default();
+        tracing::debug!(
+            pipeline = %self.pipeline, stage = %failure.stage, error = %failure.text,
+            attempt = failure.attempts, ?delay, at = %delivery.coordinates,
+            "retryable error; parked, later messages of its key wait behind it"
+        );
+        delivery.message.attempt = failure.attempts + 1;
+        lot.park(
+            key,
+            delivery,
+            failure.last_failure + delay,
+            failure.first_failure,
+        );
     }
 
     /// Rebuild the chain if a new stage version was swapped in. A version
