@@ -96,6 +96,45 @@ pub struct FileSinkConfig {
 }
 
 impl FileSinkConfig {
+    /// Up to `limit` lines of the file this sink writes, each as the
+    /// message it was written from (`json`) or as its payload (`lines`),
+    /// with its line number. A file that does not exist holds nothing.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub(crate) async fn read_back(
+        &self,
+        base: &Path,
+        limit: usize,
+    ) -> Result<Vec<(String, Message)>, ConnectError> {
+        let path = base.join(&self.path);
+        let text = match tokio::fs::read(&path).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(ConnectError::Invalid(format!(
+                    "file {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Ok(text
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, line)| !line.trim_ascii().is_empty())
+            .take(limit)
+            .map(|(i, line)| {
+                let line = line.trim_ascii_end();
+                let message = match self.format {
+                    LineFormat::Json => crate::lines::decode(line),
+                    LineFormat::Lines => None,
+                }
+                .unwrap_or_else(|| Message::new(line.to_vec()));
+                (format!("line={}", i + 1), message)
+            })
+            .collect())
+    }
+
     pub(crate) async fn open(&self, base: &Path) -> Result<Arc<dyn Sink>, ConnectError> {
         let path = base.join(&self.path);
         let unusable =

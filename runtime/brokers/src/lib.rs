@@ -7,6 +7,7 @@
 
 pub mod amqp;
 mod batch;
+pub mod dlq;
 pub mod file;
 pub mod kafka;
 pub mod lines;
@@ -184,6 +185,20 @@ impl SinkConfig {
         }
     }
 
+    /// Whether messages keep their headers in this sink. A DLQ that does
+    /// not writes the envelope form ([`dlq::DlqFormat::Envelope`]).
+    pub fn carries_headers(&self) -> bool {
+        match self {
+            SinkConfig::File(c) => c.format == lines::LineFormat::Json,
+            SinkConfig::Stdout(c) => c.format == lines::LineFormat::Json,
+            SinkConfig::RedisPubsub(_) => false,
+            SinkConfig::Kafka(_)
+            | SinkConfig::RedisStream(_)
+            | SinkConfig::Rabbitmq(_)
+            | SinkConfig::Sqs(_) => true,
+        }
+    }
+
     /// Connect. Relative paths are resolved against `base`. `name` is the
     /// sink's name in the config (`PIPELINE.dlq` for a DLQ): brokers use it
     /// as the topic, stream or channel when the table names none.
@@ -199,6 +214,46 @@ impl SinkConfig {
             SinkConfig::RedisPubsub(c) => c.open(name).await,
             SinkConfig::Rabbitmq(c) => c.open(name).await,
             SinkConfig::Sqs(c) => c.open(name).await,
+        }
+    }
+}
+
+impl SinkConfig {
+    /// Read back up to `limit` messages this sink wrote, without consuming
+    /// them, each with where it is: for `sluice dlq` on a DLQ. `name` is as
+    /// for [`open`](SinkConfig::open).
+    ///
+    /// | sink | how |
+    /// |---|---|
+    /// | `file` | reads the file |
+    /// | `kafka` | a consumer that commits nothing, from each partition's start to its end |
+    /// | `redis-stream` | `XRANGE` |
+    /// | `sqs` | receives each message and makes it visible again (a receive is counted) |
+    /// | `stdout`, `redis-pubsub` | cannot: nothing is kept |
+    ///
+    /// # Errors
+    /// The destination cannot be reached or read, or keeps nothing.
+    pub async fn read_back(
+        &self,
+        base: &Path,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, sluice_core::Message)>, ConnectError> {
+        match self {
+            SinkConfig::File(c) => c.read_back(base, limit).await,
+            SinkConfig::Kafka(c) => kafka::read_back(c, name, limit).await,
+            SinkConfig::RedisStream(c) => redis::read_stream_back(c, name, limit).await,
+            SinkConfig::Sqs(c) => sqs::read_back(c, name, limit).await,
+            SinkConfig::Stdout(_) | SinkConfig::RedisPubsub(_) => {
+                Err(ConnectError::Invalid(format!(
+                    "a `{}` DLQ keeps nothing to read back: dead letters written there are gone",
+                    self.kind()
+                )))
+            }
+            SinkConfig::Rabbitmq(_) => Err(ConnectError::Invalid(format!(
+                "reading a `{}` DLQ back is not built yet",
+                self.kind()
+            ))),
         }
     }
 }

@@ -145,6 +145,56 @@ pub fn encode(msg: &Message, format: LineFormat) -> Vec<u8> {
     }
 }
 
+/// One message as the JSON object a `json` line holds (the envelope of
+/// [`encode`]), for documents that embed messages (a DLQ envelope).
+pub fn message_json(msg: &Message) -> serde_json::Value {
+    let mut line = encode(msg, LineFormat::Json);
+    line.pop();
+    serde_json::from_slice(&line).expect("an envelope is JSON")
+}
+
+/// Read back a line a sink wrote in `json` format (the inverse of
+/// [`encode`]), or the object [`message_json`] made; `None` if it is
+/// neither. A JSON payload comes back as its text, a string payload as the
+/// string; header values and the key as their text.
+pub fn decode(json: &[u8]) -> Option<Message> {
+    #[derive(Deserialize)]
+    struct Written {
+        key: Option<String>,
+        #[serde(default)]
+        headers: serde_json::Map<String, serde_json::Value>,
+        #[serde(default)]
+        source: String,
+        timestamp_ms: Option<u64>,
+        payload: Box<serde_json::value::RawValue>,
+    }
+    let written: Written = serde_json::from_slice(json).ok()?;
+    let raw = written.payload.get();
+    let payload = match serde_json::from_str::<String>(raw) {
+        Ok(text) => text.into_bytes(),
+        Err(_) => raw.as_bytes().to_vec(),
+    };
+    let headers = written
+        .headers
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (name, value.into_bytes())
+        })
+        .collect();
+    Some(Message {
+        key: written.key.map(String::into_bytes),
+        payload,
+        headers,
+        source: written.source,
+        timestamp_ms: written.timestamp_ms,
+        attempt: 1,
+    })
+}
+
 type Job = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 
 /// Lines queued for the writer thread at most (and written per flush).
@@ -238,6 +288,27 @@ mod tests {
         let raw = Message::new(b"not json".to_vec());
         let line = String::from_utf8(encode(&raw, LineFormat::Json)).unwrap();
         assert!(line.contains("\"payload\":\"not json\""), "{line}");
+    }
+
+    #[test]
+    fn a_json_line_reads_back_as_the_message_it_was() {
+        let msg = Message::new(r#"{"id":1}"#)
+            .with_key("k")
+            .with_header("h", "v");
+        let mut line = encode(&msg, LineFormat::Json);
+        line.pop();
+        let back = decode(&line).expect("a json line");
+        assert_eq!(
+            (back.key, back.payload, back.headers),
+            (msg.key.clone(), msg.payload.clone(), msg.headers.clone())
+        );
+        let text = Message::new("not json");
+        let back = decode(&message_json(&text).to_string().into_bytes()).unwrap();
+        assert_eq!(back.payload, b"not json");
+        assert!(
+            decode(b"{\"id\":1}").is_none(),
+            "a plain document is not an envelope"
+        );
     }
 
     #[tokio::test]

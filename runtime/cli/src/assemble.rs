@@ -3,6 +3,7 @@
 //! before anything connects; then sources and sinks are opened.
 
 use crate::exit::CliError;
+use sluice_brokers::dlq::{DlqFormat, EnvelopeSink};
 use sluice_config::{Config, PipelineConfig, StageConfig};
 use sluice_core::{Pipeline, StageSpec, SystemClock};
 use sluice_wasm::{HostOptions, LoadError, WasmHost, WasmStageFactory};
@@ -87,11 +88,14 @@ pub async fn connect(
     for (name, sink) in &pipeline.sinks {
         sinks.push((name.clone(), sink.open(base, name).await.map_err(context)?));
     }
-    let dlq = pipeline
+    let mut dlq = pipeline
         .dlq
         .open(base, &format!("{}.dlq", pipeline.name))
         .await
         .map_err(context)?;
+    if pipeline.dlq_format == DlqFormat::Envelope {
+        dlq = Arc::new(EnvelopeSink(dlq));
+    }
     Ok(Pipeline {
         name: pipeline.name.clone(),
         source,

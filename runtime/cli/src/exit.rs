@@ -17,6 +17,14 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The same error, its message prefixed with what was being done.
+    pub fn context(self, what: &str) -> Self {
+        match self {
+            CliError::Invalid(m) => CliError::Invalid(format!("{what}: {m}")),
+            CliError::Connection(m) => CliError::Connection(format!("{what}: {m}")),
+        }
+    }
+
     pub fn code(&self) -> u8 {
         match self {
             CliError::Invalid(_) => 1,

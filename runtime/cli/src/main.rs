@@ -5,6 +5,7 @@
 
 mod assemble;
 mod check;
+mod dlq;
 mod exit;
 mod http;
 mod logging;
@@ -82,12 +83,53 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Look at what is in a pipeline's DLQ, as its CONFIG configures it,
+    /// without consuming it: counts by reason, or the dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Parse and validate CONFIG, load and type-check every plugin, and
     /// print the resolved pipelines. Connects to nothing.
     Check {
         /// The pipeline TOML file.
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Count dead letters grouped by class, stage, plugin sha256 and error
+    /// text, with the first and last failure of each group.
+    Stats {
+        /// The pipeline TOML file.
+        config: PathBuf,
+        #[command(flatten)]
+        select: DlqSelect,
+    },
+    /// Print dead letters as JSON lines: where, why (`error`) and the
+    /// original message, oldest first.
+    Show {
+        /// The pipeline TOML file.
+        config: PathBuf,
+        #[command(flatten)]
+        select: DlqSelect,
+        /// At most this many per pipeline.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+/// Which pipeline's dead letters, and which of them.
+#[derive(clap::Args)]
+struct DlqSelect {
+    /// Only this pipeline (default: every pipeline of CONFIG).
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// `class=…,stage=…,sha=…,since=…` (since: an RFC 3339 time or a
+    /// duration ago, e.g. 1h; sha: a prefix of the plugin's sha256).
+    #[arg(long, default_value = "")]
+    filter: String,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +179,19 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.log_format, cli.log.as_deref());
     let result = match cli.command {
         Command::Check { config } => check::check(&config),
+        Command::Dlq {
+            command: DlqCommand::Stats { config, select },
+        } => dlq::Filter::parse(&select.filter)
+            .and_then(|f| dlq::stats(&config, select.pipeline.as_deref(), &f)),
+        Command::Dlq {
+            command:
+                DlqCommand::Show {
+                    config,
+                    select,
+                    limit,
+                },
+        } => dlq::Filter::parse(&select.filter)
+            .and_then(|f| dlq::show(&config, select.pipeline.as_deref(), &f, limit)),
         Command::Test {
             plugin,
             input,

@@ -68,12 +68,14 @@ pub fn same_outside_stages(a: &PipelineConfig, b: &PipelineConfig) -> bool {
         stages: _,
         sinks,
         dlq,
+        dlq_format,
         engine,
     } = a;
     *name == b.name
         && *source == b.source
         && *sinks == b.sinks
         && *dlq == b.dlq
+        && *dlq_format == b.dlq_format
         && *engine == b.engine
 }
 

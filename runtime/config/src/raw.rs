@@ -3,6 +3,7 @@
 
 use crate::units::{ByteSize, HumanDuration, Name};
 use serde::Deserialize;
+use sluice_brokers::dlq::DlqFormat;
 use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::StageKind;
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub struct Pipeline {
     #[serde(default)]
     pub sinks: BTreeMap<Name, Spanned<SinkConfig>>,
     pub dlq: Spanned<SinkConfig>,
+    pub dlq_format: Option<Spanned<DlqFormat>>,
     pub concurrency: Option<Spanned<usize>>,
     pub buffer: Option<Spanned<usize>>,
     pub max_in_flight: Option<Spanned<usize>>,

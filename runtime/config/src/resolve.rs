@@ -4,6 +4,7 @@
 use crate::error::ConfigError;
 use crate::raw;
 use crate::units::Name;
+use sluice_brokers::dlq::DlqFormat;
 use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::engine::EngineOptions;
 use sluice_core::{Limits, RetryPolicy, StageKind};
@@ -30,6 +31,9 @@ pub struct PipelineConfig {
     /// Named sinks in name order.
     pub sinks: Vec<(String, SinkConfig)>,
     pub dlq: SinkConfig,
+    /// How dead letters are written: `headers` where the DLQ's sink keeps
+    /// headers, else `envelope`.
+    pub dlq_format: DlqFormat,
     pub engine: EngineOptions,
 }
 
@@ -241,6 +245,24 @@ impl Resolver<'_> {
             Some(r) => self.retry(r, RetryPolicy::default(), &format!("{key}.retry"))?,
             None => RetryPolicy::default(),
         };
+        let carries_headers = p.dlq.get_ref().carries_headers();
+        let dlq_format = match &p.dlq_format {
+            None if carries_headers => DlqFormat::Headers,
+            None => DlqFormat::Envelope,
+            Some(f) if *f.get_ref() == DlqFormat::Headers && !carries_headers => {
+                return Err(self.error(
+                    f,
+                    format!("{key}.dlq_format"),
+                    format!(
+                        "a `{}` DLQ{} keeps no headers, so `headers` would lose the reason of every dead letter",
+                        p.dlq.get_ref().kind(),
+                        if matches!(p.dlq.get_ref().kind(), "file" | "stdout") { " in `lines` format" } else { "" }
+                    ),
+                    "remove `dlq_format` (such a DLQ writes the envelope form), or use a DLQ that keeps headers",
+                ));
+            }
+            Some(f) => *f.get_ref(),
+        };
         let mut stages = Vec::with_capacity(p.stages.len());
         for (i, stage) in p.stages.iter().enumerate() {
             let stage_key = format!("{key}.stages[{i}]");
@@ -276,6 +298,7 @@ impl Resolver<'_> {
                 .map(|(n, s)| (n.0, s.into_inner()))
                 .collect(),
             dlq: p.dlq.into_inner(),
+            dlq_format,
             engine,
         })
     }

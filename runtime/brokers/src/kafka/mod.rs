@@ -11,8 +11,11 @@
 //! and `enable.auto.offset.store`, which the at-least-once guarantee needs off.
 
 mod offsets;
+mod read_back;
 mod sink;
 mod source;
+
+pub(crate) use read_back::read_back;
 
 use crate::{ConnectError, Invalid};
 use rdkafka::ClientConfig;

@@ -90,30 +90,7 @@ impl KafkaSource {
     fn delivery(&self, m: &BorrowedMessage<'_>) -> Option<Delivery> {
         let tp: Tp = (m.topic().to_string(), m.partition());
         let epoch = lock(&self.offsets).take(&tp, m.offset())?;
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let message = Message {
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers,
-            source: tp.0.clone(),
-            timestamp_ms: m
-                .timestamp()
-                .to_millis()
-                .and_then(|t| u64::try_from(t).ok()),
-            attempt: 1,
-        };
+        let message = message_of(m);
         let coordinates = Coordinates::default()
             .with("topic", &tp.0)
             .with("partition", tp.1)
@@ -353,4 +330,33 @@ fn list(tpl: &TopicPartitionList) -> String {
         .map(|e| format!("{}/{}", e.topic(), e.partition()))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A fetched record as a message: key, value, headers in order (a null
+/// header value as empty), the topic and the record's timestamp.
+pub(super) fn message_of(m: &BorrowedMessage<'_>) -> Message {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Message {
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        headers,
+        source: m.topic().to_string(),
+        timestamp_ms: m
+            .timestamp()
+            .to_millis()
+            .and_then(|t| u64::try_from(t).ok()),
+        attempt: 1,
+    }
 }

@@ -13,6 +13,7 @@
 
 mod pubsub;
 mod streams;
+pub(crate) use streams::read_back as read_stream_back;
 mod writer;
 
 use crate::{redacted, ConnectError, Invalid};

@@ -9,14 +9,21 @@
 //! - Sink: `SendMessageBatch` of up to 10, failed entries retried alone;
 //!   FIFO group and deduplication ids from config or headers.
 //!
-//! Message mapping: message attributes ↔ headers (String and Binary types);
-//! the key travels in the attribute `sluice-key`; FIFO ids in the headers
+//! Message mapping: message attributes ↔ headers (String and Binary types),
+//! within SQS's ten attributes and its name rules ([`attributes`]: a dead
+//! letter's reason travels as one JSON attribute `sluice-error`, headers
+//! that do not fit as one `sluice-headers`); the key travels in the
+//! attribute `sluice-key`; FIFO ids in the headers
 //! `sqs-message-group-id` / `sqs-message-deduplication-id`. SQS bodies are
 //! text: a payload that is not UTF-8 is sent base64-encoded with the
 //! attribute `sluice-encoding = base64` and decoded again by the source.
 
+pub mod attributes;
+mod read_back;
 mod sink;
 mod source;
+
+pub(crate) use read_back::read_back;
 
 use crate::{ConnectError, Invalid};
 use serde::Deserialize;
@@ -134,13 +141,19 @@ impl SqsSourceConfig {
 
 impl SqsSinkConfig {
     pub(crate) async fn open(&self, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
-        let endpoint = Endpoint {
+        Ok(Arc::new(
+            sink::SqsSink::connect(self, self.endpoint(name)).await?,
+        ))
+    }
+
+    /// The queue this sink sends to, `name` when the table names none.
+    fn endpoint(&self, name: &str) -> Endpoint {
+        Endpoint {
             queue: self.queue.clone().unwrap_or_else(|| name.to_string()),
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
             create_queue: self.create_queue,
-        };
-        Ok(Arc::new(sink::SqsSink::connect(self, endpoint).await?))
+        }
     }
 }
 

@@ -15,8 +15,8 @@
 //! with the next request SQS answers.
 
 use super::{
-    connect, is_fifo, Endpoint, SqsSinkConfig, DEDUP_HEADER, ENCODING_ATTRIBUTE, GROUP_HEADER,
-    KEY_ATTRIBUTE,
+    attributes, connect, is_fifo, Endpoint, SqsSinkConfig, DEDUP_HEADER, ENCODING_ATTRIBUTE,
+    GROUP_HEADER, KEY_ATTRIBUTE,
 };
 use crate::batch::{BatchQueue, Failed, Reply};
 use crate::ConnectError;
@@ -90,25 +90,20 @@ impl SqsSink {
         };
         let mut group = None;
         let mut dedup = None;
+        let mut headers = Vec::with_capacity(msg.headers.len());
         for (name, value) in &msg.headers {
             match name.as_str() {
                 GROUP_HEADER => group = Some(String::from_utf8_lossy(value).into_owned()),
                 DEDUP_HEADER => dedup = Some(String::from_utf8_lossy(value).into_owned()),
-                _ => {
-                    let v = match sendable(value) {
-                        Some(s) => text(s),
-                        None => bytes(value),
-                    };
-                    attributes.insert(name.clone(), v.map_err(|e| e.to_string())?);
-                }
+                _ => headers.push((name.clone(), value.clone())),
             }
         }
+        let value = |b: &[u8]| match sendable(b) {
+            Some(s) => text(s),
+            None => bytes(b),
+        };
         if let Some(key) = &msg.key {
-            let v = match sendable(key) {
-                Some(s) => text(s),
-                None => bytes(key),
-            };
-            attributes.insert(KEY_ATTRIBUTE.into(), v.map_err(|e| e.to_string())?);
+            attributes.insert(KEY_ATTRIBUTE.into(), value(key).map_err(|e| e.to_string())?);
         }
         let body = match std::str::from_utf8(&msg.payload) {
             Ok(s) if sqs_text(s) => s.to_string(),
@@ -120,6 +115,9 @@ impl SqsSink {
                 base64::engine::general_purpose::STANDARD.encode(&msg.payload)
             }
         };
+        for (name, v) in attributes::pack(&headers, attributes.len()) {
+            attributes.insert(name, value(&v).map_err(|e| e.to_string())?);
+        }
         let mut entry = SendMessageBatchRequestEntry::builder()
             .id("0")
             .message_body(body)

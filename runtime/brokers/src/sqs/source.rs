@@ -7,7 +7,8 @@
 //! extends the visibility of everything still held every half timeout.
 
 use super::{
-    connect, SqsSourceConfig, DEDUP_HEADER, ENCODING_ATTRIBUTE, GROUP_HEADER, KEY_ATTRIBUTE,
+    attributes, connect, SqsSourceConfig, DEDUP_HEADER, ENCODING_ATTRIBUTE, GROUP_HEADER,
+    KEY_ATTRIBUTE,
 };
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
@@ -63,64 +64,10 @@ impl SqsSource {
         settle: &mpsc::UnboundedSender<Settled<String>>,
     ) -> Option<Delivery> {
         let receipt = m.receipt_handle()?.to_string();
-        let body = m.body().unwrap_or_default();
-        let mut key = None;
-        let mut headers = Vec::new();
-        let mut base64 = false;
-        let mut attributes: Vec<_> = m
-            .message_attributes()
-            .map(|a| a.iter().collect())
-            .unwrap_or_default();
-        attributes.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, value) in attributes {
-            let bytes = match (value.string_value(), value.binary_value()) {
-                (Some(s), _) => s.as_bytes().to_vec(),
-                (None, Some(b)) => b.as_ref().to_vec(),
-                _ => Vec::new(),
-            };
-            match name.as_str() {
-                KEY_ATTRIBUTE => key = Some(bytes),
-                ENCODING_ATTRIBUTE => base64 = bytes == b"base64",
-                _ => headers.push((name.clone(), bytes)),
-            }
-        }
+        let (message, decode_error, group) = message_of(m, &self.config.endpoint.queue);
         let system = m.attributes();
         let system_attr =
             |name: MessageSystemAttributeName| system.and_then(|s| s.get(&name)).cloned();
-        let group = system_attr(MessageSystemAttributeName::MessageGroupId);
-        if let Some(g) = &group {
-            headers.push((GROUP_HEADER.into(), g.clone().into_bytes()));
-        }
-        if let Some(d) = system_attr(MessageSystemAttributeName::MessageDeduplicationId) {
-            headers.push((DEDUP_HEADER.into(), d.into_bytes()));
-        }
-        let (payload, decode_error) = if base64 {
-            match base64::engine::general_purpose::STANDARD.decode(body) {
-                Ok(p) => (p, None),
-                Err(e) => (
-                    body.as_bytes().to_vec(),
-                    Some(format!(
-                        "`{ENCODING_ATTRIBUTE}=base64` but the body is not base64: {e}"
-                    )),
-                ),
-            }
-        } else {
-            (body.as_bytes().to_vec(), None)
-        };
-        let message = Message {
-            key,
-            payload,
-            headers,
-            source: self.config.endpoint.queue.clone(),
-            timestamp_ms: system_attr(MessageSystemAttributeName::SentTimestamp)
-                .and_then(|t| t.parse().ok()),
-            // SQS counts receives: the first is attempt 1, a retry through
-            // the broker (or a redelivery after a crash) counts on.
-            attempt: system_attr(MessageSystemAttributeName::ApproximateReceiveCount)
-                .and_then(|n| n.parse().ok())
-                .filter(|n| *n >= 1)
-                .unwrap_or(1),
-        };
         let mut coordinates = Coordinates::default()
             .with("queue", &self.config.endpoint.queue)
             .with("message-id", m.message_id().unwrap_or_default());
@@ -130,11 +77,13 @@ impl SqsSource {
         let acker = ChannelAcker::new(receipt, settle);
         let mut delivery = Delivery::new(message, coordinates, AckHandle::new(acker));
         delivery.decode_error = decode_error;
-        // FIFO: one lane per message group keeps the group's order.
+        // FIFO: one lane per message group keeps the group's order, also
+        // while one of its messages is parked for a retry.
         if let Some(g) = group {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             g.hash(&mut h);
             delivery.lane = Some(h.finish());
+            delivery.order_key = delivery.lane;
         }
         Some(delivery)
     }
@@ -411,4 +360,72 @@ async fn renew_task(
             }
         }
     }
+}
+
+/// A received message as a message: the body (base64-decoded when
+/// `sluice-encoding` says so; the error when it does not decode), the key,
+/// the headers with packed attributes unpacked, the FIFO ids as headers,
+/// and the receive count as the attempt. Also the FIFO group, if any.
+pub(super) fn message_of(
+    m: &aws_sdk_sqs::types::Message,
+    queue: &str,
+) -> (Message, Option<String>, Option<String>) {
+    let body = m.body().unwrap_or_default();
+    let mut key = None;
+    let mut headers = Vec::new();
+    let mut base64 = false;
+    let mut attributes: Vec<_> = m
+        .message_attributes()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    attributes.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, value) in attributes {
+        let bytes = match (value.string_value(), value.binary_value()) {
+            (Some(s), _) => s.as_bytes().to_vec(),
+            (None, Some(b)) => b.as_ref().to_vec(),
+            _ => Vec::new(),
+        };
+        match name.as_str() {
+            KEY_ATTRIBUTE => key = Some(bytes),
+            ENCODING_ATTRIBUTE => base64 = bytes == b"base64",
+            _ => headers.extend(attributes::unpack(name, bytes)),
+        }
+    }
+    let system = m.attributes();
+    let system_attr = |name: MessageSystemAttributeName| system.and_then(|s| s.get(&name)).cloned();
+    let group = system_attr(MessageSystemAttributeName::MessageGroupId);
+    if let Some(g) = &group {
+        headers.push((GROUP_HEADER.into(), g.clone().into_bytes()));
+    }
+    if let Some(d) = system_attr(MessageSystemAttributeName::MessageDeduplicationId) {
+        headers.push((DEDUP_HEADER.into(), d.into_bytes()));
+    }
+    let (payload, decode_error) = if base64 {
+        match base64::engine::general_purpose::STANDARD.decode(body) {
+            Ok(p) => (p, None),
+            Err(e) => (
+                body.as_bytes().to_vec(),
+                Some(format!(
+                    "`{ENCODING_ATTRIBUTE}=base64` but the body is not base64: {e}"
+                )),
+            ),
+        }
+    } else {
+        (body.as_bytes().to_vec(), None)
+    };
+    let message = Message {
+        key,
+        payload,
+        headers,
+        source: queue.to_owned(),
+        timestamp_ms: system_attr(MessageSystemAttributeName::SentTimestamp)
+            .and_then(|t| t.parse().ok()),
+        // SQS counts receives: the first is attempt 1, a retry through
+        // the broker (or a redelivery after a crash) counts on.
+        attempt: system_attr(MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1),
+    };
+    (message, decode_error, group)
 }

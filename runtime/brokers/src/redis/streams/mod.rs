@@ -10,13 +10,16 @@
 //! - [`source`]: the consumer-group reader and its take-over of idle entries;
 //! - [`acks`]: the task that batches acks into `XACK`;
 //! - [`sink`]: one `XADD` per message;
-//! - [`reply`]: the parsing of `XREADGROUP` and `XAUTOCLAIM` replies.
+//! - [`reply`]: the parsing of `XREADGROUP`, `XAUTOCLAIM` and `XRANGE` replies;
+//! - [`read_back`]: a stream's entries without consuming them (`sluice dlq`).
 
 mod acks;
+mod read_back;
 mod reply;
 mod sink;
 mod source;
 
+pub(crate) use read_back::read_back;
 pub(super) use sink::StreamSink;
 pub(super) use source::StreamSource;
 

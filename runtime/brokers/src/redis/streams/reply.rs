@@ -1,12 +1,49 @@
-//! Replies of `XREADGROUP` and `XAUTOCLAIM`, parsed into entries.
+//! Replies of `XREADGROUP`, `XAUTOCLAIM` and `XRANGE`, parsed into
+//! entries, and an entry's fields as a message.
 
 use redis::Value;
+use sluice_core::Message;
 
 /// One stream entry: id and fields in order.
 #[derive(Debug, PartialEq)]
 pub(super) struct Entry {
     pub(super) id: String,
     pub(super) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Entry {
+    /// The message an entry holds: `payload_field` is the payload (false
+    /// when the entry has none), `key_field` the key, every other field a
+    /// header, in order; the first of a repeated payload or key field counts.
+    pub(super) fn into_message(
+        self,
+        payload_field: &str,
+        key_field: &str,
+        stream: &str,
+    ) -> (Message, bool) {
+        let mut payload = None;
+        let mut key = None;
+        let mut headers = Vec::new();
+        for (field, value) in self.fields {
+            if payload.is_none() && field == payload_field.as_bytes() {
+                payload = Some(value);
+            } else if key.is_none() && field == key_field.as_bytes() {
+                key = Some(value);
+            } else {
+                headers.push((String::from_utf8_lossy(&field).into_owned(), value));
+            }
+        }
+        let has_payload = payload.is_some();
+        let message = Message {
+            key,
+            payload: payload.unwrap_or_default(),
+            headers,
+            source: stream.to_owned(),
+            timestamp_ms: self.id.split('-').next().and_then(|ms| ms.parse().ok()),
+            attempt: 1,
+        };
+        (message, has_payload)
+    }
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -26,9 +63,9 @@ fn bytes(v: Value) -> Vec<u8> {
     }
 }
 
-/// Entries from `[[id, [field, value, …]], …]`; entries whose fields are
-/// nil (deleted while pending) are skipped.
-fn entries(v: Value) -> Vec<Entry> {
+/// Entries from `[[id, [field, value, …]], …]` (also `XRANGE`'s reply);
+/// entries whose fields are nil (deleted while pending) are skipped.
+pub(super) fn entries(v: Value) -> Vec<Entry> {
     let Value::Array(items) = v else {
         return Vec::new();
     };

@@ -10,7 +10,7 @@ use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use redis::Value;
 use sluice_core::stats::{SourceLag, LAG_EVERY};
-use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
+use sluice_core::{AckHandle, Coordinates, Delivery, Source, SourceError};
 use sluice_core::{Health, Shutdown};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -199,34 +199,14 @@ impl StreamSource {
 
     fn delivery(&self, entry: Entry, acks: &mpsc::UnboundedSender<Settled<String>>) -> Delivery {
         let c = &self.config;
-        let mut payload = None;
-        let mut key = None;
-        let mut headers = Vec::new();
-        for (field, value) in entry.fields {
-            if payload.is_none() && field == c.payload_field.as_bytes() {
-                payload = Some(value);
-            } else if key.is_none() && field == c.key_field.as_bytes() {
-                key = Some(value);
-            } else {
-                headers.push((String::from_utf8_lossy(&field).into_owned(), value));
-            }
-        }
-        let timestamp_ms = entry.id.split('-').next().and_then(|ms| ms.parse().ok());
-        let decode_error = payload
-            .is_none()
-            .then(|| format!("stream entry has no `{}` field", c.payload_field));
-        let message = Message {
-            key,
-            payload: payload.unwrap_or_default(),
-            headers,
-            source: c.stream.clone(),
-            timestamp_ms,
-            attempt: 1,
-        };
+        let id = entry.id.clone();
+        let (message, has_payload) = entry.into_message(&c.payload_field, &c.key_field, &c.stream);
+        let decode_error =
+            (!has_payload).then(|| format!("stream entry has no `{}` field", c.payload_field));
         let coordinates = Coordinates::default()
             .with("stream", &c.stream)
-            .with("id", &entry.id);
-        let acker = ChannelAcker::new(entry.id, acks);
+            .with("id", &id);
+        let acker = ChannelAcker::new(id, acks);
         let mut delivery = Delivery::new(message, coordinates, AckHandle::new(acker));
         delivery.decode_error = decode_error;
         delivery
