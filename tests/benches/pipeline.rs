@@ -143,6 +143,7 @@ fn generate(n: usize) -> (Vec<Message>, Expected) {
             source: "orders".into(),
             timestamp_ms: Some(1_700_000_000_000 + i as u64 * 7),
             attempt: 1,
+            header_types: Vec::new(),
         });
     }
     (messages, expected)
@@ -269,6 +270,7 @@ fn native_transform(
             source: msg.source.clone(),
             timestamp_ms: msg.timestamp_ms,
             attempt: msg.attempt,
+            header_types: msg.header_types.clone(),
         }]))
     }
 }

@@ -14,7 +14,8 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-/// One message as a test sees it.
+/// One message as a test sees it: a header that is not a string as the
+/// debug form of its AMQP value (`LongLongInt(5)`).
 #[derive(Debug, Clone)]
 pub struct Got {
     pub payload: Vec<u8>,
@@ -83,14 +84,9 @@ pub fn delete(url: &str, queues: &[&str]) {
 /// Publish `(payload, headers)` to `queue` through the default exchange,
 /// persistent, waiting for every confirm.
 pub fn publish(url: &str, queue: &str, messages: &[(Vec<u8>, Vec<(String, String)>)]) {
-    runtime().block_on(async {
-        let conn = connect(url).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-        let mut confirms = Vec::with_capacity(messages.len());
-        for (payload, headers) in messages {
+    let tables: Vec<(Vec<u8>, FieldTable)> = messages
+        .iter()
+        .map(|(payload, headers)| {
             let mut table = FieldTable::default();
             for (n, v) in headers {
                 table.insert(
@@ -98,9 +94,25 @@ pub fn publish(url: &str, queue: &str, messages: &[(Vec<u8>, Vec<(String, String
                     AMQPValue::LongString(LongString::from(v.as_bytes())),
                 );
             }
+            (payload.clone(), table)
+        })
+        .collect();
+    publish_tables(url, queue, &tables);
+}
+
+/// [`publish`] with any AMQP header values (integers, booleans, ...).
+pub fn publish_tables(url: &str, queue: &str, messages: &[(Vec<u8>, FieldTable)]) {
+    runtime().block_on(async {
+        let conn = connect(url).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (payload, table) in messages {
             let props = BasicProperties::default()
                 .with_delivery_mode(2)
-                .with_headers(table);
+                .with_headers(table.clone());
             confirms.push(
                 ch.basic_publish(
                     "".into(),

@@ -344,3 +344,30 @@ impl Drop for Owned {
         self.stop();
     }
 }
+
+/// `sluice dlq ARGS…` (e.g. `["show", CONFIG]`): its exit status, stdout
+/// and stderr.
+pub fn sluice_dlq(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(sluice_bin())
+        .arg("dlq")
+        .args(args)
+        .output()
+        .expect("sluice runs");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The dead letters `sluice dlq show CONFIG` prints, one JSON document
+/// each (`at`, `pipeline`, `error`, `message`); panics if it fails.
+pub fn dlq_show(config: &Path) -> Vec<serde_json::Value> {
+    let (status, stdout, stderr) =
+        sluice_dlq(&["show", "--limit", "100000", &config.display().to_string()]);
+    assert!(status.success(), "sluice dlq show failed: {stderr}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("dlq show prints JSON lines"))
+        .collect()
+}

@@ -86,7 +86,11 @@ pub async fn create_with(
 #[derive(Debug, Clone)]
 pub struct Got {
     pub body: String,
+    /// The attributes as headers: `sluice-error` and `sluice-headers`
+    /// unpacked, as the sluice source reads them.
     pub attributes: Vec<(String, String)>,
+    /// How many message attributes the message had in SQS.
+    pub wire_attributes: usize,
     pub group: Option<String>,
 }
 
@@ -180,11 +184,16 @@ pub async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Got> {
             return got;
         }
         for m in messages {
+            let wire = m.message_attributes().map_or(0, |a| a.len());
             let attributes = m
                 .message_attributes()
                 .map(|a| {
                     a.iter()
-                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string()))
+                        .flat_map(|(k, v)| {
+                            let value = v.string_value().unwrap_or_default().as_bytes().to_vec();
+                            sluice_brokers::sqs::attributes::unpack(k, value)
+                        })
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -195,6 +204,7 @@ pub async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Got> {
             got.push(Got {
                 body: m.body().unwrap_or_default().to_string(),
                 attributes,
+                wire_attributes: wire,
                 group,
             });
             client

@@ -252,6 +252,67 @@ fn an_unroutable_publish_is_retried_not_lost() {
     assert_eq!(rabbit.count(&n.input), 0);
 }
 
+#[test]
+fn typed_headers_keep_their_amqp_type_through_a_relay() {
+    // A plain AMQP producer sets integer, boolean and float headers; through
+    // a RabbitMQ → RabbitMQ pipeline that does not change them they arrive
+    // with their types (a consumer comparing `retry_count < 3` works).
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    let dir = tempfile::tempdir().unwrap();
+    let rabbit = Rabbit::new(dir.path());
+    let n = suite::plain_names::<Rabbit>("typed");
+    rabbit.create(&[&n.input, &n.output, &n.dlq]);
+    let inputs: Vec<(Vec<u8>, FieldTable)> = (0..5)
+        .map(|i| {
+            let mut t = FieldTable::default();
+            t.insert("count".into(), AMQPValue::LongLongInt(i));
+            t.insert("small".into(), AMQPValue::LongInt(7));
+            t.insert("flag".into(), AMQPValue::Boolean(i % 2 == 0));
+            t.insert("ratio".into(), AMQPValue::Double(0.5));
+            t.insert("name".into(), AMQPValue::LongString(LongString::from("n")));
+            (format!(r#"{{"amount":{i}}}"#).into_bytes(), t)
+        })
+        .collect();
+    amqp_client::publish_tables(&rabbit.url, &n.input, &inputs);
+    let daemon = Daemon::start(
+        &config(&rabbit, dir.path(), &n, &n.output, Role::Alone),
+        &dir.path().join("sluice.log"),
+    );
+    assert!(
+        eventually(LONG, || rabbit.count(&n.output) >= 5),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.terminate(LONG).success());
+    let mut out = drain(&rabbit.url, &n.output);
+    out.sort_by_key(|g| g.header("count"));
+    assert_eq!(out.len(), 5);
+    for (i, got) in out.iter().enumerate() {
+        assert_eq!(
+            got.header("count"),
+            Some(format!("LongLongInt({i})")),
+            "{got:?}"
+        );
+        assert_eq!(
+            got.header("small").as_deref(),
+            Some("LongInt(7)"),
+            "{got:?}"
+        );
+        assert_eq!(
+            got.header("flag"),
+            Some(format!("Boolean({})", i % 2 == 0)),
+            "{got:?}"
+        );
+        assert_eq!(
+            got.header("ratio").as_deref(),
+            Some("Double(0.5)"),
+            "{got:?}"
+        );
+        assert_eq!(got.header("name").as_deref(), Some("n"), "{got:?}");
+    }
+    rabbit.clean_up([n.input, n.output, n.dlq]);
+}
+
 /// Close every connection a daemon process has to RabbitMQ, from the
 /// server side (as a broker restart or a network cut would). Returns how
 /// many were closed.

@@ -268,12 +268,17 @@ impl Server {
             .expect("redis-server (Debian package redis-server; tests/brokers.sh installs it)");
         self.child = Some(child);
         let url = self.url();
+        // Up once it answers PING: while it loads its AOF it accepts
+        // connections but answers LOADING (seen in CI: the test's XADDs
+        // right after a restart failed with BusyLoading).
+        let answers = || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        };
         assert!(
-            eventually(Duration::from_secs(30), || redis::Client::open(
-                url.as_str()
-            )
-            .and_then(|c| c.get_connection())
-            .is_ok()),
+            eventually(Duration::from_secs(60), answers),
             "private redis-server on {} did not start",
             self.port
         );
@@ -405,4 +410,112 @@ channel = "{output}"
     assert_eq!(got.len(), 200, "every message relayed while all was up");
     assert_eq!(got[0], r#"{"amount":0}"#);
     assert_eq!(got[199], r#"{"amount":199}"#, "in order");
+}
+
+#[test]
+fn retries_through_a_retry_stream_count_up_and_end_in_the_dlq_while_other_keys_flow() {
+    // The spec's pattern on Redis streams (`retry.republish`): 1,000 entries
+    // of 50 keys; every entry of key k7 fails (retryable) on every call. Each
+    // is appended to STREAM.retry with x-retry-count 1, 2, 3 and a due time,
+    // the original acked; at the fourth attempt it is dead-lettered with the
+    // error text. The other keys' 980 entries do not wait: they are all out
+    // before the first k7 entry reaches the DLQ (1 s + 2 s + 4 s of backoff).
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::new(dir.path());
+    let t = Names::new("redis-republish");
+    let key = |i: usize| format!("k{}", i % 50);
+    let inputs: Vec<Input> = (0..1000)
+        .map(|i| Input {
+            key: key(i),
+            payload: format!(r#"{{"amount":{i},"key":"{}"}}"#, key(i)).into_bytes(),
+            headers: vec![("trace".into(), format!("t{i}"))],
+        })
+        .collect();
+    redis.produce(&t.input, &inputs);
+    let config = dir.path().join("republish.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipelines.relay]
+concurrency = 2
+source = {source}
+dlq = {dlq}
+sinks.out = {out}
+retry = {{ attempts = 4, initial = "1s", factor = 2, jitter = 0, republish = true }}
+
+[[pipelines.relay.stages]]
+name = "flaky"
+kind = "filter"
+plugin = {plugin}
+params = {{ fail_attempts = 10, fail_matching = '"key":"k7"' }}
+"#,
+            source = redis.source(&t, Role::Alone),
+            dlq = redis.sink(&t.dlq),
+            out = redis.sink(&t.output),
+            plugin = plugin_literal("flaky"),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    assert!(
+        eventually(Duration::from_secs(120), || redis.count(&t.output) >= 980),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        redis.count(&t.dlq),
+        0,
+        "the other keys were out before any k7 entry ran out of attempts"
+    );
+    assert!(
+        eventually(Duration::from_secs(120), || redis.count(&t.dlq) >= 20),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.terminate(Duration::from_secs(60)).success());
+    let retry_stream = format!("{}.retry", t.input);
+    let retries = read_stream(&mut connection(&redis.url), &retry_stream);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &retries {
+        assert_eq!(e.field("key").as_deref(), Some("k7"), "{e:?}");
+        assert!(e.field("sluice-retry-due").is_some(), "{e:?}");
+        *counts.entry(e.field("x-retry-count").unwrap()).or_default() += 1;
+    }
+    let want: BTreeMap<String, usize> = [("1", 20), ("2", 20), ("3", 20)]
+        .map(|(c, n)| (c.to_string(), n))
+        .into();
+    assert_eq!(counts, want, "x-retry-count 1, 2, 3 for each of k7's 20");
+    let dead = redis.read(&t.dlq);
+    assert_eq!(dead.len(), 20);
+    for d in &dead {
+        assert_eq!(
+            d.header("sluice-error-class"),
+            Some("retries-exhausted"),
+            "{d:?}"
+        );
+        assert_eq!(d.header("sluice-error-attempts"), Some("4"), "{d:?}");
+        assert_eq!(
+            d.header("sluice-error-text"),
+            Some("flaky: attempt 4 of 10 fails"),
+            "{d:?}"
+        );
+        assert_eq!(d.header("x-retry-count"), Some("3"), "{d:?}");
+    }
+    assert_eq!(redis.read(&t.output).len(), 980);
+    for stream in [&t.input, &retry_stream] {
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(&t.group)
+            .query(&mut connection(&redis.url))
+            .unwrap();
+        let Value::Array(summary) = pending else {
+            panic!("{pending:?}")
+        };
+        assert_eq!(
+            text(summary.first()).as_deref(),
+            Some("0"),
+            "{stream}: all acked"
+        );
+    }
 }

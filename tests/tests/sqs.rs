@@ -223,6 +223,8 @@ impl Broker for Sqs {
         total / 50
     }
 
+    const KEEPS_ORDER: bool = false;
+
     /// The daemons create their queues (`create_queue = true`).
     fn example(&self, unique: &str) -> Example {
         let q = |name: &str| format!("{unique}-{name}");
@@ -334,20 +336,18 @@ fn a_message_sqs_refuses_is_dead_lettered_with_the_reason_and_its_batch_still_go
             format!(r#"{{"amount":{i}}}"#)
         }
     };
+    let headers: Vec<(String, String)> =
+        (0..9).map(|h| (format!("h{h}"), format!("v{h}"))).collect();
     let inputs: Vec<_> = (0..total)
         .map(|i| {
-            (
-                body(i),
-                vec![("sluice-key".to_string(), format!("k{i}"))],
-                None,
-            )
+            let mut attributes = vec![("sluice-key".to_string(), format!("k{i}"))];
+            attributes.extend(headers.iter().cloned());
+            (body(i), attributes, None)
         })
         .collect();
     rt.block_on(send(&sqs, &input, &inputs));
-    let daemon = Daemon::start(
-        &write_config(dir.path(), &sqs_endpoint(), &n.input, &n.output, &n.dlq),
-        &dir.path().join("sluice.log"),
-    );
+    let config = write_config(dir.path(), &sqs_endpoint(), &n.input, &n.output, &n.dlq);
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
     let settled = || {
         rt.block_on(async { count(&sqs, &output).await + count(&sqs, &dlq_url).await }) >= total
             && rt.block_on(count(&sqs, &input)) == 0
@@ -358,6 +358,13 @@ fn a_message_sqs_refuses_is_dead_lettered_with_the_reason_and_its_batch_still_go
         daemon.log_text()
     );
     assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let shown = sluice_tests::daemon::dlq_show(&config);
+    assert_eq!(shown.len(), total / 7, "dlq show reads every dead letter");
+    for d in &shown {
+        assert_eq!(d["error"]["class"], "sink-rejected", "{d}");
+        assert!(d["error"]["text"].as_str().unwrap().contains("1024"), "{d}");
+        assert_eq!(d["message"]["headers"]["h8"], "v8", "{d}");
+    }
     let out = rt.block_on(drain(&sqs, &output));
     let dead = rt.block_on(drain(&sqs, &dlq_url));
     let mut out_keys: Vec<String> = out.iter().map(key_of).collect();
@@ -392,6 +399,15 @@ fn a_message_sqs_refuses_is_dead_lettered_with_the_reason_and_its_batch_still_go
         let text = m.attribute("sluice-error-text").unwrap_or_default();
         assert!(text.contains("1024"), "SQS's reason is kept: {text}");
         assert!(m.body.len() > 2000, "the whole message is in the DLQ");
+        assert!(
+            m.wire_attributes <= 10,
+            "{} attributes: {:?}",
+            m.wire_attributes,
+            m.attributes
+        );
+        for (h, v) in &headers {
+            assert_eq!(m.attribute(h).as_ref(), Some(v), "{:?}", m.attributes);
+        }
     }
 }
 

@@ -64,6 +64,7 @@ pub fn to_envelope(dead: &Message) -> Message {
         source: dead.source.clone(),
         timestamp_ms: dead.timestamp_ms,
         attempt: dead.attempt,
+        header_types: Vec::new(),
     }
 }
 

@@ -132,9 +132,22 @@ impl SourceConfig {
     /// Can this source retry a message through its broker (a pipeline's
     /// `retry.republish`)? RabbitMQ can (delay queues and `x-retry-count`),
     /// SQS can (a visibility timeout of the delay; the receive count is the
-    /// attempt).
+    /// attempt), Redis streams can (a retry stream, `x-retry-count`).
     pub fn republishes_retries(&self) -> bool {
-        matches!(self, SourceConfig::Rabbitmq(_) | SourceConfig::Sqs(_))
+        matches!(
+            self,
+            SourceConfig::Rabbitmq(_) | SourceConfig::Sqs(_) | SourceConfig::RedisStream(_)
+        )
+    }
+
+    /// Make the source retry through its broker (`retry.republish`): a
+    /// Redis stream source gets its retry stream (`STREAM.retry` unless
+    /// set); the others need nothing.
+    pub fn retry_through_broker(&mut self) {
+        if let SourceConfig::RedisStream(c) = self {
+            c.retry_stream
+                .get_or_insert_with(|| format!("{}.retry", c.stream));
+        }
     }
 
     /// Check what serde cannot: combinations of keys.
@@ -228,6 +241,7 @@ impl SinkConfig {
     /// | `file` | reads the file |
     /// | `kafka` | a consumer that commits nothing, from each partition's start to its end |
     /// | `redis-stream` | `XRANGE` |
+    /// | `rabbitmq` | `basic.get` without ack, then all are put back (marked redelivered) |
     /// | `sqs` | receives each message and makes it visible again (a receive is counted) |
     /// | `stdout`, `redis-pubsub` | cannot: nothing is kept |
     ///
@@ -244,16 +258,13 @@ impl SinkConfig {
             SinkConfig::Kafka(c) => kafka::read_back(c, name, limit).await,
             SinkConfig::RedisStream(c) => redis::read_stream_back(c, name, limit).await,
             SinkConfig::Sqs(c) => sqs::read_back(c, name, limit).await,
+            SinkConfig::Rabbitmq(c) => amqp::read_back(c, name, limit).await,
             SinkConfig::Stdout(_) | SinkConfig::RedisPubsub(_) => {
                 Err(ConnectError::Invalid(format!(
                     "a `{}` DLQ keeps nothing to read back: dead letters written there are gone",
                     self.kind()
                 )))
             }
-            SinkConfig::Rabbitmq(_) => Err(ConnectError::Invalid(format!(
-                "reading a `{}` DLQ back is not built yet",
-                self.kind()
-            ))),
         }
     }
 }

@@ -192,6 +192,7 @@ pub fn decode(json: &[u8]) -> Option<Message> {
         source: written.source,
         timestamp_ms: written.timestamp_ms,
         attempt: 1,
+        header_types: Vec::new(),
     })
 }
 

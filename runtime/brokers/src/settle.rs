@@ -20,6 +20,18 @@ pub(crate) enum Settled<T> {
     Later(T, Later),
 }
 
+/// The spec's retry-count header: failed attempts so far, on a message
+/// that comes back through its broker for a retry.
+pub const RETRY_COUNT_HEADER: &str = "x-retry-count";
+
+/// The attempt a delivery is on, from its `x-retry-count` header text.
+pub(crate) fn attempt_from(retry_count: Option<&[u8]>) -> u32 {
+    retry_count
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(1, |failed| failed.saturating_add(1))
+}
+
 /// What [`Acker::retry_later`] was asked.
 pub(crate) struct Later {
     pub message: Message,

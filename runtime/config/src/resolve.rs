@@ -235,7 +235,7 @@ impl Resolver<'_> {
                         r,
                         format!("{key}.retry.republish"),
                         format!("a `{}` source cannot retry through its broker", source.kind()),
-                        "remove `republish` (retries then wait on the worker); only rabbitmq and sqs sources retry through their broker",
+                        "remove `republish` (retries then wait on the worker, parked per key); only rabbitmq, sqs and redis-stream sources retry through their broker",
                     ));
                 }
                 engine.republish_retries = true;
@@ -288,9 +288,13 @@ impl Resolver<'_> {
             }
             stages.push(self.stage(stage, &stage_key, pipeline_retry)?);
         }
+        let mut source = p.source.into_inner();
+        if engine.republish_retries {
+            source.retry_through_broker();
+        }
         Ok(PipelineConfig {
             name: name.0,
-            source: p.source.into_inner(),
+            source,
             stages,
             sinks: p
                 .sinks

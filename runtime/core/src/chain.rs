@@ -211,6 +211,9 @@ impl Chain {
                         bump(&stats.output, out.len() as u64);
                         for mut part in out {
                             part.attempt = msg.attempt;
+                            if part.header_types.is_empty() {
+                                part.header_types.clone_from(&msg.header_types);
+                            }
                             next_origins.push(origin);
                             next_msgs.push(part);
                         }

@@ -41,7 +41,7 @@ pub use dlq::{Failure, FailureClass};
 pub use engine::{Pipeline, PipelineBuilder, PipelineReport};
 pub use health::Health;
 pub use live::{LiveStages, StageVersion};
-pub use message::{Coordinates, Delivery, Message};
+pub use message::{Coordinates, Delivery, HeaderType, Message};
 pub use retry::RetryPolicy;
 pub use shutdown::Shutdown;
 pub use sink::{Confirm, Sink, SinkError};

@@ -19,6 +19,30 @@ pub struct Message {
     pub timestamp_ms: Option<u64>,
     /// 1 on the first call for this message, 2 on the first retry, ...
     pub attempt: u32,
+    /// The types of headers that arrived typed from a broker whose headers
+    /// have types (AMQP integers, booleans, floats), by name. Headers are
+    /// bytes everywhere else (their text, for such values); a sink with
+    /// typed headers writes a header listed here with its type while its
+    /// value still reads as one, so a header no stage changed leaves as it
+    /// came. What a stage makes of a message inherits its list. Not in WIT.
+    pub header_types: Vec<(String, HeaderType)>,
+}
+
+/// A typed header's type (see [`Message::header_types`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeaderType {
+    Bool,
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    F32,
+    F64,
+    /// Seconds since the Unix epoch (AMQP `timestamp`).
+    Timestamp,
 }
 
 impl Message {
@@ -61,6 +85,14 @@ impl Message {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// The type header `name` arrived with, if it arrived typed.
+    pub fn header_type(&self, name: &str) -> Option<HeaderType> {
+        self.header_types
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| *t)
     }
 
     /// The first header with this name as UTF-8 text (lossy).

@@ -60,6 +60,7 @@ pub fn from_wit(msg: WitMessage) -> Message {
         source: msg.source,
         timestamp_ms: msg.timestamp_ms,
         attempt: msg.attempt,
+        header_types: Vec::new(),
     }
 }
 

@@ -155,6 +155,9 @@ pub trait Broker: Sized + Sync {
     fn sharing(&self, _t: &Names, _daemons: &[&Daemon]) -> bool {
         true
     }
+    /// Whether an output keeps the order messages of one key were published
+    /// in (a standard SQS queue does not).
+    const KEEPS_ORDER: bool = true;
     /// Duplicates two daemons sharing `total` inputs may deliver with no
     /// failure in between (a standard SQS queue: at least once).
     fn allowed_duplicates(_total: usize) -> usize {
@@ -329,6 +332,11 @@ macro_rules! conformance {
             #[test]
             fn sigkill_mid_stream_loses_nothing_and_duplicates_are_counted() {
                 $crate::conformance::sigkill_mid_stream::<$broker>();
+            }
+
+            #[test]
+            fn a_retry_parks_only_its_own_key_and_the_key_keeps_its_order() {
+                $crate::conformance::parking::<$broker>();
             }
 
             #[test]

@@ -2,8 +2,10 @@
 //!
 //! Fails with a `retryable` error while the message's `attempt` is at most
 //! param `fail_attempts` (default 2), then keeps it: the host's retries with
-//! backoff should get it through. A payload containing `fatal` gets a
-//! `fatal` error instead, which the host must dead-letter without retrying.
+//! backoff should get it through. With param `fail_matching`, only payloads
+//! that contain that text fail; the rest pass at once. A payload containing
+//! `fatal` gets a `fatal` error instead, which the host must dead-letter
+//! without retrying.
 
 use std::sync::OnceLock;
 
@@ -28,6 +30,14 @@ fn fail_attempts() -> Result<u32, Error> {
         .map_err(Error::Fatal)
 }
 
+/// Param `fail_matching`, read once per instance.
+fn fail_matching() -> Option<&'static str> {
+    static FAIL_MATCHING: OnceLock<Option<String>> = OnceLock::new();
+    FAIL_MATCHING
+        .get_or_init(|| host::config("fail_matching"))
+        .as_deref()
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -37,7 +47,8 @@ fn filter(msg: Message) -> Result<bool, Error> {
     if contains(&msg.payload, b"fatal") {
         return Err(Error::Fatal("flaky: fatal requested".to_string()));
     }
-    if msg.attempt <= fail_attempts {
+    let chosen = fail_matching().is_none_or(|m| contains(&msg.payload, m.as_bytes()));
+    if chosen && msg.attempt <= fail_attempts {
         return Err(Error::Retryable(format!(
             "flaky: attempt {} of {} fails",
             msg.attempt, fail_attempts

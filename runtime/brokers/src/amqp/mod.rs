@@ -14,21 +14,26 @@
 //! topology again; what was unacked is redelivered by the broker.
 //!
 //! Message mapping: AMQP headers ↔ message headers (text and byte values as
-//! bytes, other types as their text); the message key travels in the header
+//! bytes, other types as their text, their type kept in
+//! [`Message::header_types`](sluice_core::Message::header_types) so that
+//! a header no stage changed is written back with its type: an integer
+//! stays an integer through a RabbitMQ → RabbitMQ pipeline); the message key travels in the header
 //! `sluice-key`; the AMQP timestamp (seconds) ↔ `timestamp_ms`.
 
+mod read_back;
 mod retry;
 mod sink;
 mod source;
 
-pub use retry::RETRY_COUNT_HEADER;
+pub use crate::settle::RETRY_COUNT_HEADER;
+pub(crate) use read_back::read_back;
 
 use crate::kafka::Property;
 use crate::{ConnectError, Invalid};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use serde::Deserialize;
-use sluice_core::{HumanDuration, Message, Sink, Source};
+use sluice_core::{HeaderType, HumanDuration, Message, Sink, Source};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,16 +213,18 @@ fn arguments(args: &BTreeMap<String, Property>) -> FieldTable {
     table
 }
 
-/// The AMQP properties of `msg`: its headers as byte strings, its key in
+/// The AMQP properties of `msg`: its headers as byte strings, except those
+/// that came typed and still read as their type (see [`typed`]); its key in
 /// [`KEY_HEADER`], its timestamp in seconds; `delivery_mode` 2 when
 /// `persistent`.
 fn properties(msg: &Message, persistent: bool) -> BasicProperties {
     let mut headers = FieldTable::default();
     for (name, value) in &msg.headers {
-        headers.insert(
-            ShortString::from(name.as_str()),
-            AMQPValue::LongString(LongString::from(value.as_slice())),
-        );
+        let value = msg
+            .header_type(name)
+            .and_then(|t| typed(t, value))
+            .unwrap_or_else(|| AMQPValue::LongString(LongString::from(value.as_slice())));
+        headers.insert(ShortString::from(name.as_str()), value);
     }
     if let Some(key) = &msg.key {
         headers.insert(
@@ -232,6 +239,45 @@ fn properties(msg: &Message, persistent: bool) -> BasicProperties {
         props = props.with_timestamp(ms / 1000);
     }
     props
+}
+
+/// The type of an AMQP header value that is not a string or bytes, for
+/// [`Message::header_types`].
+fn header_type(value: &AMQPValue) -> Option<HeaderType> {
+    Some(match value {
+        AMQPValue::Boolean(_) => HeaderType::Bool,
+        AMQPValue::ShortShortInt(_) => HeaderType::I8,
+        AMQPValue::ShortShortUInt(_) => HeaderType::U8,
+        AMQPValue::ShortInt(_) => HeaderType::I16,
+        AMQPValue::ShortUInt(_) => HeaderType::U16,
+        AMQPValue::LongInt(_) => HeaderType::I32,
+        AMQPValue::LongUInt(_) => HeaderType::U32,
+        AMQPValue::LongLongInt(_) => HeaderType::I64,
+        AMQPValue::Float(_) => HeaderType::F32,
+        AMQPValue::Double(_) => HeaderType::F64,
+        AMQPValue::Timestamp(_) => HeaderType::Timestamp,
+        _ => return None,
+    })
+}
+
+/// `text` (a header's bytes) as an AMQP value of type `t`, if it reads as
+/// one: the inverse of [`header_bytes`] for typed values. A stage that set
+/// the header to something else gets a string.
+fn typed(t: HeaderType, text: &[u8]) -> Option<AMQPValue> {
+    let text = std::str::from_utf8(text).ok()?;
+    Some(match t {
+        HeaderType::Bool => AMQPValue::Boolean(text.parse().ok()?),
+        HeaderType::I8 => AMQPValue::ShortShortInt(text.parse().ok()?),
+        HeaderType::U8 => AMQPValue::ShortShortUInt(text.parse().ok()?),
+        HeaderType::I16 => AMQPValue::ShortInt(text.parse().ok()?),
+        HeaderType::U16 => AMQPValue::ShortUInt(text.parse().ok()?),
+        HeaderType::I32 => AMQPValue::LongInt(text.parse().ok()?),
+        HeaderType::U32 => AMQPValue::LongUInt(text.parse().ok()?),
+        HeaderType::I64 => AMQPValue::LongLongInt(text.parse().ok()?),
+        HeaderType::F32 => AMQPValue::Float(text.parse().ok()?),
+        HeaderType::F64 => AMQPValue::Double(text.parse().ok()?),
+        HeaderType::Timestamp => AMQPValue::Timestamp(text.parse().ok()?),
+    })
 }
 
 /// An AMQP header value as bytes: strings as they are, numbers and the
@@ -253,5 +299,46 @@ fn header_bytes(value: &AMQPValue) -> Vec<u8> {
         AMQPValue::Double(x) => x.to_string().into_bytes(),
         AMQPValue::Timestamp(t) => t.to_string().into_bytes(),
         other => format!("{other:?}").into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_header_goes_out_with_its_type_while_its_text_reads_as_one() {
+        let values = [
+            AMQPValue::LongLongInt(-3),
+            AMQPValue::ShortShortUInt(7),
+            AMQPValue::LongInt(1 << 20),
+            AMQPValue::Boolean(true),
+            AMQPValue::Double(0.25),
+            AMQPValue::Timestamp(1_700_000_000),
+        ];
+        for value in values {
+            let t = header_type(&value).expect("typed");
+            assert_eq!(
+                typed(t, &header_bytes(&value)),
+                Some(value.clone()),
+                "{value:?}"
+            );
+        }
+        assert_eq!(header_type(&AMQPValue::LongString("x".into())), None);
+        let mut msg = Message::new("p")
+            .with_header("n", "5")
+            .with_header("changed", "not a number");
+        msg.header_types = vec![
+            ("n".into(), HeaderType::I64),
+            ("changed".into(), HeaderType::I32),
+        ];
+        let props = properties(&msg, true);
+        let headers = props.headers().as_ref().unwrap().inner();
+        assert_eq!(headers.get("n"), Some(&AMQPValue::LongLongInt(5)));
+        assert_eq!(
+            headers.get("changed"),
+            Some(&AMQPValue::LongString("not a number".into())),
+            "a value that no longer reads as its type goes out as a string"
+        );
     }
 }

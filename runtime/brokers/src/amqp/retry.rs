@@ -20,24 +20,14 @@
 
 use super::{connect, properties};
 use crate::settle::Later;
+pub(super) use crate::settle::{attempt_from, RETRY_COUNT_HEADER};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Confirmation};
 use std::time::Duration;
 
-/// The spec's retry-count header: failed attempts so far.
-pub const RETRY_COUNT_HEADER: &str = "x-retry-count";
-
 /// How long an unused delay queue outlives its delay.
 const EXPIRES_AFTER: Duration = Duration::from_secs(60);
-
-/// The attempt a delivery is on, from its `x-retry-count` header text.
-pub(super) fn attempt_from(retry_count: Option<&[u8]>) -> u32 {
-    retry_count
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .map_or(1, |failed| failed.saturating_add(1))
-}
 
 /// Publishes retries to the delay queues of one source queue, on a
 /// connection of its own (opened at the first retry, replaced after a

@@ -12,7 +12,9 @@
 //! header sets its `attempt`.
 
 use super::retry::{attempt_from, Republisher, RETRY_COUNT_HEADER};
-use super::{arguments, connect, connect_at_start, header_bytes, AmqpSourceConfig, KEY_HEADER};
+use super::{
+    arguments, connect, connect_at_start, header_bytes, header_type, AmqpSourceConfig, KEY_HEADER,
+};
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use futures::StreamExt;
@@ -21,7 +23,7 @@ use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 use sluice_core::stats::{SourceLag, LAG_EVERY};
 use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
 use sluice_core::{Health, Shutdown};
@@ -123,34 +125,7 @@ impl AmqpSource {
         acks: &mpsc::UnboundedSender<Settled<lapin::Acker>>,
         held: &Arc<AtomicUsize>,
     ) -> Delivery {
-        let mut key = None;
-        let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
-        if let Some(table) = d.properties.headers() {
-            for (name, value) in table.inner() {
-                if name.as_str() == KEY_HEADER && key.is_none() {
-                    key = Some(header_bytes(value));
-                } else {
-                    headers.push((name.as_str().to_string(), header_bytes(value)));
-                }
-            }
-        }
-        let attempt = attempt_from(
-            headers
-                .iter()
-                .find(|(n, _)| n == RETRY_COUNT_HEADER)
-                .map(|(_, v)| v.as_slice()),
-        );
-        let message = Message {
-            key,
-            payload: d.data,
-            headers,
-            source: self.config.queue.clone(),
-            timestamp_ms: d
-                .properties
-                .timestamp()
-                .map(|secs| secs.saturating_mul(1000)),
-            attempt,
-        };
+        let message = message_of(&d.properties, d.data, &self.config.queue);
         let coordinates = Coordinates::default()
             .with("queue", &self.config.queue)
             .with("delivery-tag", d.delivery_tag)
@@ -382,5 +357,41 @@ async fn ack_task(
             tracing::debug!(source = %name, error = %e, "ack on a closed channel; the broker redelivers that message");
         }
         held.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A delivery's body and properties as a message: headers in table order
+/// (the key from [`KEY_HEADER`]), the attempt from `x-retry-count`, the
+/// timestamp in milliseconds.
+pub(super) fn message_of(properties: &BasicProperties, data: Vec<u8>, queue: &str) -> Message {
+    let mut key = None;
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut header_types = Vec::new();
+    if let Some(table) = properties.headers() {
+        for (name, value) in table.inner() {
+            if name.as_str() == KEY_HEADER && key.is_none() {
+                key = Some(header_bytes(value));
+            } else {
+                headers.push((name.as_str().to_string(), header_bytes(value)));
+                if let Some(t) = header_type(value) {
+                    header_types.push((name.as_str().to_string(), t));
+                }
+            }
+        }
+    }
+    let attempt = attempt_from(
+        headers
+            .iter()
+            .find(|(n, _)| n == RETRY_COUNT_HEADER)
+            .map(|(_, v)| v.as_slice()),
+    );
+    Message {
+        key,
+        payload: data,
+        headers,
+        source: queue.to_owned(),
+        timestamp_ms: properties.timestamp().map(|secs| secs.saturating_mul(1000)),
+        attempt,
+        header_types,
     }
 }

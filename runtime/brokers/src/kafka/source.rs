@@ -358,5 +358,6 @@ pub(super) fn message_of(m: &BorrowedMessage<'_>) -> Message {
             .to_millis()
             .and_then(|t| u64::try_from(t).ok()),
         attempt: 1,
+        header_types: Vec::new(),
     }
 }

@@ -62,6 +62,10 @@ pub struct StreamSourceConfig {
     /// How long start-up waits for the server before giving up (exit 2).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+    /// The stream retries go through when the pipeline retries through its
+    /// broker (`retry.republish`); read by this source with the same group.
+    /// Default then: `STREAM.retry`.
+    pub retry_stream: Option<String>,
 }
 
 /// `sinks.NAME = { type = "redis-stream", stream = "out" }`

@@ -108,7 +108,7 @@ fn json_value(value: &[u8]) -> serde_json::Value {
 /// The headers one attribute stands for: `sluice-error` and
 /// `sluice-headers` unpacked, any other as itself. A packed attribute that
 /// does not parse stays as it is (nothing is lost).
-pub(super) fn unpack(name: &str, value: Vec<u8>) -> Vec<(String, Vec<u8>)> {
+pub fn unpack(name: &str, value: Vec<u8>) -> Vec<(String, Vec<u8>)> {
     let parsed = serde_json::from_slice::<serde_json::Value>(&value).ok();
     match (name, parsed) {
         (ERROR_ATTRIBUTE, Some(serde_json::Value::Object(fields))) => fields

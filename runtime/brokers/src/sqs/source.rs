@@ -426,6 +426,7 @@ pub(super) fn message_of(
             .and_then(|n| n.parse().ok())
             .filter(|n| *n >= 1)
             .unwrap_or(1),
+        header_types: Vec::new(),
     };
     (message, decode_error, group)
 }

@@ -1,6 +1,8 @@
 //! The acks of the `redis-stream` source, batched into `XACK` by one task
-//! that keeps retrying through a lost connection.
+//! that keeps retrying through a lost connection; a retry through Redis is
+//! appended to the retry stream first ([`super::retry`]).
 
+use super::retry::retry_entry;
 use super::{lock, Held};
 use crate::redis::{connect, StreamSourceConfig};
 use crate::settle::Settled;
@@ -25,6 +27,35 @@ pub(super) async fn ack_task(
         for s in batch.drain(..) {
             match s {
                 Settled::Done(id) => ids.push(id),
+                Settled::Later(id, later) if config.retry_stream.is_some() => {
+                    let retry_stream = config.retry_stream.as_deref().unwrap_or_default();
+                    if conn.is_none() {
+                        conn = connect(
+                            &client,
+                            config.connect_timeout.0,
+                            Some(config.connect_timeout.0),
+                        )
+                        .await
+                        .ok();
+                    }
+                    let added = match &mut conn {
+                        Some(c) => retry_entry(&config, retry_stream, &later)
+                            .query_async::<redis::Value>(c)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err("not connected".to_string()),
+                    };
+                    match added {
+                        // Appended: the original is done.
+                        Ok(_) => ids.push(id),
+                        Err(e) => {
+                            // It stays pending and is claimed again later.
+                            tracing::warn!(source = %name, error = %e, %id, "could not append a retry to {retry_stream}; the entry stays pending");
+                            conn = None;
+                            lock(&held).remove(&id);
+                        }
+                    }
+                }
                 Settled::Released(id) | Settled::Later(id, _) => {
                     lock(&held).remove(&id);
                 }

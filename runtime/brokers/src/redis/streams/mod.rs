@@ -9,6 +9,7 @@
 //!
 //! - [`source`]: the consumer-group reader and its take-over of idle entries;
 //! - [`acks`]: the task that batches acks into `XACK`;
+//! - [`retry`]: retries through a retry stream (`retry.republish`);
 //! - [`sink`]: one `XADD` per message;
 //! - [`reply`]: the parsing of `XREADGROUP`, `XAUTOCLAIM` and `XRANGE` replies;
 //! - [`read_back`]: a stream's entries without consuming them (`sluice dlq`).
@@ -16,6 +17,7 @@
 mod acks;
 mod read_back;
 mod reply;
+mod retry;
 mod sink;
 mod source;
 

@@ -41,6 +41,7 @@ impl Entry {
             source: stream.to_owned(),
             timestamp_ms: self.id.split('-').next().and_then(|ms| ms.parse().ok()),
             attempt: 1,
+            header_types: Vec::new(),
         };
         (message, has_payload)
     }

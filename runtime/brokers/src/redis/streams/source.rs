@@ -4,6 +4,7 @@
 
 use super::acks::ack_task;
 use super::reply::{claim_reply, read_reply, Entry};
+use super::retry;
 use super::{lock, Held};
 use crate::redis::{client, connect, connect_at_start, Start, StreamSourceConfig};
 use crate::settle::{drained, ChannelAcker, Settled};
@@ -24,10 +25,18 @@ pub(crate) struct StreamSource {
     held: Held,
     lag: Option<Arc<SourceLag>>,
     health: Health,
+    /// The reader of the retry stream, when retries go through Redis.
+    retries: Option<Box<StreamSource>>,
 }
 
 impl StreamSource {
     pub(crate) async fn connect(c: &StreamSourceConfig) -> Result<Self, ConnectError> {
+        Self::open(c, true).await
+    }
+
+    /// Connect; with `read_retries`, also a reader of `c.retry_stream` (a
+    /// source on it that appends its own failed retries to it again).
+    async fn open(c: &StreamSourceConfig, read_retries: bool) -> Result<Self, ConnectError> {
         let client = client("redis-stream source", &c.url)?;
         let conn = connect_at_start(
             "redis-stream source",
@@ -46,6 +55,7 @@ impl StreamSource {
             held: Held::default(),
             lag: None,
             health: Health::new(format!("redis-stream:{}", c.stream)),
+            retries: None,
         };
         source.ensure_group().await.map_err(|e| {
             ConnectError::Unreachable(format!(
@@ -53,7 +63,20 @@ impl StreamSource {
                 c.group, c.stream
             ))
         })?;
+        if let Some(retry_stream) = c.retry_stream.as_ref().filter(|_| read_retries) {
+            let on_retries = StreamSourceConfig {
+                stream: retry_stream.clone(),
+                ..c.clone()
+            };
+            let reader = Box::pin(StreamSource::open(&on_retries, false)).await?;
+            source.retries = Some(Box::new(reader));
+        }
         Ok(source)
+    }
+
+    /// Entries one read takes at most.
+    pub(super) fn batch(&self) -> usize {
+        self.config.count.max(1)
     }
 
     fn name(&self) -> String {
@@ -227,11 +250,19 @@ impl Source for StreamSource {
         Some(self.health.clone())
     }
 
+    fn republishes_retries(&self) -> bool {
+        self.config.retry_stream.is_some()
+    }
+
     async fn run(
         mut self: Box<Self>,
         out: mpsc::Sender<Delivery>,
         shutdown: Shutdown,
     ) -> Result<(), SourceError> {
+        let retrying = self
+            .retries
+            .take()
+            .map(|reader| tokio::spawn(retry::run(*reader, out.clone(), shutdown.clone())));
         let (acks, settled) = mpsc::unbounded_channel();
         let acker = tokio::spawn(ack_task(
             self.name(),
@@ -303,7 +334,14 @@ impl Source for StreamSource {
         if unfinished > 0 {
             tracing::warn!(source = %self.name(), unfinished, "stopping with unacked entries; they stay pending and are claimed later");
         }
-        Ok(())
+        match retrying.map(|task| async { task.await }) {
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 }
 

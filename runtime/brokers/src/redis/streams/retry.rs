@@ -1,0 +1,94 @@
+//! Retries through Redis (a pipeline's `retry.republish`): the spec's
+//! dead-letter pattern on a stream.
+//!
+//! A delivery whose stage failed with a retryable error is appended to the
+//! retry stream (`retry_stream`, default `STREAM.retry`) with its failed
+//! attempts in the field `x-retry-count` and the time it is due in
+//! `sluice-retry-due` (Unix milliseconds); once Redis has answered that
+//! `XADD`, the original entry is acked. The same source reads the retry
+//! stream with the same group and hands each entry to the pipeline when it
+//! is due (a timer per entry, no polling), as attempt `x-retry-count + 1`,
+//! so the stage's `retry.attempts` budget spans the round trips and the
+//! last attempt dead-letters to the pipeline's DLQ. Acking it acks the retry
+//! entry.
+//!
+//! Entries are taken in the order they were appended, each waited for in
+//! turn: with a backoff that grows, an entry may wait behind one appended
+//! earlier that is due later, by at most the difference of their delays.
+//! A kill at any point leaves the original or the retry entry pending (one
+//! of them is claimed again), so nothing is lost; a retry may run twice.
+
+use super::source::StreamSource;
+use crate::redis::StreamSourceConfig;
+use crate::settle::{attempt_from, Later, RETRY_COUNT_HEADER};
+use sluice_core::{Delivery, Shutdown, Source, SourceError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// The field saying when a retry entry is due, in Unix milliseconds.
+pub const DUE_FIELD: &str = "sluice-retry-due";
+
+/// The `XADD` that appends the retry of `later` to `retry_stream`, fields
+/// named as the source reads them.
+pub(super) fn retry_entry(c: &StreamSourceConfig, retry_stream: &str, later: &Later) -> redis::Cmd {
+    let due = SystemTime::now() + later.delay;
+    let due_ms = due
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let msg = &later.message;
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(retry_stream)
+        .arg("*")
+        .arg(&c.payload_field)
+        .arg(&msg.payload);
+    if let Some(key) = &msg.key {
+        cmd.arg(&c.key_field).arg(key);
+    }
+    for (name, value) in &msg.headers {
+        if name != RETRY_COUNT_HEADER && name != DUE_FIELD {
+            cmd.arg(name).arg(value);
+        }
+    }
+    cmd.arg(RETRY_COUNT_HEADER)
+        .arg(later.attempt)
+        .arg(DUE_FIELD)
+        .arg(due_ms.to_string());
+    cmd
+}
+
+/// Read the retry stream with `reader` (a source on it) and pass each
+/// entry on to `out` once it is due.
+pub(super) async fn run(
+    reader: StreamSource,
+    out: mpsc::Sender<Delivery>,
+    shutdown: Shutdown,
+) -> Result<(), SourceError> {
+    let (tx, mut due) = mpsc::channel::<Delivery>(reader.batch());
+    let reading = tokio::spawn(Box::new(reader).run(tx, shutdown.clone()));
+    while let Some(mut delivery) = due.recv().await {
+        let message = &mut delivery.message;
+        let at = message
+            .header_str(DUE_FIELD)
+            .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        message.headers.retain(|(n, _)| n != DUE_FIELD);
+        message.attempt = attempt_from(message.header(RETRY_COUNT_HEADER));
+        if let Some(wait) = at.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                // Unsent, it stays pending in the retry stream.
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        if out.send(delivery).await.is_err() {
+            break;
+        }
+    }
+    drop(due);
+    match reading.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Ok(()),
+    }
+}
