@@ -142,10 +142,11 @@ pub fn round_trip<B: Broker>() {
     }
 }
 
-/// `round_trip` inputs of 50 keys; the flaky plugin fails every message of
-/// key `k7` twice (retryable), with a 10 s first backoff: while `k7` is
-/// parked (20 s in all), every other key's messages are delivered; then
-/// `k7`'s, each once and (where the broker keeps order) in order.
+/// `round_trip` inputs of 50 keys; the flaky plugin fails the first message
+/// of key `k7` (amount 7) twice (retryable), with a 10 s first backoff:
+/// while it is parked (30 s in all) the later messages of `k7` wait behind
+/// it and every other key's messages are delivered; then `k7`'s, each once
+/// and (where the broker keeps order) in order.
 pub fn parking<B: Broker>() {
     let dir = tempfile::tempdir().unwrap();
     let broker = B::new(dir.path());
@@ -177,7 +178,7 @@ retry = {{ attempts = 3, initial = "10s", jitter = 0 }}
 name = "flaky"
 kind = "filter"
 plugin = {plugin}
-params = {{ fail_attempts = 2, fail_matching = '"key":"k7"' }}
+params = {{ fail_attempts = 2, fail_matching = '"amount":7,' }}
 "#,
             source = broker.source(&t, Role::Alone),
             dlq = broker.sink(&t.dlq),
