@@ -422,3 +422,92 @@ fn sluice_test_reports_a_mismatch_with_a_diff_and_exit_1() {
         stderr(&out)
     );
 }
+
+#[test]
+fn dlq_stats_and_show_read_a_file_dlq_in_either_format() {
+    // The quickstart dead-letters its malformed and amount-less orders. With
+    // the DLQ as `json` lines (headers) and as `lines` (then the envelope
+    // form), `sluice dlq stats` groups the same dead letters and `sluice dlq
+    // show` prints each with its class, stage and original payload.
+    for lines in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = quickstart_in(dir.path());
+        if lines {
+            let text = std::fs::read_to_string(&config).unwrap().replace(
+                r#"path = "out/dlq.jsonl" }"#,
+                r#"path = "out/dlq.jsonl", format = "lines" }"#,
+            );
+            assert!(
+                text.contains(r#"format = "lines" }"#),
+                "the quickstart's dlq table moved"
+            );
+            std::fs::write(&config, text).unwrap();
+        }
+        let out = sluice(&["run", config.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let written = std::fs::read_to_string(dir.path().join("out/dlq.jsonl")).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(written.lines().next().unwrap()).unwrap();
+        if lines {
+            assert!(
+                first["error"]["class"].is_string(),
+                "envelope form: {first}"
+            );
+        } else {
+            assert!(
+                first["headers"]["sluice-error-class"].is_string(),
+                "headers form: {first}"
+            );
+        }
+
+        let show = sluice(&["dlq", "show", "--limit", "100000", config.to_str().unwrap()]);
+        assert!(show.status.success(), "{}", stderr(&show));
+        let shown: Vec<serde_json::Value> = String::from_utf8_lossy(&show.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            shown.len(),
+            written.lines().count(),
+            "every dead letter shown"
+        );
+        for d in &shown {
+            let class = d["error"]["class"].as_str().unwrap();
+            assert!(class == "fatal" || class == "decode", "{d}");
+            assert!(d["at"].as_str().unwrap().starts_with("line="), "{d}");
+            assert!(d["error"]["source-line"].is_string(), "{d}");
+        }
+        let fatal = shown
+            .iter()
+            .filter(|d| d["error"]["class"] == "fatal")
+            .count();
+
+        let filtered = sluice(&[
+            "dlq",
+            "show",
+            "--filter",
+            "class=fatal",
+            config.to_str().unwrap(),
+        ]);
+        let n = String::from_utf8_lossy(&filtered.stdout).lines().count();
+        assert_eq!(n, fatal.min(100), "--filter class=fatal");
+
+        let stats = sluice(&["dlq", "stats", config.to_str().unwrap()]);
+        assert!(stats.status.success(), "{}", stderr(&stats));
+        let text = String::from_utf8_lossy(&stats.stdout);
+        assert!(
+            text.contains(&format!(
+                "pipeline orders: {} dead letter(s) in its file DLQ",
+                shown.len()
+            )),
+            "{text}"
+        );
+        let counted: usize = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
+            .sum();
+        assert_eq!(counted, shown.len(), "the groups add up: {text}");
+    }
+    let bad = sluice(&["dlq", "show", "--filter", "colour=red", "x.toml"]);
+    assert_eq!(bad.status.code(), Some(1));
+}

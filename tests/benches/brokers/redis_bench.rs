@@ -140,6 +140,7 @@ pub(crate) async fn redis_sluice(
         payload_field: "payload".into(),
         key_field: "key".into(),
         connect_timeout: secs(Duration::from_secs(10)),
+        retry_stream: None,
     });
     // Sinks first: the source creates the group, and the clock starts right after.
     let out = sink(&names.output)

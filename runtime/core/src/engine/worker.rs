@@ -42,6 +42,10 @@ pub(super) struct Worker {
 pub(super) const SWAP_RETRY: Duration = Duration::from_secs(1);
 
 /// What a wait on the input ended with.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a return value, moved once and never stored; boxing would allocate per batch"
+)]
 enum Input {
     Got(Delivery),
     Closed,

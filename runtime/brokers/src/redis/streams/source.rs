@@ -334,7 +334,7 @@ impl Source for StreamSource {
         if unfinished > 0 {
             tracing::warn!(source = %self.name(), unfinished, "stopping with unacked entries; they stay pending and are claimed later");
         }
-        match retrying.map(|task| async { task.await }) {
+        match retrying {
             Some(task) => match task.await {
                 Ok(result) => result,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
