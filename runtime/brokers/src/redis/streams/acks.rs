@@ -29,15 +29,7 @@ pub(super) async fn ack_task(
                 Settled::Done(id) => ids.push(id),
                 Settled::Later(id, later) if config.retry_stream.is_some() => {
                     let retry_stream = config.retry_stream.as_deref().unwrap_or_default();
-                    if conn.is_none() {
-                        conn = connect(
-                            &client,
-                            config.connect_timeout.0,
-                            Some(config.connect_timeout.0),
-                        )
-                        .await
-                        .ok();
-                    }
+                    reconnect(&mut conn, &client, &config).await;
                     let added = match &mut conn {
                         Some(c) => retry_entry(&config, retry_stream, &later)
                             .query_async::<redis::Value>(c)
@@ -63,15 +55,7 @@ pub(super) async fn ack_task(
         }
         let mut attempt = 0;
         while !ids.is_empty() {
-            if conn.is_none() {
-                conn = connect(
-                    &client,
-                    config.connect_timeout.0,
-                    Some(config.connect_timeout.0),
-                )
-                .await
-                .ok();
-            }
+            reconnect(&mut conn, &client, &config).await;
             let result = match &mut conn {
                 Some(c) => {
                     redis::cmd("XACK")
@@ -116,5 +100,17 @@ pub(super) async fn ack_task(
                 }
             }
         }
+    }
+}
+
+/// Connect again if there is no connection (one try; `None` if it fails).
+async fn reconnect(
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    client: &redis::Client,
+    config: &StreamSourceConfig,
+) {
+    if conn.is_none() {
+        let timeout = config.connect_timeout.0;
+        *conn = connect(client, timeout, Some(timeout)).await.ok();
     }
 }
