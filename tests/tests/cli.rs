@@ -511,3 +511,84 @@ fn dlq_stats_and_show_read_a_file_dlq_in_either_format() {
     let bad = sluice(&["dlq", "show", "--filter", "colour=red", "x.toml"]);
     assert_eq!(bad.status.code(), Some(1));
 }
+
+#[test]
+fn dlq_replay_of_a_file_dlq_delivers_through_the_fixed_plugin_and_rewrites_the_dlq() {
+    // 50 orders from a file; key k7's five fail (retryable, one attempt)
+    // and are dead-lettered to a file. A line that is no dead letter is
+    // added to the DLQ by hand. `sluice dlq replay` with the plugin fixed
+    // appends the five to the output (the earlier output stays) and
+    // rewrites the DLQ without them; the other line stays.
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..50)
+        .map(|i| format!("{{\"amount\":{i},\"key\":\"k{}\"}}\n", i % 10))
+        .collect();
+    std::fs::write(dir.path().join("orders.jsonl"), input).unwrap();
+    let pipeline = |name: &str, params: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[pipelines.orders]
+source = {{ type = "file", path = "orders.jsonl", key_field = "key" }}
+sinks.out = {{ type = "file", path = "out/out.jsonl" }}
+dlq = {{ type = "file", path = "out/dlq.jsonl" }}
+retry = {{ attempts = 1 }}
+
+[[pipelines.orders.stages]]
+name = "flaky"
+kind = "filter"
+plugin = {plugin}
+params = {params}
+"#,
+                plugin = daemon::plugin_literal("flaky"),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let failing = pipeline(
+        "failing.toml",
+        r#"{ fail_attempts = 100, fail_matching = '"key":"k7"' }"#,
+    );
+    let fixed = pipeline("fixed.toml", "{ fail_attempts = 0 }");
+    let run = sluice(&["run", failing.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let read = |name: &str| std::fs::read_to_string(dir.path().join("out").join(name)).unwrap();
+    assert_eq!(read("out.jsonl").lines().count(), 45);
+    assert_eq!(read("dlq.jsonl").lines().count(), 5);
+    let foreign = "a line that is not a dead letter";
+    std::fs::write(
+        dir.path().join("out/dlq.jsonl"),
+        format!("{}{foreign}\n", read("dlq.jsonl")),
+    )
+    .unwrap();
+
+    let replay = sluice(&["dlq", "replay", fixed.to_str().unwrap()]);
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    let report = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        report.contains("replayed 5 of 5 dead letter(s) from its file DLQ: 5 delivered")
+            && report.contains("5 removed from the DLQ"),
+        "{report}"
+    );
+    assert_eq!(
+        read("dlq.jsonl"),
+        format!("{foreign}\n"),
+        "only the other line is left"
+    );
+    let mut amounts: Vec<u64> = read("out.jsonl")
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            line["payload"]["amount"].as_u64().unwrap()
+        })
+        .collect();
+    amounts.sort_unstable();
+    assert_eq!(
+        amounts,
+        (0..50).collect::<Vec<u64>>(),
+        "the output kept its 45 and got the 5"
+    );
+}

@@ -322,3 +322,136 @@ fn a_second_daemon_joining_mid_stream_rebalances_the_group_without_loss() {
         all.len() - total
     );
 }
+
+#[test]
+fn retries_through_a_retry_topic_wait_until_due_count_up_and_end_in_the_dlq_while_other_keys_flow()
+{
+    // The spec's pattern on Kafka (`retry.republish`): 1,000 records of 50
+    // keys; every record of key k7 fails (retryable) on every call. Each is
+    // produced to TOPIC.retry (created by sluice: it does not exist before)
+    // with x-retry-count 1, 2, 3 and a due time, its offset committed once
+    // that record is confirmed; at the fourth attempt it is dead-lettered.
+    // The other keys' 980 records do not wait for k7's backoff.
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = Kafka::new(dir.path());
+    let t = suite::plain_names::<Kafka>("republish");
+    kafka.create(&[&t.input, &t.output, &t.dlq]);
+    let key = |i: usize| format!("k{}", i % 50);
+    let inputs: Vec<Input> = (0..1000)
+        .map(|i| Input {
+            key: key(i),
+            payload: format!(r#"{{"amount":{i},"key":"{}"}}"#, key(i)).into_bytes(),
+            headers: vec![("trace".into(), format!("t{i}"))],
+        })
+        .collect();
+    kafka.produce(&t.input, &inputs);
+    let config = dir.path().join("republish.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipelines.relay]
+concurrency = 2
+source = {source}
+dlq = {dlq}
+sinks.out = {out}
+retry = {{ attempts = 4, initial = "1s", factor = 2, jitter = 0, republish = true }}
+
+[[pipelines.relay.stages]]
+name = "flaky"
+kind = "filter"
+plugin = {plugin}
+params = {{ fail_attempts = 10, fail_matching = '"key":"k7"' }}
+"#,
+            source = kafka.source(&t, Role::Alone),
+            dlq = kafka.sink(&t.dlq),
+            out = kafka.sink(&t.output),
+            plugin = sluice_tests::daemon::plugin_literal("flaky"),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    assert!(
+        suite::wait_for(LONG, || kafka.count(&t.output) >= 980),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        kafka.count(&t.dlq),
+        0,
+        "the other keys were out before any k7 record ran out of attempts"
+    );
+    let retry_topic = format!("{}.retry", t.input);
+    assert!(
+        suite::wait_for(LONG, || kafka.count(&t.dlq) >= 20),
+        "{}",
+        daemon.log_text()
+    );
+    // The group commits to the end of the input and of the retry topic.
+    assert!(
+        suite::wait_for(LONG, || kafka.unacked(&t.input, &t.group) == 0
+            && kafka.unacked(&retry_topic, &t.group) == 0),
+        "committed to the end; log:\n{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    assert!(daemon.terminate(LONG).success());
+    assert!(log.contains("created the retry topic"), "{log}");
+    let retries = read_topic(&kafka.brokers, &retry_topic);
+    assert_eq!(retries.len(), 60, "one retry record per retry, no crash");
+    let k7: BTreeSet<String> = (0..1000)
+        .filter(|i| i % 50 == 7)
+        .map(|i| format!(r#"{{"amount":{i},"key":"k7"}}"#))
+        .collect();
+    // payload → due time (ms) by x-retry-count
+    let mut due: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+    for r in &retries {
+        assert_eq!(r.key.as_deref(), Some("k7"), "{r:?}");
+        assert_eq!(r.header("trace").map(|t| t.starts_with('t')), Some(true));
+        let count: u32 = r.header("x-retry-count").unwrap().parse().unwrap();
+        let at: u64 = r.header("sluice-retry-due").unwrap().parse().unwrap();
+        let payload = String::from_utf8(r.payload.clone()).unwrap();
+        assert!(due.entry(payload).or_default().insert(count, at).is_none());
+    }
+    assert_eq!(due.keys().cloned().collect::<BTreeSet<_>>(), k7);
+    // Attempt n+1 ran when retry n was due, not before: it was produced
+    // with its own delay after that, so the due times are at least the
+    // next delay (2 s, then 4 s) apart.
+    for (payload, by_count) in &due {
+        assert_eq!(by_count.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        let gap = |a: u32, b: u32| by_count[&b] as i64 - by_count[&a] as i64;
+        assert!(
+            gap(1, 2) >= 1990,
+            "{payload}: retry 2 came {} ms after retry 1 was due + its own 2 s",
+            gap(1, 2)
+        );
+        assert!(
+            gap(2, 3) >= 3990,
+            "{payload}: retry 3 came {} ms after retry 2 was due + its own 4 s",
+            gap(2, 3)
+        );
+    }
+    let dead = read_topic(&kafka.brokers, &t.dlq);
+    assert_eq!(dead.len(), 20, "one dead letter each");
+    for d in &dead {
+        let payload = String::from_utf8(d.payload.clone()).unwrap();
+        assert_eq!(
+            d.header("sluice-error-class").as_deref(),
+            Some("retries-exhausted"),
+            "{d:?}"
+        );
+        assert_eq!(d.header("x-retry-count").as_deref(), Some("3"), "{d:?}");
+        assert!(d.header("sluice-retry-due").is_none(), "{d:?}");
+        let failed = humantime::parse_rfc3339(&d.header("sluice-error-last-failure").unwrap())
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(
+            failed + 10 >= due[&payload][&3],
+            "{payload}: the last attempt ran when retry 3 was due"
+        );
+    }
+    let out = read_topic(&kafka.brokers, &t.output);
+    assert_eq!(out.len(), 980, "every other record once");
+}

@@ -73,6 +73,7 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
         commit_interval: HumanDuration(Duration::from_millis(100)),
         connect_timeout: HumanDuration(Duration::from_secs(10)),
         properties: BTreeMap::new(),
+        retry_topic: None,
     });
     let source = config
         .open(std::path::Path::new("."))

@@ -96,43 +96,13 @@ pub struct FileSinkConfig {
 }
 
 impl FileSinkConfig {
-    /// Up to `limit` lines of the file this sink writes, each as the
-    /// message it was written from (`json`) or as its payload (`lines`),
-    /// with its line number. A file that does not exist holds nothing.
-    ///
-    /// # Errors
-    /// The file exists but cannot be read.
-    pub(crate) async fn read_back(
-        &self,
-        base: &Path,
-        limit: usize,
-    ) -> Result<Vec<(String, Message)>, ConnectError> {
-        let path = base.join(&self.path);
-        let text = match tokio::fs::read(&path).await {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(ConnectError::Invalid(format!(
-                    "file {}: {e}",
-                    path.display()
-                )))
-            }
-        };
-        Ok(text
-            .split(|b| *b == b'\n')
-            .enumerate()
-            .filter(|(_, line)| !line.trim_ascii().is_empty())
-            .take(limit)
-            .map(|(i, line)| {
-                let line = line.trim_ascii_end();
-                let message = match self.format {
-                    LineFormat::Json => crate::lines::decode(line),
-                    LineFormat::Lines => None,
-                }
-                .unwrap_or_else(|| Message::new(line.to_vec()));
-                (format!("line={}", i + 1), message)
-            })
-            .collect())
+    /// The file this sink writes, opened to take its lines back.
+    pub(crate) fn dlq(&self, base: &Path) -> FileDlq {
+        FileDlq {
+            path: base.join(&self.path),
+            format: self.format,
+            lines: Vec::new(),
+        }
     }
 
     pub(crate) async fn open(&self, base: &Path) -> Result<Arc<dyn Sink>, ConnectError> {
@@ -182,6 +152,88 @@ impl Sink for LineSink {
 
     async fn flush(&self) -> Result<(), SinkError> {
         self.writer.flush().await
+    }
+}
+
+/// A file DLQ taken back: each line as the message it was written from
+/// (`json`) or as its payload (`lines`), with its line number. A file that
+/// does not exist holds nothing. Removing rewrites the file in place
+/// without those lines (same inode, so a writer appending to it goes on
+/// appending; lines it appended after the take are kept, but one written
+/// while the file is rewritten can be lost: stop the pipeline that writes
+/// the DLQ before a replay).
+pub(crate) struct FileDlq {
+    path: PathBuf,
+    format: LineFormat,
+    /// The line index of each message taken.
+    lines: Vec<usize>,
+}
+
+impl FileDlq {
+    fn failed(&self, e: std::io::Error) -> ConnectError {
+        ConnectError::Invalid(format!("file {}: {e}", self.path.display()))
+    }
+
+    async fn contents(&self) -> Result<Vec<u8>, ConnectError> {
+        match tokio::fs::read(&self.path).await {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::dlq::DeadLetterQueue for FileDlq {
+    async fn take(&mut self, limit: usize) -> Result<Vec<(String, Message)>, ConnectError> {
+        let text = self.contents().await?;
+        let mut read = Vec::new();
+        for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+            if read.len() >= limit {
+                break;
+            }
+            let line = line.trim_ascii_end();
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            let message = match self.format {
+                LineFormat::Json => crate::lines::decode(line),
+                LineFormat::Lines => None,
+            }
+            .unwrap_or_else(|| Message::new(line.to_vec()));
+            self.lines.push(i);
+            read.push((format!("line={}", i + 1), message));
+        }
+        Ok(read)
+    }
+
+    async fn finish(self: Box<Self>, remove: &[usize]) -> Result<(), ConnectError> {
+        let gone: std::collections::HashSet<usize> = remove
+            .iter()
+            .filter_map(|i| self.lines.get(*i).copied())
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let text = self.contents().await?;
+        let kept: Vec<&[u8]> = text
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(i, _)| !gone.contains(i))
+            .map(|(_, line)| line)
+            .collect();
+        let rewritten = kept.join(&b'\n');
+        use tokio::io::AsyncWriteExt;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&self.path)
+            .await
+            .map_err(|e| self.failed(e))?;
+        file.write_all(&rewritten)
+            .await
+            .map_err(|e| self.failed(e))?;
+        file.sync_all().await.map_err(|e| self.failed(e))
     }
 }
 

@@ -16,6 +16,7 @@ mod settle;
 pub mod sqs;
 pub mod stdio;
 
+pub use settle::{RETRY_COUNT_HEADER, RETRY_DUE_HEADER};
 pub use sluice_core::memory;
 
 use serde::Deserialize;
@@ -132,21 +133,29 @@ impl SourceConfig {
     /// Can this source retry a message through its broker (a pipeline's
     /// `retry.republish`)? RabbitMQ can (delay queues and `x-retry-count`),
     /// SQS can (a visibility timeout of the delay; the receive count is the
-    /// attempt), Redis streams can (a retry stream, `x-retry-count`).
+    /// attempt), Redis streams and Kafka can (a retry stream or topic,
+    /// `x-retry-count`).
     pub fn republishes_retries(&self) -> bool {
         matches!(
             self,
-            SourceConfig::Rabbitmq(_) | SourceConfig::Sqs(_) | SourceConfig::RedisStream(_)
+            SourceConfig::Rabbitmq(_)
+                | SourceConfig::Sqs(_)
+                | SourceConfig::RedisStream(_)
+                | SourceConfig::Kafka(_)
         )
     }
 
     /// Make the source retry through its broker (`retry.republish`): a
     /// Redis stream source gets its retry stream (`STREAM.retry` unless
-    /// set); the others need nothing.
+    /// set), a Kafka source its retry topic; the others need nothing.
     pub fn retry_through_broker(&mut self) {
-        if let SourceConfig::RedisStream(c) = self {
-            c.retry_stream
-                .get_or_insert_with(|| format!("{}.retry", c.stream));
+        match self {
+            SourceConfig::RedisStream(c) => {
+                c.retry_stream
+                    .get_or_insert_with(|| format!("{}.retry", c.stream));
+            }
+            SourceConfig::Kafka(c) => c.retry_through_broker(),
+            _ => {}
         }
     }
 
@@ -232,33 +241,34 @@ impl SinkConfig {
 }
 
 impl SinkConfig {
-    /// Read back up to `limit` messages this sink wrote, without consuming
-    /// them, each with where it is: for `sluice dlq` on a DLQ. `name` is as
+    /// This sink, adding to what its destination holds: a file sink
+    /// appends instead of truncating at start (the others always add).
+    pub fn appending(&self) -> SinkConfig {
+        let mut sink = self.clone();
+        if let SinkConfig::File(f) = &mut sink {
+            f.append = true;
+        }
+        sink
+    }
+
+    /// Open what this sink wrote to take it back out: for `sluice dlq` on a
+    /// DLQ ([`dlq::DeadLetterQueue`] says how, per broker). `name` is as
     /// for [`open`](SinkConfig::open).
     ///
-    /// | sink | how |
-    /// |---|---|
-    /// | `file` | reads the file |
-    /// | `kafka` | a consumer that commits nothing, from each partition's start to its end |
-    /// | `redis-stream` | `XRANGE` |
-    /// | `rabbitmq` | `basic.get` without ack, then all are put back (marked redelivered) |
-    /// | `sqs` | receives each message and makes it visible again (a receive is counted) |
-    /// | `stdout`, `redis-pubsub` | cannot: nothing is kept |
-    ///
     /// # Errors
-    /// The destination cannot be reached or read, or keeps nothing.
-    pub async fn read_back(
+    /// The destination cannot be reached, or keeps nothing (`stdout`,
+    /// `redis-pubsub`).
+    pub async fn open_dlq(
         &self,
         base: &Path,
         name: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, sluice_core::Message)>, ConnectError> {
+    ) -> Result<Box<dyn dlq::DeadLetterQueue>, ConnectError> {
         match self {
-            SinkConfig::File(c) => c.read_back(base, limit).await,
-            SinkConfig::Kafka(c) => kafka::read_back(c, name, limit).await,
-            SinkConfig::RedisStream(c) => redis::read_stream_back(c, name, limit).await,
-            SinkConfig::Sqs(c) => sqs::read_back(c, name, limit).await,
-            SinkConfig::Rabbitmq(c) => amqp::read_back(c, name, limit).await,
+            SinkConfig::File(c) => Ok(Box::new(c.dlq(base))),
+            SinkConfig::Kafka(c) => kafka::open_dlq(c, name).await,
+            SinkConfig::RedisStream(c) => redis::open_stream_dlq(c, name).await,
+            SinkConfig::Sqs(c) => sqs::open_dlq(c, name).await,
+            SinkConfig::Rabbitmq(c) => amqp::open_dlq(c, name).await,
             SinkConfig::Stdout(_) | SinkConfig::RedisPubsub(_) => {
                 Err(ConnectError::Invalid(format!(
                     "a `{}` DLQ keeps nothing to read back: dead letters written there are gone",
@@ -266,6 +276,24 @@ impl SinkConfig {
                 )))
             }
         }
+    }
+
+    /// Up to `limit` messages this sink wrote, each with where it is,
+    /// read without removing any ([`open_dlq`](SinkConfig::open_dlq), then
+    /// everything given back).
+    ///
+    /// # Errors
+    /// As for [`open_dlq`](SinkConfig::open_dlq), or a failed read.
+    pub async fn read_back(
+        &self,
+        base: &Path,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, sluice_core::Message)>, ConnectError> {
+        let mut queue = self.open_dlq(base, name).await?;
+        let read = queue.take(limit).await;
+        queue.finish(&[]).await?;
+        read
     }
 }
 

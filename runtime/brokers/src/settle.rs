@@ -5,7 +5,7 @@
 //! engine gave the delivery back), it reports the token as released.
 
 use sluice_core::{Acker, Message};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 /// How a delivery ended, with the connector's token for it.
@@ -32,12 +32,60 @@ pub(crate) fn attempt_from(retry_count: Option<&[u8]>) -> u32 {
         .map_or(1, |failed| failed.saturating_add(1))
 }
 
+/// When a retry republished to a retry topic or stream is due, in Unix
+/// milliseconds (Kafka and Redis streams; RabbitMQ and SQS delay by
+/// themselves).
+pub const RETRY_DUE_HEADER: &str = "sluice-retry-due";
+
 /// What [`Acker::retry_later`] was asked.
 pub(crate) struct Later {
     pub message: Message,
     /// The attempt that failed; the message comes back as `attempt + 1`.
     pub attempt: u32,
     pub delay: Duration,
+}
+
+impl Later {
+    /// The message as it is republished to a retry topic or stream: its
+    /// headers without an earlier retry count or due time, then
+    /// `x-retry-count` (the failed attempts) and `sluice-retry-due`.
+    pub fn republished(&self) -> Message {
+        let due = (SystemTime::now() + self.delay)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mut message = self.message.clone();
+        let ours = |name: &str| name == RETRY_COUNT_HEADER || name == RETRY_DUE_HEADER;
+        message.headers.retain(|(name, _)| !ours(name));
+        message.header_types.retain(|(name, _)| !ours(name));
+        message.headers.push((
+            RETRY_COUNT_HEADER.into(),
+            self.attempt.to_string().into_bytes(),
+        ));
+        message
+            .headers
+            .push((RETRY_DUE_HEADER.into(), due.to_string().into_bytes()));
+        message
+    }
+}
+
+/// The time a `sluice-retry-due` value names.
+pub(crate) fn due_at(value: Option<&[u8]>) -> Option<SystemTime> {
+    let ms = std::str::from_utf8(value?)
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// A message read back from a retry topic or stream: set its attempt from
+/// `x-retry-count` and take its due time off; returns when it is due.
+pub(crate) fn returned_retry(message: &mut Message) -> Option<SystemTime> {
+    let due = due_at(message.header(RETRY_DUE_HEADER));
+    message.headers.retain(|(name, _)| name != RETRY_DUE_HEADER);
+    message.attempt = attempt_from(message.header(RETRY_COUNT_HEADER));
+    due
 }
 
 pub(crate) struct ChannelAcker<T: Send + 'static> {
@@ -96,8 +144,35 @@ pub(crate) async fn drained(deadline: std::time::Instant, mut busy: impl FnMut()
 
 #[cfg(test)]
 mod tests {
-    use super::drained;
-    use std::time::{Duration, Instant};
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_republished_retry_carries_its_count_and_due_time_once_and_comes_back_as_the_next_attempt()
+    {
+        let mut message = Message::new(b"{}".to_vec());
+        message.headers = vec![
+            ("trace".into(), b"t1".to_vec()),
+            (RETRY_COUNT_HEADER.into(), b"1".to_vec()),
+            (RETRY_DUE_HEADER.into(), b"0".to_vec()),
+        ];
+        let later = Later {
+            message,
+            attempt: 2,
+            delay: Duration::from_secs(60),
+        };
+        let mut back = later.republished();
+        let names: Vec<&str> = back.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["trace", RETRY_COUNT_HEADER, RETRY_DUE_HEADER]);
+        let due = returned_retry(&mut back).expect("a due time");
+        let wait = due
+            .duration_since(SystemTime::now())
+            .expect("in the future");
+        assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
+        assert_eq!(back.attempt, 3);
+        assert_eq!(back.header_str(RETRY_COUNT_HEADER).as_deref(), Some("2"));
+        assert!(back.header(RETRY_DUE_HEADER).is_none());
+    }
 
     #[tokio::test]
     async fn a_drain_ends_at_the_deadline_it_is_given_not_before() {

@@ -4,8 +4,9 @@
 
 use crate::exit::CliError;
 use sluice_brokers::dlq::{DlqFormat, EnvelopeSink};
+use sluice_brokers::SinkConfig;
 use sluice_config::{Config, PipelineConfig, StageConfig};
-use sluice_core::{Pipeline, StageSpec, SystemClock};
+use sluice_core::{Pipeline, Sink, StageSpec, SystemClock};
 use sluice_wasm::{HostOptions, LoadError, WasmHost, WasmStageFactory};
 use std::sync::Arc;
 
@@ -63,6 +64,46 @@ fn load_stage(host: &WasmHost, stage: &StageConfig) -> Result<WasmStageFactory, 
     )
 }
 
+/// Open a pipeline's sinks and its DLQ (in its `dlq_format`); with
+/// `appending`, file sinks add to their files instead of truncating them
+/// (a replay adds to what an earlier run wrote).
+///
+/// # Errors
+/// As for [`connect`].
+pub async fn open_outputs(
+    config: &Config,
+    pipeline: &PipelineConfig,
+    appending: bool,
+) -> Result<(Vec<(String, Arc<dyn Sink>)>, Arc<dyn Sink>), CliError> {
+    let base = &config.base_dir;
+    let context = |e: sluice_brokers::ConnectError| in_pipeline(pipeline, e);
+    let chosen = |sink: &SinkConfig| {
+        if appending {
+            sink.appending()
+        } else {
+            sink.clone()
+        }
+    };
+    let mut sinks = Vec::with_capacity(pipeline.sinks.len());
+    for (name, sink) in &pipeline.sinks {
+        let sink = chosen(sink).open(base, name).await.map_err(context)?;
+        sinks.push((name.clone(), sink));
+    }
+    let mut dlq = chosen(&pipeline.dlq)
+        .open(base, &format!("{}.dlq", pipeline.name))
+        .await
+        .map_err(context)?;
+    if pipeline.dlq_format == DlqFormat::Envelope {
+        dlq = Arc::new(EnvelopeSink(dlq));
+    }
+    Ok((sinks, dlq))
+}
+
+/// A connector's error, in the words of the pipeline it is for.
+pub fn in_pipeline(pipeline: &PipelineConfig, e: sluice_brokers::ConnectError) -> CliError {
+    CliError::from(e).context(&format!("pipeline `{}`", pipeline.name))
+}
+
 /// Connect a pipeline's source, sinks and DLQ.
 ///
 /// # Errors
@@ -73,29 +114,12 @@ pub async fn connect(
     pipeline: &PipelineConfig,
     stages: Vec<Arc<StageSpec>>,
 ) -> Result<Pipeline, CliError> {
-    let base = &config.base_dir;
-    let context = |e: sluice_brokers::ConnectError| -> CliError {
-        let e: CliError = e.into();
-        match e {
-            CliError::Invalid(m) => CliError::Invalid(format!("pipeline `{}`: {m}", pipeline.name)),
-            CliError::Connection(m) => {
-                CliError::Connection(format!("pipeline `{}`: {m}", pipeline.name))
-            }
-        }
-    };
-    let source = pipeline.source.open(base).await.map_err(context)?;
-    let mut sinks = Vec::with_capacity(pipeline.sinks.len());
-    for (name, sink) in &pipeline.sinks {
-        sinks.push((name.clone(), sink.open(base, name).await.map_err(context)?));
-    }
-    let mut dlq = pipeline
-        .dlq
-        .open(base, &format!("{}.dlq", pipeline.name))
+    let source = pipeline
+        .source
+        .open(&config.base_dir)
         .await
-        .map_err(context)?;
-    if pipeline.dlq_format == DlqFormat::Envelope {
-        dlq = Arc::new(EnvelopeSink(dlq));
-    }
+        .map_err(|e| in_pipeline(pipeline, e))?;
+    let (sinks, dlq) = open_outputs(config, pipeline, false).await?;
     Ok(Pipeline {
         name: pipeline.name.clone(),
         source,

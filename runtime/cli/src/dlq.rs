@@ -66,7 +66,8 @@ impl Filter {
         Ok(filter)
     }
 
-    fn takes(&self, dead: &DeadLetter) -> bool {
+    /// Is `dead` one of those chosen?
+    pub fn takes(&self, dead: &DeadLetter) -> bool {
         let is = |want: &Option<String>, field: &str| {
             want.as_deref().is_none_or(|w| dead.field(field) == Some(w))
         };
@@ -98,26 +99,43 @@ struct Found {
 /// The most messages one command reads from a DLQ.
 pub const READ_LIMIT: usize = 1_000_000;
 
-fn read(config: &Config, pipeline: Option<&str>, filter: &Filter) -> Result<Vec<Found>, CliError> {
-    let chosen: Vec<&PipelineConfig> = match pipeline {
-        None => config.pipelines.iter().collect(),
-        Some(name) => {
-            let found: Vec<_> = config.pipelines.iter().filter(|p| p.name == name).collect();
-            if found.is_empty() {
-                let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
-                return Err(CliError::Invalid(format!(
-                    "{}: no pipeline `{name}` (pipelines: {})",
-                    config.path.display(),
-                    names.join(", ")
-                )));
-            }
-            found
-        }
+/// The pipelines a command works on: the one named, or all.
+///
+/// # Errors
+/// No pipeline of that name.
+pub fn chosen<'a>(
+    config: &'a Config,
+    pipeline: Option<&str>,
+) -> Result<Vec<&'a PipelineConfig>, CliError> {
+    let Some(name) = pipeline else {
+        return Ok(config.pipelines.iter().collect());
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let found: Vec<_> = config.pipelines.iter().filter(|p| p.name == name).collect();
+    if found.is_empty() {
+        let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+        return Err(CliError::Invalid(format!(
+            "{}: no pipeline `{name}` (pipelines: {})",
+            config.path.display(),
+            names.join(", ")
+        )));
+    }
+    Ok(found)
+}
+
+/// A multi-threaded runtime for a command's broker calls.
+///
+/// # Errors
+/// The runtime cannot start.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))
+}
+
+fn read(config: &Config, pipeline: Option<&str>, filter: &Filter) -> Result<Vec<Found>, CliError> {
+    let chosen = chosen(config, pipeline)?;
+    let runtime = runtime()?;
     let mut all = Vec::new();
     for p in chosen {
         let name = format!("{}.dlq", p.name);

@@ -11,6 +11,7 @@ mod http;
 mod logging;
 mod metrics;
 mod plugin;
+mod replay;
 mod run;
 mod supervisor;
 mod watch;
@@ -84,7 +85,8 @@ enum Command {
         command: PluginCommand,
     },
     /// Look at what is in a pipeline's DLQ, as its CONFIG configures it,
-    /// without consuming it: counts by reason, or the dead letters.
+    /// without consuming it (counts by reason, or the dead letters), or
+    /// replay dead letters through the pipeline once its plugin is fixed.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -117,6 +119,26 @@ enum DlqCommand {
         /// At most this many per pipeline.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+    /// Send the selected dead letters back through their pipeline with
+    /// the plugins as they are now, and remove each from the DLQ once it
+    /// settled again (delivered, dropped, or dead-lettered anew).
+    Replay {
+        /// The pipeline TOML file.
+        config: PathBuf,
+        #[command(flatten)]
+        select: DlqSelect,
+        /// Where a dead letter re-enters: at the stage that failed (when
+        /// only filters come before it, else at the start), or at the start.
+        #[arg(long, value_enum, default_value = "stage")]
+        from: replay::EntryPoint,
+        /// Say what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// A dead letter replayed this many times already stays in the DLQ
+        /// and is reported (the `sluice-replay-count` header).
+        #[arg(long, default_value_t = 3)]
+        max_replays: u32,
     },
 }
 
@@ -192,6 +214,23 @@ fn main() -> std::process::ExitCode {
                 },
         } => dlq::Filter::parse(&select.filter)
             .and_then(|f| dlq::show(&config, select.pipeline.as_deref(), &f, limit)),
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    config,
+                    select,
+                    from,
+                    dry_run,
+                    max_replays,
+                },
+        } => dlq::Filter::parse(&select.filter).and_then(|f| {
+            let options = replay::Options {
+                from,
+                dry_run,
+                max_replays,
+            };
+            replay::replay(&config, select.pipeline.as_deref(), &f, &options)
+        }),
         Command::Test {
             plugin,
             input,

@@ -235,7 +235,7 @@ impl Resolver<'_> {
                         r,
                         format!("{key}.retry.republish"),
                         format!("a `{}` source cannot retry through its broker", source.kind()),
-                        "remove `republish` (retries then wait on the worker, parked per key); only rabbitmq, sqs and redis-stream sources retry through their broker",
+                        "remove `republish` (retries then wait on the worker, parked per key); only kafka, rabbitmq, sqs and redis-stream sources retry through their broker",
                     ));
                 }
                 engine.republish_retries = true;

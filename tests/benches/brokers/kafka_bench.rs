@@ -228,6 +228,7 @@ pub(crate) async fn kafka_sluice(
         commit_interval: secs(COMMIT_EVERY),
         connect_timeout: secs(Duration::from_secs(10)),
         properties: BTreeMap::new(),
+        retry_topic: None,
     });
     // Sinks first: the source subscribes, and the clock starts right after.
     let out = sink(&names.output)

@@ -340,6 +340,16 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn a_sigkill_while_retries_wait_in_the_broker_loses_nothing() {
+                $crate::conformance::sigkill_during_retries::<$broker>();
+            }
+
+            #[test]
+            fn dead_letters_replay_through_the_fixed_plugin_and_a_failing_one_stops_at_the_guard() {
+                $crate::conformance::dlq_replay::<$broker>();
+            }
+
+            #[test]
             fn two_daemons_share_the_work() {
                 $crate::conformance::two_daemons::<$broker>();
             }

@@ -26,7 +26,7 @@ mod sink;
 mod source;
 
 pub use crate::settle::RETRY_COUNT_HEADER;
-pub(crate) use read_back::read_back;
+pub(crate) use read_back::open_dlq;
 
 use crate::kafka::Property;
 use crate::{ConnectError, Invalid};

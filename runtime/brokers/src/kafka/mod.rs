@@ -5,6 +5,7 @@
 //!   ([`offsets`]), on a timer, on revoke and at shutdown.
 //! - Sink: an idempotent producer with `acks=all`; a message is confirmed by
 //!   its delivery report.
+//! - Retries through a retry topic with `retry.republish` ([`retry`]).
 //!
 //! Any librdkafka property can be passed through `properties`; the keys
 //! sluice sets itself can be overridden there, except `enable.auto.commit`
@@ -12,10 +13,11 @@
 
 mod offsets;
 mod read_back;
+mod retry;
 mod sink;
 mod source;
 
-pub(crate) use read_back::read_back;
+pub(crate) use read_back::open_dlq;
 
 use crate::{ConnectError, Invalid};
 use rdkafka::ClientConfig;
@@ -50,9 +52,15 @@ pub struct KafkaSourceConfig {
     /// How long start-up waits for the brokers before giving up (exit 2).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
-    /// Extra librdkafka consumer properties, passed through as they are.
+    /// Extra librdkafka consumer properties, passed through as they are
+    /// (to the retry topic's producer too, for TLS and SASL).
     #[serde(default)]
     pub properties: BTreeMap<String, Property>,
+    /// The retry topic, when the pipeline retries through the broker
+    /// (`retry.republish`): default `TOPIC.retry` for one topic, else
+    /// `GROUP.retry`. Created if missing (as many partitions as the first
+    /// topic, the broker's default replication). Read by this consumer too.
+    pub retry_topic: Option<String>,
 }
 
 /// `sinks.NAME = { type = "kafka", brokers = "127.0.0.1:9092", topic = "out" }`
@@ -165,24 +173,54 @@ impl KafkaSourceConfig {
                 format!("^{pattern}")
             });
         }
-        let source = source::KafkaSource::connect(config, self, topics).await?;
+        let retry = match &self.retry_topic {
+            Some(retry_topic) => {
+                if !topics.contains(retry_topic) {
+                    topics.push(retry_topic.clone());
+                }
+                let producer = producer_config(&self.brokers, &self.properties);
+                let like = self.topics.first().map(String::as_str);
+                Some(
+                    retry::RetryTopic::open(producer, retry_topic, like, self.connect_timeout.0)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        let source = source::KafkaSource::connect(config, self, topics, retry).await?;
         Ok(Box::new(source))
     }
+
+    /// Retry through the broker: the retry topic, named by default.
+    pub(crate) fn retry_through_broker(&mut self) {
+        if self.retry_topic.is_none() {
+            self.retry_topic = Some(match self.topics.as_slice() {
+                [topic] => format!("{topic}.retry"),
+                _ => format!("{}.retry", self.group),
+            });
+        }
+    }
+}
+
+/// A producer's configuration: idempotent, `acks=all`, then `properties`.
+fn producer_config(brokers: &str, properties: &BTreeMap<String, Property>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        // Statistics feed the producer's connection health.
+        .set("statistics.interval.ms", "2000");
+    for (key, value) in properties {
+        config.set(key, value.to_string());
+    }
+    config
 }
 
 impl KafkaSinkConfig {
     pub(crate) async fn open(&self, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            // Statistics feed the sink's connection health.
-            .set("statistics.interval.ms", "2000");
-        for (key, value) in &self.properties {
-            config.set(key, value.to_string());
-        }
+        let config = producer_config(&self.brokers, &self.properties);
         let topic = self.topic.clone().unwrap_or_else(|| name.to_string());
         let sink =
             sink::KafkaSink::connect(config, &self.brokers, topic, self.connect_timeout.0).await?;

@@ -6,12 +6,18 @@
 //! offset handed to the engine and, per partition, the highest offset below
 //! which all of them are done. That, plus one, is what gets committed.
 //!
+//! A partition of the retry topic may also be waiting for its next record
+//! to be due ([`super::retry`]); that wait goes with the partition on a
+//! revoke.
+//!
 //! Each assignment of a partition gets a fresh epoch. After a revoke, acks
 //! of the old epoch still arrive (messages already in the pipeline finish);
 //! they are ignored, so this consumer never commits for a partition it no
 //! longer owns.
 
+use super::retry::Waiting;
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 /// A partition: topic and partition number.
 pub(crate) type Tp = (String, i32);
@@ -35,6 +41,9 @@ struct Partition {
     done_below: Option<i64>,
     /// What was last committed successfully.
     committed: Option<i64>,
+    /// Paused until then, to be sought back to this offset (a retry
+    /// record not yet due).
+    waiting: Option<(i64, Instant)>,
 }
 
 /// Per-partition offset bookkeeping for one consumer.
@@ -54,6 +63,7 @@ impl Offsets {
             taken: BTreeMap::new(),
             done_below: None,
             committed: None,
+            waiting: None,
         };
         if let Some(old) = self.partitions.insert(tp, fresh) {
             self.working -= old.taken.values().filter(|s| **s == State::Working).count();
@@ -99,6 +109,44 @@ impl Offsets {
             p.done_below = Some(entry.key() + 1);
             entry.remove();
         }
+    }
+
+    /// The partition waits (paused) until `until`, then reads again from
+    /// `offset`. Ignored if it is not assigned.
+    pub fn wait(&mut self, tp: &Tp, offset: i64, until: Instant) {
+        if let Some(p) = self.partitions.get_mut(tp) {
+            p.waiting = Some((offset, until));
+        }
+    }
+
+    /// Is the partition waiting? Records fetched from it meanwhile are
+    /// not handed out (they are read again after the wait).
+    pub fn is_waiting(&self, tp: &Tp) -> bool {
+        self.partitions.get(tp).is_some_and(|p| p.waiting.is_some())
+    }
+
+    /// When the first wait ends.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.partitions
+            .values()
+            .filter_map(|p| p.waiting.map(|(_, until)| until))
+            .min()
+    }
+
+    /// The waits that are over at `now`, ended.
+    pub fn end_waits(&mut self, now: Instant) -> Vec<Waiting> {
+        let mut over = Vec::new();
+        for (tp, p) in &mut self.partitions {
+            if let Some((offset, until)) = p.waiting.filter(|(_, until)| *until <= now) {
+                p.waiting = None;
+                over.push(Waiting {
+                    tp: tp.clone(),
+                    offset,
+                    until,
+                });
+            }
+        }
+        over
     }
 
     /// Messages handed out and neither done nor released.
@@ -195,6 +243,27 @@ mod tests {
         assert!(o.to_commit().is_empty(), "a stale ack must not commit");
         o.settle(&tp(2), 5, new, true);
         assert_eq!(o.to_commit(), vec![(tp(2), 6)]);
+    }
+
+    #[test]
+    fn a_waiting_partition_ends_its_wait_when_due_and_a_revoke_ends_it_too() {
+        let mut o = Offsets::default();
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(5);
+        o.wait(&tp(4), 7, later);
+        assert!(!o.is_waiting(&tp(4)), "not assigned: no wait");
+        o.assign(tp(4));
+        o.assign(tp(5));
+        o.wait(&tp(4), 7, later);
+        o.wait(&tp(5), 3, now);
+        assert_eq!(o.next_due(), Some(now));
+        let over = o.end_waits(now);
+        assert_eq!(over.len(), 1);
+        assert_eq!((over[0].tp.clone(), over[0].offset), (tp(5), 3));
+        assert!(o.is_waiting(&tp(4)) && !o.is_waiting(&tp(5)));
+        assert_eq!(o.next_due(), Some(later));
+        o.revoke(&tp(4));
+        assert_eq!(o.next_due(), None, "the wait went with the partition");
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //! every partition on a timer. A revoke (in the rebalance callback) commits
 //! what finished for the partitions going away and forgets them, so acks
 //! that arrive later for those partitions commit nothing.
+//!
+//! With `retry.republish`, the consumer also reads the retry topic, and a
+//! retry record waits (its partition paused) until it is due
+//! ([`super::retry`]).
 
 use super::offsets::{Offsets, Tp};
+use super::retry::{wait_for, RetryTopic};
 use super::{log_rdkafka, reach, Connection, KafkaSourceConfig};
-use crate::settle::drained;
+use crate::settle::{drained, due_at, returned_retry, Later, RETRY_DUE_HEADER};
 use crate::ConnectError;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -38,6 +43,8 @@ pub(super) struct KafkaSource {
     commit_interval: Duration,
     lag: LagSlot,
     health: Health,
+    /// Where retries go, with `retry.republish`.
+    retry: Option<Arc<RetryTopic>>,
 }
 
 /// Where the statistics callback reports consumer lag, once the engine
@@ -49,6 +56,7 @@ impl KafkaSource {
         config: ClientConfig,
         c: &KafkaSourceConfig,
         topics: Vec<String>,
+        retry: Option<Arc<RetryTopic>>,
     ) -> Result<Self, ConnectError> {
         let name = format!("kafka:{}", topics.join(","));
         let offsets = Shared::default();
@@ -82,7 +90,54 @@ impl KafkaSource {
             commit_interval: c.commit_interval.0,
             lag,
             health,
+            retry,
         })
+    }
+
+    /// Is `m` a retry record not yet due, or fetched from a partition that
+    /// waits for one? Then it is not handed out now: the partition is paused
+    /// and read again from that record when it is due.
+    fn waits(&self, m: &BorrowedMessage<'_>) -> bool {
+        let Some(retry) = self.retry.as_ref().filter(|r| r.topic == m.topic()) else {
+            return false;
+        };
+        let tp: Tp = (m.topic().to_string(), m.partition());
+        let mut offsets = lock(&self.offsets);
+        if offsets.is_waiting(&tp) {
+            return true;
+        }
+        let due = m.headers().and_then(|hs| {
+            hs.iter()
+                .find(|h| h.key == RETRY_DUE_HEADER)
+                .and_then(|h| due_at(h.value))
+        });
+        let Some(until) = wait_for(due) else {
+            return false;
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.0, tp.1);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(source = %self.name, topic = %retry.topic, error = %e, "cannot pause a retry partition; the retry runs now");
+            return false;
+        }
+        offsets.wait(&tp, m.offset(), until);
+        true
+    }
+
+    /// Seek each retry partition whose wait is over back to its record, and
+    /// resume it.
+    fn end_waits(&self) {
+        let over = lock(&self.offsets).end_waits(std::time::Instant::now());
+        for w in over {
+            let sought =
+                self.consumer
+                    .seek(&w.tp.0, w.tp.1, Offset::Offset(w.offset), Duration::ZERO);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&w.tp.0, w.tp.1);
+            if let Err(e) = sought.and_then(|()| self.consumer.resume(&tpl)) {
+                tracing::warn!(source = %self.name, partition = %format!("{}/{}", w.tp.0, w.tp.1), error = %e, "cannot resume a retry partition");
+            }
+        }
     }
 
     /// Turn a fetched record into a delivery, or `None` if its partition
@@ -90,7 +145,10 @@ impl KafkaSource {
     fn delivery(&self, m: &BorrowedMessage<'_>) -> Option<Delivery> {
         let tp: Tp = (m.topic().to_string(), m.partition());
         let epoch = lock(&self.offsets).take(&tp, m.offset())?;
-        let message = message_of(m);
+        let mut message = message_of(m);
+        if self.retry.as_ref().is_some_and(|r| r.topic == tp.0) {
+            returned_retry(&mut message);
+        }
         let coordinates = Coordinates::default()
             .with("topic", &tp.0)
             .with("partition", tp.1)
@@ -103,6 +161,7 @@ impl KafkaSource {
             offset: m.offset(),
             epoch,
             settled: false,
+            retry: self.retry.clone(),
         };
         Some(Delivery::new(message, coordinates, AckHandle::new(acker)).with_lane(lane.finish()))
     }
@@ -160,6 +219,10 @@ impl Source for KafkaSource {
         *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
     }
 
+    fn republishes_retries(&self) -> bool {
+        self.retry.is_some()
+    }
+
     async fn run(
         self: Box<Self>,
         out: mpsc::Sender<Delivery>,
@@ -168,12 +231,15 @@ impl Source for KafkaSource {
         let mut tick = tokio::time::interval(self.commit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'taking: loop {
+            let next_due = lock(&self.offsets).next_due();
             let fetched = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => { self.commit().await; continue; }
+                _ = until(next_due) => { self.end_waits(); continue; }
                 fetched = self.consumer.recv() => fetched,
             };
             let delivery = match fetched {
+                Ok(m) if self.waits(&m) => continue,
                 Ok(m) => match self.delivery(&m) {
                     Some(d) => d,
                     None => continue,
@@ -206,6 +272,14 @@ impl Source for KafkaSource {
     }
 }
 
+/// Sleep until `at`; never, without one.
+async fn until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Settles one offset in the tracker. Dropped unsettled (the engine gave
 /// the message up) it counts as released: not done, never committed.
 struct OffsetAcker {
@@ -214,6 +288,7 @@ struct OffsetAcker {
     offset: i64,
     epoch: u64,
     settled: bool,
+    retry: Option<Arc<RetryTopic>>,
 }
 
 impl OffsetAcker {
@@ -232,6 +307,29 @@ impl Acker for OffsetAcker {
 
     fn nack(mut self: Box<Self>) {
         self.settle(false);
+    }
+
+    /// Produce the retry to the retry topic; the offset is done once Kafka
+    /// confirmed it.
+    fn retry_later(mut self: Box<Self>, message: &Message, attempt: u32, delay: Duration) {
+        let Some(retry) = self.retry.take() else {
+            return self.settle(false);
+        };
+        self.settled = true; // by the republish, from here on
+        let (offsets, tp, offset, epoch) = (
+            self.offsets.clone(),
+            self.tp.clone(),
+            self.offset,
+            self.epoch,
+        );
+        let later = Later {
+            message: message.clone(),
+            attempt,
+            delay,
+        };
+        retry.republish(later, move |confirmed| {
+            lock(&offsets).settle(&tp, offset, epoch, confirmed);
+        });
     }
 }
 
@@ -285,6 +383,16 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    /// A partition assigned again starts unpaused, whatever wait it had
+    /// with this member before (the wait went with the revoke).
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Err(e) = consumer.resume(tpl) {
+                tracing::debug!(source = %self.name, error = %e, "resume after assign");
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {

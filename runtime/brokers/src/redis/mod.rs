@@ -13,7 +13,7 @@
 
 mod pubsub;
 mod streams;
-pub(crate) use streams::read_back as read_stream_back;
+pub(crate) use streams::open_dlq as open_stream_dlq;
 mod writer;
 
 use crate::{redacted, ConnectError, Invalid};

@@ -23,7 +23,7 @@ mod read_back;
 mod sink;
 mod source;
 
-pub(crate) use read_back::read_back;
+pub(crate) use read_back::open_dlq;
 
 use crate::{ConnectError, Invalid};
 use serde::Deserialize;

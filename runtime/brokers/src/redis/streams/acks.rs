@@ -2,8 +2,8 @@
 //! that keeps retrying through a lost connection; a retry through Redis is
 //! appended to the retry stream first ([`super::retry`]).
 
+use super::held::Held;
 use super::retry::retry_entry;
-use super::{lock, Held};
 use crate::redis::{connect, StreamSourceConfig};
 use crate::settle::Settled;
 use crate::RECONNECT;
@@ -44,12 +44,12 @@ pub(super) async fn ack_task(
                             // It stays pending and is claimed again later.
                             tracing::warn!(source = %name, error = %e, %id, "could not append a retry to {retry_stream}; the entry stays pending");
                             conn = None;
-                            lock(&held).remove(&id);
+                            held.release(&id);
                         }
                     }
                 }
                 Settled::Released(id) | Settled::Later(id, _) => {
-                    lock(&held).remove(&id);
+                    held.release(&id);
                 }
             }
         }
@@ -72,10 +72,8 @@ pub(super) async fn ack_task(
             };
             match result {
                 Ok(_) => {
-                    let mut held = lock(&held);
-                    for id in ids.drain(..) {
-                        held.remove(&id);
-                    }
+                    held.acked(&ids);
+                    ids.clear();
                 }
                 Err(e)
                     if e.is_io_error()
@@ -93,10 +91,8 @@ pub(super) async fn ack_task(
                     // The group or stream is gone (a server without persistence
                     // restarted): there is nothing left to acknowledge.
                     tracing::warn!(source = %name, error = %e, entries = ids.len(), "XACK refused; dropping these acks");
-                    let mut held = lock(&held);
-                    for id in ids.drain(..) {
-                        held.remove(&id);
-                    }
+                    held.acked(&ids);
+                    ids.clear();
                 }
             }
         }

@@ -5,7 +5,8 @@
 //! acked). Acks go to a task that batches them into `XACK`. Every
 //! `claim_idle / 2` it runs `XAUTOCLAIM` to take over entries that another
 //! (crashed) consumer of the group left pending longer than `claim_idle`.
-//! Entries this process already holds are never handed out twice.
+//! Entries this process already holds are never handed out twice
+//! ([`held`]).
 //!
 //! - [`source`]: the consumer-group reader and its take-over of idle entries;
 //! - [`acks`]: the task that batches acks into `XACK`;
@@ -15,22 +16,13 @@
 //! - [`read_back`]: a stream's entries without consuming them (`sluice dlq`).
 
 mod acks;
+mod held;
 mod read_back;
 mod reply;
 mod retry;
 mod sink;
 mod source;
 
-pub(crate) use read_back::read_back;
+pub(crate) use read_back::open_dlq;
 pub(super) use sink::StreamSink;
 pub(super) use source::StreamSource;
-
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-/// Entry ids handed to the engine and not yet acked or released.
-type Held = Arc<Mutex<HashSet<String>>>;
-
-fn lock(held: &Held) -> MutexGuard<'_, HashSet<String>> {
-    held.lock().unwrap_or_else(PoisonError::into_inner)
-}

@@ -4,7 +4,7 @@
 //! A delivery whose stage failed with a retryable error is appended to the
 //! retry stream (`retry_stream`, default `STREAM.retry`) with its failed
 //! attempts in the field `x-retry-count` and the time it is due in
-//! `sluice-retry-due` (Unix milliseconds); once Redis has answered that
+//! `sluice-retry-due` (Unix milliseconds, [`crate::settle::Later::republished`]); once Redis has answered that
 //! `XADD`, the original entry is acked. The same source reads the retry
 //! stream with the same group and hands each entry to the pipeline when it
 //! is due (a timer per entry, no polling), as attempt `x-retry-count + 1`,
@@ -20,23 +20,15 @@
 
 use super::source::StreamSource;
 use crate::redis::StreamSourceConfig;
-use crate::settle::{attempt_from, Later, RETRY_COUNT_HEADER};
+use crate::settle::{returned_retry, Later};
 use sluice_core::{Delivery, Shutdown, Source, SourceError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 use tokio::sync::mpsc;
-
-/// The field saying when a retry entry is due, in Unix milliseconds.
-pub const DUE_FIELD: &str = "sluice-retry-due";
 
 /// The `XADD` that appends the retry of `later` to `retry_stream`, fields
 /// named as the source reads them.
 pub(super) fn retry_entry(c: &StreamSourceConfig, retry_stream: &str, later: &Later) -> redis::Cmd {
-    let due = SystemTime::now() + later.delay;
-    let due_ms = due
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    let msg = &later.message;
+    let msg = later.republished();
     let mut cmd = redis::cmd("XADD");
     cmd.arg(retry_stream)
         .arg("*")
@@ -46,14 +38,8 @@ pub(super) fn retry_entry(c: &StreamSourceConfig, retry_stream: &str, later: &La
         cmd.arg(&c.key_field).arg(key);
     }
     for (name, value) in &msg.headers {
-        if name != RETRY_COUNT_HEADER && name != DUE_FIELD {
-            cmd.arg(name).arg(value);
-        }
+        cmd.arg(name).arg(value);
     }
-    cmd.arg(RETRY_COUNT_HEADER)
-        .arg(later.attempt)
-        .arg(DUE_FIELD)
-        .arg(due_ms.to_string());
     cmd
 }
 
@@ -67,13 +53,7 @@ pub(super) async fn run(
     let (tx, mut due) = mpsc::channel::<Delivery>(reader.batch());
     let reading = tokio::spawn(Box::new(reader).run(tx, shutdown.clone()));
     while let Some(mut delivery) = due.recv().await {
-        let message = &mut delivery.message;
-        let at = message
-            .header_str(DUE_FIELD)
-            .and_then(|ms| ms.trim().parse::<u64>().ok())
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        message.headers.retain(|(n, _)| n != DUE_FIELD);
-        message.attempt = attempt_from(message.header(RETRY_COUNT_HEADER));
+        let at = returned_retry(&mut delivery.message);
         if let Some(wait) = at.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

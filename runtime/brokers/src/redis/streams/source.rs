@@ -3,9 +3,9 @@
 //! consumer left idle; acks handed to [`super::acks`].
 
 use super::acks::ack_task;
+use super::held::Held;
 use super::reply::{claim_reply, read_reply, Entry};
 use super::retry;
-use super::{lock, Held};
 use crate::redis::{client, connect, connect_at_start, Start, StreamSourceConfig};
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
@@ -284,12 +284,14 @@ impl Source for StreamSource {
                 last_lag = Instant::now();
                 self.probe_lag().await;
             }
+            self.held.begin_read();
             let mut entries = Vec::new();
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
                 match self.claim().await {
                     Ok(claimed) => entries = claimed,
                     Err(e) => {
+                        self.held.end_read();
                         self.failed(e, "XAUTOCLAIM");
                         continue;
                     }
@@ -304,6 +306,7 @@ impl Source for StreamSource {
                     entries.extend(read);
                 }
                 Err(e) => {
+                    self.held.end_read();
                     if e.code() == Some("NOGROUP") {
                         tracing::warn!(source = %self.name(), "consumer group vanished (server restarted?); recreating it");
                         let _ = self.ensure_group().await;
@@ -315,22 +318,28 @@ impl Source for StreamSource {
                     continue;
                 }
             }
-            for entry in entries {
-                if !lock(&self.held).insert(entry.id.clone()) {
-                    continue; // already in the pipeline
-                }
+            // Skips what is in the pipeline already (or was acked meanwhile).
+            let mut taken = self.held.take(entries, |e| e.id.as_str()).into_iter();
+            while let Some(entry) = taken.next() {
                 let delivery = self.delivery(entry, &acks);
-                tokio::select! {
-                    sent = out.send(delivery) => if sent.is_err() { break 'taking },
-                    _ = shutdown.cancelled() => break 'taking,
+                // A delivery left unsent releases itself when dropped.
+                let sent = tokio::select! {
+                    sent = out.send(delivery) => sent.is_ok(),
+                    _ = shutdown.cancelled() => false,
+                };
+                if !sent {
+                    for entry in taken {
+                        self.held.release(&entry.id);
+                    }
+                    break 'taking;
                 }
             }
         }
         // Drain: let the pipeline finish what it holds, so it gets acked.
-        drained(shutdown.drain_deadline(), || !lock(&self.held).is_empty()).await;
+        drained(shutdown.drain_deadline(), || self.held.len() > 0).await;
         drop(acks);
         let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
-        let unfinished = lock(&self.held).len();
+        let unfinished = self.held.len();
         if unfinished > 0 {
             tracing::warn!(source = %self.name(), unfinished, "stopping with unacked entries; they stay pending and are claimed later");
         }

@@ -1,13 +1,18 @@
 //! Dead letters on the wire and back. The engine makes one envelope for
 //! every broker ([`sluice_core::dlq::envelope`]: the original message plus
 //! `sluice-error-*` headers); this module writes it in the form the DLQ's
-//! sink can carry and reads every form back for `sluice dlq`.
+//! sink can carry and reads every form back for `sluice dlq`
+//! ([`DeadLetterQueue`] takes them out of each broker).
 //!
 //! | form | where | what the DLQ holds |
 //! |---|---|---|
 //! | `headers` | Kafka, RabbitMQ, Redis streams, `json` files | the original message, the fields as `sluice-error-*` headers |
 //! | `headers`, packed | SQS | the fields as one JSON attribute `sluice-error` ([`crate::sqs`]) |
 //! | `envelope` | Redis Pub/Sub, `lines` files, or asked for | one JSON document `{"error": {...}, "message": {...}}` as the payload |
+
+mod queue;
+
+pub use queue::DeadLetterQueue;
 
 use crate::lines::{decode, message_json};
 use serde::Deserialize;
