@@ -336,40 +336,15 @@ fn retries_through_a_retry_topic_wait_until_due_count_up_and_end_in_the_dlq_whil
     let kafka = Kafka::new(dir.path());
     let t = suite::plain_names::<Kafka>("republish");
     kafka.create(&[&t.input, &t.output, &t.dlq]);
-    let key = |i: usize| format!("k{}", i % 50);
-    let inputs: Vec<Input> = (0..1000)
-        .map(|i| Input {
-            key: key(i),
-            payload: format!(r#"{{"amount":{i},"key":"{}"}}"#, key(i)).into_bytes(),
-            headers: vec![("trace".into(), format!("t{i}"))],
-        })
-        .collect();
+    let inputs = suite::keyed_inputs(1000, 50);
     kafka.produce(&t.input, &inputs);
-    let config = dir.path().join("republish.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[pipelines.relay]
-concurrency = 2
-source = {source}
-dlq = {dlq}
-sinks.out = {out}
-retry = {{ attempts = 4, initial = "1s", factor = 2, jitter = 0, republish = true }}
-
-[[pipelines.relay.stages]]
-name = "flaky"
-kind = "filter"
-plugin = {plugin}
-params = {{ fail_attempts = 10, fail_matching = '"key":"k7"' }}
-"#,
-            source = kafka.source(&t, Role::Alone),
-            dlq = kafka.sink(&t.dlq),
-            out = kafka.sink(&t.output),
-            plugin = sluice_tests::daemon::plugin_literal("flaky"),
-        ),
-    )
-    .unwrap();
+    let config = suite::flaky_pipeline(
+        &dir.path().join("republish.toml"),
+        &kafka,
+        &t,
+        r#"{ attempts = 4, initial = "1s", factor = 2, jitter = 0, republish = true }"#,
+        r#"{ fail_attempts = 10, fail_matching = '"key":"k7"' }"#,
+    );
     let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
     assert!(
         suite::wait_for(LONG, || kafka.count(&t.output) >= 980),

@@ -423,40 +423,15 @@ fn retries_through_a_retry_stream_count_up_and_end_in_the_dlq_while_other_keys_f
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::new(dir.path());
     let t = Names::new("redis-republish");
-    let key = |i: usize| format!("k{}", i % 50);
-    let inputs: Vec<Input> = (0..1000)
-        .map(|i| Input {
-            key: key(i),
-            payload: format!(r#"{{"amount":{i},"key":"{}"}}"#, key(i)).into_bytes(),
-            headers: vec![("trace".into(), format!("t{i}"))],
-        })
-        .collect();
+    let inputs = sluice_tests::conformance::keyed_inputs(1000, 50);
     redis.produce(&t.input, &inputs);
-    let config = dir.path().join("republish.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[pipelines.relay]
-concurrency = 2
-source = {source}
-dlq = {dlq}
-sinks.out = {out}
-retry = {{ attempts = 4, initial = "1s", factor = 2, jitter = 0, republish = true }}
-
-[[pipelines.relay.stages]]
-name = "flaky"
-kind = "filter"
-plugin = {plugin}
-params = {{ fail_attempts = 10, fail_matching = '"key":"k7"' }}
-"#,
-            source = redis.source(&t, Role::Alone),
-            dlq = redis.sink(&t.dlq),
-            out = redis.sink(&t.output),
-            plugin = plugin_literal("flaky"),
-        ),
-    )
-    .unwrap();
+    let config = sluice_tests::conformance::flaky_pipeline(
+        &dir.path().join("republish.toml"),
+        &redis,
+        &t,
+        r#"{ attempts = 4, initial = "1s", factor = 2, jitter = 0, republish = true }"#,
+        r#"{ fail_attempts = 10, fail_matching = '"key":"k7"' }"#,
+    );
     let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
     assert!(
         eventually(Duration::from_secs(120), || redis.count(&t.output) >= 980),

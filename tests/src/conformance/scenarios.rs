@@ -152,14 +152,7 @@ pub fn parking<B: Broker>() {
     let broker = B::new(dir.path());
     let t = names(&broker, "parking");
     let total = B::SCALE.round_trip;
-    let key = |i: usize| format!("k{}", i % 50);
-    let inputs: Vec<Input> = (0..total)
-        .map(|i| Input {
-            key: key(i),
-            payload: format!(r#"{{"amount":{i},"key":"{}"}}"#, key(i)).into_bytes(),
-            headers: vec![("trace".into(), format!("t{i}"))],
-        })
-        .collect();
+    let inputs = keyed_inputs(total, 50);
     let failing = inputs.iter().filter(|m| m.key == "k7").count();
     broker.produce(&t.input, &inputs);
     let config = flaky_pipeline(
@@ -209,7 +202,7 @@ pub fn parking<B: Broker>() {
         for k in 0..50 {
             let of_key: Vec<usize> = out
                 .iter()
-                .filter(|o| o.key.as_deref() == Some(key(k).as_str()))
+                .filter(|o| o.key.as_deref() == Some(format!("k{k}").as_str()))
                 .map(amount)
                 .collect();
             let mut sorted = of_key.clone();
@@ -219,10 +212,22 @@ pub fn parking<B: Broker>() {
     }
 }
 
+/// `total` JSON inputs `{"amount":i,"key":"kN"}` of `keys` keys (key
+/// `k{i % keys}`), each with a header `trace`.
+pub fn keyed_inputs(total: usize, keys: usize) -> Vec<Input> {
+    (0..total)
+        .map(|i| Input {
+            key: format!("k{}", i % keys),
+            payload: format!(r#"{{"amount":{i},"key":"k{}"}}"#, i % keys).into_bytes(),
+            headers: vec![("trace".into(), format!("t{i}"))],
+        })
+        .collect()
+}
+
 /// Write a relay pipeline at `path`: the broker's source (as for
 /// [`Role::Alone`]), its output and DLQ, `retry` as the pipeline's policy,
 /// and one stage `flaky` (the test plugin) with `params`.
-fn flaky_pipeline<B: Broker>(
+pub fn flaky_pipeline<B: Broker>(
     path: &Path,
     broker: &B,
     t: &Names,
@@ -233,7 +238,7 @@ fn flaky_pipeline<B: Broker>(
 }
 
 /// [`flaky_pipeline`] with the source as for `role`.
-fn flaky_pipeline_as<B: Broker>(
+pub fn flaky_pipeline_as<B: Broker>(
     path: &Path,
     broker: &B,
     t: &Names,
@@ -309,13 +314,7 @@ pub fn dlq_replay<B: Broker>() {
     let broker = B::new(dir.path());
     let t = names(&broker, "replay");
     let total = 100;
-    let inputs: Vec<Input> = (0..total)
-        .map(|i| Input {
-            key: format!("k{}", i % 10),
-            payload: format!(r#"{{"amount":{i},"key":"k{}"}}"#, i % 10).into_bytes(),
-            headers: vec![("trace".into(), format!("t{i}"))],
-        })
-        .collect();
+    let inputs = keyed_inputs(total, 10);
     broker.produce(&t.input, &inputs);
     let retry = "{ attempts = 1 }";
     let failing = flaky_pipeline(
@@ -422,13 +421,7 @@ pub fn sigkill_during_retries<B: Broker>() {
     let broker = B::new(dir.path());
     let t = names(&broker, "retrykill");
     let total = 200;
-    let inputs: Vec<Input> = (0..total)
-        .map(|i| Input {
-            key: format!("k{}", i % 20),
-            payload: format!(r#"{{"amount":{i},"key":"k{}"}}"#, i % 20).into_bytes(),
-            headers: vec![("trace".into(), format!("t{i}"))],
-        })
-        .collect();
+    let inputs = keyed_inputs(total, 20);
     broker.produce(&t.input, &inputs);
     let config = flaky_pipeline_as(
         &dir.path().join("retrykill.toml"),
