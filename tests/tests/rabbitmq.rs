@@ -561,3 +561,65 @@ fn the_drain_timeout_bounds_a_graceful_stop_and_loses_nothing() {
     );
     eprintln!("drain timeout: stop took {took:?} with --drain-timeout 2s; 80 of 80 messages back in the queue");
 }
+
+#[test]
+fn a_header_name_too_long_for_amqp_is_dead_lettered_not_sent() {
+    // A Redis stream entry may have a field (a header) of any length; an
+    // AMQP field name is at most 255 bytes. Relayed to RabbitMQ, such a
+    // message is refused by the sink before anything is sent and
+    // dead-lettered (`sink-rejected`, with the length); the others go on.
+    use sluice_tests::redis_client::{add, connection, redis_url};
+    let dir = tempfile::tempdir().unwrap();
+    let rabbit = Rabbit::new(dir.path());
+    let n = suite::plain_names::<Rabbit>("longname");
+    rabbit.create(&[&n.output]);
+    let redis = redis_url();
+    let stream = format!("{}.in", n.input);
+    let long = "h".repeat(300);
+    let entries: Vec<Vec<(String, Vec<u8>)>> = (0..3)
+        .map(|i| {
+            let name = if i == 1 { long.clone() } else { "short".into() };
+            vec![
+                (
+                    "payload".into(),
+                    format!(r#"{{"amount":{i}}}"#).into_bytes(),
+                ),
+                (name, b"v".to_vec()),
+            ]
+        })
+        .collect();
+    add(&mut connection(&redis), &stream, &entries);
+    let config = sluice_tests::daemon::relay_config(
+        dir.path(),
+        &format!(
+            r#"{{ type = "redis-stream", url = "{redis}", stream = "{stream}", group = "{}" }}"#,
+            n.group
+        ),
+        &rabbit.sink(&n.output),
+        r#"{ type = "file", path = "dlq.jsonl" }"#,
+    );
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    let dlq = dir.path().join("dlq.jsonl");
+    assert!(
+        eventually(LONG, || rabbit.count(&n.output) >= 2
+            && std::fs::read_to_string(&dlq)
+                .is_ok_and(|t| t.lines().count() >= 1)),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.terminate(LONG).success());
+    let out = drain(&rabbit.url, &n.output);
+    assert_eq!(out.len(), 2, "the two others were sent");
+    let text = std::fs::read_to_string(&dlq).unwrap();
+    let dead: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let headers = &dead["headers"];
+    assert_eq!(headers["sluice-error-class"], "sink-rejected", "{dead}");
+    let reason = headers["sluice-error-text"].as_str().unwrap();
+    assert!(reason.contains("header name of 300 bytes"), "{reason}");
+    assert_eq!(dead["payload"]["amount"], 1, "{dead}");
+    rabbit.clean_up([n.output]);
+    let _: () = redis::cmd("DEL")
+        .arg(&stream)
+        .query(&mut connection(&redis))
+        .unwrap();
+}

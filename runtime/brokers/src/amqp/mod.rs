@@ -213,13 +213,26 @@ fn arguments(args: &BTreeMap<String, Property>) -> FieldTable {
     table
 }
 
+/// The longest AMQP field name (a short string), in bytes.
+pub(super) const MAX_NAME: usize = 255;
+
+/// A header of `msg` whose name AMQP cannot carry (the sink refuses such a
+/// message, so it is dead-lettered with the reason).
+pub(super) fn unfit_header(msg: &Message) -> Option<&str> {
+    msg.headers
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .find(|name| name.len() > MAX_NAME)
+}
+
 /// The AMQP properties of `msg`: its headers as byte strings, except those
 /// that came typed and still read as their type (see [`typed`]); its key in
 /// [`KEY_HEADER`], its timestamp in seconds; `delivery_mode` 2 when
 /// `persistent`.
 fn properties(msg: &Message, persistent: bool) -> BasicProperties {
     let mut headers = FieldTable::default();
-    for (name, value) in &msg.headers {
+    // A name too long for AMQP is never sent ([`unfit_header`]).
+    for (name, value) in msg.headers.iter().filter(|(n, _)| n.len() <= MAX_NAME) {
         let value = msg
             .header_type(name)
             .and_then(|t| typed(t, value))
@@ -305,6 +318,21 @@ fn header_bytes(value: &AMQPValue) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_name_longer_than_an_amqp_short_string_is_found_and_never_encoded() {
+        let long = "h".repeat(MAX_NAME + 1);
+        let msg = Message::new("p")
+            .with_header("ok", "1")
+            .with_header(long.as_str(), "2");
+        assert_eq!(unfit_header(&msg), Some(long.as_str()));
+        let props = properties(&msg, true);
+        let headers = props.headers().as_ref().unwrap().inner();
+        assert!(headers.get("ok").is_some());
+        assert_eq!(headers.len(), 1);
+        let fits = Message::new("p").with_header("h".repeat(MAX_NAME), "3");
+        assert_eq!(unfit_header(&fits), None);
+    }
 
     #[test]
     fn a_typed_header_goes_out_with_its_type_while_its_text_reads_as_one() {

@@ -161,6 +161,17 @@ impl Sink for AmqpSink {
     }
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
+        if let Some(name) = super::unfit_header(msg) {
+            return Err(SinkError::Rejected {
+                sink: self.name.clone(),
+                reason: format!(
+                    "header name of {} bytes (`{}…`): AMQP field names are at most {} bytes",
+                    name.len(),
+                    name.chars().take(40).collect::<String>(),
+                    super::MAX_NAME
+                ),
+            });
+        }
         let mut link = self.link.lock().await;
         if link
             .as_ref()
