@@ -174,6 +174,19 @@ impl SourceConfig {
         }
     }
 
+    /// Check the files this source names (TLS certificates) and make their
+    /// paths absolute against `base`, the config file's directory.
+    ///
+    /// # Errors
+    /// A file that is missing or not what it should be.
+    pub fn resolve_files(&mut self, base: &Path) -> Result<(), Invalid> {
+        match self {
+            SourceConfig::RedisStream(c) => c.resolve_files(base),
+            SourceConfig::RedisPubsub(c) => c.resolve_files(base),
+            _ => Ok(()),
+        }
+    }
+
     /// Connect. Relative paths are resolved against `base` (the config
     /// file's directory).
     ///
@@ -241,6 +254,18 @@ impl SinkConfig {
 }
 
 impl SinkConfig {
+    /// As [`SourceConfig::resolve_files`].
+    ///
+    /// # Errors
+    /// A file that is missing or not what it should be.
+    pub fn resolve_files(&mut self, base: &Path) -> Result<(), Invalid> {
+        match self {
+            SinkConfig::RedisStream(c) => c.resolve_files(base),
+            SinkConfig::RedisPubsub(c) => c.resolve_files(base),
+            _ => Ok(()),
+        }
+    }
+
     /// This sink, adding to what its destination holds: a file sink
     /// appends instead of truncating at start (the others always add).
     pub fn appending(&self) -> SinkConfig {

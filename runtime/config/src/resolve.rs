@@ -288,20 +288,34 @@ impl Resolver<'_> {
             }
             stages.push(self.stage(stage, &stage_key, pipeline_retry)?);
         }
-        let mut source = p.source.into_inner();
+        let base = self.base_dir;
+        let mut source = p.source.get_ref().clone();
+        source
+            .resolve_files(base)
+            .map_err(|e| self.error(&p.source, format!("{key}.source"), e.message, e.help))?;
         if engine.republish_retries {
             source.retry_through_broker();
         }
+        let resolved_sink = |spanned: &Spanned<SinkConfig>, at: String| {
+            let mut sink = spanned.get_ref().clone();
+            sink.resolve_files(base)
+                .map_err(|e| self.error(spanned, at, e.message, e.help))?;
+            Ok::<SinkConfig, ConfigError>(sink)
+        };
+        let mut sinks = Vec::with_capacity(p.sinks.len());
+        for (n, s) in &p.sinks {
+            sinks.push((
+                n.0.clone(),
+                resolved_sink(s, format!("{key}.sinks.{}", n.0))?,
+            ));
+        }
+        let dlq = resolved_sink(&p.dlq, format!("{key}.dlq"))?;
         Ok(PipelineConfig {
             name: name.0,
             source,
             stages,
-            sinks: p
-                .sinks
-                .into_iter()
-                .map(|(n, s)| (n.0, s.into_inner()))
-                .collect(),
-            dlq: p.dlq.into_inner(),
+            sinks,
+            dlq,
             dlq_format,
             engine,
         })

@@ -125,6 +125,8 @@ pub(crate) async fn redis_sluice(
             maxlen: None,
             payload_field: "payload".into(),
             key_field: "key".into(),
+            password_env: None,
+            tls: None,
             connect_timeout: secs(Duration::from_secs(10)),
         })
     };
@@ -139,6 +141,8 @@ pub(crate) async fn redis_sluice(
         claim_idle: secs(Duration::from_secs(60)),
         payload_field: "payload".into(),
         key_field: "key".into(),
+        password_env: None,
+        tls: None,
         connect_timeout: secs(Duration::from_secs(10)),
         retry_stream: None,
     });

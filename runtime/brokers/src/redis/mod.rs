@@ -19,6 +19,7 @@ mod writer;
 use crate::{redacted, ConnectError, Invalid};
 use serde::Deserialize;
 use sluice_core::{HumanDuration, Sink, Source};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +60,13 @@ pub struct StreamSourceConfig {
     /// The entry field holding the key. Default `key`.
     #[serde(default = "default_key_field")]
     pub key_field: String,
+    /// The environment variable holding the password (the user, if any, is
+    /// the URL's: `rediss://sluice@host:6380`). Keeps the password out of
+    /// the TOML; a password inline in `url` works too.
+    pub password_env: Option<String>,
+    /// TLS files for a `rediss://` URL; without them the system's roots are
+    /// trusted.
+    pub tls: Option<RedisTls>,
     /// How long start-up waits for the server before giving up (exit 2).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
@@ -83,6 +91,13 @@ pub struct StreamSinkConfig {
     pub payload_field: String,
     #[serde(default = "default_key_field")]
     pub key_field: String,
+    /// The environment variable holding the password (the user, if any, is
+    /// the URL's: `rediss://sluice@host:6380`). Keeps the password out of
+    /// the TOML; a password inline in `url` works too.
+    pub password_env: Option<String>,
+    /// TLS files for a `rediss://` URL; without them the system's roots are
+    /// trusted.
+    pub tls: Option<RedisTls>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -99,6 +114,13 @@ pub struct PubsubSourceConfig {
     /// Glob patterns to PSUBSCRIBE to (`events.*`).
     #[serde(default)]
     pub patterns: Vec<String>,
+    /// The environment variable holding the password (the user, if any, is
+    /// the URL's: `rediss://sluice@host:6380`). Keeps the password out of
+    /// the TOML; a password inline in `url` works too.
+    pub password_env: Option<String>,
+    /// TLS files for a `rediss://` URL; without them the system's roots are
+    /// trusted.
+    pub tls: Option<RedisTls>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -111,9 +133,116 @@ pub struct PubsubSinkConfig {
     pub url: String,
     /// The channel to PUBLISH to. Default: the sink's name.
     pub channel: Option<String>,
+    /// The environment variable holding the password (the user, if any, is
+    /// the URL's: `rediss://sluice@host:6380`). Keeps the password out of
+    /// the TOML; a password inline in `url` works too.
+    pub password_env: Option<String>,
+    /// TLS files for a `rediss://` URL; without them the system's roots are
+    /// trusted.
+    pub tls: Option<RedisTls>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
+
+/// `tls = { ca_file = "certs/ca.pem" }` of a Redis table: PEM files,
+/// relative to the config file.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTls {
+    /// The CA certificate(s) to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate for mutual TLS, with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub key_file: Option<PathBuf>,
+}
+
+impl RedisTls {
+    /// Make the paths absolute against `base` and check each file is there
+    /// and holds PEM.
+    fn resolve(&mut self, base: &Path) -> Result<(), Invalid> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(Invalid::new(
+                "`tls.cert_file` and `tls.key_file` go together (mutual TLS)",
+                "set both, or neither",
+            ));
+        }
+        for (key, file) in [
+            ("ca_file", &mut self.ca_file),
+            ("cert_file", &mut self.cert_file),
+            ("key_file", &mut self.key_file),
+        ] {
+            let Some(path) = file else { continue };
+            *path = base.join(&*path);
+            let text = std::fs::read(&*path).map_err(|e| {
+                Invalid::new(
+                    format!("`tls.{key}`: cannot read {}: {e}", path.display()),
+                    "name a PEM file (relative to the config file)",
+                )
+            })?;
+            if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err(Invalid::new(
+                    format!("`tls.{key}`: {} is not a PEM file", path.display()),
+                    "name a PEM file (-----BEGIN ...-----)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn certificates(&self) -> Result<redis::TlsCertificates, String> {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let client_tls = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            _ => None,
+        };
+        let root_cert = self.ca_file.as_ref().map(read).transpose()?;
+        Ok(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        })
+    }
+}
+
+/// Where a Redis table connects and how it logs in.
+pub(crate) struct Endpoint<'a> {
+    pub url: &'a str,
+    pub password_env: Option<&'a str>,
+    pub tls: Option<&'a RedisTls>,
+}
+
+/// The connection keys every Redis table has.
+macro_rules! endpoint {
+    ($($config:ty),*) => {$(
+        impl $config {
+            pub(crate) fn endpoint(&self) -> Endpoint<'_> {
+                Endpoint {
+                    url: &self.url,
+                    password_env: self.password_env.as_deref(),
+                    tls: self.tls.as_ref(),
+                }
+            }
+
+            /// Check what serde cannot: the TLS files (paths made absolute
+            /// against `base`, the config file's directory).
+            pub(crate) fn resolve_files(&mut self, base: &Path) -> Result<(), Invalid> {
+                match &mut self.tls {
+                    Some(tls) => tls.resolve(base),
+                    None => Ok(()),
+                }
+            }
+        }
+    )*};
+}
+endpoint!(
+    StreamSourceConfig,
+    StreamSinkConfig,
+    PubsubSourceConfig,
+    PubsubSinkConfig
+);
 
 /// `start` of a stream source's group.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -190,10 +319,43 @@ impl PubsubSinkConfig {
     }
 }
 
-/// A client for `url`, or a config error naming it.
-fn client(what: &str, url: &str) -> Result<redis::Client, ConnectError> {
-    redis::Client::open(url)
-        .map_err(|e| ConnectError::Invalid(format!("{what}: bad url `{url}`: {e}")))
+/// A client for `at`: its URL, the password from `password_env`, its TLS
+/// files; or a config error naming what is wrong (never the password).
+fn client(what: &str, at: &Endpoint<'_>) -> Result<redis::Client, ConnectError> {
+    use redis::IntoConnectionInfo;
+    let invalid = |e: String| ConnectError::Invalid(format!("{what}: {e}"));
+    let mut info = at
+        .url
+        .into_connection_info()
+        .map_err(|e| invalid(format!("bad url `{}`: {e}", redacted(at.url))))?;
+    if let Some(var) = at.password_env {
+        let password = std::env::var(var).map_err(|_| {
+            invalid(format!(
+                "the environment variable `{var}` (`password_env`) is not set"
+            ))
+        })?;
+        let settings = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(settings);
+    }
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    if tls {
+        // rustls needs a process-wide provider; one set before is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    match at.tls {
+        Some(files) if tls => {
+            let certificates = files.certificates().map_err(invalid)?;
+            redis::Client::build_with_tls(info, certificates)
+        }
+        Some(_) => {
+            return Err(invalid(format!(
+                "`tls` is set but `{}` is not a rediss:// URL",
+                redacted(at.url)
+            )))
+        }
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| invalid(format!("cannot use `{}`: {e}", redacted(at.url))))
 }
 
 /// One multiplexed connection, answered within `response` (or never time
@@ -222,8 +384,13 @@ async fn connect_at_start(
     response: Option<Duration>,
 ) -> Result<redis::aio::MultiplexedConnection, ConnectError> {
     connect(client, timeout, response).await.map_err(|e| {
+        let hint = if e.kind() == redis::ErrorKind::AuthenticationFailed {
+            " (check the user in `url` and the password, `password_env`)"
+        } else {
+            ""
+        };
         ConnectError::Unreachable(format!(
-            "{what}: cannot reach Redis at {}: {e}",
+            "{what}: cannot reach Redis at {}: {e}{hint}",
             redacted(url)
         ))
     })

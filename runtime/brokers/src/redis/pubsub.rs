@@ -25,7 +25,7 @@ pub(super) struct PubsubSource {
 impl PubsubSource {
     pub(super) async fn connect(c: &PubsubSourceConfig) -> Result<Self, ConnectError> {
         let what = "redis-pubsub source";
-        let client = client(what, &c.url)?;
+        let client = client(what, &c.endpoint())?;
         // Check the server answers before subscribing.
         connect_at_start(
             what,
@@ -163,7 +163,7 @@ impl PubsubSink {
     pub(super) async fn connect(c: &PubsubSinkConfig, name: &str) -> Result<Self, ConnectError> {
         let channel = c.channel.clone().unwrap_or_else(|| name.to_string());
         let what = format!("redis-pubsub sink `{channel}`");
-        let client = client(&what, &c.url)?;
+        let client = client(&what, &c.endpoint())?;
         let timeout = c.connect_timeout.0;
         let conn = connect_at_start(&what, &client, &c.url, timeout, Some(timeout)).await?;
         Ok(PubsubSink {

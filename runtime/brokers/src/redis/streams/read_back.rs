@@ -21,7 +21,7 @@ pub(crate) async fn open_dlq(
 ) -> Result<Box<dyn DeadLetterQueue>, ConnectError> {
     let stream = c.stream.clone().unwrap_or_else(|| name.to_string());
     let what = format!("redis-stream `{stream}`");
-    let client = client(&what, &c.url)?;
+    let client = client(&what, &c.endpoint())?;
     let timeout = c.connect_timeout.0;
     let conn = connect_at_start(&what, &client, &c.url, timeout, Some(timeout)).await?;
     Ok(Box::new(StreamDlq {

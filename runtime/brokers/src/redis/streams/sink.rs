@@ -17,7 +17,7 @@ impl StreamSink {
     pub(crate) async fn connect(c: &StreamSinkConfig, name: &str) -> Result<Self, ConnectError> {
         let stream = c.stream.clone().unwrap_or_else(|| name.to_string());
         let what = format!("redis-stream sink `{stream}`");
-        let client = client(&what, &c.url)?;
+        let client = client(&what, &c.endpoint())?;
         let timeout = c.connect_timeout.0;
         let conn = connect_at_start(&what, &client, &c.url, timeout, Some(timeout)).await?;
         let writer = Writer::start(format!("redis-stream:{stream}"), client, conn, timeout);

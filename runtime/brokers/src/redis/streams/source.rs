@@ -37,7 +37,7 @@ impl StreamSource {
     /// Connect; with `read_retries`, also a reader of `c.retry_stream` (a
     /// source on it that appends its own failed retries to it again).
     async fn open(c: &StreamSourceConfig, read_retries: bool) -> Result<Self, ConnectError> {
-        let client = client("redis-stream source", &c.url)?;
+        let client = client("redis-stream source", &c.endpoint())?;
         let conn = connect_at_start(
             "redis-stream source",
             &client,

@@ -1,0 +1,307 @@
+//! TLS and authentication against real servers on 127.0.0.1, with
+//! certificates the test makes (openssl): Redis over TLS (`rediss://`) with
+//! an ACL user whose password comes from an environment variable.
+
+use sluice_tests::daemon::{eventually, free_port, Daemon};
+use sluice_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The password of the test's ACL user, and the variable that holds it.
+const PASSWORD: &str = "s3cret-for-tls-tests";
+const PASSWORD_ENV: &str = "SLUICE_TLS_TEST_PASSWORD";
+
+/// A CA, a server certificate it signed (for 127.0.0.1), and a second CA
+/// that signed nothing the server has.
+struct Certs {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn certs(dir: &Path) -> Certs {
+    let dir = dir.join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = |name: &str| {
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+    };
+    ca("ca");
+    ca("other-ca");
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    Certs {
+        ca: dir.join("ca.pem"),
+        other_ca: dir.join("other-ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    }
+}
+
+/// A redis-server of this test: TLS only, the default user off, user
+/// `sluice` with [`PASSWORD`]. Killed (by its own PID) when dropped.
+struct TlsRedis {
+    port: u16,
+    child: Child,
+}
+
+impl TlsRedis {
+    fn start(certs: &Certs) -> TlsRedis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(["--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&certs.cert)
+            .arg("--tls-key-file")
+            .arg(&certs.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&certs.ca)
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--user", "default", "off"])
+            .args([
+                "--user",
+                "sluice",
+                "on",
+                &format!(">{PASSWORD}"),
+                "~*",
+                "&*",
+                "+@all",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (Debian package redis-server)");
+        let server = TlsRedis { port, child };
+        assert!(
+            eventually(Duration::from_secs(20), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "the TLS redis-server on {port} did not start"
+        );
+        server
+    }
+
+    /// A Redis table's connection keys, trusting `ca`.
+    fn keys(&self, ca: &Path) -> String {
+        format!(
+            r#"url = "rediss://sluice@127.0.0.1:{}", password_env = "{PASSWORD_ENV}", tls = {{ ca_file = {:?} }}"#,
+            self.port,
+            ca.display().to_string()
+        )
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sluice_with_password(args: &[&str], password: &str) -> Output {
+    Command::new(sluice_bin())
+        .args(args)
+        .env(PASSWORD_ENV, password)
+        .output()
+        .expect("sluice runs")
+}
+
+/// A config of one pipeline: `orders.jsonl` → the Redis stream `orders`
+/// reached with `keys`.
+fn load_config(dir: &Path, keys: &str) -> PathBuf {
+    let input: String = (0..20).map(|i| format!("{{\"amount\":{i}}}\n")).collect();
+    std::fs::write(dir.join("orders.jsonl"), input).unwrap();
+    let path = dir.join("load.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[pipelines.load]
+source = {{ type = "file", path = "orders.jsonl" }}
+sinks.stream = {{ type = "redis-stream", stream = "orders", connect_timeout = "3s", {keys} }}
+dlq = {{ type = "file", path = "load-dlq.jsonl" }}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_pipeline_round_trips_through_redis_over_tls_with_an_acl_user() {
+    // File → rediss:// stream (sink), and the stream → file (source, a
+    // consumer group): both log in as `sluice` with the password from
+    // `password_env` and trust the test's CA from `tls.ca_file`.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let redis = TlsRedis::start(&certs);
+    let keys = redis.keys(&certs.ca);
+    let load = load_config(dir.path(), &keys);
+    let run = sluice_with_password(&["run", load.to_str().unwrap()], PASSWORD);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let relay = dir.path().join("relay.toml");
+    std::fs::write(
+        &relay,
+        format!(
+            r#"
+[pipelines.relay]
+source = {{ type = "redis-stream", stream = "orders", group = "g", {keys} }}
+sinks.out = {{ type = "file", path = "out.jsonl" }}
+dlq = {{ type = "file", path = "relay-dlq.jsonl" }}
+"#
+        ),
+    )
+    .unwrap();
+    std::env::set_var(PASSWORD_ENV, PASSWORD);
+    let daemon = Daemon::start(&relay, &dir.path().join("sluice.log"));
+    let out = dir.path().join("out.jsonl");
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || lines() >= 20),
+        "{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    assert_eq!(lines(), 20, "every order once");
+    assert!(!log.contains(PASSWORD), "the log shows no password");
+}
+
+#[test]
+fn a_wrong_password_is_exit_2_and_the_message_does_not_show_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let redis = TlsRedis::start(&certs);
+    let load = load_config(dir.path(), &redis.keys(&certs.ca));
+    let wrong = "not-the-password-42";
+    let run = sluice_with_password(&["run", load.to_str().unwrap()], wrong);
+    let stderr = String::from_utf8_lossy(&run.stderr).to_lowercase();
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("authentication failed") && stderr.contains("password_env"),
+        "names the authentication failure: {stderr}"
+    );
+    assert!(!stderr.contains(wrong), "shows no password: {stderr}");
+    assert!(stderr.contains("127.0.0.1"), "names the server: {stderr}");
+}
+
+#[test]
+fn an_untrusted_server_certificate_is_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let redis = TlsRedis::start(&certs);
+    let load = load_config(dir.path(), &redis.keys(&certs.other_ca));
+    let run = sluice_with_password(&["run", load.to_str().unwrap()], PASSWORD);
+    let stderr = String::from_utf8_lossy(&run.stderr).to_lowercase();
+    eprintln!("untrusted certificate: {stderr}");
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("certificate"),
+        "names the certificate problem: {stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD), "shows no password: {stderr}");
+}
+
+#[test]
+fn a_missing_certificate_file_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = load_config(
+        dir.path(),
+        r#"url = "rediss://127.0.0.1:1", tls = { ca_file = "certs/nowhere.pem" }"#,
+    );
+    let check = sluice_with_password(&["check", load.to_str().unwrap()], PASSWORD);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pipelines.load.sinks.stream") && stderr.contains("tls.ca_file"),
+        "names the key: {stderr}"
+    );
+    assert!(stderr.contains("nowhere.pem"), "names the file: {stderr}");
+}
