@@ -25,7 +25,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "system packages for the host build"
 # librdkafka (bundled by the rdkafka crate) links the system OpenSSL.
 source scripts/apt.sh
-apt_install_missing libssl-dev pkg-config make g++
+# openssl: the TLS tests make their certificates with it.
+apt_install_missing libssl-dev pkg-config make g++ openssl
 echo "ok"
 
 
