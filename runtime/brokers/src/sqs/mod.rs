@@ -234,3 +234,39 @@ fn unreachable(what: &str, at: &str, queue: &str, e: &str) -> ConnectError {
 fn is_fifo(queue_url: &str) -> bool {
     queue_url.ends_with(".fifo")
 }
+
+/// Set the visibility timeout of received messages (by receipt handle) to
+/// `seconds`, ten per request; the first failure's text, if any.
+pub(super) async fn set_visibility(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    receipts: &[&str],
+    seconds: i32,
+) -> Result<(), String> {
+    use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
+    let mut result = Ok(());
+    for chunk in receipts.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                Entry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*r)
+                    .visibility_timeout(seconds)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if let Err(e) = client
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            result = result.and(Err(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()));
+        }
+    }
+    result
+}

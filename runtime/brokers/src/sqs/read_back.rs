@@ -10,10 +10,7 @@ use super::{connect, SqsSinkConfig};
 use crate::dlq::DeadLetterQueue;
 use crate::ConnectError;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
-};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use sluice_core::Message;
 
 /// How long each taken message stays hidden: while the rest are read, and
@@ -133,28 +130,9 @@ impl DeadLetterQueue for QueueDlq {
             }
         }
         // Visible again, whatever happened above.
-        for chunk in back.chunks(10) {
-            let entries = chunk
-                .iter()
-                .filter_map(|(i, r)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*r)
-                        .visibility_timeout(0)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            if let Err(e) = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                tracing::warn!(queue = %self.queue, error = %DisplayErrorContext(e), "could not make taken messages visible again; they come back after their visibility timeout");
-            }
+        let back: Vec<&str> = back.iter().map(|(_, r)| r.as_str()).collect();
+        if let Err(e) = super::set_visibility(&self.client, &self.url, &back, 0).await {
+            tracing::warn!(queue = %self.queue, error = %e, "could not make taken messages visible again; they come back after their visibility timeout");
         }
         result
     }

@@ -13,8 +13,7 @@ use super::{
 use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use base64::Engine as _;
 use sluice_core::stats::{SourceLag, LAG_EVERY};
@@ -336,28 +335,10 @@ async fn renew_task(
     loop {
         tick.tick().await;
         let receipts: Vec<String> = lock(&held).iter().cloned().collect();
-        for chunk in receipts.chunks(10) {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(r)
-                        .visibility_timeout(visibility.as_secs() as i32)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            if let Err(e) = client
-                .change_message_visibility_batch()
-                .queue_url(&url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                tracing::warn!(source = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "visibility renewal failed");
-            }
+        let receipts: Vec<&str> = receipts.iter().map(String::as_str).collect();
+        let seconds = visibility.as_secs() as i32;
+        if let Err(e) = super::set_visibility(&client, &url, &receipts, seconds).await {
+            tracing::warn!(source = %name, error = %e, "visibility renewal failed");
         }
     }
 }
