@@ -33,6 +33,53 @@ fn listening(port: u16) -> bool {
 impl RabbitNode {
     /// Start a fresh node and wait until it accepts AMQP connections.
     pub fn start() -> RabbitNode {
+        RabbitNode::start_with("")
+    }
+
+    /// A fresh node that also listens for AMQP over TLS on `tls_port`,
+    /// with the server certificate `cert`/`key` (PEM) signed by `ca`, and
+    /// no client certificates asked for.
+    pub fn start_with_tls(tls_port: u16, ca: &Path, cert: &Path, key: &Path) -> RabbitNode {
+        let conf = format!(
+            "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+             ssl_options.cacertfile = {}\n\
+             ssl_options.certfile = {}\n\
+             ssl_options.keyfile = {}\n\
+             ssl_options.verify = verify_none\n\
+             ssl_options.fail_if_no_peer_cert = false\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        let node = RabbitNode::start_with(&conf);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !listening(tls_port) {
+            assert!(
+                Instant::now() < deadline,
+                "private RabbitMQ node did not listen for TLS on {tls_port}; logs in {}",
+                node.path("log").display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        node
+    }
+
+    /// `rabbitmqctl ARGS` against this node; panics if it fails.
+    pub fn ctl(&self, args: &[&str]) {
+        let out = self
+            .command(CTL)
+            .args(["-q", "-n", &self.name])
+            .args(args)
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start_with(extra_conf: &str) -> RabbitNode {
         assert!(
             Path::new(SERVER).exists(),
             "{SERVER} is missing: apt-get install rabbitmq-server (tests/run.sh does)"
@@ -43,7 +90,8 @@ impl RabbitNode {
             .expect("node dir");
         let port = free_port();
         let name = format!("sluice-test-{}-{port}@localhost", std::process::id());
-        let conf = format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n");
+        let conf =
+            format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n{extra_conf}");
         std::fs::write(dir.path().join("rabbitmq.conf"), conf).unwrap();
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
         std::fs::write(dir.path().join("env.conf"), "").unwrap();

@@ -1,6 +1,7 @@
 //! TLS and authentication against real servers on 127.0.0.1, with
 //! certificates the test makes (openssl): Redis over TLS (`rediss://`) with
-//! an ACL user whose password comes from an environment variable.
+//! an ACL user, and RabbitMQ over TLS (`amqps://`) with a user and vhost of
+//! its own; passwords come from an environment variable.
 
 use sluice_tests::daemon::{eventually, free_port, Daemon};
 use sluice_tests::*;
@@ -304,4 +305,136 @@ fn a_missing_certificate_file_is_a_config_error_naming_the_key() {
         "names the key: {stderr}"
     );
     assert!(stderr.contains("nowhere.pem"), "names the file: {stderr}");
+}
+
+/// A private RabbitMQ node with a TLS listener, user `sluice` (password
+/// [`PASSWORD`]) allowed on vhost `orders` only, and the `amqps://` keys of
+/// a RabbitMQ table trusting `ca`.
+struct TlsRabbit {
+    node: sluice_tests::rabbitmq_node::RabbitNode,
+    tls_port: u16,
+}
+
+impl TlsRabbit {
+    fn start(certs: &Certs) -> TlsRabbit {
+        let tls_port = free_port();
+        let node = sluice_tests::rabbitmq_node::RabbitNode::start_with_tls(
+            tls_port,
+            &certs.ca,
+            &certs.cert,
+            &certs.key,
+        );
+        node.ctl(&["add_user", "sluice", PASSWORD]);
+        node.ctl(&["add_vhost", "orders"]);
+        node.ctl(&[
+            "set_permissions",
+            "-p",
+            "orders",
+            "sluice",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        TlsRabbit { node, tls_port }
+    }
+
+    fn keys(&self, ca: &Path) -> String {
+        format!(
+            r#"url = "amqps://sluice@127.0.0.1:{}/orders", password_env = "{PASSWORD_ENV}", tls = {{ ca_file = {:?} }}"#,
+            self.tls_port,
+            ca.display().to_string()
+        )
+    }
+}
+
+/// `orders.jsonl` (20 orders) → the queue `orders` over `amqps://`.
+fn amqp_load_config(dir: &Path, keys: &str) -> PathBuf {
+    let input: String = (0..20).map(|i| format!("{{\"amount\":{i}}}\n")).collect();
+    std::fs::write(dir.join("orders.jsonl"), input).unwrap();
+    let path = dir.join("amqp-load.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[pipelines.load]
+source = {{ type = "file", path = "orders.jsonl" }}
+sinks.orders = {{ type = "rabbitmq", declare_queue = true, connect_timeout = "5s", {keys} }}
+dlq = {{ type = "file", path = "load-dlq.jsonl" }}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn rabbitmq_over_tls_with_a_user_and_vhost_round_trips_and_refuses_bad_logins() {
+    // One node for the three cases (a node takes seconds to boot): a round
+    // trip file → amqps:// queue → file as user `sluice` on vhost `orders`;
+    // a wrong password is exit 2 without the password; a CA that did not
+    // sign the server's certificate is exit 2 naming the problem.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let rabbit = TlsRabbit::start(&certs);
+    let keys = rabbit.keys(&certs.ca);
+    let load = amqp_load_config(dir.path(), &keys);
+    let run = sluice_with_password(&["run", load.to_str().unwrap()], PASSWORD);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let relay = dir.path().join("amqp-relay.toml");
+    std::fs::write(
+        &relay,
+        format!(
+            r#"
+[pipelines.relay]
+source = {{ type = "rabbitmq", queue = "orders", {keys} }}
+sinks.out = {{ type = "file", path = "amqp-out.jsonl" }}
+dlq = {{ type = "file", path = "amqp-relay-dlq.jsonl" }}
+"#
+        ),
+    )
+    .unwrap();
+    std::env::set_var(PASSWORD_ENV, PASSWORD);
+    let daemon = Daemon::start(&relay, &dir.path().join("amqp.log"));
+    let out = dir.path().join("amqp-out.jsonl");
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || lines() >= 20),
+        "{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    assert_eq!(lines(), 20, "every order once");
+    assert!(!log.contains(PASSWORD), "the log shows no password");
+
+    let wrong = "not-the-password-42";
+    let run = sluice_with_password(&["run", load.to_str().unwrap()], wrong);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    eprintln!("rabbitmq, wrong password: {stderr}");
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ACCESS_REFUSED"),
+        "names the refusal: {stderr}"
+    );
+    assert!(!stderr.contains(wrong), "shows no password: {stderr}");
+    assert!(stderr.contains("127.0.0.1"), "names the server: {stderr}");
+
+    let untrusted = amqp_load_config(dir.path(), &rabbit.keys(&certs.other_ca));
+    let run = sluice_with_password(&["run", untrusted.to_str().unwrap()], PASSWORD);
+    let stderr = String::from_utf8_lossy(&run.stderr).to_lowercase();
+    eprintln!("rabbitmq, untrusted certificate: {stderr}");
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("certificate"),
+        "names the certificate problem: {stderr}"
+    );
+    drop(rabbit.node);
 }

@@ -15,6 +15,7 @@ pub mod redis;
 mod settle;
 pub mod sqs;
 pub mod stdio;
+pub mod tls;
 
 pub use settle::{RETRY_COUNT_HEADER, RETRY_DUE_HEADER};
 pub use sluice_core::memory;
@@ -183,6 +184,7 @@ impl SourceConfig {
         match self {
             SourceConfig::RedisStream(c) => c.resolve_files(base),
             SourceConfig::RedisPubsub(c) => c.resolve_files(base),
+            SourceConfig::Rabbitmq(c) => c.resolve_files(base),
             _ => Ok(()),
         }
     }
@@ -262,6 +264,7 @@ impl SinkConfig {
         match self {
             SinkConfig::RedisStream(c) => c.resolve_files(base),
             SinkConfig::RedisPubsub(c) => c.resolve_files(base),
+            SinkConfig::Rabbitmq(c) => c.resolve_files(base),
             _ => Ok(()),
         }
     }

@@ -287,6 +287,8 @@ pub(crate) async fn amqp_sluice(
             persistent: true,
             mandatory: true,
             declare_queue: false, // the bench declared it, as for the relay
+            password_env: None,
+            tls: None,
             connect_timeout: secs(Duration::from_secs(10)),
         })
     };
@@ -301,6 +303,8 @@ pub(crate) async fn amqp_sluice(
         bindings: Vec::new(),
         prefetch,
         requeue: true,
+        password_env: None,
+        tls: None,
         connect_timeout: secs(Duration::from_secs(10)),
     });
     let out = sink(&names.output)

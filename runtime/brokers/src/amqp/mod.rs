@@ -29,6 +29,7 @@ pub use crate::settle::RETRY_COUNT_HEADER;
 pub(crate) use read_back::open_dlq;
 
 use crate::kafka::Property;
+use crate::tls::TlsFiles;
 use crate::{ConnectError, Invalid};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
@@ -75,6 +76,13 @@ pub struct AmqpSourceConfig {
     /// requeue it (default) or let the broker dead-letter or drop it.
     #[serde(default = "yes")]
     pub requeue: bool,
+    /// The environment variable holding the password (the user is the
+    /// URL's: `amqps://sluice@host:5671/vhost`), so the TOML holds no
+    /// secret; a password inline in `url` works too.
+    pub password_env: Option<String>,
+    /// TLS for an `amqps://` URL: `ca_file`, the CA to trust instead of the
+    /// system's roots (client certificates are not supported yet).
+    pub tls: Option<TlsFiles>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -117,6 +125,13 @@ pub struct AmqpSinkConfig {
     /// operator's.
     #[serde(default)]
     pub declare_queue: bool,
+    /// The environment variable holding the password (the user is the
+    /// URL's: `amqps://sluice@host:5671/vhost`), so the TOML holds no
+    /// secret; a password inline in `url` works too.
+    pub password_env: Option<String>,
+    /// TLS for an `amqps://` URL: `ca_file`, the CA to trust instead of the
+    /// system's roots (client certificates are not supported yet).
+    pub tls: Option<TlsFiles>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -124,6 +139,42 @@ pub struct AmqpSinkConfig {
 fn default_url() -> String {
     "amqp://guest:guest@127.0.0.1:5672/%2f".into()
 }
+
+/// Where a RabbitMQ table connects and how it logs in (owned: reconnects
+/// and the retry republisher keep it).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Endpoint {
+    pub url: String,
+    pub password_env: Option<String>,
+    pub tls: Option<TlsFiles>,
+}
+
+macro_rules! endpoint {
+    ($($config:ty),*) => {$(
+        impl $config {
+            pub(crate) fn endpoint(&self) -> Endpoint {
+                Endpoint {
+                    url: self.url.clone(),
+                    password_env: self.password_env.clone(),
+                    tls: self.tls.clone(),
+                }
+            }
+
+            /// Check the TLS files (paths made absolute against `base`).
+            pub(crate) fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), Invalid> {
+                let Some(tls) = &mut self.tls else { return Ok(()) };
+                if tls.cert_file.is_some() {
+                    return Err(Invalid::new(
+                        "client certificates (`tls.cert_file`) are not supported for RabbitMQ yet",
+                        "remove `cert_file` and `key_file`; log in with the user and `password_env`",
+                    ));
+                }
+                tls.resolve(base)
+            }
+        }
+    )*};
+}
+endpoint!(AmqpSourceConfig, AmqpSinkConfig);
 fn yes() -> bool {
     true
 }
@@ -171,10 +222,27 @@ impl AmqpSinkConfig {
 
 /// Connect within `timeout`. The connection is named `sluice-PID` so an
 /// operator (or a test) can find this daemon's connections in RabbitMQ.
-async fn connect(url: &str, timeout: Duration) -> Result<lapin::Connection, String> {
+async fn connect(at: &Endpoint, timeout: Duration) -> Result<lapin::Connection, String> {
+    let mut uri: lapin::uri::AMQPUri = at
+        .url
+        .parse()
+        .map_err(|e| format!("bad url `{}`: {e}", crate::redacted(&at.url)))?;
+    if let Some(var) = &at.password_env {
+        uri.authority.userinfo.password = crate::tls::password(var)?;
+    }
+    let mut tls = lapin::tcp::OwnedTLSConfig::default();
+    if let Some(ca) = at.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
+        let pem = crate::tls::read(ca)?;
+        tls.cert_chain = Some(String::from_utf8_lossy(&pem).into_owned());
+    }
     let properties = lapin::ConnectionProperties::default()
         .with_connection_name(format!("sluice-{}", std::process::id()).into());
-    match tokio::time::timeout(timeout, lapin::Connection::connect(url, properties)).await {
+    let connecting = lapin::ConnectionBuilder::new()
+        .map_err(|e| e.to_string())?
+        .with_uri(uri)
+        .with_properties(properties)
+        .with_tls_config(tls);
+    match tokio::time::timeout(timeout, connecting.connect()).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
@@ -187,13 +255,13 @@ async fn connect(url: &str, timeout: Duration) -> Result<lapin::Connection, Stri
 /// [`connect`] at start-up: failure is exit 2, naming the server.
 async fn connect_at_start(
     what: &str,
-    url: &str,
+    at: &Endpoint,
     timeout: Duration,
 ) -> Result<lapin::Connection, ConnectError> {
-    connect(url, timeout).await.map_err(|e| {
+    connect(at, timeout).await.map_err(|e| {
         ConnectError::Unreachable(format!(
             "{what}: cannot reach RabbitMQ at {}: {e}",
-            crate::redacted(url)
+            crate::redacted(&at.url)
         ))
     })
 }

@@ -23,7 +23,7 @@ pub(crate) async fn open_dlq(
 ) -> Result<Box<dyn DeadLetterQueue>, ConnectError> {
     let queue = c.routing_key.clone().unwrap_or_else(|| name.to_string());
     let what = format!("rabbitmq DLQ `{queue}`");
-    let connection = connect_at_start(&what, &c.url, c.connect_timeout.0).await?;
+    let connection = connect_at_start(&what, &c.endpoint(), c.connect_timeout.0).await?;
     let channel = connection
         .create_channel()
         .await

@@ -33,16 +33,16 @@ const EXPIRES_AFTER: Duration = Duration::from_secs(60);
 /// connection of its own (opened at the first retry, replaced after a
 /// failure).
 pub(super) struct Republisher {
-    url: String,
+    at: super::Endpoint,
     timeout: Duration,
     queue: String,
     link: Option<(lapin::Connection, Channel)>,
 }
 
 impl Republisher {
-    pub(super) fn new(url: &str, timeout: Duration, queue: &str) -> Self {
+    pub(super) fn new(at: super::Endpoint, timeout: Duration, queue: &str) -> Self {
         Republisher {
-            url: url.to_owned(),
+            at,
             timeout,
             queue: queue.to_owned(),
             link: None,
@@ -74,7 +74,7 @@ impl Republisher {
             .as_ref()
             .is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected())
         {
-            let conn = connect(&self.url, self.timeout).await?;
+            let conn = connect(&self.at, self.timeout).await?;
             let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
@@ -166,7 +166,12 @@ mod tests {
 
     #[test]
     fn each_delay_has_its_own_queue() {
-        let r = Republisher::new("amqp://x", Duration::from_secs(1), "orders");
+        let at = super::super::Endpoint {
+            url: "amqp://x".into(),
+            password_env: None,
+            tls: None,
+        };
+        let r = Republisher::new(at, Duration::from_secs(1), "orders");
         assert_eq!(
             r.delay_queue(Duration::from_millis(1500)),
             "orders.retry.1500ms"

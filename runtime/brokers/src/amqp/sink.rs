@@ -80,7 +80,7 @@ impl AmqpSink {
         let name = format!("rabbitmq:{}/{routing_key}", c.exchange);
         let conn = connect_at_start(
             &format!("rabbitmq sink `{sink_name}`"),
-            &c.url,
+            &c.endpoint(),
             c.connect_timeout.0,
         )
         .await?;
@@ -178,7 +178,7 @@ impl Sink for AmqpSink {
             .is_none_or(|l| !l.usable(self.stale.load(Ordering::SeqCst)))
         {
             retire(&mut link);
-            let conn = connect(&self.config.url, self.config.connect_timeout.0)
+            let conn = connect(&self.config.endpoint(), self.config.connect_timeout.0)
                 .await
                 .map_err(|e| self.failed(e))?;
             let channel = tokio::time::timeout(

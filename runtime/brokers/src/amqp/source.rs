@@ -45,7 +45,7 @@ pub(super) struct AmqpSource {
 
 impl AmqpSource {
     pub(super) async fn connect(c: &AmqpSourceConfig) -> Result<Self, ConnectError> {
-        let conn = connect_at_start("rabbitmq source", &c.url, c.connect_timeout.0).await?;
+        let conn = connect_at_start("rabbitmq source", &c.endpoint(), c.connect_timeout.0).await?;
         let tag = format!("sluice-{}", std::process::id());
         Ok(AmqpSource {
             config: c.clone(),
@@ -164,7 +164,7 @@ impl Source for AmqpSource {
         let held = Arc::new(AtomicUsize::new(0));
         let (acks, settled) = mpsc::unbounded_channel();
         let republisher = Republisher::new(
-            &self.config.url,
+            self.config.endpoint(),
             self.config.connect_timeout.0,
             &self.config.queue,
         );
@@ -187,7 +187,7 @@ impl Source for AmqpSource {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(delay) => {}
                     }
-                    match connect(&self.config.url, self.config.connect_timeout.0).await {
+                    match connect(&self.config.endpoint(), self.config.connect_timeout.0).await {
                         Ok(conn) => conn,
                         Err(e) => {
                             tracing::warn!(source = %self.name(), error = %e, ?delay, "RabbitMQ unreachable; retrying");

@@ -16,10 +16,11 @@ mod streams;
 pub(crate) use streams::open_dlq as open_stream_dlq;
 mod writer;
 
+use crate::tls::{self, TlsFiles};
 use crate::{redacted, ConnectError, Invalid};
 use serde::Deserialize;
 use sluice_core::{HumanDuration, Sink, Source};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +67,7 @@ pub struct StreamSourceConfig {
     pub password_env: Option<String>,
     /// TLS files for a `rediss://` URL; without them the system's roots are
     /// trusted.
-    pub tls: Option<RedisTls>,
+    pub tls: Option<TlsFiles>,
     /// How long start-up waits for the server before giving up (exit 2).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
@@ -97,7 +98,7 @@ pub struct StreamSinkConfig {
     pub password_env: Option<String>,
     /// TLS files for a `rediss://` URL; without them the system's roots are
     /// trusted.
-    pub tls: Option<RedisTls>,
+    pub tls: Option<TlsFiles>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -120,7 +121,7 @@ pub struct PubsubSourceConfig {
     pub password_env: Option<String>,
     /// TLS files for a `rediss://` URL; without them the system's roots are
     /// trusted.
-    pub tls: Option<RedisTls>,
+    pub tls: Option<TlsFiles>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -139,79 +140,32 @@ pub struct PubsubSinkConfig {
     pub password_env: Option<String>,
     /// TLS files for a `rediss://` URL; without them the system's roots are
     /// trusted.
-    pub tls: Option<RedisTls>,
+    pub tls: Option<TlsFiles>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
 
-/// `tls = { ca_file = "certs/ca.pem" }` of a Redis table: PEM files,
-/// relative to the config file.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisTls {
-    /// The CA certificate(s) to trust instead of the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// A client certificate for mutual TLS, with `key_file`.
-    pub cert_file: Option<PathBuf>,
-    /// The client certificate's private key.
-    pub key_file: Option<PathBuf>,
-}
-
-impl RedisTls {
-    /// Make the paths absolute against `base` and check each file is there
-    /// and holds PEM.
-    fn resolve(&mut self, base: &Path) -> Result<(), Invalid> {
-        if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(Invalid::new(
-                "`tls.cert_file` and `tls.key_file` go together (mutual TLS)",
-                "set both, or neither",
-            ));
-        }
-        for (key, file) in [
-            ("ca_file", &mut self.ca_file),
-            ("cert_file", &mut self.cert_file),
-            ("key_file", &mut self.key_file),
-        ] {
-            let Some(path) = file else { continue };
-            *path = base.join(&*path);
-            let text = std::fs::read(&*path).map_err(|e| {
-                Invalid::new(
-                    format!("`tls.{key}`: cannot read {}: {e}", path.display()),
-                    "name a PEM file (relative to the config file)",
-                )
-            })?;
-            if !text.windows(11).any(|w| w == b"-----BEGIN ") {
-                return Err(Invalid::new(
-                    format!("`tls.{key}`: {} is not a PEM file", path.display()),
-                    "name a PEM file (-----BEGIN ...-----)",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn certificates(&self) -> Result<redis::TlsCertificates, String> {
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        let client_tls = match (&self.cert_file, &self.key_file) {
-            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                client_cert: read(cert)?,
-                client_key: read(key)?,
-            }),
-            _ => None,
-        };
-        let root_cert = self.ca_file.as_ref().map(read).transpose()?;
-        Ok(redis::TlsCertificates {
-            client_tls,
-            root_cert,
-        })
-    }
+/// The TLS files of a Redis table as the redis crate takes them.
+fn certificates(files: &TlsFiles) -> Result<redis::TlsCertificates, String> {
+    let client_tls = match (&files.cert_file, &files.key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: tls::read(cert)?,
+            client_key: tls::read(key)?,
+        }),
+        _ => None,
+    };
+    let root_cert = files.ca_file.as_deref().map(tls::read).transpose()?;
+    Ok(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    })
 }
 
 /// Where a Redis table connects and how it logs in.
 pub(crate) struct Endpoint<'a> {
     pub url: &'a str,
     pub password_env: Option<&'a str>,
-    pub tls: Option<&'a RedisTls>,
+    pub tls: Option<&'a TlsFiles>,
 }
 
 /// The connection keys every Redis table has.
@@ -329,22 +283,17 @@ fn client(what: &str, at: &Endpoint<'_>) -> Result<redis::Client, ConnectError> 
         .into_connection_info()
         .map_err(|e| invalid(format!("bad url `{}`: {e}", redacted(at.url))))?;
     if let Some(var) = at.password_env {
-        let password = std::env::var(var).map_err(|_| {
-            invalid(format!(
-                "the environment variable `{var}` (`password_env`) is not set"
-            ))
-        })?;
+        let password = tls::password(var).map_err(invalid)?;
         let settings = info.redis_settings().clone().set_password(password);
         info = info.set_redis_settings(settings);
     }
     let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
     if tls {
-        // rustls needs a process-wide provider; one set before is kept.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        tls::provider();
     }
     match at.tls {
         Some(files) if tls => {
-            let certificates = files.certificates().map_err(invalid)?;
+            let certificates = certificates(files).map_err(invalid)?;
             redis::Client::build_with_tls(info, certificates)
         }
         Some(_) => {
