@@ -14,6 +14,7 @@ fn page_for(path: &str) -> Option<&'static str> {
     let pages = [
         ("runtime/config/src/", "docs/configuration.md"),
         ("runtime/brokers/src/lib.rs", "docs/configuration.md"),
+        ("runtime/brokers/src/tls.rs", "docs/configuration.md"),
         ("runtime/brokers/src/kafka/", "docs/connectors/kafka.md"),
         ("runtime/brokers/src/amqp/", "docs/connectors/rabbitmq.md"),
         ("runtime/brokers/src/redis/", "docs/connectors/redis.md"),

@@ -186,20 +186,20 @@ fn sluice_with_password(args: &[&str], password: &str) -> Output {
         .expect("sluice runs")
 }
 
-/// A config of one pipeline: `orders.jsonl` → the Redis stream `orders`
-/// reached with `keys`.
-fn load_config(dir: &Path, keys: &str) -> PathBuf {
+/// A config of one pipeline: `orders.jsonl` (20 orders) → the sink
+/// `sink` (an inline table), at `dir/NAME.toml`.
+fn load_to(dir: &Path, name: &str, sink: &str) -> PathBuf {
     let input: String = (0..20).map(|i| format!("{{\"amount\":{i}}}\n")).collect();
     std::fs::write(dir.join("orders.jsonl"), input).unwrap();
-    let path = dir.join("load.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,
         format!(
             r#"
 [pipelines.load]
 source = {{ type = "file", path = "orders.jsonl" }}
-sinks.stream = {{ type = "redis-stream", stream = "orders", connect_timeout = "3s", {keys} }}
-dlq = {{ type = "file", path = "load-dlq.jsonl" }}
+sinks.orders = {sink}
+dlq = {{ type = "file", path = "{name}-dlq.jsonl" }}
 "#
         ),
     )
@@ -207,29 +207,31 @@ dlq = {{ type = "file", path = "load-dlq.jsonl" }}
     path
 }
 
-#[test]
-fn a_pipeline_round_trips_through_redis_over_tls_with_an_acl_user() {
-    // File → rediss:// stream (sink), and the stream → file (source, a
-    // consumer group): both log in as `sluice` with the password from
-    // `password_env` and trust the test's CA from `tls.ca_file`.
-    let dir = tempfile::tempdir().unwrap();
-    let certs = certs(dir.path());
-    let redis = TlsRedis::start(&certs);
-    let keys = redis.keys(&certs.ca);
-    let load = load_config(dir.path(), &keys);
+/// Load into the Redis stream `orders` reached with `keys`.
+fn load_config(dir: &Path, keys: &str) -> PathBuf {
+    let sink = format!(
+        r#"{{ type = "redis-stream", stream = "orders", connect_timeout = "3s", {keys} }}"#
+    );
+    load_to(dir, "load", &sink)
+}
+
+/// Run `load` (exit 0), then a daemon relaying `source` (an inline table)
+/// to a file until the 20 orders are out: each once, and no password in
+/// its log.
+fn round_trip(dir: &Path, load: &Path, source: &str) {
     let run = sluice_with_password(&["run", load.to_str().unwrap()], PASSWORD);
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let relay = dir.path().join("relay.toml");
+    let relay = dir.join("relay.toml");
     std::fs::write(
         &relay,
         format!(
             r#"
 [pipelines.relay]
-source = {{ type = "redis-stream", stream = "orders", group = "g", {keys} }}
+source = {source}
 sinks.out = {{ type = "file", path = "out.jsonl" }}
 dlq = {{ type = "file", path = "relay-dlq.jsonl" }}
 "#
@@ -237,8 +239,8 @@ dlq = {{ type = "file", path = "relay-dlq.jsonl" }}
     )
     .unwrap();
     std::env::set_var(PASSWORD_ENV, PASSWORD);
-    let daemon = Daemon::start(&relay, &dir.path().join("sluice.log"));
-    let out = dir.path().join("out.jsonl");
+    let daemon = Daemon::start(&relay, &dir.join("relay.log"));
+    let out = dir.join("out.jsonl");
     let lines = || {
         std::fs::read_to_string(&out)
             .map(|t| t.lines().count())
@@ -253,6 +255,23 @@ dlq = {{ type = "file", path = "relay-dlq.jsonl" }}
     assert!(daemon.terminate(Duration::from_secs(30)).success());
     assert_eq!(lines(), 20, "every order once");
     assert!(!log.contains(PASSWORD), "the log shows no password");
+}
+
+#[test]
+fn a_pipeline_round_trips_through_redis_over_tls_with_an_acl_user() {
+    // File → rediss:// stream (sink), and the stream → file (source, a
+    // consumer group): both log in as `sluice` with the password from
+    // `password_env` and trust the test's CA from `tls.ca_file`.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let redis = TlsRedis::start(&certs);
+    let keys = redis.keys(&certs.ca);
+    let load = load_config(dir.path(), &keys);
+    round_trip(
+        dir.path(),
+        &load,
+        &format!(r#"{{ type = "redis-stream", stream = "orders", group = "g", {keys} }}"#),
+    );
 }
 
 #[test]
@@ -301,7 +320,7 @@ fn a_missing_certificate_file_is_a_config_error_naming_the_key() {
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("pipelines.load.sinks.stream") && stderr.contains("tls.ca_file"),
+        stderr.contains("pipelines.load.sinks.orders") && stderr.contains("tls.ca_file"),
         "names the key: {stderr}"
     );
     assert!(stderr.contains("nowhere.pem"), "names the file: {stderr}");
@@ -347,24 +366,11 @@ impl TlsRabbit {
     }
 }
 
-/// `orders.jsonl` (20 orders) → the queue `orders` over `amqps://`.
+/// Load into the queue `orders` over `amqps://`.
 fn amqp_load_config(dir: &Path, keys: &str) -> PathBuf {
-    let input: String = (0..20).map(|i| format!("{{\"amount\":{i}}}\n")).collect();
-    std::fs::write(dir.join("orders.jsonl"), input).unwrap();
-    let path = dir.join("amqp-load.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[pipelines.load]
-source = {{ type = "file", path = "orders.jsonl" }}
-sinks.orders = {{ type = "rabbitmq", declare_queue = true, connect_timeout = "5s", {keys} }}
-dlq = {{ type = "file", path = "load-dlq.jsonl" }}
-"#
-        ),
-    )
-    .unwrap();
-    path
+    let sink =
+        format!(r#"{{ type = "rabbitmq", declare_queue = true, connect_timeout = "5s", {keys} }}"#);
+    load_to(dir, "amqp-load", &sink)
 }
 
 #[test]
@@ -378,42 +384,11 @@ fn rabbitmq_over_tls_with_a_user_and_vhost_round_trips_and_refuses_bad_logins() 
     let rabbit = TlsRabbit::start(&certs);
     let keys = rabbit.keys(&certs.ca);
     let load = amqp_load_config(dir.path(), &keys);
-    let run = sluice_with_password(&["run", load.to_str().unwrap()], PASSWORD);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    round_trip(
+        dir.path(),
+        &load,
+        &format!(r#"{{ type = "rabbitmq", queue = "orders", {keys} }}"#),
     );
-    let relay = dir.path().join("amqp-relay.toml");
-    std::fs::write(
-        &relay,
-        format!(
-            r#"
-[pipelines.relay]
-source = {{ type = "rabbitmq", queue = "orders", {keys} }}
-sinks.out = {{ type = "file", path = "amqp-out.jsonl" }}
-dlq = {{ type = "file", path = "amqp-relay-dlq.jsonl" }}
-"#
-        ),
-    )
-    .unwrap();
-    std::env::set_var(PASSWORD_ENV, PASSWORD);
-    let daemon = Daemon::start(&relay, &dir.path().join("amqp.log"));
-    let out = dir.path().join("amqp-out.jsonl");
-    let lines = || {
-        std::fs::read_to_string(&out)
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    };
-    assert!(
-        eventually(Duration::from_secs(60), || lines() >= 20),
-        "{}",
-        daemon.log_text()
-    );
-    let log = daemon.log_text();
-    assert!(daemon.terminate(Duration::from_secs(30)).success());
-    assert_eq!(lines(), 20, "every order once");
-    assert!(!log.contains(PASSWORD), "the log shows no password");
 
     let wrong = "not-the-password-42";
     let run = sluice_with_password(&["run", load.to_str().unwrap()], wrong);
