@@ -335,8 +335,59 @@ pub(crate) fn redacted(url: &str) -> String {
     }
 }
 
+/// `text` (a config printed with `{:?}`, say) with every URL's userinfo
+/// shown as `***`, and the value of every property whose name says
+/// `password` or `secret` (`"sasl.password": Text("…")`) as `***`.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c == '"' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(userinfo) => {
+                out.push_str("***");
+                rest = &tail[userinfo..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    let mut masked = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(open) = rest.find(": Text(\"") {
+        let (head, tail) = rest.split_at(open + ": Text(\"".len());
+        masked.push_str(head);
+        let key = head[..open].rsplit('"').nth(1).unwrap_or("").to_lowercase();
+        let close = tail.find("\")").unwrap_or(tail.len());
+        if key.contains("password") || key.contains("secret") {
+            masked.push_str("***");
+        } else {
+            masked.push_str(&tail[..close]);
+        }
+        rest = &tail[close..];
+    }
+    masked.push_str(rest);
+    masked
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_printed_config_shows_no_password() {
+        let text = r#"Kafka(KafkaSourceConfig { brokers: "h:9093", properties: {"sasl.password": Text("p4ss"), "sasl.username": Text("u")} }) url: "redis://user:hunter2@h:6379", other: "amqps://guest:topsecret@h:5671/%2f", plain: "redis://h:6379""#;
+        let shown = super::redact_text(text);
+        for secret in ["p4ss", "hunter2", "topsecret", "guest", "user:"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains(r#""sasl.username": Text("u")"#), "{shown}");
+        assert!(shown.contains("redis://***@h:6379"), "{shown}");
+        assert!(shown.contains(r#"plain: "redis://h:6379""#), "{shown}");
+    }
+
     #[test]
     fn passwords_stay_out_of_messages() {
         assert_eq!(

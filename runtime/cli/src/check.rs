@@ -11,7 +11,9 @@ pub fn check(path: &Path) -> Result<(), CliError> {
     for pipeline in &config.pipelines {
         let stages = assemble::load_stages(&host, &config, pipeline)?;
         println!("pipeline {}", pipeline.name);
-        println!("  source      {:?}", pipeline.source);
+        // Printed configs show no password (URLs, `*password*` properties).
+        let shown = |c: &dyn std::fmt::Debug| sluice_brokers::redact_text(&format!("{c:?}"));
+        println!("  source      {}", shown(&pipeline.source));
         for (stage, spec) in pipeline.stages.iter().zip(&stages) {
             let plugin = spec.factory.plugin();
             let l = stage.limits;
@@ -41,9 +43,9 @@ pub fn check(path: &Path) -> Result<(), CliError> {
             }
         }
         for (name, sink) in &pipeline.sinks {
-            println!("  sink        {name}: {sink:?}");
+            println!("  sink        {name}: {}", shown(sink));
         }
-        println!("  dlq         {:?}", pipeline.dlq);
+        println!("  dlq         {}", shown(&pipeline.dlq));
         let e = &pipeline.engine;
         println!(
             "  engine      concurrency={} buffer={} max_in_flight={} batch={}",
