@@ -184,10 +184,7 @@ pub fn parking<B: Broker>() {
     stop(daemon);
     let out = broker.read(&t.output);
     assert!(broker.read(&t.dlq).is_empty(), "nothing dead-lettered");
-    let amount = |o: &Output| -> usize {
-        let doc: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
-        doc["amount"].as_u64().unwrap() as usize
-    };
+    let amount = |o: &Output| amount_of(&o.payload).expect("an amount") as usize;
     let mut all: Vec<usize> = out.iter().map(amount).collect();
     all.sort_unstable();
     let duplicates = all.len() - {
@@ -210,6 +207,11 @@ pub fn parking<B: Broker>() {
             assert_eq!(of_key, sorted, "key k{k} kept its order");
         }
     }
+}
+
+/// The `amount` of a JSON payload made by [`keyed_inputs`].
+fn amount_of(payload: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(payload).ok()?["amount"].as_u64()
 }
 
 /// `total` JSON inputs `{"amount":i,"key":"kN"}` of `keys` keys (key
@@ -384,10 +386,7 @@ pub fn dlq_replay<B: Broker>() {
     let out = broker.read(&t.output);
     let mut amounts: Vec<u64> = out
         .iter()
-        .map(|o| {
-            let doc: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
-            doc["amount"].as_u64().unwrap()
-        })
+        .map(|o| amount_of(&o.payload).expect("an amount"))
         .collect();
     amounts.sort_unstable();
     assert_eq!(
@@ -455,13 +454,7 @@ pub fn sigkill_during_retries<B: Broker>() {
     settle(&broker, &t, &[&t.output], total, &[&daemon]);
     stop(daemon);
     let out = broker.read(&t.output);
-    let amounts: BTreeSet<u64> = out
-        .iter()
-        .filter_map(|o| {
-            let doc: serde_json::Value = serde_json::from_slice(&o.payload).ok()?;
-            doc["amount"].as_u64()
-        })
-        .collect();
+    let amounts: BTreeSet<u64> = out.iter().filter_map(|o| amount_of(&o.payload)).collect();
     assert_eq!(amounts, (0..total as u64).collect(), "zero lost");
     assert!(broker.read(&t.dlq).is_empty(), "nothing dead-lettered");
     eprintln!(
