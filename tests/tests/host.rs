@@ -1,5 +1,6 @@
 //! The Wasm host itself: the sandbox denies every WASI capability, the
-//! artifact cache spares a restart the compile, and world detection.
+//! artifact cache spares a restart the compile, world detection, and any
+//! message crossing into a real component and back unchanged.
 
 use sluice_core::engine::EngineOptions;
 use sluice_core::{Limits, Message, RetryPolicy, Stage, StageKind, StageOutput, SystemClock};
@@ -159,4 +160,42 @@ fn the_batch_export_answers_like_the_single_one() {
         matches!(batch[2], Err(sluice_core::StageError::Fatal(_))),
         "one bad item does not fail the batch"
     );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..Default::default() })]
+
+    /// The host/guest boundary both ways, through the identity component:
+    /// any key, payload and headers (binary, empty, odd names, repeated
+    /// names), alone and in batches, come back as they went in.
+    #[test]
+    fn any_message_crosses_into_a_component_and_back_unchanged(
+        msgs in proptest::collection::vec(sluice_core::arbitrary::message(), 1..6),
+    ) {
+        IDENTITY.with(|stage| {
+            let mut stage = stage.borrow_mut();
+            for msg in &msgs {
+                proptest::prop_assert_eq!(
+                    stage.call(msg),
+                    Ok(StageOutput::Messages(vec![msg.clone()]))
+                );
+            }
+            let batch = stage.call_batch(&msgs).expect("the batch call");
+            let each: Vec<_> = msgs.iter().map(|m| Ok(StageOutput::Messages(vec![m.clone()]))).collect();
+            proptest::prop_assert_eq!(batch, each);
+            Ok(())
+        })?;
+    }
+}
+
+thread_local! {
+    /// One identity instance per test thread (compiling it is the slow part).
+    static IDENTITY: std::cell::RefCell<sluice_wasm::WasmStage> = {
+        let host = host();
+        let plugin = host.load(&plugin("identity")).unwrap();
+        let factory = host
+            .stage(plugin, "same", StageKind::Transform, Limits::default(), params(&[]))
+            .unwrap();
+        std::cell::RefCell::new(factory.instance().unwrap())
+    };
 }

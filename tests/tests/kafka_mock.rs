@@ -16,7 +16,6 @@ use sluice_tests::daemon::{eventually, plugin_literal, Daemon};
 use sluice_tests::kafka_client::{count, read_topic};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 const TOPIC: &str = "orders";
 
@@ -79,7 +78,7 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
         .open(std::path::Path::new("."))
         .await
         .expect("source connects");
-    let (tx, mut rx) = mpsc::channel::<Delivery>(100);
+    let (tx, mut rx) = sluice_core::Outbox::channel(100, Default::default());
     let shutdown = Shutdown::default();
     let task = tokio::spawn(source.run(tx, shutdown.clone()));
 

@@ -7,11 +7,11 @@
 use crate::lines::{self, LineFormat, LineWriter};
 use crate::ConnectError;
 use serde::Deserialize;
+use sluice_core::Outbox;
 use sluice_core::Shutdown;
-use sluice_core::{Confirm, Delivery, Message, Sink, SinkError, Source, SourceError};
+use sluice_core::{Confirm, Message, Sink, SinkError, Source, SourceError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// `source = { type = "file", path = "orders.jsonl" }`
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -61,11 +61,7 @@ impl Source for FileSource {
         format!("file:{}", self.path.display())
     }
 
-    async fn run(
-        self: Box<Self>,
-        out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
         let reader = tokio::io::BufReader::with_capacity(64 * 1024, self.file);
         lines::read_lines(
             &self.name,
@@ -257,7 +253,7 @@ mod tests {
         };
         let source = source.open(dir.path()).await.unwrap();
         let sink = sink.open(dir.path()).await.unwrap();
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = Outbox::channel(4, Default::default());
         source.run(tx, Shutdown::default()).await.unwrap();
         while let Some(d) = rx.recv().await {
             sink.publish(&d.message).await.unwrap().await.unwrap();

@@ -160,6 +160,17 @@ impl SourceConfig {
         }
     }
 
+    /// Bound what the source's client reads ahead of the pipeline to `bytes`
+    /// (the pipeline's `max_in_flight_bytes`), where the client has such a
+    /// setting: librdkafka's pre-fetch queue. The others read what the
+    /// [`Outbox`](sluice_core::Outbox) has room for (Redis streams) or a
+    /// count the broker bounds (RabbitMQ's prefetch, SQS's 10).
+    pub fn bound_read_ahead(&mut self, bytes: u64) {
+        if let SourceConfig::Kafka(c) = self {
+            c.bound_read_ahead(bytes)
+        }
+    }
+
     /// Check what serde cannot: combinations of keys.
     ///
     /// # Errors

@@ -2,9 +2,13 @@
 //! that turns lines into deliveries, and a sink writer that turns messages
 //! into lines with group commit (confirm after the batch is flushed).
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use sluice_core::Outbox;
 use sluice_core::Shutdown;
-use sluice_core::{AckHandle, Confirm, Coordinates, Delivery, Message, SinkError, SourceError};
+use sluice_core::{
+    AckHandle, Confirm, Coordinates, Delivery, Message, Refusal, SinkError, SourceError,
+};
 use std::io::Write;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::{mpsc, oneshot};
@@ -31,7 +35,7 @@ pub async fn read_lines(
     mut reader: impl AsyncBufRead + Unpin,
     format: LineFormat,
     key_field: Option<&str>,
-    out: mpsc::Sender<Delivery>,
+    out: Outbox,
     shutdown: Shutdown,
 ) -> Result<(), SourceError> {
     let mut line = Vec::new();
@@ -74,7 +78,9 @@ pub async fn read_lines(
             match checked {
                 Ok(key) => delivery.message.key = key,
                 Err(e) => {
-                    delivery.decode_error = Some(format!("line {number} is not valid JSON: {e}"))
+                    delivery.refused = Some(Refusal::decode(format!(
+                        "line {number} is not valid JSON: {e}"
+                    )))
                 }
             }
         }
@@ -92,14 +98,71 @@ fn key_of(doc: &serde_json::Value, field: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// The JSON envelope a sink writes per message in `json` format.
+/// The JSON envelope a sink writes per message in `json` format. Lossless:
+/// what is not text goes as base64 (`key_base64`, `payload_base64`, a
+/// header value `{"base64": ...}`), and headers whose names repeat or whose
+/// values are not text, or are not in name order, go as a list of
+/// `[name, value]` pairs.
 #[derive(Serialize)]
 struct Envelope<'a> {
-    key: Option<std::borrow::Cow<'a, str>>,
-    headers: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_base64: Option<String>,
+    key: Option<&'a str>,
+    headers: serde_json::Value,
     source: &'a str,
     timestamp_ms: Option<u64>,
-    payload: &'a serde_json::value::RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Box<serde_json::value::RawValue>>,
+}
+
+fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The payload as it goes into a `json` line: embedded when it is exactly
+/// one JSON document other than a string (byte for byte, so it reads back
+/// the same), else a JSON string of its text; `None` when it is not text.
+fn embedded(payload: &[u8]) -> Option<Box<serde_json::value::RawValue>> {
+    if let Ok(raw) = serde_json::from_slice::<&serde_json::value::RawValue>(payload) {
+        if raw.get().len() == payload.len() && !raw.get().starts_with('"') {
+            return Some(raw.to_owned());
+        }
+    }
+    let text = std::str::from_utf8(payload).ok()?;
+    Some(serde_json::value::to_raw_value(text).expect("a string always serializes"))
+}
+
+/// Headers as an object of name to text when that loses nothing (the names
+/// in order, each once, every value text), else as `[name, value]` pairs
+/// (a value that is not text as `{"base64": ...}`).
+fn headers_json(headers: &[(String, Vec<u8>)]) -> serde_json::Value {
+    use serde_json::Value;
+    // A JSON object here keeps its names in order, once each.
+    let unique = headers.windows(2).all(|w| w[0].0 < w[1].0);
+    let all_text = headers.iter().all(|(_, v)| std::str::from_utf8(v).is_ok());
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    if unique && all_text {
+        return Value::Object(
+            headers
+                .iter()
+                .map(|(n, v)| (n.clone(), Value::String(text(v))))
+                .collect(),
+        );
+    }
+    Value::Array(
+        headers
+            .iter()
+            .map(|(n, v)| {
+                let value = match std::str::from_utf8(v) {
+                    Ok(s) => Value::String(s.to_owned()),
+                    Err(_) => serde_json::json!({ "base64": base64(v) }),
+                };
+                Value::Array(vec![Value::String(n.clone()), value])
+            })
+            .collect(),
+    )
 }
 
 /// Render one message as one line (with the trailing newline).
@@ -111,34 +174,7 @@ pub fn encode(msg: &Message, format: LineFormat) -> Vec<u8> {
             line
         }
         LineFormat::Json => {
-            let as_string;
-            let payload: &serde_json::value::RawValue = match serde_json::from_slice(&msg.payload) {
-                Ok(raw) => raw,
-                Err(_) => {
-                    as_string =
-                        serde_json::value::to_raw_value(&String::from_utf8_lossy(&msg.payload))
-                            .expect("a string always serializes");
-                    &as_string
-                }
-            };
-            let headers = msg
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        serde_json::Value::String(String::from_utf8_lossy(v).into_owned()),
-                    )
-                })
-                .collect();
-            let envelope = Envelope {
-                key: msg.key.as_deref().map(String::from_utf8_lossy),
-                headers,
-                source: &msg.source,
-                timestamp_ms: msg.timestamp_ms,
-                payload,
-            };
-            let mut line = serde_json::to_vec(&envelope).expect("an envelope always serializes");
+            let mut line = message_raw(msg).get().as_bytes().to_vec();
             line.push(b'\n');
             line
         }
@@ -146,47 +182,91 @@ pub fn encode(msg: &Message, format: LineFormat) -> Vec<u8> {
 }
 
 /// One message as the JSON object a `json` line holds (the envelope of
-/// [`encode`]), for documents that embed messages (a DLQ envelope).
-pub fn message_json(msg: &Message) -> serde_json::Value {
-    let mut line = encode(msg, LineFormat::Json);
-    line.pop();
-    serde_json::from_slice(&line).expect("an envelope is JSON")
+/// [`encode`]), for documents that embed messages (a DLQ envelope) as it
+/// is, byte for byte.
+pub fn message_raw(msg: &Message) -> Box<serde_json::value::RawValue> {
+    let key_text = msg.key.as_deref().map(std::str::from_utf8);
+    let payload = embedded(&msg.payload);
+    let envelope = Envelope {
+        key_base64: match (&msg.key, key_text) {
+            (Some(key), Some(Err(_))) => Some(base64(key)),
+            _ => None,
+        },
+        key: key_text.and_then(Result::ok),
+        headers: headers_json(&msg.headers),
+        source: &msg.source,
+        timestamp_ms: msg.timestamp_ms,
+        payload_base64: payload.is_none().then(|| base64(&msg.payload)),
+        payload,
+    };
+    serde_json::value::to_raw_value(&envelope).expect("an envelope always serializes")
 }
 
 /// Read back a line a sink wrote in `json` format (the inverse of
-/// [`encode`]), or the object [`message_json`] made; `None` if it is
+/// [`encode`]), or the object [`message_raw`] made; `None` if it is
 /// neither. A JSON payload comes back as its text, a string payload as the
-/// string; header values and the key as their text.
+/// string, base64 as its bytes; header values and the key likewise. Lines
+/// written by hand may give header values of any JSON type (as their text).
 pub fn decode(json: &[u8]) -> Option<Message> {
+    use serde_json::Value;
     #[derive(Deserialize)]
     struct Written {
         key: Option<String>,
+        key_base64: Option<String>,
         #[serde(default)]
-        headers: serde_json::Map<String, serde_json::Value>,
+        headers: Option<Value>,
         #[serde(default)]
         source: String,
         timestamp_ms: Option<u64>,
-        payload: Box<serde_json::value::RawValue>,
+        payload: Option<Box<serde_json::value::RawValue>>,
+        payload_base64: Option<String>,
     }
-    let written: Written = serde_json::from_slice(json).ok()?;
-    let raw = written.payload.get();
-    let payload = match serde_json::from_str::<String>(raw) {
-        Ok(text) => text.into_bytes(),
-        Err(_) => raw.as_bytes().to_vec(),
-    };
-    let headers = written
-        .headers
-        .into_iter()
-        .map(|(name, value)| {
-            let value = match value {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (name, value.into_bytes())
+    let unbase64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).ok();
+    let value_bytes = |value: Value| -> Option<Vec<u8>> {
+        Some(match value {
+            Value::String(s) => s.into_bytes(),
+            Value::Object(o) if o.len() == 1 && o.get("base64").is_some_and(Value::is_string) => {
+                unbase64(o["base64"].as_str()?)?
+            }
+            other => other.to_string().into_bytes(),
         })
-        .collect();
+    };
+    let written: Written = serde_json::from_slice(json).ok()?;
+    let payload = match (written.payload, written.payload_base64) {
+        (_, Some(b64)) => unbase64(&b64)?,
+        (Some(raw), None) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(text) => text.into_bytes(),
+            Err(_) => raw.get().as_bytes().to_vec(),
+        },
+        (None, None) => return None,
+    };
+    let headers = match written.headers {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(map)) => map
+            .into_iter()
+            .map(|(name, value)| Some((name, value_bytes(value)?)))
+            .collect::<Option<_>>()?,
+        Some(Value::Array(pairs)) => pairs
+            .into_iter()
+            .map(|pair| match pair {
+                Value::Array(mut nv) if nv.len() == 2 => {
+                    let value = nv.pop()?;
+                    let Value::String(name) = nv.pop()? else {
+                        return None;
+                    };
+                    Some((name, value_bytes(value)?))
+                }
+                _ => None,
+            })
+            .collect::<Option<_>>()?,
+        Some(_) => return None,
+    };
+    let key = match written.key_base64 {
+        Some(b64) => Some(unbase64(&b64)?),
+        None => written.key.map(String::into_bytes),
+    };
     Some(Message {
-        key: written.key.map(String::into_bytes),
+        key,
         payload,
         headers,
         source: written.source,
@@ -304,7 +384,7 @@ mod tests {
             (msg.key.clone(), msg.payload.clone(), msg.headers.clone())
         );
         let text = Message::new("not json");
-        let back = decode(&message_json(&text).to_string().into_bytes()).unwrap();
+        let back = decode(message_raw(&text).get().as_bytes()).unwrap();
         assert_eq!(back.payload, b"not json");
         assert!(
             decode(b"{\"id\":1}").is_none(),
@@ -315,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn json_lines_become_deliveries_and_bad_lines_carry_a_decode_error() {
         let input: &[u8] = b"{\"id\":\"a\"}\n\nnot json\r\n{\"id\":7}";
-        let (tx, mut rx) = mpsc::channel(10);
+        let (tx, mut rx) = Outbox::channel(10, Default::default());
         read_lines(
             "t",
             input,
@@ -331,8 +411,9 @@ mod tests {
         assert_eq!(a.coordinates.to_string(), "line=1");
         let bad = rx.recv().await.unwrap();
         assert!(bad
-            .decode_error
+            .refused
             .unwrap()
+            .text
             .starts_with("line 3 is not valid JSON"));
         let seven = rx.recv().await.unwrap();
         assert_eq!(seven.message.key.as_deref(), Some(&b"7"[..]));

@@ -3,10 +3,10 @@
 use crate::file::LineSink;
 use crate::lines::{self, LineFormat, LineWriter};
 use serde::Deserialize;
+use sluice_core::Outbox;
 use sluice_core::Shutdown;
-use sluice_core::{Delivery, Sink, Source, SourceError};
+use sluice_core::{Sink, Source, SourceError};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// `source = { type = "stdin" }`
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -37,11 +37,7 @@ impl Source for StdinSource {
         "stdin".into()
     }
 
-    async fn run(
-        self: Box<Self>,
-        out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
         let reader = tokio::io::BufReader::new(tokio::io::stdin());
         lines::read_lines(
             "stdin",

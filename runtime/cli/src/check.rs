@@ -47,9 +47,16 @@ pub fn check(path: &Path) -> Result<(), CliError> {
         }
         println!("  dlq         {}", shown(&pipeline.dlq));
         let e = &pipeline.engine;
+        let size = |n: u64| bytesize::ByteSize(n).to_string();
         println!(
             "  engine      concurrency={} buffer={} max_in_flight={} batch={}",
             e.concurrency, e.buffer, e.max_in_flight, e.batch
+        );
+        println!(
+            "  bytes       max_in_flight_bytes={} max_message_bytes={} too_large_keep={}",
+            size(e.bytes.max_in_flight_bytes),
+            size(e.bytes.max_message_bytes),
+            size(e.bytes.too_large_keep)
         );
     }
     println!(

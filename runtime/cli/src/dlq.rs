@@ -173,9 +173,7 @@ pub fn show(
     let config = sluice_config::load(path)?;
     for found in read(&config, pipeline, filter)? {
         for dead in found.letters.iter().take(limit) {
-            let mut line = dead.to_json();
-            line["pipeline"] = serde_json::Value::String(found.pipeline.clone());
-            println!("{line}");
+            println!("{}", dead.to_json(&found.pipeline));
         }
     }
     Ok(())

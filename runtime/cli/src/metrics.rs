@@ -12,6 +12,7 @@
 //! | `sluice_sink_publish_duration_seconds` | pipeline | histogram, hand-over to a sink until its confirm |
 //! | `sluice_sink_retries_total` | pipeline | failed publishes that were retried |
 //! | `sluice_in_flight` | pipeline | received, not yet settled with the source |
+//! | `sluice_in_flight_bytes` | pipeline | bytes of those (the byte budget's use: `max_in_flight_bytes`) |
 //! | `sluice_source_lag` | pipeline | messages waiting in the broker (Kafka consumer lag, RabbitMQ ready, Redis group lag, SQS visible), where the source reports it |
 //! | `sluice_reloads_total` | result | `ok` (changes applied), `unchanged`, `failed` |
 //! | `sluice_ready` | | 1 while every pipeline's source and sinks are connected (what `/readyz` says) |
@@ -247,6 +248,22 @@ impl Metrics {
                 "sluice_in_flight{{pipeline=\"{}\"}} {}",
                 esc(&p.name),
                 c.received.saturating_sub(c.acked)
+            );
+        }
+        header(
+            &mut out,
+            "sluice_in_flight_bytes",
+            "gauge",
+            "Bytes of messages received and not yet settled with the source (what the byte budget holds).",
+        );
+        for p in &pipelines {
+            let _ = writeln!(
+                out,
+                "sluice_in_flight_bytes{{pipeline=\"{}\"}} {}",
+                esc(&p.name),
+                p.stats
+                    .in_flight_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed)
             );
         }
         header(

@@ -30,6 +30,9 @@ pub struct Pipeline {
     pub concurrency: Option<Spanned<usize>>,
     pub buffer: Option<Spanned<usize>>,
     pub max_in_flight: Option<Spanned<usize>>,
+    pub max_in_flight_bytes: Option<Spanned<ByteSize>>,
+    pub max_message_bytes: Option<Spanned<ByteSize>>,
+    pub too_large_keep: Option<Spanned<ByteSize>>,
     pub batch: Option<Spanned<usize>>,
     pub retry: Option<Spanned<Retry>>,
 }

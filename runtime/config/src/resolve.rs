@@ -3,11 +3,11 @@
 
 use crate::error::ConfigError;
 use crate::raw;
-use crate::units::Name;
+use crate::units::{ByteSize, Name};
 use sluice_brokers::dlq::DlqFormat;
 use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::engine::EngineOptions;
-use sluice_core::{Limits, RetryPolicy, StageKind};
+use sluice_core::{ByteLimits, Limits, RetryPolicy, StageKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -225,6 +225,7 @@ impl Resolver<'_> {
             batch: positive(&p.batch, "batch", defaults.batch)?,
             sink_retry: defaults.sink_retry,
             republish_retries: false,
+            bytes: self.byte_limits(&p, &key)?,
         };
         let mut engine = engine;
         if let Some(r) = &p.retry {
@@ -296,6 +297,7 @@ impl Resolver<'_> {
         if engine.republish_retries {
             source.retry_through_broker();
         }
+        source.bound_read_ahead(engine.bytes.max_in_flight_bytes);
         let resolved_sink = |spanned: &Spanned<SinkConfig>, at: String| {
             let mut sink = spanned.get_ref().clone();
             sink.resolve_files(base)
@@ -406,6 +408,65 @@ impl Resolver<'_> {
                 key: key.to_owned(),
                 line: Some(crate::error::line_col(self.text, s.plugin.span().start)),
             },
+        })
+    }
+
+    /// The pipeline's byte budget: `max_in_flight_bytes` (at least 1 KiB)
+    /// ≥ `max_message_bytes` ≥ `too_large_keep`.
+    fn byte_limits(&self, p: &raw::Pipeline, key: &str) -> Result<ByteLimits, ConfigError> {
+        let defaults = ByteLimits::default();
+        let value = |v: &Option<Spanned<ByteSize>>| v.as_ref().map(|s| s.get_ref().0);
+        let budget = value(&p.max_in_flight_bytes).unwrap_or(defaults.max_in_flight_bytes);
+        let max = value(&p.max_message_bytes).unwrap_or(defaults.max_message_bytes.min(budget));
+        let keep = value(&p.too_large_keep).unwrap_or(defaults.too_large_keep);
+        let show = |n: u64| bytesize::ByteSize(n).to_string();
+        if let Some(s) = p.max_in_flight_bytes.as_ref().filter(|_| budget < 1024) {
+            return Err(self.error(
+                s,
+                format!("{key}.max_in_flight_bytes"),
+                format!(
+                    "max_in_flight_bytes must be at least 1KiB, not {}",
+                    show(budget)
+                ),
+                format!(
+                    "set it to a size such as \"64MiB\" (default {})",
+                    show(defaults.max_in_flight_bytes)
+                ),
+            ));
+        }
+        if max > budget {
+            let at = p
+                .max_message_bytes
+                .as_ref()
+                .or(p.max_in_flight_bytes.as_ref());
+            let at = at.expect("one of them is set when they differ from the defaults");
+            return Err(self.error(
+                at,
+                format!("{key}.max_message_bytes"),
+                format!(
+                    "max_message_bytes ({}) is larger than max_in_flight_bytes ({}): such a message could never fit",
+                    show(max),
+                    show(budget)
+                ),
+                "raise max_in_flight_bytes to at least max_message_bytes, or lower max_message_bytes",
+            ));
+        }
+        if let Some(s) = p.too_large_keep.as_ref().filter(|_| keep > max) {
+            return Err(self.error(
+                s,
+                format!("{key}.too_large_keep"),
+                format!(
+                    "too_large_keep ({}) is larger than max_message_bytes ({})",
+                    show(keep),
+                    show(max)
+                ),
+                "keep at most max_message_bytes of a too-large payload (0B omits it)",
+            ));
+        }
+        Ok(ByteLimits {
+            max_in_flight_bytes: budget,
+            max_message_bytes: max,
+            too_large_keep: keep,
         })
     }
 

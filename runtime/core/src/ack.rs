@@ -23,6 +23,7 @@
 //! original; SQS: set the message's visibility timeout to the delay), so no
 //! worker sits waiting out a backoff.
 
+use crate::budget::Reserved;
 use crate::message::Message;
 use std::time::Duration;
 
@@ -47,33 +48,50 @@ pub trait Acker: Send + 'static {
 
 /// An owned, settle-once handle. Dropping it without settling does nothing,
 /// so an unfinished message stays unacknowledged and the broker redelivers.
-pub struct AckHandle(Option<Box<dyn Acker>>);
+/// It also holds the delivery's share of the pipeline's byte budget, given
+/// back when the handle is settled or dropped.
+pub struct AckHandle {
+    acker: Option<Box<dyn Acker>>,
+    reserved: Option<Reserved>,
+}
 
 impl AckHandle {
     pub fn new(acker: impl Acker) -> Self {
-        AckHandle(Some(Box::new(acker)))
+        AckHandle {
+            acker: Some(Box::new(acker)),
+            reserved: None,
+        }
     }
 
     /// For sources with nothing to acknowledge (stdin, a file read once).
     pub fn none() -> Self {
-        AckHandle(None)
+        AckHandle {
+            acker: None,
+            reserved: None,
+        }
+    }
+
+    /// Hold `reserved` until this handle is settled or dropped (replacing
+    /// what it held before).
+    pub(crate) fn hold(&mut self, reserved: Reserved) {
+        self.reserved = Some(reserved);
     }
 
     pub fn ack(mut self) {
-        if let Some(acker) = self.0.take() {
+        if let Some(acker) = self.acker.take() {
             acker.ack();
         }
     }
 
     pub fn nack(mut self) {
-        if let Some(acker) = self.0.take() {
+        if let Some(acker) = self.acker.take() {
             acker.nack();
         }
     }
 
     /// See [`Acker::retry_later`].
     pub fn retry_later(mut self, message: &Message, attempt: u32, delay: Duration) {
-        if let Some(acker) = self.0.take() {
+        if let Some(acker) = self.acker.take() {
             acker.retry_later(message, attempt, delay);
         }
     }
@@ -81,7 +99,7 @@ impl AckHandle {
 
 impl std::fmt::Debug for AckHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
+        f.write_str(if self.acker.is_some() {
             "AckHandle(pending)"
         } else {
             "AckHandle(none)"

@@ -40,11 +40,14 @@ pub enum FailureClass {
     Decode,
     /// A sink refused the message for good (too large, malformed for it).
     SinkRejected,
+    /// The message is larger than the pipeline's `max_message_bytes`; it
+    /// never entered the chain.
+    TooLarge,
 }
 
 impl FailureClass {
     /// Every class, in the order the docs list them.
-    pub const ALL: [FailureClass; 13] = [
+    pub const ALL: [FailureClass; 14] = [
         FailureClass::Fatal,
         FailureClass::Retryable,
         FailureClass::RetriesExhausted,
@@ -58,6 +61,7 @@ impl FailureClass {
         FailureClass::UnknownRoute,
         FailureClass::Decode,
         FailureClass::SinkRejected,
+        FailureClass::TooLarge,
     ];
 
     /// The header value.
@@ -76,6 +80,7 @@ impl FailureClass {
             FailureClass::UnknownRoute => "unknown-route",
             FailureClass::Decode => "decode",
             FailureClass::SinkRejected => "sink-rejected",
+            FailureClass::TooLarge => "too-large",
         }
     }
 }

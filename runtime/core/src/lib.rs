@@ -18,6 +18,9 @@
 //! ```
 
 pub mod ack;
+#[cfg(feature = "proptest")]
+pub mod arbitrary;
+pub mod budget;
 pub mod chain;
 pub mod clock;
 pub mod dlq;
@@ -35,13 +38,14 @@ pub mod stats;
 pub mod units;
 
 pub use ack::{AckHandle, Acker};
+pub use budget::{ByteLimits, Outbox, ReadAhead};
 pub use chain::{Chain, ChainOutcome, StageSpec};
 pub use clock::{Clock, SystemClock};
 pub use dlq::{Failure, FailureClass};
 pub use engine::{Pipeline, PipelineBuilder, PipelineReport};
 pub use health::Health;
 pub use live::{LiveStages, StageVersion};
-pub use message::{Coordinates, Delivery, HeaderType, Message};
+pub use message::{Coordinates, Delivery, HeaderType, Message, Refusal};
 pub use retry::RetryPolicy;
 pub use shutdown::Shutdown;
 pub use sink::{Confirm, Sink, SinkError};

@@ -2,13 +2,13 @@
 //! sluice in another program. Not a stand-in for a broker in broker tests.
 
 use crate::ack::{AckHandle, FnAcker};
+use crate::budget::Outbox;
 use crate::message::{Coordinates, Delivery, Message};
 use crate::shutdown::Shutdown;
 use crate::sink::{Confirm, Sink, SinkError};
 use crate::source::{Source, SourceError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 /// Which deliveries (by their index in the input) were acked or nacked.
 #[derive(Debug, Default)]
@@ -53,11 +53,7 @@ impl Source for MemorySource {
         format!("memory:{}", self.name)
     }
 
-    async fn run(
-        self: Box<Self>,
-        out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
         for (index, mut message) in self.messages.into_iter().enumerate() {
             if message.source.is_empty() {
                 message.source = self.name.clone();

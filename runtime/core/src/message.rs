@@ -3,6 +3,7 @@
 //! acknowledge it).
 
 use crate::ack::AckHandle;
+use crate::dlq::FailureClass;
 
 /// One message. Mirrors the WIT `message` record field for field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,6 +129,23 @@ impl std::fmt::Display for Coordinates {
     }
 }
 
+/// Why a delivery goes to the DLQ without entering the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub class: FailureClass,
+    pub text: String,
+}
+
+impl Refusal {
+    /// The source could not decode what the broker delivered.
+    pub fn decode(text: impl Into<String>) -> Self {
+        Refusal {
+            class: FailureClass::Decode,
+            text: text.into(),
+        }
+    }
+}
+
 /// What a source hands the engine.
 #[derive(Debug)]
 pub struct Delivery {
@@ -135,10 +153,12 @@ pub struct Delivery {
     pub coordinates: Coordinates,
     /// Settles the message with the broker once the engine is done with it.
     pub ack: AckHandle,
-    /// Set when the source could not decode the raw record (e.g. a line that
-    /// is not JSON where JSON was configured). The engine dead-letters such a
-    /// delivery at once with error class `decode`, without running the chain.
-    pub decode_error: Option<String>,
+    /// Set when the message must not enter the chain: the source could not
+    /// decode the raw record (a line that is not JSON where JSON was
+    /// configured: class `decode`), or it is over `max_message_bytes`
+    /// (class `too-large`, set by the [`Outbox`](crate::budget::Outbox)).
+    /// The engine dead-letters such a delivery at once.
+    pub refused: Option<Refusal>,
     /// Deliveries with the same lane go to the same worker, so their order
     /// is kept (Kafka: one lane per partition; SQS FIFO: one per message
     /// group). A lane takes precedence over the key; with `None`, messages
@@ -159,7 +179,7 @@ impl Delivery {
             message,
             coordinates,
             ack,
-            decode_error: None,
+            refused: None,
             lane: None,
             order_key: None,
         }

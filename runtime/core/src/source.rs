@@ -1,8 +1,7 @@
 //! The [`Source`] trait: where deliveries come from.
 
-use crate::message::Delivery;
+use crate::budget::Outbox;
 use crate::shutdown::Shutdown;
-use tokio::sync::mpsc;
 
 /// A source failure once running. Connectors reconnect with backoff on
 /// their own; an error returned from [`Source::run`] ends the pipeline.
@@ -48,15 +47,13 @@ pub trait Source: Send {
 
     /// Send deliveries into `out` until the source ends (`Ok`) or `shutdown`
     /// is cancelled (`Ok` after it stopped taking new messages). `out` is
-    /// bounded: a slow pipeline slows the source down. A source that waits
+    /// bounded in count and in bytes: a slow pipeline slows the source
+    /// down, and a source that reads ahead sizes its reads by
+    /// [`Outbox::room`]. A source that waits
     /// for what it handed out to be settled waits at most until
     /// [`Shutdown::drain_deadline`].
     ///
     /// # Errors
     /// When the source fails for good.
-    async fn run(
-        self: Box<Self>,
-        out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError>;
+    async fn run(self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError>;
 }

@@ -79,6 +79,9 @@ pub struct PipelineStats {
     /// What the broker says waits for this pipeline's source, as the source
     /// reports it ([`Source::report_lag`](crate::Source::report_lag)).
     pub source_lag: Arc<SourceLag>,
+    /// Bytes of messages received and not yet settled with the source
+    /// (what the byte budget holds).
+    pub in_flight_bytes: Arc<AtomicU64>,
 }
 
 /// Messages waiting in the broker for a source: a queue's ready messages,

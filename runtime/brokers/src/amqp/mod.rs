@@ -361,8 +361,8 @@ fn typed(t: HeaderType, text: &[u8]) -> Option<AMQPValue> {
     })
 }
 
-/// An AMQP header value as bytes: strings as they are, numbers and the
-/// rest as their text.
+/// An AMQP header value as bytes: strings as they are, numbers as their
+/// text, tables and arrays (`x-death`) as JSON, void as nothing.
 fn header_bytes(value: &AMQPValue) -> Vec<u8> {
     match value {
         AMQPValue::LongString(s) => s.as_bytes().to_vec(),
@@ -379,13 +379,154 @@ fn header_bytes(value: &AMQPValue) -> Vec<u8> {
         AMQPValue::Float(x) => x.to_string().into_bytes(),
         AMQPValue::Double(x) => x.to_string().into_bytes(),
         AMQPValue::Timestamp(t) => t.to_string().into_bytes(),
-        other => format!("{other:?}").into_bytes(),
+        AMQPValue::Void => Vec::new(),
+        other => json_of(other).to_string().into_bytes(),
+    }
+}
+
+/// A nested AMQP value as JSON: tables as objects, arrays as arrays,
+/// strings and bytes as (lossy) text, decimals as their decimal text,
+/// floats that JSON cannot hold (NaN, infinities) as null.
+fn json_of(value: &AMQPValue) -> serde_json::Value {
+    use serde_json::Value;
+    let text = |bytes: &[u8]| Value::String(String::from_utf8_lossy(bytes).into_owned());
+    match value {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(n) => (*n).into(),
+        AMQPValue::ShortShortUInt(n) => (*n).into(),
+        AMQPValue::ShortInt(n) => (*n).into(),
+        AMQPValue::ShortUInt(n) => (*n).into(),
+        AMQPValue::LongInt(n) => (*n).into(),
+        AMQPValue::LongUInt(n) => (*n).into(),
+        AMQPValue::LongLongInt(n) => (*n).into(),
+        AMQPValue::Timestamp(n) => (*n).into(),
+        AMQPValue::Float(x) => {
+            serde_json::Number::from_f64(f64::from(*x)).map_or(Value::Null, Value::Number)
+        }
+        AMQPValue::Double(x) => serde_json::Number::from_f64(*x).map_or(Value::Null, Value::Number),
+        AMQPValue::DecimalValue(d) => {
+            let digits = format!("{:0>width$}", d.value, width = usize::from(d.scale) + 1);
+            let (int, frac) = digits.split_at(digits.len() - usize::from(d.scale));
+            Value::String(if frac.is_empty() {
+                int.to_owned()
+            } else {
+                format!("{int}.{frac}")
+            })
+        }
+        AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
+        AMQPValue::LongString(s) => text(s.as_bytes()),
+        AMQPValue::ByteArray(b) => text(b.as_slice()),
+        AMQPValue::FieldArray(items) => {
+            Value::Array(items.as_slice().iter().map(json_of).collect())
+        }
+        AMQPValue::FieldTable(table) => Value::Object(
+            table
+                .inner()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), json_of(v)))
+                .collect(),
+        ),
+        AMQPValue::Void => Value::Null,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Any AMQP value, nested up to three deep.
+    fn amqp_value() -> impl Strategy<Value = AMQPValue> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(AMQPValue::Boolean),
+            any::<i8>().prop_map(AMQPValue::ShortShortInt),
+            any::<u8>().prop_map(AMQPValue::ShortShortUInt),
+            any::<i16>().prop_map(AMQPValue::ShortInt),
+            any::<u16>().prop_map(AMQPValue::ShortUInt),
+            any::<i32>().prop_map(AMQPValue::LongInt),
+            any::<u32>().prop_map(AMQPValue::LongUInt),
+            any::<i64>().prop_map(AMQPValue::LongLongInt),
+            any::<f32>().prop_map(AMQPValue::Float),
+            any::<f64>().prop_map(AMQPValue::Double),
+            (any::<u8>(), any::<u32>()).prop_map(|(scale, value)| AMQPValue::DecimalValue(
+                lapin::types::DecimalValue { scale, value }
+            )),
+            "\\PC{0,20}".prop_map(|s| AMQPValue::ShortString(s.as_str().into())),
+            prop::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|b| AMQPValue::LongString(b.as_slice().into())),
+            any::<u64>().prop_map(AMQPValue::Timestamp),
+            prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| AMQPValue::ByteArray(b.into())),
+            Just(AMQPValue::Void),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|items| AMQPValue::FieldArray(items.into())),
+                prop::collection::vec(("[a-z-]{1,12}", inner), 0..6).prop_map(|entries| {
+                    let mut table = FieldTable::default();
+                    for (k, v) in entries {
+                        table.insert(k.as_str().into(), v);
+                    }
+                    AMQPValue::FieldTable(table)
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// Whatever headers a delivery carries (typed values, tables,
+        /// arrays, bytes that are not UTF-8), it becomes a message; a table
+        /// or an array reads as JSON; a typed value goes out as it came.
+        #[test]
+        fn any_amqp_headers_become_a_message(
+            entries in prop::collection::vec(("\\PC{0,30}", amqp_value()), 0..8),
+        ) {
+            let mut table = FieldTable::default();
+            for (name, value) in &entries {
+                table.insert(name.as_str().into(), value.clone());
+            }
+            let props = BasicProperties::default().with_headers(table.clone());
+            let msg = source::message_of(&props, b"p".to_vec(), "q");
+            for (name, value) in table.inner() {
+                let name = name.as_str();
+                let Some(bytes) = msg.header(name).or_else(|| msg.key.as_deref().filter(|_| name == KEY_HEADER)) else {
+                    return Err(TestCaseError::fail(format!("header {name:?} is missing")));
+                };
+                if matches!(value, AMQPValue::FieldTable(_) | AMQPValue::FieldArray(_)) {
+                    prop_assert!(serde_json::from_slice::<serde_json::Value>(bytes).is_ok(), "{name}: {bytes:?}");
+                }
+                if let Some(t) = msg.header_type(name) {
+                    let back = typed(t, bytes);
+                    // NaN is the one value not equal to itself.
+                    let nan = matches!(value, AMQPValue::Float(x) if x.is_nan()) || matches!(value, AMQPValue::Double(x) if x.is_nan());
+                    prop_assert!(nan || back.as_ref() == Some(value), "{name}: {value:?} came back as {back:?}");
+                }
+            }
+        }
+
+        /// What the sink writes, the source reads back: the key, the
+        /// payload and every header (AMQP keeps the last of a repeated
+        /// name, in name order).
+        #[test]
+        fn a_message_round_trips_through_the_amqp_properties(
+            msg in sluice_core::arbitrary::message()
+                .prop_filter("names AMQP can carry", |m| m.headers.iter().all(|(n, _)| n.len() <= MAX_NAME && n != KEY_HEADER)),
+        ) {
+            let props = properties(&msg, true);
+            let back = source::message_of(&props, msg.payload.clone(), "q");
+            let mut expected: std::collections::BTreeMap<&str, &[u8]> = Default::default();
+            for (name, value) in &msg.headers {
+                expected.insert(name, value);
+            }
+            let got: std::collections::BTreeMap<&str, &[u8]> =
+                back.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(back.key, msg.key);
+            prop_assert_eq!(back.payload, msg.payload);
+        }
+    }
 
     #[test]
     fn a_header_name_longer_than_an_amqp_short_string_is_found_and_never_encoded() {

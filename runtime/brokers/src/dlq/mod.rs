@@ -14,8 +14,10 @@ mod queue;
 
 pub use queue::DeadLetterQueue;
 
-use crate::lines::{decode, message_json};
+use crate::lines::{decode, message_raw};
 use serde::Deserialize;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use sluice_core::dlq::HEADER_PREFIX;
 use sluice_core::{Confirm, Health, Message, Sink, SinkError};
 use std::sync::Arc;
@@ -57,11 +59,16 @@ impl Sink for EnvelopeSink {
 
 /// `dead` (an envelope in the headers form) as one JSON payload.
 pub fn to_envelope(dead: &Message) -> Message {
+    #[derive(Serialize)]
+    struct Document {
+        error: serde_json::Value,
+        message: Box<RawValue>,
+    }
     let (error, original) = split(dead);
-    let document = serde_json::json!({
-        "error": error_json(&error),
-        "message": message_json(&original),
-    });
+    let document = Document {
+        error: error_json(&error),
+        message: message_raw(&original),
+    };
     Message {
         key: dead.key.clone(),
         payload: serde_json::to_vec(&document).expect("an envelope is JSON"),
@@ -161,13 +168,23 @@ impl DeadLetter {
             .map(|(_, v)| v.as_str())
     }
 
-    /// As one JSON document: where, why, and the message.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "at": self.at,
-            "error": error_json(&self.error),
-            "message": message_json(&self.message),
-        })
+    /// As one JSON document of `pipeline`'s DLQ: where, why, and the
+    /// message (as a `json` line holds it, byte for byte).
+    pub fn to_json(&self, pipeline: &str) -> String {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            at: &'a str,
+            error: serde_json::Value,
+            message: Box<RawValue>,
+            pipeline: &'a str,
+        }
+        let shown = Shown {
+            at: &self.at,
+            error: error_json(&self.error),
+            message: message_raw(&self.message),
+            pipeline,
+        };
+        serde_json::to_string(&shown).expect("a dead letter is JSON")
     }
 }
 
@@ -222,5 +239,80 @@ mod tests {
             assert_eq!(read.message.key.as_deref(), Some(&b"k"[..]));
         }
         assert!(DeadLetter::read_line("line=2", br#"{"id":1}"#).is_none());
+    }
+
+    use proptest::strategy::Strategy;
+
+    /// What a dead letter must keep of the message that failed.
+    fn kept(
+        m: &Message,
+    ) -> (
+        Option<&[u8]>,
+        &[u8],
+        &[(String, Vec<u8>)],
+        &str,
+        Option<u64>,
+    ) {
+        (
+            m.key.as_deref(),
+            &m.payload,
+            &m.headers,
+            &m.source,
+            m.timestamp_ms,
+        )
+    }
+
+    fn failure() -> impl proptest::strategy::Strategy<Value = Failure> {
+        use proptest::prelude::*;
+        (
+            "\\PC{0,30}",
+            proptest::sample::select(FailureClass::ALL.to_vec()),
+            proptest::prop_oneof!["\\PC{0,200}", "\\PC{5000,6000}"],
+            1u32..100,
+        )
+            .prop_map(|(stage, class, text, attempts)| Failure {
+                attempts,
+                ..Failure::once(stage, class, text, SystemTime::UNIX_EPOCH)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, ..Default::default() })]
+
+        /// Every message and failure round-trips through both forms and
+        /// through `sluice dlq show`'s JSON (its `message` read back).
+        #[test]
+        fn every_dead_letter_reads_back_whole_in_either_form(
+            original in sluice_core::arbitrary::message()
+                .prop_filter("no sluice-error- headers of its own", |m| {
+                    m.headers.iter().all(|(n, _)| !n.starts_with(HEADER_PREFIX))
+                }),
+            failure in failure(),
+        ) {
+            let coordinates = Coordinates::default().with("line", 3);
+            let dead = envelope("p", &original, &coordinates, &failure);
+            for (form, written) in [("headers", dead.clone()), ("envelope", to_envelope(&dead))] {
+                let read = DeadLetter::read("at", &written);
+                proptest::prop_assert!(read.is_some(), "{form}: not read back");
+                let read = read.unwrap();
+                proptest::prop_assert_eq!(kept(&read.message), kept(&original), "{} form", form);
+                proptest::prop_assert_eq!(read.field("class"), Some(failure.class.as_str()));
+                proptest::prop_assert_eq!(read.field("stage"), Some(failure.stage.as_str()));
+                let text = read.field("text").unwrap_or_default();
+                proptest::prop_assert!(
+                    text == failure.text || (failure.text.len() > sluice_core::dlq::MAX_TEXT && text.ends_with("bytes cut)")),
+                    "{form}: text {text:?}"
+                );
+                #[derive(Deserialize)]
+                struct Shown {
+                    message: Box<RawValue>,
+                }
+                let shown: Shown = serde_json::from_str(&read.to_json("p")).unwrap();
+                let again = crate::lines::decode(shown.message.get().as_bytes());
+                proptest::prop_assert!(again.is_some(), "{form}: dlq show's message does not read back");
+                let again = again.unwrap();
+                proptest::prop_assert_eq!(kept(&again), kept(&original), "{} form, through dlq show", form);
+            }
+        }
     }
 }

@@ -192,6 +192,16 @@ impl KafkaSourceConfig {
     }
 
     /// Retry through the broker: the retry topic, named by default.
+    /// librdkafka's pre-fetch queue holds at most `bytes` (unless
+    /// `properties` set `queued.max.messages.kbytes`): what it reads ahead
+    /// stays within the pipeline's byte budget.
+    pub(crate) fn bound_read_ahead(&mut self, bytes: u64) {
+        let kib = (bytes / 1024).clamp(1, 2_097_151) as i64;
+        self.properties
+            .entry("queued.max.messages.kbytes".into())
+            .or_insert(Property::Int(kib));
+    }
+
     pub(crate) fn retry_through_broker(&mut self) {
         if self.retry_topic.is_none() {
             self.retry_topic = Some(match self.topics.as_slice() {

@@ -23,12 +23,12 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message as _};
 use sluice_core::stats::SourceLag;
+use sluice_core::Outbox;
 use sluice_core::{AckHandle, Acker, Coordinates, Delivery, Message, Source, SourceError};
 use sluice_core::{Health, Shutdown};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 type Shared = Arc<Mutex<Offsets>>;
 
@@ -223,11 +223,7 @@ impl Source for KafkaSource {
         self.retry.is_some()
     }
 
-    async fn run(
-        self: Box<Self>,
-        out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
         let mut tick = tokio::time::interval(self.commit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'taking: loop {

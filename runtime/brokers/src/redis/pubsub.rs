@@ -8,12 +8,12 @@ use super::{client, connect_at_start, PubsubSinkConfig, PubsubSourceConfig};
 use crate::redacted;
 use crate::{ConnectError, RECONNECT};
 use futures::StreamExt;
+use sluice_core::Outbox;
 use sluice_core::{
     AckHandle, Confirm, Coordinates, Delivery, Message, Sink, SinkError, Source, SourceError,
 };
 use sluice_core::{Health, Shutdown};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 
 pub(super) struct PubsubSource {
     client: redis::Client,
@@ -85,11 +85,7 @@ impl Source for PubsubSource {
         Some(self.health.clone())
     }
 
-    async fn run(
-        mut self: Box<Self>,
-        out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(mut self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
         let name = self.name();
         let mut attempt = 0;
         loop {

@@ -143,6 +143,7 @@ fn header_of(pair: &serde_json::Value) -> Option<(String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn roundtrip(headers: &[(String, Vec<u8>)], reserved: usize) -> Vec<(String, Vec<u8>)> {
         let attributes = pack(headers, reserved);
@@ -214,6 +215,25 @@ mod tests {
         }
         for good in ["a", "x-trace_id.v1", "traceparent"] {
             assert!(valid_name(good), "{good:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Any headers (odd names, repeated names, empty and binary values,
+        /// more than ten) come back from the attributes they were packed
+        /// into, within SQS's limits, whatever the slots already taken.
+        #[test]
+        fn any_headers_round_trip_through_at_most_ten_attributes(
+            headers in proptest::collection::vec(
+                (sluice_core::arbitrary::header_name(), sluice_core::arbitrary::bytes(40)),
+                0..16,
+            )
+            .prop_filter("not dead-letter fields", |h| h.iter().all(|(n, _)| !n.starts_with(HEADER_PREFIX))),
+            reserved in 0usize..=2,
+        ) {
+            proptest::prop_assert_eq!(roundtrip(&headers, reserved), sorted(&headers));
         }
     }
 }

@@ -17,7 +17,8 @@ use aws_sdk_sqs::types::{
 };
 use base64::Engine as _;
 use sluice_core::stats::{SourceLag, LAG_EVERY};
-use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
+use sluice_core::Outbox;
+use sluice_core::{AckHandle, Coordinates, Delivery, Message, Refusal, Source, SourceError};
 use sluice_core::{Health, Shutdown};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -75,7 +76,7 @@ impl SqsSource {
         }
         let acker = ChannelAcker::new(receipt, settle);
         let mut delivery = Delivery::new(message, coordinates, AckHandle::new(acker));
-        delivery.decode_error = decode_error;
+        delivery.refused = decode_error.map(Refusal::decode);
         // FIFO: one lane per message group keeps the group's order, also
         // while one of its messages is parked for a retry.
         if let Some(g) = group {
@@ -106,11 +107,7 @@ impl Source for SqsSource {
         true
     }
 
-    async fn run(
-        self: Box<Self>,
-        out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
         let held = Held::default();
         let (settle, settled) = mpsc::unbounded_channel();
         let settler = tokio::spawn(settle_task(

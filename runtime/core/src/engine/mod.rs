@@ -12,6 +12,7 @@
 //!
 //! Every hop is a bounded channel, so a slow sink slows the source.
 
+use crate::budget::{Budget, ByteLimits, Outbox};
 use crate::chain::{Chain, ChainError, ChainOutcome};
 use crate::clock::Clock;
 use crate::live::LiveStages;
@@ -75,6 +76,8 @@ pub struct EngineOptions {
     /// after the backoff delay as the next attempt. Needs a source that
     /// [can](crate::Source::republishes_retries).
     pub republish_retries: bool,
+    /// The byte budget of messages in flight, and the largest message.
+    pub bytes: ByteLimits,
 }
 
 impl Default for EngineOptions {
@@ -90,6 +93,7 @@ impl Default for EngineOptions {
                 ..RetryPolicy::default()
             },
             republish_retries: false,
+            bytes: ByteLimits::default(),
         }
     }
 }
@@ -255,6 +259,8 @@ impl Pipeline {
         }
 
         let (source_tx, mut source_rx) = mpsc::channel::<Delivery>(options.buffer);
+        let budget = Budget::new(options.bytes, stats.in_flight_bytes.clone());
+        let source_tx = Outbox::new(source_tx, Arc::new(budget));
         let source_name = source.describe();
         tracing::info!(pipeline = %name, source = %source_name, workers, "pipeline started");
         let mut source = source;

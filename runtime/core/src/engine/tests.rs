@@ -3,6 +3,7 @@
 //! with real plugins and brokers in the workspace's `tests/`.)
 
 use super::*;
+use crate::budget::Outbox;
 use crate::memory::{MemorySink, MemorySource};
 use crate::message::Message;
 use crate::stage::{NativeStage, PluginInfo, Stage, StageFactory, StageKind, StageOutput};
@@ -23,11 +24,7 @@ impl Source for Panicking {
     fn describe(&self) -> String {
         "panicking".into()
     }
-    async fn run(
-        self: Box<Self>,
-        _out: mpsc::Sender<Delivery>,
-        _shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(self: Box<Self>, _out: Outbox, _shutdown: Shutdown) -> Result<(), SourceError> {
         panic!("source bug")
     }
 }
@@ -92,11 +89,7 @@ impl Source for Drains {
     fn describe(&self) -> String {
         "drains".into()
     }
-    async fn run(
-        self: Box<Self>,
-        _out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(self: Box<Self>, _out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
         shutdown.cancelled().await;
         *self.0.lock().unwrap() = Some(shutdown.drain_deadline());
         Ok(())

@@ -53,6 +53,12 @@ enum Input {
     Due,
 }
 
+/// A worker stops adding to a batch once it holds this many bytes: the
+/// per-call cost a batch saves is nothing beside copying large messages,
+/// while a batch of them in a plugin's linear memory (which never shrinks)
+/// multiplies what the pipeline holds.
+pub(super) const BATCH_BYTES: usize = 1 << 20;
+
 /// A new delivery for the batch, unless it must wait behind a parked one.
 fn admit(lot: &mut ParkingLot, delivery: Delivery) -> Option<Taken> {
     lot.admit(delivery).map(|delivery| Taken {
@@ -85,9 +91,17 @@ impl Worker {
                         Input::Due => {}
                     }
                 }
-                while !batch.is_empty() && batch.len() < self.batch && lot.has_room() {
+                let mut bytes: usize = batch.iter().map(|t| t.delivery.message.size()).sum();
+                while !batch.is_empty()
+                    && batch.len() < self.batch
+                    && bytes < BATCH_BYTES
+                    && lot.has_room()
+                {
                     match input.try_recv() {
-                        Ok(delivery) => batch.extend(admit(&mut lot, delivery)),
+                        Ok(delivery) => {
+                            bytes += delivery.message.size();
+                            batch.extend(admit(&mut lot, delivery));
+                        }
                         Err(_) => break,
                     }
                 }
@@ -150,18 +164,18 @@ impl Worker {
     fn process(&mut self, batch: Vec<Taken>, lot: &mut ParkingLot) -> Vec<Processed> {
         let decoded: Vec<&Message> = batch
             .iter()
-            .filter(|t| t.delivery.decode_error.is_none())
+            .filter(|t| t.delivery.refused.is_none())
             .map(|t| &t.delivery.message)
             .collect();
         let mut outcomes = self.chain.process_batch(&decoded).into_iter();
         let mut processed = Vec::with_capacity(batch.len());
         let mut parked_here = false;
         for Taken { delivery, key } in batch {
-            let mut outcome = match &delivery.decode_error {
-                Some(error) => ChainOutcome::DeadLetter(dlq::Failure::once(
+            let mut outcome = match &delivery.refused {
+                Some(refusal) => ChainOutcome::DeadLetter(dlq::Failure::once(
                     "<source>",
-                    dlq::FailureClass::Decode,
-                    error.clone(),
+                    refusal.class,
+                    refusal.text.clone(),
                     self.clock.now(),
                 )),
                 None => outcomes.next().expect("one outcome per decoded delivery"),

@@ -178,4 +178,75 @@ mod tests {
             }]
         );
     }
+
+    use proptest::prelude::*;
+
+    /// Any RESP value, nested a few deep.
+    fn resp() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Nil),
+            any::<i64>().prop_map(Value::Int),
+            prop::collection::vec(any::<u8>(), 0..20).prop_map(Value::BulkString),
+            "\\PC{0,12}".prop_map(Value::SimpleString),
+            Just(Value::Okay),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((inner.clone(), inner), 0..3).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    fn entry() -> impl Strategy<Value = (String, Vec<(Vec<u8>, Vec<u8>)>)> {
+        (
+            "[0-9]{1,13}-[0-9]{1,3}",
+            prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), 0..12),
+                    prop::collection::vec(any::<u8>(), 0..40),
+                ),
+                1..6,
+            ),
+        )
+    }
+
+    fn as_reply(id: &str, fields: &[(Vec<u8>, Vec<u8>)]) -> Value {
+        let flat = fields
+            .iter()
+            .flat_map(|(f, v)| [Value::BulkString(f.clone()), Value::BulkString(v.clone())])
+            .collect();
+        Value::Array(vec![bulk(id), Value::Array(flat)])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Whatever a server answers, the parsers take what is an entry and
+        /// skip the rest, never panicking.
+        #[test]
+        fn any_reply_parses_without_a_panic(v in resp()) {
+            let _ = read_reply(v.clone());
+            let _ = claim_reply(v.clone());
+            for e in entries(v) {
+                let _ = e.into_message("payload", "key", "s");
+            }
+        }
+
+        /// Entries with binary fields and values, repeated names, come back
+        /// from an `XREADGROUP` reply field for field, in order.
+        #[test]
+        fn well_formed_entries_parse_back_whole(items in prop::collection::vec(entry(), 0..6)) {
+            let reply = Value::Array(vec![Value::Array(vec![
+                bulk("s"),
+                Value::Array(items.iter().map(|(id, f)| as_reply(id, f)).collect()),
+            ])]);
+            let parsed = read_reply(reply);
+            let expected: Vec<Entry> = items
+                .into_iter()
+                .map(|(id, fields)| Entry { id, fields })
+                .collect();
+            prop_assert_eq!(parsed, expected);
+        }
+    }
 }

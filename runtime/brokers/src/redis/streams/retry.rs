@@ -21,9 +21,9 @@
 use super::source::StreamSource;
 use crate::redis::StreamSourceConfig;
 use crate::settle::{returned_retry, Later};
-use sluice_core::{Delivery, Shutdown, Source, SourceError};
+use sluice_core::Outbox;
+use sluice_core::{Shutdown, Source, SourceError};
 use std::time::SystemTime;
-use tokio::sync::mpsc;
 
 /// The `XADD` that appends the retry of `later` to `retry_stream`, fields
 /// named as the source reads them.
@@ -47,10 +47,12 @@ pub(super) fn retry_entry(c: &StreamSourceConfig, retry_stream: &str, later: &La
 /// entry on to `out` once it is due.
 pub(super) async fn run(
     reader: StreamSource,
-    out: mpsc::Sender<Delivery>,
+    out: Outbox,
     shutdown: Shutdown,
 ) -> Result<(), SourceError> {
-    let (tx, mut due) = mpsc::channel::<Delivery>(reader.batch());
+    // What waits here for its due time has a budget of its own (its
+    // reservation is replaced by the pipeline's when it is passed on).
+    let (tx, mut due) = Outbox::channel(reader.batch(), out.limits());
     let reading = tokio::spawn(Box::new(reader).run(tx, shutdown.clone()));
     while let Some(mut delivery) = due.recv().await {
         let at = returned_retry(&mut delivery.message);

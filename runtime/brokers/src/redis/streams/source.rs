@@ -11,8 +11,9 @@ use crate::settle::{drained, ChannelAcker, Settled};
 use crate::{ConnectError, RECONNECT};
 use redis::Value;
 use sluice_core::stats::{SourceLag, LAG_EVERY};
-use sluice_core::{AckHandle, Coordinates, Delivery, Source, SourceError};
+use sluice_core::{AckHandle, Coordinates, Delivery, Refusal, Source, SourceError};
 use sluice_core::{Health, Shutdown};
+use sluice_core::{Outbox, ReadAhead};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -27,6 +28,8 @@ pub(crate) struct StreamSource {
     health: Health,
     /// The reader of the retry stream, when retries go through Redis.
     retries: Option<Box<StreamSource>>,
+    /// How many entries a read asks for (`COUNT`), by the budget's room.
+    ahead: ReadAhead,
 }
 
 impl StreamSource {
@@ -55,6 +58,7 @@ impl StreamSource {
             held: Held::default(),
             lag: None,
             health: Health::new(format!("redis-stream:{}", c.stream)),
+            ahead: ReadAhead::new(c.count),
             retries: None,
         };
         source.ensure_group().await.map_err(|e| {
@@ -145,7 +149,7 @@ impl StreamSource {
     }
 
     /// XREADGROUP from `from` (`>` for new entries, an id for our pending list).
-    async fn read(&mut self, from: &str) -> redis::RedisResult<Vec<Entry>> {
+    async fn read(&mut self, from: &str, count: usize) -> redis::RedisResult<Vec<Entry>> {
         let Some(conn) = &mut self.conn else {
             return Ok(Vec::new());
         };
@@ -154,7 +158,7 @@ impl StreamSource {
             .arg(&self.config.group)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(self.config.count)
+            .arg(count)
             .arg("BLOCK")
             .arg(self.config.block.0.as_millis() as u64)
             .arg("STREAMS")
@@ -192,8 +196,9 @@ impl StreamSource {
         }
     }
 
-    /// XAUTOCLAIM entries idle longer than `claim_idle`, a few pages at most.
-    async fn claim(&mut self) -> redis::RedisResult<Vec<Entry>> {
+    /// XAUTOCLAIM entries idle longer than `claim_idle`: pages of `count`
+    /// until `count` are claimed, ten pages at most.
+    async fn claim(&mut self, count: usize) -> redis::RedisResult<Vec<Entry>> {
         let Some(conn) = &mut self.conn else {
             return Ok(Vec::new());
         };
@@ -207,13 +212,13 @@ impl StreamSource {
                 .arg(self.config.claim_idle.0.as_millis() as u64)
                 .arg(&cursor)
                 .arg("COUNT")
-                .arg(self.config.count)
+                .arg(count - claimed.len())
                 .query_async(conn)
                 .await?;
             let (next, entries) = claim_reply(reply);
             claimed.extend(entries);
             match next {
-                Some(next) if next != "0-0" => cursor = next,
+                Some(next) if next != "0-0" && claimed.len() < count => cursor = next,
                 _ => break,
             }
         }
@@ -231,7 +236,7 @@ impl StreamSource {
             .with("id", &id);
         let acker = ChannelAcker::new(id, acks);
         let mut delivery = Delivery::new(message, coordinates, AckHandle::new(acker));
-        delivery.decode_error = decode_error;
+        delivery.refused = decode_error.map(Refusal::decode);
         delivery
     }
 }
@@ -254,11 +259,7 @@ impl Source for StreamSource {
         self.config.retry_stream.is_some()
     }
 
-    async fn run(
-        mut self: Box<Self>,
-        out: mpsc::Sender<Delivery>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    async fn run(mut self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
         let retrying = self
             .retries
             .take()
@@ -288,7 +289,7 @@ impl Source for StreamSource {
             let mut entries = Vec::new();
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
-                match self.claim().await {
+                match self.claim(self.ahead.count(out.room())).await {
                     Ok(claimed) => entries = claimed,
                     Err(e) => {
                         self.held.end_read();
@@ -298,7 +299,7 @@ impl Source for StreamSource {
                 }
             }
             let from = own_pending.clone().unwrap_or_else(|| ">".into());
-            match self.read(&from).await {
+            match self.read(&from, self.ahead.count(out.room())).await {
                 Ok(read) => {
                     if own_pending.is_some() {
                         own_pending = read.last().map(|e| e.id.clone());
@@ -322,6 +323,7 @@ impl Source for StreamSource {
             let mut taken = self.held.take(entries, |e| e.id.as_str()).into_iter();
             while let Some(entry) = taken.next() {
                 let delivery = self.delivery(entry, &acks);
+                self.ahead.seen(delivery.message.size());
                 // A delivery left unsent releases itself when dropped.
                 let sent = tokio::select! {
                     sent = out.send(delivery) => sent.is_ok(),
