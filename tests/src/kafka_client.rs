@@ -223,6 +223,30 @@ pub fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>, Vec<(Str
     });
 }
 
+/// Produce one record with `key`, `headers` and no value at all (a
+/// tombstone) to partition 0 of `topic`.
+pub fn produce_tombstone(brokers: &str, topic: &str, key: &str, headers: &[(&str, &str)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    let mut hs = OwnedHeaders::new();
+    for (n, v) in headers {
+        hs = hs.insert(Header {
+            key: n,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let record = FutureRecord::<[u8], [u8]>::to(topic)
+        .key(key.as_bytes())
+        .partition(0)
+        .headers(hs);
+    runtime()
+        .block_on(producer.send(record, Duration::from_secs(30)))
+        .map_err(|(e, _)| e)
+        .expect("the tombstone is delivered");
+}
+
 fn reader(brokers: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)

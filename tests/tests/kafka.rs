@@ -56,6 +56,14 @@ impl Broker for Kafka {
         },
     };
 
+    /// librdkafka and the broker refuse a record over `message.max.bytes` (1,000,000 by default).
+    fn odd(case: &str) -> suite::Odd {
+        match case {
+            "1MiB" | "16MiB" => suite::Odd::Refused("Message size too large"),
+            _ => suite::Odd::Same,
+        }
+    }
+
     fn new(dir: &Path) -> Self {
         let kafka = TestKafka::start(dir);
         Kafka {
@@ -80,6 +88,21 @@ impl Broker for Kafka {
         for name in names {
             create_topic(&self.brokers, name, PARTITIONS);
         }
+    }
+
+    /// A tombstone comes in as a message with an empty payload.
+    fn produce_native_odd(&self, to: &str) -> Vec<(&'static str, sluice_core::Message)> {
+        kafka_client::produce_tombstone(
+            &self.brokers,
+            to,
+            "gone",
+            &[(suite::ODD_CASE, "tombstone")],
+        );
+        let mut expect = sluice_core::Message::new(Vec::new()).with_key("gone");
+        expect
+            .headers
+            .push((suite::ODD_CASE.into(), b"tombstone".to_vec()));
+        vec![("tombstone", expect)]
     }
 
     fn source(&self, t: &Names, _role: Role) -> String {

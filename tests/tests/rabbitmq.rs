@@ -67,6 +67,22 @@ impl Broker for Rabbit {
         },
     };
 
+    /// Headers are a table: in name order, a repeated name keeps its last.
+    fn odd(case: &str) -> suite::Odd {
+        match case {
+            "binary-header-value" | "100-headers" => suite::Odd::Reordered,
+            "repeated-header" => {
+                let mut m = suite::odd_case(case);
+                m.headers = vec![
+                    ("dup".into(), b"2".to_vec()),
+                    (suite::ODD_CASE.into(), case.as_bytes().to_vec()),
+                ];
+                suite::Odd::Changed(m)
+            }
+            _ => suite::Odd::Same,
+        }
+    }
+
     fn new(_dir: &Path) -> Self {
         Rabbit {
             url: amqp_url(),

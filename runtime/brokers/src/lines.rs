@@ -101,14 +101,13 @@ fn key_of(doc: &serde_json::Value, field: &str) -> Option<Vec<u8>> {
 /// The JSON envelope a sink writes per message in `json` format. Lossless:
 /// what is not text goes as base64 (`key_base64`, `payload_base64`, a
 /// header value `{"base64": ...}`), and headers whose names repeat or whose
-/// values are not text, or are not in name order, go as a list of
-/// `[name, value]` pairs.
+/// values are not text go as a list of `[name, value]` pairs.
 #[derive(Serialize)]
 struct Envelope<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     key_base64: Option<String>,
     key: Option<&'a str>,
-    headers: serde_json::Value,
+    headers: HeadersOut<'a>,
     source: &'a str,
     timestamp_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,35 +133,87 @@ fn embedded(payload: &[u8]) -> Option<Box<serde_json::value::RawValue>> {
     Some(serde_json::value::to_raw_value(text).expect("a string always serializes"))
 }
 
-/// Headers as an object of name to text when that loses nothing (the names
-/// in order, each once, every value text), else as `[name, value]` pairs
-/// (a value that is not text as `{"base64": ...}`).
-fn headers_json(headers: &[(String, Vec<u8>)]) -> serde_json::Value {
-    use serde_json::Value;
-    // A JSON object here keeps its names in order, once each.
-    let unique = headers.windows(2).all(|w| w[0].0 < w[1].0);
-    let all_text = headers.iter().all(|(_, v)| std::str::from_utf8(v).is_ok());
-    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    if unique && all_text {
-        return Value::Object(
-            headers
-                .iter()
-                .map(|(n, v)| (n.clone(), Value::String(text(v))))
-                .collect(),
-        );
-    }
-    Value::Array(
-        headers
+/// Headers as they go into a `json` line: an object of name to text, in
+/// their order, when the names are each there once and every value is
+/// text; otherwise a list of `[name, value]` pairs (a value that is not
+/// text as `{"base64": ...}`), which loses nothing either.
+struct HeadersOut<'a>(&'a [(String, Vec<u8>)]);
+
+impl Serialize for HeadersOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let headers = self.0;
+        let unique = {
+            let mut names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            names.windows(2).all(|w| w[0] != w[1])
+        };
+        let texts: Option<Vec<&str>> = headers
             .iter()
-            .map(|(n, v)| {
-                let value = match std::str::from_utf8(v) {
-                    Ok(s) => Value::String(s.to_owned()),
-                    Err(_) => serde_json::json!({ "base64": base64(v) }),
-                };
-                Value::Array(vec![Value::String(n.clone()), value])
-            })
-            .collect(),
-    )
+            .map(|(_, v)| std::str::from_utf8(v).ok())
+            .collect();
+        match texts {
+            Some(texts) if unique => {
+                let mut map = s.serialize_map(Some(headers.len()))?;
+                for ((name, _), text) in headers.iter().zip(texts) {
+                    map.serialize_entry(name, text)?;
+                }
+                map.end()
+            }
+            _ => {
+                let mut seq = s.serialize_seq(Some(headers.len()))?;
+                for (name, value) in headers {
+                    let value = match std::str::from_utf8(value) {
+                        Ok(text) => serde_json::Value::String(text.to_owned()),
+                        Err(_) => serde_json::json!({ "base64": base64(value) }),
+                    };
+                    seq.serialize_element(&(name, value))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+/// Headers as read from a `json` line, in the order written: an object or
+/// a list of `[name, value]` pairs (see [`HeadersOut`]); null for none.
+#[derive(Default)]
+struct HeadersIn(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for HeadersIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = HeadersIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of headers or a list of [name, value] pairs")
+            }
+            fn visit_unit<E>(self) -> Result<HeadersIn, E> {
+                Ok(HeadersIn::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HeadersIn, A::Error> {
+                let mut headers = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    headers.push(pair);
+                }
+                Ok(HeadersIn(headers))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<HeadersIn, A::Error> {
+                let mut headers = Vec::new();
+                while let Some(pair) = seq.next_element()? {
+                    headers.push(pair);
+                }
+                Ok(HeadersIn(headers))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// Render one message as one line (with the trailing newline).
@@ -193,7 +244,7 @@ pub fn message_raw(msg: &Message) -> Box<serde_json::value::RawValue> {
             _ => None,
         },
         key: key_text.and_then(Result::ok),
-        headers: headers_json(&msg.headers),
+        headers: HeadersOut(&msg.headers),
         source: &msg.source,
         timestamp_ms: msg.timestamp_ms,
         payload_base64: payload.is_none().then(|| base64(&msg.payload)),
@@ -214,7 +265,7 @@ pub fn decode(json: &[u8]) -> Option<Message> {
         key: Option<String>,
         key_base64: Option<String>,
         #[serde(default)]
-        headers: Option<Value>,
+        headers: HeadersIn,
         #[serde(default)]
         source: String,
         timestamp_ms: Option<u64>,
@@ -240,27 +291,12 @@ pub fn decode(json: &[u8]) -> Option<Message> {
         },
         (None, None) => return None,
     };
-    let headers = match written.headers {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Object(map)) => map
-            .into_iter()
-            .map(|(name, value)| Some((name, value_bytes(value)?)))
-            .collect::<Option<_>>()?,
-        Some(Value::Array(pairs)) => pairs
-            .into_iter()
-            .map(|pair| match pair {
-                Value::Array(mut nv) if nv.len() == 2 => {
-                    let value = nv.pop()?;
-                    let Value::String(name) = nv.pop()? else {
-                        return None;
-                    };
-                    Some((name, value_bytes(value)?))
-                }
-                _ => None,
-            })
-            .collect::<Option<_>>()?,
-        Some(_) => return None,
-    };
+    let headers = written
+        .headers
+        .0
+        .into_iter()
+        .map(|(name, value)| Some((name, value_bytes(value)?)))
+        .collect::<Option<_>>()?;
     let key = match written.key_base64 {
         Some(b64) => Some(unbase64(&b64)?),
         None => written.key.map(String::into_bytes),

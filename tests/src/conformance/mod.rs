@@ -21,8 +21,10 @@
 //! counted. Time bounds are loose ([`LONG`]): a scenario waits for a state,
 //! never fails for being slow on a loaded machine.
 
+mod odd;
 mod scenarios;
 
+pub use odd::{case as odd_case, cases as odd_cases, odd_messages, Odd, CASE as ODD_CASE};
 pub use scenarios::*;
 
 use crate::daemon::{relay_config, Daemon, Names};
@@ -162,6 +164,18 @@ pub trait Broker: Sized + Sync {
     /// failure in between (a standard SQS queue: at least once).
     fn allowed_duplicates(_total: usize) -> usize {
         0
+    }
+
+    /// What the broker does with odd message `case` (see [`odd_cases`]):
+    /// each broker's test file lists where it does not keep it as it is.
+    fn odd(_case: &str) -> Odd {
+        Odd::Same
+    }
+    /// Odd messages only this broker has, produced to `to` with its own
+    /// client, each with the message its source must make of it (Kafka: a
+    /// tombstone). Each carries an [`ODD_CASE`] header naming it.
+    fn produce_native_odd(&self, _to: &str) -> Vec<(&'static str, sluice_core::Message)> {
+        Vec::new()
     }
 
     /// The examples this connector ships, pointed at this test's broker
@@ -357,6 +371,11 @@ macro_rules! conformance {
             #[test]
             fn an_unreachable_broker_at_start_is_exit_2_naming_it() {
                 $crate::conformance::unreachable_at_start::<$broker>();
+            }
+
+            #[test]
+            fn odd_messages_come_back_as_the_broker_keeps_them() {
+                $crate::conformance::odd_messages::<$broker>();
             }
 
             #[test]
