@@ -54,6 +54,8 @@ pub struct Tansu {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// Every client must log in (SASL): see [`Tansu::require_login`].
+    authentication: bool,
 }
 
 impl Tansu {
@@ -82,6 +84,7 @@ impl Tansu {
             child: None,
             port,
             dir: dir.to_owned(),
+            authentication: false,
         };
         tansu.boot();
         tansu
@@ -100,6 +103,7 @@ impl Tansu {
             .arg("broker")
             .args(["--storage-engine", "sqlite://tansu.db"]) // relative to the working directory
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(self.authentication.then_some("--authentication"))
             .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -115,6 +119,26 @@ impl Tansu {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Make SCRAM-SHA-512 user `name` with `password` (tansu takes this
+    /// only while it asks no one to log in), then boot it again requiring
+    /// every client to log in (SASL).
+    pub fn require_login(&mut self, name: &str, password: &str) {
+        let made = Command::new(Self::bin())
+            .args(["user", "create", "--mechanism", "scram512", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .args([name, password])
+            .output()
+            .expect("tansu user create runs");
+        assert!(
+            made.status.success(),
+            "tansu user create: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        self.stop();
+        self.authentication = true;
+        self.boot();
     }
 
     pub fn brokers(&self) -> String {

@@ -73,6 +73,8 @@ async fn offsets_are_committed_only_below_the_first_unfinished_message() {
         connect_timeout: HumanDuration(Duration::from_secs(10)),
         properties: BTreeMap::new(),
         retry_topic: None,
+        tls: None,
+        sasl: None,
     });
     let source = config
         .open(std::path::Path::new("."))

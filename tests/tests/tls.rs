@@ -1,7 +1,9 @@
 //! TLS and authentication against real servers on 127.0.0.1, with
 //! certificates the test makes (openssl): Redis over TLS (`rediss://`) with
 //! an ACL user, and RabbitMQ over TLS (`amqps://`) with a user and vhost of
-//! its own; passwords come from an environment variable.
+//! its own; Kafka with a SCRAM-SHA-512 login on a private tansu (which has
+//! no TLS: see docs/connectors/kafka.md) and librdkafka's TLS against an
+//! `openssl s_server`; passwords come from an environment variable.
 
 use sluice_tests::daemon::{eventually, free_port, Daemon};
 use sluice_tests::*;
@@ -414,4 +416,73 @@ fn rabbitmq_over_tls_with_a_user_and_vhost_round_trips_and_refuses_bad_logins() 
         "names the certificate problem: {stderr}"
     );
     drop(rabbit.node);
+}
+
+#[test]
+fn kafka_with_a_scram_login_round_trips_and_refuses_a_wrong_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tansu = sluice_tests::kafka_client::Tansu::start(dir.path(), free_port());
+    let brokers = tansu.brokers();
+    sluice_tests::kafka_client::create_topic(&brokers, "orders", 1);
+    tansu.require_login("sluice", PASSWORD);
+    let login = format!(
+        r#"brokers = "{brokers}", connect_timeout = "5s", sasl = {{ mechanism = "SCRAM-SHA-512", username = "sluice", password_env = "{PASSWORD_ENV}" }}"#
+    );
+    let load = load_to(
+        dir.path(),
+        "kload",
+        &format!(r#"{{ type = "kafka", topic = "orders", {login} }}"#),
+    );
+    round_trip(
+        dir.path(),
+        &load,
+        &format!(r#"{{ type = "kafka", group = "g", topics = ["orders"], {login} }}"#),
+    );
+    let stderr = refused(&load, "not-the-password-42");
+    eprintln!("kafka, wrong password: {stderr}");
+    assert!(
+        stderr.contains("authentication"),
+        "names the refusal: {stderr}"
+    );
+    assert!(stderr.contains("127.0.0.1"), "names the broker: {stderr}");
+}
+
+#[test]
+fn kafka_over_tls_with_an_untrusted_certificate_is_exit_2_naming_the_problem() {
+    // tansu has no TLS; an openssl TLS server is as far as librdkafka's
+    // handshake gets, which is what this checks: `tls` really turns TLS
+    // on, and a CA that did not sign the server's certificate is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let port = free_port();
+    let server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&certs.cert)
+        .arg("-key")
+        .arg(&certs.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server starts");
+    let _server = sluice_tests::daemon::Owned::new(server);
+    assert!(eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let load = load_to(
+        dir.path(),
+        "ktls",
+        &format!(
+            r#"{{ type = "kafka", topic = "orders", brokers = "127.0.0.1:{port}", connect_timeout = "5s", tls = {{ ca_file = "{}" }} }}"#,
+            certs.other_ca.display()
+        ),
+    );
+    let stderr = refused(&load, PASSWORD);
+    eprintln!("kafka, untrusted certificate: {stderr}");
+    assert!(
+        stderr.contains("certificate"),
+        "names the certificate problem: {stderr}"
+    );
 }

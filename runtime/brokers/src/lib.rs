@@ -196,6 +196,7 @@ impl SourceConfig {
             SourceConfig::RedisStream(c) => c.resolve_files(base),
             SourceConfig::RedisPubsub(c) => c.resolve_files(base),
             SourceConfig::Rabbitmq(c) => c.resolve_files(base),
+            SourceConfig::Kafka(c) => c.resolve_files(base),
             _ => Ok(()),
         }
     }
@@ -276,6 +277,7 @@ impl SinkConfig {
             SinkConfig::RedisStream(c) => c.resolve_files(base),
             SinkConfig::RedisPubsub(c) => c.resolve_files(base),
             SinkConfig::Rabbitmq(c) => c.resolve_files(base),
+            SinkConfig::Kafka(c) => c.resolve_files(base),
             _ => Ok(()),
         }
     }

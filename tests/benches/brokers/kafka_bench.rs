@@ -217,6 +217,8 @@ pub(crate) async fn kafka_sluice(
             topic: Some(topic.into()),
             connect_timeout: secs(Duration::from_secs(10)),
             properties: BTreeMap::new(),
+            tls: None,
+            sasl: None,
         })
     };
     let source = SourceConfig::Kafka(KafkaSourceConfig {
@@ -229,6 +231,8 @@ pub(crate) async fn kafka_sluice(
         connect_timeout: secs(Duration::from_secs(10)),
         properties: BTreeMap::new(),
         retry_topic: None,
+        tls: None,
+        sasl: None,
     });
     // Sinks first: the source subscribes, and the clock starts right after.
     let out = sink(&names.output)

@@ -12,12 +12,13 @@
 //! header sets its `attempt`.
 //!
 //! RabbitMQ's prefetch counts messages, and a consumer's prefetch is fixed
-//! when it starts. So that what the broker pushes ahead stays within the
-//! pipeline's byte budget, the consumer's credit is the budget divided by
-//! the mean message size seen, at most `prefetch`, and one until a message
-//! was seen; when that moves by a factor of two, the consumer is cancelled
-//! (what the broker already sent is still taken) and started again with the
-//! new credit on the same channel, so nothing unacked is given back.
+//! when it starts: while the pipeline's byte budget is used up the source
+//! stops taking deliveries, and the broker stops at `prefetch` unacked, so
+//! what waits in the client is at most `prefetch` messages beyond the
+//! budget. (Restarting the consumer with a credit sized to the budget was
+//! tried: RabbitMQ 3.10 crashed the channel, `function_clause` in
+//! `rabbit_channel:handle_deliver0`, when a quorum queue delivered to the
+//! cancelled consumer's tag.)
 
 use super::retry::{attempt_from, Republisher, RETRY_COUNT_HEADER};
 use super::{
@@ -33,9 +34,9 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use sluice_core::stats::{SourceLag, LAG_EVERY};
+use sluice_core::Outbox;
 use sluice_core::{AckHandle, Coordinates, Delivery, Message, Source, SourceError};
 use sluice_core::{Health, Shutdown};
-use sluice_core::{Outbox, ReadAhead};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,14 +70,13 @@ impl AmqpSource {
         format!("rabbitmq:{}", self.config.queue)
     }
 
-    /// Channel, queue, bindings, then a consumer with `credit`.
-    async fn consume(
-        &self,
-        conn: &lapin::Connection,
-        credit: u16,
-    ) -> lapin::Result<(Channel, lapin::Consumer)> {
+    /// Channel, QoS, queue, bindings, consumer.
+    async fn consume(&self, conn: &lapin::Connection) -> lapin::Result<(Channel, lapin::Consumer)> {
         let c = &self.config;
         let channel = conn.create_channel().await?;
+        channel
+            .basic_qos(c.prefetch, BasicQosOptions::default())
+            .await?;
         let options = QueueDeclareOptions {
             passive: !c.declare,
             durable: c.durable,
@@ -118,27 +118,15 @@ impl AmqpSource {
                 )
                 .await?;
         }
-        let consumer = self.start_consumer(&channel, credit).await?;
-        Ok((channel, consumer))
-    }
-
-    /// QoS of `credit` unacked deliveries, and a consumer on the queue.
-    async fn start_consumer(
-        &self,
-        channel: &Channel,
-        credit: u16,
-    ) -> lapin::Result<lapin::Consumer> {
-        channel
-            .basic_qos(credit, BasicQosOptions::default())
-            .await?;
-        channel
+        let consumer = channel
             .basic_consume(
-                self.config.queue.as_str().into(),
+                c.queue.as_str().into(),
                 self.tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
-            .await
+            .await?;
+        Ok((channel, consumer))
     }
 
     fn delivery(
@@ -195,8 +183,6 @@ impl Source for AmqpSource {
         ));
         let mut attempt = 0;
         let mut channel: Option<Channel> = None;
-        let budget = out.limits().max_in_flight_bytes;
-        let mut ahead = ReadAhead::new(self.config.prefetch.into());
         'running: while !shutdown.is_cancelled() {
             let conn = match self.conn.take() {
                 Some(conn) if conn.status().connected() => conn,
@@ -218,8 +204,7 @@ impl Source for AmqpSource {
                 }
             };
             // Bounded like every channel call here (see the depth probe below).
-            let mut credit = ahead.count(budget) as u16;
-            let setup = match tokio::time::timeout(2 * CLOSE, self.consume(&conn, credit)).await {
+            let setup = match tokio::time::timeout(2 * CLOSE, self.consume(&conn)).await {
                 Ok(done) => done.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("no answer within {:?}", 2 * CLOSE)),
             };
@@ -242,9 +227,6 @@ impl Source for AmqpSource {
             channel = Some(ch);
             self.conn = Some(conn);
             let mut lag_tick = tokio::time::interval(LAG_EVERY);
-            // The credit the consumer is being restarted with, once the
-            // broker confirmed its cancel (the stream ends).
-            let mut recredit: Option<u16> = None;
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break 'running,
@@ -276,26 +258,6 @@ impl Source for AmqpSource {
                         self.health.down(format_args!("consumer failed: {e}"));
                         break;
                     }
-                    None if recredit.is_some() => {
-                        let want = recredit.take().unwrap_or(credit);
-                        let start = self.start_consumer(&probe, want);
-                        match tokio::time::timeout(CLOSE, start).await {
-                            Ok(Ok(next)) => {
-                                tracing::debug!(source = %self.name(), from = credit, to = want, "consumer restarted with a new credit");
-                                consumer = next;
-                                credit = want;
-                                continue;
-                            }
-                            Ok(Err(e)) => {
-                                tracing::warn!(source = %self.name(), error = %e, "cannot restart the consumer; reconnecting")
-                            }
-                            Err(_) => {
-                                tracing::warn!(source = %self.name(), "restarting the consumer got no answer in {CLOSE:?}; reconnecting")
-                            }
-                        }
-                        self.health.down("cannot restart the consumer");
-                        break;
-                    }
                     None => {
                         tracing::warn!(source = %self.name(), "consumer cancelled by the broker; reconnecting");
                         self.health.down("consumer cancelled by the broker");
@@ -304,19 +266,6 @@ impl Source for AmqpSource {
                 };
                 tracing::debug!(source = %self.name(), tag = d.delivery_tag, redelivered = d.redelivered, "delivery received");
                 let delivery = self.delivery(d, &acks, &held);
-                ahead.seen(delivery.message.size());
-                let want = ahead.count(budget) as u16;
-                if recredit.is_none()
-                    && (want >= credit.saturating_mul(2) || want.saturating_mul(2) <= credit)
-                {
-                    // Cancel now; the stream ends once the broker confirms,
-                    // after what it sent before.
-                    let cancel =
-                        probe.basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default());
-                    if tokio::time::timeout(CLOSE, cancel).await.is_ok() {
-                        recredit = Some(want);
-                    }
-                }
                 tokio::select! {
                     sent = out.send(delivery) => if sent.is_err() { break 'running },
                     _ = shutdown.cancelled() => break 'running,

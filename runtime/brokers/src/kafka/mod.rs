@@ -7,6 +7,8 @@
 //!   its delivery report.
 //! - Retries through a retry topic with `retry.republish` ([`retry`]).
 //!
+//! TLS and SASL: the `tls` and `sasl` keys ([`security`]).
+//!
 //! Any librdkafka property can be passed through `properties`; the keys
 //! sluice sets itself can be overridden there, except `enable.auto.commit`
 //! and `enable.auto.offset.store`, which the at-least-once guarantee needs off.
@@ -14,13 +16,18 @@
 mod offsets;
 mod read_back;
 mod retry;
+mod security;
 mod sink;
 mod source;
 
+pub use security::{Mechanism, Sasl};
+
 pub(crate) use read_back::open_dlq;
 
+use crate::tls::TlsFiles;
 use crate::{ConnectError, Invalid};
 use rdkafka::ClientConfig;
+use security::Security;
 use serde::Deserialize;
 use sluice_core::{Health, HumanDuration, Sink, Source};
 use std::collections::BTreeMap;
@@ -61,6 +68,10 @@ pub struct KafkaSourceConfig {
     /// `GROUP.retry`. Created if missing (as many partitions as the first
     /// topic, the broker's default replication). Read by this consumer too.
     pub retry_topic: Option<String>,
+    /// TLS to the brokers: `tls = { ca_file = "certs/ca.pem" }`.
+    pub tls: Option<TlsFiles>,
+    /// A SASL login: `sasl = { mechanism = "SCRAM-SHA-512", username = "u", password_env = "VAR" }`.
+    pub sasl: Option<Sasl>,
 }
 
 /// `sinks.NAME = { type = "kafka", brokers = "127.0.0.1:9092", topic = "out" }`
@@ -79,6 +90,27 @@ pub struct KafkaSinkConfig {
     /// "zstd"`, `"linger.ms" = 20`), passed through as they are.
     #[serde(default)]
     pub properties: BTreeMap<String, Property>,
+    /// As for the source.
+    pub tls: Option<TlsFiles>,
+    /// As for the source.
+    pub sasl: Option<Sasl>,
+}
+
+impl KafkaSinkConfig {
+    fn security(&self) -> Security<'_> {
+        Security {
+            tls: self.tls.as_ref(),
+            sasl: self.sasl.as_ref(),
+        }
+    }
+
+    /// Make the `tls` paths absolute against `base` and check them.
+    ///
+    /// # Errors
+    /// A file missing or not PEM.
+    pub(crate) fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), Invalid> {
+        security::resolve(&mut self.tls, base)
+    }
 }
 
 /// `auto_offset_reset`.
@@ -161,6 +193,7 @@ impl KafkaSourceConfig {
                     OffsetReset::Latest => "latest",
                 },
             );
+        self.security().apply("kafka source", &mut config)?;
         for (key, value) in &self.properties {
             config.set(key, value.to_string());
         }
@@ -178,7 +211,7 @@ impl KafkaSourceConfig {
                 if !topics.contains(retry_topic) {
                     topics.push(retry_topic.clone());
                 }
-                let producer = producer_config(&self.brokers, &self.properties);
+                let producer = producer_config(&self.brokers, self.security(), &self.properties)?;
                 let like = self.topics.first().map(String::as_str);
                 Some(
                     retry::RetryTopic::open(producer, retry_topic, like, self.connect_timeout.0)
@@ -202,6 +235,21 @@ impl KafkaSourceConfig {
             .or_insert(Property::Int(kib));
     }
 
+    fn security(&self) -> Security<'_> {
+        Security {
+            tls: self.tls.as_ref(),
+            sasl: self.sasl.as_ref(),
+        }
+    }
+
+    /// Make the `tls` paths absolute against `base` and check them.
+    ///
+    /// # Errors
+    /// A file missing or not PEM.
+    pub(crate) fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), Invalid> {
+        security::resolve(&mut self.tls, base)
+    }
+
     pub(crate) fn retry_through_broker(&mut self) {
         if self.retry_topic.is_none() {
             self.retry_topic = Some(match self.topics.as_slice() {
@@ -212,8 +260,16 @@ impl KafkaSourceConfig {
     }
 }
 
-/// A producer's configuration: idempotent, `acks=all`, then `properties`.
-fn producer_config(brokers: &str, properties: &BTreeMap<String, Property>) -> ClientConfig {
+/// A producer's configuration: idempotent, `acks=all`, `security`, then
+/// `properties`.
+///
+/// # Errors
+/// A `password_env` variable that is not set.
+fn producer_config(
+    brokers: &str,
+    security: Security<'_>,
+    properties: &BTreeMap<String, Property>,
+) -> Result<ClientConfig, ConnectError> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -222,15 +278,16 @@ fn producer_config(brokers: &str, properties: &BTreeMap<String, Property>) -> Cl
         .set("linger.ms", "5")
         // Statistics feed the producer's connection health.
         .set("statistics.interval.ms", "2000");
+    security.apply("kafka sink", &mut config)?;
     for (key, value) in properties {
         config.set(key, value.to_string());
     }
-    config
+    Ok(config)
 }
 
 impl KafkaSinkConfig {
     pub(crate) async fn open(&self, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
-        let config = producer_config(&self.brokers, &self.properties);
+        let config = producer_config(&self.brokers, self.security(), &self.properties)?;
         let topic = self.topic.clone().unwrap_or_else(|| name.to_string());
         let sink =
             sink::KafkaSink::connect(config, &self.brokers, topic, self.connect_timeout.0).await?;

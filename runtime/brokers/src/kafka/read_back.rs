@@ -37,6 +37,7 @@ pub(crate) async fn open_dlq(
         .set("group.id", format!("sluice-dlq.{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
+    c.security().apply("kafka DLQ", &mut config)?;
     // Security settings apply to reading as well; producer-only ones are
     // ignored (librdkafka says so at debug level).
     for (key, value) in &c.properties {
@@ -129,7 +130,11 @@ impl DeadLetterQueue for TopicDlq {
             .collect();
         if !keep.is_empty() {
             let producer = super::sink::KafkaSink::connect(
-                producer_config(&self.config.brokers, &self.config.properties),
+                producer_config(
+                    &self.config.brokers,
+                    self.config.security(),
+                    &self.config.properties,
+                )?,
                 &self.config.brokers,
                 self.topic.clone(),
                 self.config.connect_timeout.0,
