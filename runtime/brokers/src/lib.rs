@@ -196,7 +196,7 @@ impl SourceConfig {
             SourceConfig::RedisStream(c) => c.resolve_files(base),
             SourceConfig::RedisPubsub(c) => c.resolve_files(base),
             SourceConfig::Rabbitmq(c) => c.resolve_files(base),
-            SourceConfig::Kafka(c) => c.resolve_files(base),
+            SourceConfig::Kafka(c) => kafka::resolve_files(&mut c.tls, base),
             _ => Ok(()),
         }
     }
@@ -277,7 +277,7 @@ impl SinkConfig {
             SinkConfig::RedisStream(c) => c.resolve_files(base),
             SinkConfig::RedisPubsub(c) => c.resolve_files(base),
             SinkConfig::Rabbitmq(c) => c.resolve_files(base),
-            SinkConfig::Kafka(c) => c.resolve_files(base),
+            SinkConfig::Kafka(c) => kafka::resolve_files(&mut c.tls, base),
             _ => Ok(()),
         }
     }

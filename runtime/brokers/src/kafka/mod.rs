@@ -20,6 +20,7 @@ mod security;
 mod sink;
 mod source;
 
+pub(crate) use security::resolve_files;
 pub use security::{Mechanism, Sasl};
 
 pub(crate) use read_back::open_dlq;
@@ -94,23 +95,6 @@ pub struct KafkaSinkConfig {
     pub tls: Option<TlsFiles>,
     /// As for the source.
     pub sasl: Option<Sasl>,
-}
-
-impl KafkaSinkConfig {
-    fn security(&self) -> Security<'_> {
-        Security {
-            tls: self.tls.as_ref(),
-            sasl: self.sasl.as_ref(),
-        }
-    }
-
-    /// Make the `tls` paths absolute against `base` and check them.
-    ///
-    /// # Errors
-    /// A file missing or not PEM.
-    pub(crate) fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), Invalid> {
-        security::resolve(&mut self.tls, base)
-    }
 }
 
 /// `auto_offset_reset`.
@@ -193,7 +177,7 @@ impl KafkaSourceConfig {
                     OffsetReset::Latest => "latest",
                 },
             );
-        self.security().apply("kafka source", &mut config)?;
+        Security::of(&self.tls, &self.sasl).apply("kafka source", &mut config)?;
         for (key, value) in &self.properties {
             config.set(key, value.to_string());
         }
@@ -211,7 +195,11 @@ impl KafkaSourceConfig {
                 if !topics.contains(retry_topic) {
                     topics.push(retry_topic.clone());
                 }
-                let producer = producer_config(&self.brokers, self.security(), &self.properties)?;
+                let producer = producer_config(
+                    &self.brokers,
+                    Security::of(&self.tls, &self.sasl),
+                    &self.properties,
+                )?;
                 let like = self.topics.first().map(String::as_str);
                 Some(
                     retry::RetryTopic::open(producer, retry_topic, like, self.connect_timeout.0)
@@ -233,21 +221,6 @@ impl KafkaSourceConfig {
         self.properties
             .entry("queued.max.messages.kbytes".into())
             .or_insert(Property::Int(kib));
-    }
-
-    fn security(&self) -> Security<'_> {
-        Security {
-            tls: self.tls.as_ref(),
-            sasl: self.sasl.as_ref(),
-        }
-    }
-
-    /// Make the `tls` paths absolute against `base` and check them.
-    ///
-    /// # Errors
-    /// A file missing or not PEM.
-    pub(crate) fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), Invalid> {
-        security::resolve(&mut self.tls, base)
     }
 
     pub(crate) fn retry_through_broker(&mut self) {
@@ -287,7 +260,11 @@ fn producer_config(
 
 impl KafkaSinkConfig {
     pub(crate) async fn open(&self, name: &str) -> Result<Arc<dyn Sink>, ConnectError> {
-        let config = producer_config(&self.brokers, self.security(), &self.properties)?;
+        let config = producer_config(
+            &self.brokers,
+            Security::of(&self.tls, &self.sasl),
+            &self.properties,
+        )?;
         let topic = self.topic.clone().unwrap_or_else(|| name.to_string());
         let sink =
             sink::KafkaSink::connect(config, &self.brokers, topic, self.connect_timeout.0).await?;

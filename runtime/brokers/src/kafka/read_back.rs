@@ -8,6 +8,7 @@
 //! removed are produced to the topic again first (same key, headers,
 //! timestamp and payload, now at the end), so they stay in the DLQ.
 
+use super::security::Security;
 use super::source::message_of;
 use super::{producer_config, KafkaSinkConfig};
 use crate::dlq::DeadLetterQueue;
@@ -37,7 +38,7 @@ pub(crate) async fn open_dlq(
         .set("group.id", format!("sluice-dlq.{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    c.security().apply("kafka DLQ", &mut config)?;
+    Security::of(&c.tls, &c.sasl).apply("kafka DLQ", &mut config)?;
     // Security settings apply to reading as well; producer-only ones are
     // ignored (librdkafka says so at debug level).
     for (key, value) in &c.properties {
@@ -132,7 +133,7 @@ impl DeadLetterQueue for TopicDlq {
             let producer = super::sink::KafkaSink::connect(
                 producer_config(
                     &self.config.brokers,
-                    self.config.security(),
+                    Security::of(&self.config.tls, &self.config.sasl),
                     &self.config.properties,
                 )?,
                 &self.config.brokers,

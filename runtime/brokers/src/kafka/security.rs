@@ -57,7 +57,15 @@ pub(super) struct Security<'a> {
     pub sasl: Option<&'a Sasl>,
 }
 
-impl Security<'_> {
+impl<'a> Security<'a> {
+    /// The security of a Kafka table with these keys.
+    pub(super) fn of(tls: &'a Option<TlsFiles>, sasl: &'a Option<Sasl>) -> Self {
+        Security {
+            tls: tls.as_ref(),
+            sasl: sasl.as_ref(),
+        }
+    }
+
     /// Set `config`'s security settings; `what` names the connector in
     /// errors.
     ///
@@ -94,11 +102,12 @@ impl Security<'_> {
     }
 }
 
-/// Resolve and check the `tls` files of a Kafka table against `base`.
+/// Make the `tls` paths of a Kafka table absolute against `base` and
+/// check them.
 ///
 /// # Errors
 /// See [`TlsFiles::resolve`].
-pub(super) fn resolve(tls: &mut Option<TlsFiles>, base: &Path) -> Result<(), Invalid> {
+pub(crate) fn resolve_files(tls: &mut Option<TlsFiles>, base: &Path) -> Result<(), Invalid> {
     match tls {
         Some(files) => files.resolve(base),
         None => Ok(()),
