@@ -14,6 +14,7 @@
 //! a budget large enough not to bind (1 GiB, as before the budget existed)
 //! took +788 MiB. The test prints its figures.
 
+use sluice_tests::conformance::ready;
 use sluice_tests::daemon::{
     eventually, free_addr, http_get, metric, plugin_literal, Daemon, Names,
 };
@@ -101,8 +102,7 @@ fn burst(
     let mut daemon = Daemon::start_with(config, log, &["--http", &http]);
     let pid = daemon.pid();
     assert!(
-        eventually(Duration::from_secs(60), || http_get(&http, "/readyz")
-            .is_some_and(|(s, _)| s == 200)),
+        eventually(Duration::from_secs(60), || ready(&http)),
         "the daemon did not become ready:\n{}",
         daemon.log_text()
     );

@@ -143,35 +143,28 @@ impl Serialize for HeadersOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};
         let headers = self.0;
-        let unique = {
-            let mut names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-            names.sort_unstable();
-            names.windows(2).all(|w| w[0] != w[1])
-        };
-        let texts: Option<Vec<&str>> = headers
+        // Header lists are short: a quadratic check allocates nothing.
+        let unique = headers
             .iter()
-            .map(|(_, v)| std::str::from_utf8(v).ok())
-            .collect();
-        match texts {
-            Some(texts) if unique => {
-                let mut map = s.serialize_map(Some(headers.len()))?;
-                for ((name, _), text) in headers.iter().zip(texts) {
-                    map.serialize_entry(name, text)?;
-                }
-                map.end()
+            .enumerate()
+            .all(|(i, (name, _))| headers[..i].iter().all(|(other, _)| other != name));
+        let all_text = headers.iter().all(|(_, v)| std::str::from_utf8(v).is_ok());
+        if unique && all_text {
+            let mut map = s.serialize_map(Some(headers.len()))?;
+            for (name, value) in headers {
+                map.serialize_entry(name, &*String::from_utf8_lossy(value))?;
             }
-            _ => {
-                let mut seq = s.serialize_seq(Some(headers.len()))?;
-                for (name, value) in headers {
-                    let value = match std::str::from_utf8(value) {
-                        Ok(text) => serde_json::Value::String(text.to_owned()),
-                        Err(_) => serde_json::json!({ "base64": base64(value) }),
-                    };
-                    seq.serialize_element(&(name, value))?;
-                }
-                seq.end()
-            }
+            return map.end();
         }
+        let mut seq = s.serialize_seq(Some(headers.len()))?;
+        for (name, value) in headers {
+            let value = match std::str::from_utf8(value) {
+                Ok(text) => serde_json::Value::String(text.to_owned()),
+                Err(_) => serde_json::json!({ "base64": base64(value) }),
+            };
+            seq.serialize_element(&(name, value))?;
+        }
+        seq.end()
     }
 }
 

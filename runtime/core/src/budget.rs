@@ -199,11 +199,6 @@ impl Outbox {
     pub fn limits(&self) -> ByteLimits {
         self.budget.limits
     }
-
-    /// Resolves when the pipeline stopped taking deliveries.
-    pub async fn closed(&self) {
-        self.tx.closed().await
-    }
 }
 
 /// How many messages a source that reads in batches (Redis `COUNT`, SQS
