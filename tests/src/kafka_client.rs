@@ -61,22 +61,7 @@ pub struct Tansu {
 impl Tansu {
     /// The binary: `SLUICE_TANSU`, else where `tests/brokers.sh` installs it.
     pub fn bin() -> PathBuf {
-        let bin = std::env::var("SLUICE_TANSU")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                let cache = std::env::var("XDG_CACHE_HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|_| {
-                        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache")
-                    });
-                cache.join("sluice/tools/bin/tansu")
-            });
-        assert!(
-            bin.exists(),
-            "{} is missing: `tests/brokers.sh kafka` installs it (tests/run.sh does)",
-            bin.display()
-        );
-        bin
+        crate::tool("SLUICE_TANSU", "bin/tansu")
     }
 
     pub fn start(dir: &Path, port: u16) -> Tansu {
@@ -170,7 +155,10 @@ impl Drop for Tansu {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub key: Option<String>,
+    /// Empty for a tombstone (see `tombstone`).
     pub payload: Vec<u8>,
+    /// The value is null.
+    pub tombstone: bool,
     pub headers: Vec<(String, Vec<u8>)>,
     pub partition: i32,
     pub offset: i64,
@@ -338,6 +326,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
             Some(Ok(m)) => records.push(Record {
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 payload: m.payload().unwrap_or_default().to_vec(),
+                tombstone: m.payload().is_none(),
                 headers: m
                     .headers()
                     .map(|hs| {

@@ -7,6 +7,7 @@
 //! skipped.
 
 pub mod amqp_client;
+pub mod burst;
 pub mod conformance;
 pub mod daemon;
 pub mod kafka_client;
@@ -60,6 +61,23 @@ pub fn plugin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A tool the test command installs (`tests/brokers.sh`): `$VAR` when set,
+/// else `tools/PATH` under the cache (`~/.cache/sluice`); it must exist.
+pub fn tool(var: &str, path: &str) -> PathBuf {
+    let bin = std::env::var(var).map(PathBuf::from).unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+        cache.join("sluice/tools").join(path)
+    });
+    assert!(
+        bin.exists(),
+        "{} is missing: `tests/brokers.sh` installs it (tests/run.sh does)",
+        bin.display()
+    );
+    bin
 }
 
 /// The `sluice` binary of this build, which must exist.

@@ -37,16 +37,16 @@ impl RabbitNode {
     }
 
     /// A fresh node that also listens for AMQP over TLS on `tls_port`,
-    /// with the server certificate `cert`/`key` (PEM) signed by `ca`, and
-    /// no client certificates asked for.
+    /// with the server certificate `cert`/`key` (PEM) signed by `ca`,
+    /// requiring a client certificate `ca` signed (mutual TLS).
     pub fn start_with_tls(tls_port: u16, ca: &Path, cert: &Path, key: &Path) -> RabbitNode {
         let conf = format!(
             "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
              ssl_options.cacertfile = {}\n\
              ssl_options.certfile = {}\n\
              ssl_options.keyfile = {}\n\
-             ssl_options.verify = verify_none\n\
-             ssl_options.fail_if_no_peer_cert = false\n",
+             ssl_options.verify = verify_peer\n\
+             ssl_options.fail_if_no_peer_cert = true\n",
             ca.display(),
             cert.display(),
             key.display()

@@ -5,6 +5,9 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 /// The SQS endpoint (moto on 19324 unless `SLUICE_TEST_SQS` says otherwise).
 pub fn sqs_endpoint() -> String {
@@ -215,5 +218,82 @@ pub async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Got> {
                 .await
                 .expect("delete");
         }
+    }
+}
+
+/// A moto server of one test's own on 127.0.0.1 (SQS and IAM), serving
+/// HTTPS with the test's certificate and, after its first three actions
+/// (which [`TlsMoto::user`] spends), answering only requests signed by an
+/// IAM user it knows, as AWS does. Killed (by its own PID) when dropped.
+pub struct TlsMoto {
+    _server: crate::daemon::Owned,
+    port: u16,
+}
+
+impl TlsMoto {
+    /// The moto installed by `tests/brokers.sh` (`SLUICE_MOTO` overrides).
+    fn bin() -> PathBuf {
+        crate::tool("SLUICE_MOTO", "moto/bin/moto_server")
+    }
+
+    pub fn start(dir: &Path, cert: &Path, key: &Path) -> TlsMoto {
+        let port = crate::daemon::free_port();
+        let log = std::fs::File::create(dir.join("moto.log")).unwrap();
+        let child = Command::new(Self::bin())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .arg("-c")
+            .arg(cert)
+            .arg("-k")
+            .arg(key)
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("moto_server starts");
+        let server = crate::daemon::Owned::new(child);
+        assert!(
+            crate::daemon::eventually(Duration::from_secs(60), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "moto did not start on 127.0.0.1:{port}"
+        );
+        TlsMoto {
+            _server: server,
+            port,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// An IAM user allowed every SQS action, made with boto3 from moto's
+    /// virtualenv over HTTPS trusting `ca`: its access key id and secret.
+    pub fn user(&self, ca: &Path) -> (String, String) {
+        let python = Self::bin().with_file_name("python");
+        let script = r#"
+import boto3, json, sys
+iam = boto3.client("iam", endpoint_url=sys.argv[1], verify=sys.argv[2], region_name="us-east-1",
+                   aws_access_key_id="setup", aws_secret_access_key="setup")
+iam.create_user(UserName="sluice")
+iam.put_user_policy(UserName="sluice", PolicyName="sqs", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="sluice")["AccessKey"]
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+        let out = Command::new(python)
+            .args(["-c", script, &self.endpoint()])
+            .arg(ca)
+            .output()
+            .expect("moto's python runs");
+        assert!(
+            out.status.success(),
+            "IAM user: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (id, secret) = text.trim().split_once(' ').expect("id and secret");
+        (id.to_string(), secret.to_string())
     }
 }

@@ -3,7 +3,9 @@
 //! an ACL user, and RabbitMQ over TLS (`amqps://`) with a user and vhost of
 //! its own; Kafka with a SCRAM-SHA-512 login on a private tansu (which has
 //! no TLS: see docs/connectors/kafka.md) and librdkafka's TLS against an
-//! `openssl s_server`; passwords come from an environment variable.
+//! `openssl s_server`; SQS over HTTPS against a private moto that checks
+//! request signatures, with credentials from an AWS profile file.
+//! Passwords come from an environment variable, never the config.
 
 use sluice_tests::daemon::{eventually, free_port, Daemon};
 use sluice_tests::*;
@@ -15,13 +17,16 @@ use std::time::Duration;
 const PASSWORD: &str = "s3cret-for-tls-tests";
 const PASSWORD_ENV: &str = "SLUICE_TLS_TEST_PASSWORD";
 
-/// A CA, a server certificate it signed (for 127.0.0.1), and a second CA
-/// that signed nothing the server has.
+/// A CA, a server certificate it signed (for 127.0.0.1), a client
+/// certificate it signed (for mutual TLS), and a second CA that signed
+/// nothing the server has.
 struct Certs {
     ca: PathBuf,
     other_ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -41,72 +46,71 @@ fn certs(dir: &Path) -> Certs {
     let dir = dir.join("certs");
     std::fs::create_dir_all(&dir).unwrap();
     let ca = |name: &str| {
+        let (key, pem, subject) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={name}"),
+        );
         openssl(
             &dir,
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-                "-subj",
-                &format!("/CN={name}"),
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", &key,
+                "-out", &pem, "-subj", &subject,
             ],
         );
     };
     ca("ca");
     ca("other-ca");
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
+    // NAME.pem/NAME.key for `subject`, signed by `ca` with `extensions`.
+    let signed = |name: &str, subject: &str, extensions: &str| {
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        openssl(
+            &dir,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+                subject,
+            ],
+        );
+        std::fs::write(dir.join(&ext), extensions).unwrap();
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &pem,
+                "-extfile",
+                &ext,
+            ],
+        );
+    };
+    signed(
+        "server",
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
     );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "server.pem",
-            "-extfile",
-            "san.ext",
-        ],
-    );
+    signed("client", "/CN=sluice", "extendedKeyUsage=clientAuth\n");
     Certs {
         ca: dir.join("ca.pem"),
         other_ca: dir.join("other-ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
     }
 }
 
@@ -181,9 +185,13 @@ impl Drop for TlsRedis {
 }
 
 fn sluice_with_password(args: &[&str], password: &str) -> Output {
+    sluice_with_env(args, &[(PASSWORD_ENV, password)])
+}
+
+fn sluice_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(sluice_bin())
         .args(args)
-        .env(PASSWORD_ENV, password)
+        .envs(env.iter().copied())
         .output()
         .expect("sluice runs")
 }
@@ -191,16 +199,27 @@ fn sluice_with_password(args: &[&str], password: &str) -> Output {
 /// Run `load` with `password` in [`PASSWORD_ENV`]: exit 2, and neither
 /// that password nor the real one in what it says (returned, lower-case).
 fn refused(load: &Path, password: &str) -> String {
-    let run = sluice_with_password(&["run", load.to_str().unwrap()], password);
+    refused_with(load, &[(PASSWORD_ENV, password)], &[password, PASSWORD])
+}
+
+/// Run `load` with `env`: exit 2, and none of `secrets` in anything it
+/// wrote. Returns its `error:` line, lower-case: what it says must be there,
+/// not only in a client library's log.
+fn refused_with(load: &Path, env: &[(&str, &str)], secrets: &[&str]) -> String {
+    let run = sluice_with_env(&["run", load.to_str().unwrap()], env);
     let stderr = String::from_utf8_lossy(&run.stderr).to_lowercase();
     assert_eq!(run.status.code(), Some(2), "{stderr}");
-    for secret in [password, PASSWORD] {
+    for secret in secrets {
         assert!(
             !stderr.contains(&secret.to_lowercase()),
-            "shows no password: {stderr}"
+            "shows no secret: {stderr}"
         );
     }
     stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A config of one pipeline: `orders.jsonl` (20 orders) → the sink
@@ -336,9 +355,9 @@ fn a_missing_certificate_file_is_a_config_error_naming_the_key() {
     assert!(stderr.contains("nowhere.pem"), "names the file: {stderr}");
 }
 
-/// A private RabbitMQ node with a TLS listener, user `sluice` (password
-/// [`PASSWORD`]) allowed on vhost `orders` only, and the `amqps://` keys of
-/// a RabbitMQ table trusting `ca`.
+/// A private RabbitMQ node with a TLS listener that requires a client
+/// certificate, user `sluice` (password [`PASSWORD`]) allowed on vhost
+/// `orders` only, and the `amqps://` keys of a RabbitMQ table.
 struct TlsRabbit {
     node: sluice_tests::rabbitmq_node::RabbitNode,
     tls_port: u16,
@@ -367,9 +386,20 @@ impl TlsRabbit {
         TlsRabbit { node, tls_port }
     }
 
-    fn keys(&self, ca: &Path) -> String {
+    /// The keys trusting `ca`, with the client certificate of `certs` when
+    /// `client` is set.
+    fn keys(&self, ca: &Path, client: Option<&Certs>) -> String {
+        let identity = client
+            .map(|c| {
+                format!(
+                    ", cert_file = {:?}, key_file = {:?}",
+                    c.client_cert.display().to_string(),
+                    c.client_key.display().to_string()
+                )
+            })
+            .unwrap_or_default();
         format!(
-            r#"url = "amqps://sluice@127.0.0.1:{}/orders", password_env = "{PASSWORD_ENV}", tls = {{ ca_file = {:?} }}"#,
+            r#"url = "amqps://sluice@127.0.0.1:{}/orders", password_env = "{PASSWORD_ENV}", tls = {{ ca_file = {:?}{identity} }}"#,
             self.tls_port,
             ca.display().to_string()
         )
@@ -384,15 +414,16 @@ fn amqp_load_config(dir: &Path, keys: &str) -> PathBuf {
 }
 
 #[test]
-fn rabbitmq_over_tls_with_a_user_and_vhost_round_trips_and_refuses_bad_logins() {
-    // One node for the three cases (a node takes seconds to boot): a round
-    // trip file → amqps:// queue → file as user `sluice` on vhost `orders`;
-    // a wrong password is exit 2 without the password; a CA that did not
-    // sign the server's certificate is exit 2 naming the problem.
+fn rabbitmq_over_mutual_tls_with_a_user_and_vhost_round_trips_and_refuses_bad_logins() {
+    // One node for the four cases (a node takes seconds to boot): a round
+    // trip file → amqps:// queue → file as user `sluice` on vhost `orders`
+    // with a client certificate; a wrong password is exit 2 without the
+    // password; no client certificate, or a CA that did not sign the
+    // server's certificate, is exit 2 naming the certificate problem.
     let dir = tempfile::tempdir().unwrap();
     let certs = certs(dir.path());
     let rabbit = TlsRabbit::start(&certs);
-    let keys = rabbit.keys(&certs.ca);
+    let keys = rabbit.keys(&certs.ca, Some(&certs));
     let load = amqp_load_config(dir.path(), &keys);
     round_trip(
         dir.path(),
@@ -408,7 +439,15 @@ fn rabbitmq_over_tls_with_a_user_and_vhost_round_trips_and_refuses_bad_logins() 
     );
     assert!(stderr.contains("127.0.0.1"), "names the server: {stderr}");
 
-    let untrusted = amqp_load_config(dir.path(), &rabbit.keys(&certs.other_ca));
+    let anonymous = amqp_load_config(dir.path(), &rabbit.keys(&certs.ca, None));
+    let stderr = refused(&anonymous, PASSWORD);
+    eprintln!("rabbitmq, no client certificate: {stderr}");
+    assert!(
+        stderr.contains("certificate"),
+        "names the missing certificate: {stderr}"
+    );
+
+    let untrusted = amqp_load_config(dir.path(), &rabbit.keys(&certs.other_ca, Some(&certs)));
     let stderr = refused(&untrusted, PASSWORD);
     eprintln!("rabbitmq, untrusted certificate: {stderr}");
     assert!(
@@ -481,6 +520,97 @@ fn kafka_over_tls_with_an_untrusted_certificate_is_exit_2_naming_the_problem() {
     );
     let stderr = refused(&load, PASSWORD);
     eprintln!("kafka, untrusted certificate: {stderr}");
+    assert!(
+        stderr.contains("certificate"),
+        "names the certificate problem: {stderr}"
+    );
+}
+
+/// An AWS shared credentials file with two profiles: `sluice` (the IAM
+/// user's key) and `wrong` (its id with another secret), and a config file
+/// giving both a region; both in `dir/aws`, named by the returned
+/// environment (the standard chain: no key in the environment or config).
+fn aws_profiles(dir: &Path, id: &str, secret: &str, wrong: &str) -> Vec<(String, String)> {
+    let aws = dir.join("aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[sluice]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\n\
+             [wrong]\naws_access_key_id = {id}\naws_secret_access_key = {wrong}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile sluice]\nregion = us-east-1\n\n[profile wrong]\nregion = us-east-1\n",
+    )
+    .unwrap();
+    let path = |name: &str| aws.join(name).display().to_string();
+    vec![
+        ("AWS_SHARED_CREDENTIALS_FILE".into(), path("credentials")),
+        ("AWS_CONFIG_FILE".into(), path("config")),
+    ]
+}
+
+#[test]
+fn sqs_over_https_with_credentials_from_a_profile_round_trips_and_refuses_bad_ones() {
+    // The SDK's own HTTPS client trusting the test's CA (`tls.ca_file`),
+    // credentials and region from the profile files of the standard chain;
+    // moto checks every request's signature against its IAM user.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let moto = sluice_tests::sqs_client::TlsMoto::start(dir.path(), &certs.cert, &certs.key);
+    let (id, secret) = moto.user(&certs.ca);
+    let wrong = "wrongSecretWrongSecretWrongSecret0123456";
+    for (var, value) in aws_profiles(dir.path(), &id, &secret, wrong) {
+        std::env::set_var(var, value);
+    }
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+    ] {
+        std::env::remove_var(var);
+    }
+    std::env::set_var("AWS_PROFILE", "sluice");
+    let keys = |ca: &Path| {
+        format!(
+            r#"queue = "orders", endpoint_url = "{}", connect_timeout = "5s", tls = {{ ca_file = {:?} }}"#,
+            moto.endpoint(),
+            ca.display().to_string()
+        )
+    };
+    let load = load_to(
+        dir.path(),
+        "sqs-load",
+        &format!(
+            r#"{{ type = "sqs", create_queue = true, {} }}"#,
+            keys(&certs.ca)
+        ),
+    );
+    round_trip(
+        dir.path(),
+        &load,
+        &format!(r#"{{ type = "sqs", wait = "1s", {} }}"#, keys(&certs.ca)),
+    );
+
+    let stderr = refused_with(&load, &[("AWS_PROFILE", "wrong")], &[wrong, &secret]);
+    eprintln!("sqs, wrong secret: {stderr}");
+    assert!(
+        stderr.contains("signature") && stderr.contains("credentials"),
+        "names the refusal and where to look: {stderr}"
+    );
+    assert!(stderr.contains("127.0.0.1"), "names the endpoint: {stderr}");
+
+    let untrusted = load_to(
+        dir.path(),
+        "sqs-untrusted",
+        &format!(r#"{{ type = "sqs", {} }}"#, keys(&certs.other_ca)),
+    );
+    let stderr = refused_with(&untrusted, &[], &[&secret]);
+    eprintln!("sqs, untrusted certificate: {stderr}");
     assert!(
         stderr.contains("certificate"),
         "names the certificate problem: {stderr}"

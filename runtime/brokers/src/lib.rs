@@ -197,6 +197,7 @@ impl SourceConfig {
             SourceConfig::RedisPubsub(c) => c.resolve_files(base),
             SourceConfig::Rabbitmq(c) => c.resolve_files(base),
             SourceConfig::Kafka(c) => kafka::resolve_files(&mut c.tls, base),
+            SourceConfig::Sqs(c) => c.resolve_files(base),
             _ => Ok(()),
         }
     }
@@ -278,6 +279,7 @@ impl SinkConfig {
             SinkConfig::RedisPubsub(c) => c.resolve_files(base),
             SinkConfig::Rabbitmq(c) => c.resolve_files(base),
             SinkConfig::Kafka(c) => kafka::resolve_files(&mut c.tls, base),
+            SinkConfig::Sqs(c) => c.resolve_files(base),
             _ => Ok(()),
         }
     }

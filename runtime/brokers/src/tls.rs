@@ -46,15 +46,34 @@ impl TlsFiles {
                     "name a PEM file (relative to the config file)",
                 )
             })?;
-            if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+            if let Err(problem) = parse(key, &text) {
                 return Err(Invalid::new(
-                    format!("`tls.{key}`: {} is not a PEM file", path.display()),
-                    "name a PEM file (-----BEGIN ...-----)",
+                    format!("`tls.{key}`: {} {problem}", path.display()),
+                    "name a PEM file (-----BEGIN ...-----) of what the key says",
                 ));
             }
         }
         Ok(())
     }
+}
+
+/// Check that a `tls` file holds what its key names: certificates for
+/// `ca_file` and `cert_file`, a private key for `key_file`.
+fn parse(key: &str, pem: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    if key == "key_file" {
+        return PrivateKeyDer::from_pem_slice(pem)
+            .map(drop)
+            .map_err(|e| format!("holds no PEM private key ({e})"));
+    }
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("is not a valid PEM file ({e})"))?;
+    if certificates.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(())
 }
 
 /// A file named in `tls`, read.
@@ -74,4 +93,43 @@ pub(crate) fn password(var: &str) -> Result<String, String> {
 /// lapin uses). One installed before is kept.
 pub(crate) fn provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &[u8] = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY: &[u8] = b"-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn each_file_must_hold_what_its_key_names() {
+        assert_eq!(parse("ca_file", CERT), Ok(()));
+        assert_eq!(parse("cert_file", CERT), Ok(()));
+        assert_eq!(parse("key_file", KEY), Ok(()));
+        assert_eq!(
+            parse("ca_file", KEY),
+            Err("holds no PEM certificate".into())
+        );
+        assert!(parse("key_file", CERT)
+            .unwrap_err()
+            .starts_with("holds no PEM private key"));
+        assert!(parse("ca_file", b"not pem at all").is_err());
+    }
+
+    #[test]
+    fn a_key_in_place_of_the_ca_is_refused_naming_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), KEY).unwrap();
+        let mut files = TlsFiles {
+            ca_file: Some("ca.pem".into()),
+            ..TlsFiles::default()
+        };
+        let err = files.resolve(dir.path()).unwrap_err();
+        let text = format!("{err:?}");
+        assert!(
+            text.contains("tls.ca_file") && text.contains("ca.pem"),
+            "{text}"
+        );
+    }
 }

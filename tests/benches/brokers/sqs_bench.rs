@@ -145,6 +145,7 @@ pub(crate) async fn sqs_sluice(
             endpoint_url: Some(endpoint.clone()),
             message_group_id: None,
             create_queue: false,
+            tls: None,
             connect_timeout: secs(Duration::from_secs(10)),
         })
     };
@@ -154,6 +155,7 @@ pub(crate) async fn sqs_sluice(
             region: None,
             endpoint_url: Some(endpoint.clone()),
             create_queue: false,
+            tls: None,
         },
         wait: secs(SQS_WAIT),
         batch: SQS_BATCH,

@@ -162,14 +162,10 @@ macro_rules! endpoint {
 
             /// Check the TLS files (paths made absolute against `base`).
             pub(crate) fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), Invalid> {
-                let Some(tls) = &mut self.tls else { return Ok(()) };
-                if tls.cert_file.is_some() {
-                    return Err(Invalid::new(
-                        "client certificates (`tls.cert_file`) are not supported for RabbitMQ yet",
-                        "remove `cert_file` and `key_file`; log in with the user and `password_env`",
-                    ));
+                match &mut self.tls {
+                    Some(tls) => tls.resolve(base),
+                    None => Ok(()),
                 }
-                tls.resolve(base)
             }
         }
     )*};
@@ -231,9 +227,18 @@ async fn connect(at: &Endpoint, timeout: Duration) -> Result<lapin::Connection, 
         uri.authority.userinfo.password = crate::tls::password(var)?;
     }
     let mut tls = lapin::tcp::OwnedTLSConfig::default();
-    if let Some(ca) = at.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
-        let pem = crate::tls::read(ca)?;
-        tls.cert_chain = Some(String::from_utf8_lossy(&pem).into_owned());
+    if let Some(files) = &at.tls {
+        if let Some(ca) = &files.ca_file {
+            let pem = crate::tls::read(ca)?;
+            tls.cert_chain = Some(String::from_utf8_lossy(&pem).into_owned());
+        }
+        // Mutual TLS: the client certificate (its chain) and key, as PEM.
+        if let (Some(cert), Some(key)) = (&files.cert_file, &files.key_file) {
+            tls.identity = Some(lapin::tcp::OwnedIdentity::PKCS8 {
+                pem: crate::tls::read(cert)?,
+                key: crate::tls::read(key)?,
+            });
+        }
     }
     let properties = lapin::ConnectionProperties::default()
         .with_connection_name(format!("sluice-{}", std::process::id()).into());
@@ -244,11 +249,33 @@ async fn connect(at: &Endpoint, timeout: Duration) -> Result<lapin::Connection, 
         .with_tls_config(tls);
     match tokio::time::timeout(timeout, connecting.connect()).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("{e}{}", handshake_hint(at, &e.to_string()))),
         Err(_) => Err(format!(
             "no answer within {}",
             humantime::format_duration(timeout)
         )),
+    }
+}
+
+/// Why an `amqps://` server may close the connection without a word: with
+/// TLS 1.3 the server checks the client's certificate after the client
+/// thinks the handshake is done, so a missing or untrusted one often shows
+/// up as a reset connection instead of the server's alert.
+fn handshake_hint(at: &Endpoint, error: &str) -> &'static str {
+    let closed = [
+        "reset by peer",
+        "connection closed",
+        "broken pipe",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|c| error.to_lowercase().contains(c));
+    if !at.url.starts_with("amqps://") || !closed || error.contains("ertificate") {
+        return "";
+    }
+    match at.tls.as_ref().and_then(|t| t.cert_file.as_ref()) {
+        None => " (the server closed the connection right after the TLS handshake: if it requires a client certificate, set `tls.cert_file` and `tls.key_file`)",
+        Some(_) => " (the server closed the connection right after the TLS handshake: it may not trust the client certificate of `tls.cert_file`)",
     }
 }
 

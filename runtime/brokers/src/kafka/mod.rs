@@ -9,6 +9,11 @@
 //!
 //! TLS and SASL: the `tls` and `sasl` keys ([`security`]).
 //!
+//! Tombstones (a record with a null value, a delete in a compacted topic)
+//! cross the pipeline as an empty payload with the header
+//! [`TOMBSTONE_HEADER`]; the sink produces a null value for an empty
+//! payload with that header, and never writes the header itself.
+//!
 //! Any librdkafka property can be passed through `properties`; the keys
 //! sluice sets itself can be overridden there, except `enable.auto.commit`
 //! and `enable.auto.offset.store`, which the at-least-once guarantee needs off.
@@ -24,6 +29,11 @@ pub(crate) use security::resolve_files;
 pub use security::{Mechanism, Sasl};
 
 pub(crate) use read_back::open_dlq;
+
+/// Marks a message that came from, or must go out as, a tombstone (a null
+/// value). The source sets it to `true`; the sink honours it with an empty
+/// payload, whatever its value.
+pub const TOMBSTONE_HEADER: &str = "kafka-tombstone";
 
 use crate::tls::TlsFiles;
 use crate::{ConnectError, Invalid};
@@ -275,16 +285,24 @@ impl KafkaSinkConfig {
 /// A client's connection health from librdkafka: up while it is connected
 /// to at least one broker of the cluster (a bootstrap address alone does not
 /// count), judged on every statistics report; down at once when librdkafka
-/// says all brokers are down.
-pub(super) struct Connection(Health);
+/// says all brokers are down. It also keeps the client's last error with
+/// its cause (a SASL or TLS failure), which librdkafka reports only to its
+/// error callback: start-up names it when the cluster cannot be reached.
+pub(super) struct Connection {
+    health: Health,
+    last_error: std::sync::Mutex<Option<String>>,
+}
 
 impl Connection {
     pub(super) fn new(name: &str) -> Connection {
-        Connection(Health::new(name))
+        Connection {
+            health: Health::new(name),
+            last_error: std::sync::Mutex::default(),
+        }
     }
 
     pub(super) fn health(&self) -> Health {
-        self.0.clone()
+        self.health.clone()
     }
 
     pub(super) fn judge(&self, statistics: &rdkafka::Statistics) {
@@ -294,14 +312,14 @@ impl Connection {
             .filter(|b| b.nodeid >= 0)
             .collect();
         if brokers.iter().any(|b| b.state == "UP") {
-            self.0.up();
+            self.health.up();
             return;
         }
         let states: Vec<String> = brokers
             .iter()
             .map(|b| format!("{} {}", b.nodename, b.state))
             .collect();
-        self.0.down(format_args!(
+        self.health.down(format_args!(
             "no Kafka broker connected ({})",
             if states.is_empty() {
                 "none known yet".to_string()
@@ -311,32 +329,48 @@ impl Connection {
         ));
     }
 
-    pub(super) fn error(&self, error: &rdkafka::error::KafkaError) {
+    /// The client's error callback: `reason` is librdkafka's own text.
+    pub(super) fn error(&self, error: &rdkafka::error::KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::AllBrokersDown) {
-            self.0.down(format_args!("{error}"));
+            self.health.down(format_args!("{error}"));
+            // Says that, not why: keep the cause seen before.
+            return;
         }
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.to_string());
+    }
+
+    /// The last error the client reported, other than "all brokers down".
+    pub(super) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
 /// The start-up reachability check: `probe` asks the cluster for its
-/// metadata on a blocking thread.
+/// metadata on a blocking thread; on failure, `cause` is the client's own
+/// reason, if it gave one.
 async fn reach(
     what: &str,
     brokers: &str,
     timeout: Duration,
     probe: impl FnOnce() -> rdkafka::error::KafkaResult<()> + Send + 'static,
+    cause: impl FnOnce() -> Option<String>,
 ) -> Result<(), ConnectError> {
-    let unreachable = |e: String| {
-        ConnectError::Unreachable(format!(
-            "{what}: cannot reach Kafka brokers at {brokers} within {}: {e}",
-            humantime::format_duration(timeout)
-        ))
+    let result = match tokio::task::spawn_blocking(probe).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
     };
-    match tokio::task::spawn_blocking(probe).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(e) => Err(unreachable(e.to_string())),
-    }
+    let cause = cause().map(|c| format!(" ({c})")).unwrap_or_default();
+    Err(ConnectError::Unreachable(format!(
+        "{what}: cannot reach Kafka brokers at {brokers} within {}: {result}{cause}",
+        humantime::format_duration(timeout)
+    )))
 }
 
 /// librdkafka's own log lines go to tracing.

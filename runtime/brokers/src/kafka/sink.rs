@@ -32,10 +32,11 @@ impl KafkaSink {
         let name = format!("kafka:{topic}");
         let connection = Connection::new(&name);
         let health = connection.health();
+        let connection = Arc::new(connection);
         let producer: FutureProducer<LogContext> = config
             .create_with_context(LogContext {
                 name: name.clone(),
-                connection,
+                connection: connection.clone(),
             })
             .map_err(|e| ConnectError::Invalid(format!("kafka sink `{topic}`: {e}")))?;
         let producer = Arc::new(producer);
@@ -45,6 +46,7 @@ impl KafkaSink {
             brokers,
             timeout,
             move || probe.client().fetch_metadata(None, timeout).map(|_| ()),
+            || connection.last_error(),
         )
         .await?;
         Ok(KafkaSink {
@@ -88,16 +90,22 @@ impl Sink for KafkaSink {
 
     async fn publish(&self, msg: &Message) -> Result<Confirm, SinkError> {
         let mut headers = OwnedHeaders::new_with_capacity(msg.headers.len());
+        let mut tombstone = false;
         for (key, value) in &msg.headers {
+            if key == super::TOMBSTONE_HEADER {
+                tombstone = msg.payload.is_empty();
+                continue;
+            }
             headers = headers.insert(Header {
                 key,
                 value: Some(value.as_slice()),
             });
         }
         loop {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-                .payload(&msg.payload)
-                .headers(headers.clone());
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers.clone());
+            if !tombstone {
+                record = record.payload(&msg.payload);
+            }
             if let Some(key) = &msg.key {
                 record = record.key(key);
             }
@@ -144,7 +152,7 @@ impl Sink for KafkaSink {
 /// statistics and errors.
 pub(super) struct LogContext {
     name: String,
-    connection: Connection,
+    connection: Arc<Connection>,
 }
 
 impl ClientContext for LogContext {
@@ -158,6 +166,6 @@ impl ClientContext for LogContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(sink = %self.name, error = %error, reason, "kafka client error");
-        self.connection.error(&error);
+        self.connection.error(&error, reason);
     }
 }

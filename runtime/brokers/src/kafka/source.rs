@@ -75,9 +75,13 @@ impl KafkaSource {
         let consumer = Arc::new(consumer);
         let probe = consumer.clone();
         let timeout = c.connect_timeout.0;
-        reach("kafka source", &c.brokers, timeout, move || {
-            probe.fetch_metadata(None, timeout).map(|_| ())
-        })
+        reach(
+            "kafka source",
+            &c.brokers,
+            timeout,
+            move || probe.fetch_metadata(None, timeout).map(|_| ()),
+            || consumer.context().connection.last_error(),
+        )
         .await?;
         let subscription: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&subscription).map_err(|e| {
@@ -374,7 +378,7 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(source = %self.name, error = %error, reason, "kafka client error");
-        self.connection.error(&error);
+        self.connection.error(&error, reason);
     }
 }
 
@@ -439,7 +443,7 @@ fn list(tpl: &TopicPartitionList) -> String {
 /// A fetched record as a message: key, value, headers in order (a null
 /// header value as empty), the topic and the record's timestamp.
 pub(super) fn message_of(m: &BorrowedMessage<'_>) -> Message {
-    let headers = m
+    let mut headers: Vec<(String, Vec<u8>)> = m
         .headers()
         .map(|hs| {
             hs.iter()
@@ -452,6 +456,9 @@ pub(super) fn message_of(m: &BorrowedMessage<'_>) -> Message {
                 .collect()
         })
         .unwrap_or_default();
+    if m.payload().is_none() {
+        headers.push((super::TOMBSTONE_HEADER.into(), b"true".to_vec()));
+    }
     Message {
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().unwrap_or_default().to_vec(),

@@ -9,6 +9,12 @@
 //! - Sink: `SendMessageBatch` of up to 10, failed entries retried alone;
 //!   FIFO group and deduplication ids from config or headers.
 //!
+//! TLS: the SDK's own HTTPS client (rustls), trusting the system's roots
+//! and, with `tls = { ca_file }`, a CA of the operator's (a private
+//! endpoint or an emulator over HTTPS). Credentials come only from the
+//! standard chain (environment, profile files, SSO, container or instance
+//! role): a config file never holds them.
+//!
 //! Message mapping: message attributes ↔ headers (String and Binary types),
 //! within SQS's ten attributes and its name rules ([`attributes`]: a dead
 //! letter's reason travels as one JSON attribute `sluice-error`, headers
@@ -25,6 +31,7 @@ mod source;
 
 pub(crate) use read_back::open_dlq;
 
+use crate::tls::TlsFiles;
 use crate::{ConnectError, Invalid};
 use serde::Deserialize;
 use sluice_core::{HumanDuration, Sink, Source};
@@ -55,6 +62,9 @@ pub struct Endpoint {
     /// usually the operator's (IaC, redrive policies).
     #[serde(default)]
     pub create_queue: bool,
+    /// A CA to trust besides the system's roots (`ca_file`); SQS has no
+    /// client certificates.
+    pub tls: Option<TlsFiles>,
 }
 
 /// `source = { type = "sqs", queue = "orders", ... }`
@@ -91,6 +101,8 @@ pub struct SqsSinkConfig {
     /// Create the queue if it does not exist (see the source's key).
     #[serde(default)]
     pub create_queue: bool,
+    /// As for the source.
+    pub tls: Option<TlsFiles>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
 }
@@ -153,8 +165,51 @@ impl SqsSinkConfig {
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
             create_queue: self.create_queue,
+            tls: self.tls.clone(),
         }
     }
+
+    /// As [`SqsSourceConfig::resolve_files`].
+    pub(crate) fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), Invalid> {
+        resolve_files(&mut self.tls, base)
+    }
+}
+
+impl SqsSourceConfig {
+    /// Check the CA file of `tls` (its path made absolute against `base`).
+    pub(crate) fn resolve_files(&mut self, base: &std::path::Path) -> Result<(), Invalid> {
+        resolve_files(&mut self.endpoint.tls, base)
+    }
+}
+
+fn resolve_files(tls: &mut Option<TlsFiles>, base: &std::path::Path) -> Result<(), Invalid> {
+    let Some(tls) = tls else { return Ok(()) };
+    if tls.cert_file.is_some() {
+        return Err(Invalid::new(
+            "SQS does not take client certificates (`tls.cert_file`)",
+            "remove `cert_file` and `key_file`; credentials come from the AWS chain (environment, profile, role)",
+        ));
+    }
+    tls.resolve(base)
+}
+
+/// The SDK's HTTPS client trusting `ca_file` besides the system's roots.
+fn https_client(
+    ca_file: &std::path::Path,
+) -> Result<aws_sdk_sqs::config::SharedHttpClient, String> {
+    use aws_smithy_http_client::tls;
+    let pem = crate::tls::read(ca_file)?;
+    let trust = tls::TrustStore::default().with_pem_certificate(pem);
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| format!("`tls.ca_file` {}: {e}", ca_file.display()))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https())
 }
 
 /// A client and the queue URL, checked against the service within `timeout`.
@@ -163,6 +218,17 @@ async fn connect(
     e: &Endpoint,
     timeout: Duration,
 ) -> Result<(aws_sdk_sqs::Client, String), ConnectError> {
+    let at = e
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| "the SQS endpoint of the configured region".into());
+    let refused = |err: &str| {
+        ConnectError::Unreachable(format!(
+            "{what}: cannot reach queue `{}` at {at}: {err}{}",
+            e.queue,
+            credentials_hint(err)
+        ))
+    };
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &e.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -170,64 +236,97 @@ async fn connect(
     if let Some(url) = &e.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    let config = loader.load().await;
-    let client = aws_sdk_sqs::Client::new(&config);
-    let at = e
-        .endpoint_url
-        .clone()
-        .unwrap_or_else(|| "the SQS endpoint of the configured region".into());
-    let url = if e.queue.starts_with("https://") || e.queue.starts_with("http://") {
-        let probe = client.get_queue_attributes().queue_url(&e.queue).send();
-        match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(_)) => e.queue.clone(),
-            Ok(Err(err)) => {
-                return Err(unreachable(
-                    what,
-                    &at,
-                    &e.queue,
-                    &aws_sdk_sqs::error::DisplayErrorContext(err).to_string(),
-                ))
+    if let Some(ca) = e.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
+        loader = loader.http_client(https_client(ca).map_err(|err| refused(&err))?);
+    }
+    let client = aws_sdk_sqs::Client::new(&loader.load().await);
+    // Each way of finding the queue is one request the service must answer.
+    let found = async {
+        if e.queue.starts_with("https://") || e.queue.starts_with("http://") {
+            let probe = client.get_queue_attributes().queue_url(&e.queue);
+            probe
+                .send()
+                .await
+                .map(|_| e.queue.clone())
+                .map_err(sdk_error)
+        } else if e.create_queue {
+            // CreateQueue returns the existing queue's URL when the attributes match.
+            let mut create = client.create_queue().queue_name(&e.queue);
+            if is_fifo(&e.queue) {
+                create =
+                    create.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
             }
-            Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
-        }
-    } else if e.create_queue {
-        // CreateQueue returns the existing queue's URL when the attributes match.
-        let mut create = client.create_queue().queue_name(&e.queue);
-        if is_fifo(&e.queue) {
-            create = create.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
-        }
-        match tokio::time::timeout(timeout, create.send()).await {
-            Ok(Ok(out)) => out.queue_url().unwrap_or_default().to_string(),
-            Ok(Err(err)) => {
-                return Err(unreachable(
-                    what,
-                    &at,
-                    &e.queue,
-                    &aws_sdk_sqs::error::DisplayErrorContext(err).to_string(),
-                ))
-            }
-            Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
-        }
-    } else {
-        let lookup = client.get_queue_url().queue_name(&e.queue).send();
-        match tokio::time::timeout(timeout, lookup).await {
-            Ok(Ok(out)) => out.queue_url().unwrap_or_default().to_string(),
-            Ok(Err(err)) => {
-                return Err(unreachable(
-                    what,
-                    &at,
-                    &e.queue,
-                    &aws_sdk_sqs::error::DisplayErrorContext(err).to_string(),
-                ))
-            }
-            Err(_) => return Err(unreachable(what, &at, &e.queue, "no answer")),
+            let out = create.send().await.map_err(sdk_error)?;
+            Ok(out.queue_url().unwrap_or_default().to_string())
+        } else {
+            let lookup = client.get_queue_url().queue_name(&e.queue);
+            let out = lookup.send().await.map_err(sdk_error)?;
+            Ok(out.queue_url().unwrap_or_default().to_string())
         }
     };
-    Ok((client, url))
+    match tokio::time::timeout(timeout, found).await {
+        Ok(Ok(url)) => Ok((client, url)),
+        Ok(Err(err)) => Err(refused(&err)),
+        Err(_) => Err(refused("no answer")),
+    }
 }
 
-fn unreachable(what: &str, at: &str, queue: &str, e: &str) -> ConnectError {
-    ConnectError::Unreachable(format!("{what}: cannot reach queue `{queue}` at {at}: {e}"))
+/// An SDK error in one line: the service's error code and message; for an
+/// answer the SDK cannot read (an emulator's XML error), its HTTP status
+/// and the code and message in it; else the chain of causes (a TLS or
+/// credentials problem underneath).
+pub(super) fn sdk_error<E>(err: aws_sdk_sqs::error::SdkError<E>) -> String
+where
+    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
+{
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    if let Some(code) = err.code() {
+        return format!("{code}: {}", err.message().unwrap_or("(no message)"));
+    }
+    if let Some(raw) = err.raw_response() {
+        let body = raw
+            .body()
+            .bytes()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let tag = |name: &str| {
+            let open = format!("<{name}>");
+            let start = body.find(&open)? + open.len();
+            let len = body[start..].find(&format!("</{name}>"))?;
+            Some(body[start..start + len].to_string())
+        };
+        let said = match (tag("Code"), tag("Message")) {
+            (Some(code), Some(message)) => format!(": {code}: {message}"),
+            (Some(code), None) => format!(": {code}"),
+            _ => String::new(),
+        };
+        return format!("HTTP {}{said}", raw.status().as_u16());
+    }
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        text += &format!(": {c}");
+        cause = c.source();
+    }
+    text
+}
+
+/// Where to look when the service refused the request's credentials, or
+/// the SDK found none.
+fn credentials_hint(err: &str) -> &'static str {
+    const REFUSALS: [&str; 5] = [
+        "SignatureDoesNotMatch",
+        "InvalidClientTokenId",
+        "UnrecognizedClient",
+        "AccessDenied",
+        "credentials",
+    ];
+    if REFUSALS.iter().any(|r| err.contains(r)) {
+        " (check the AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE \
+         and its shared credentials file, or the instance role)"
+    } else {
+        ""
+    }
 }
 
 /// Is this a FIFO queue (by its URL or name)?
@@ -265,7 +364,7 @@ pub(super) async fn set_visibility(
             .send()
             .await
         {
-            result = result.and(Err(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()));
+            result = result.and(Err(sdk_error(e)));
         }
     }
     result

@@ -9,7 +9,6 @@ use super::source::message_of;
 use super::{connect, SqsSinkConfig};
 use crate::dlq::DeadLetterQueue;
 use crate::ConnectError;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use sluice_core::Message;
 
@@ -71,7 +70,7 @@ impl DeadLetterQueue for QueueDlq {
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .send()
                 .await
-                .map_err(|e| self.failed(DisplayErrorContext(e)))?;
+                .map_err(|e| self.failed(super::sdk_error(e)))?;
             let messages = received.messages.unwrap_or_default();
             if messages.is_empty() {
                 break;
@@ -126,7 +125,7 @@ impl DeadLetterQueue for QueueDlq {
                         out.failed[0].message().unwrap_or_default()
                     )))
                 }
-                Err(e) => result = Err(self.failed(DisplayErrorContext(e))),
+                Err(e) => result = Err(self.failed(super::sdk_error(e))),
             }
         }
         // Visible again, whatever happened above.

@@ -275,7 +275,7 @@ async fn send(target: &Target, batch: Vec<(SendMessageBatchRequestEntry, Reply)>
         }
         Err(e) => {
             let refused = refused_content(&e);
-            let reason = aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+            let reason = super::sdk_error(e);
             if refused && entries.len() > 1 {
                 tracing::debug!(sink = %name, error = %reason, "SQS refused the batch for its content; sending each message alone");
                 for (entry, reply) in entries.into_iter().zip(replies.into_iter().flatten()) {

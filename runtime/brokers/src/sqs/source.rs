@@ -156,7 +156,7 @@ impl Source for SqsSource {
                 Err(e) => {
                     attempt += 1;
                     let delay = RECONNECT.delay(attempt);
-                    let error = aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+                    let error = super::sdk_error(e);
                     tracing::warn!(source = %self.name(), %error, ?delay, "receive failed; retrying");
                     self.health.down(format_args!("receive failed: {error}"));
                     tokio::select! {
@@ -227,7 +227,7 @@ async fn settle_task(
                         .send()
                         .await;
                     if let Err(e) = changed {
-                        tracing::warn!(source = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry; the message comes back when its visibility timeout runs out");
+                        tracing::warn!(source = %name, error = %super::sdk_error(e), "cannot delay the retry; the message comes back when its visibility timeout runs out");
                     }
                     lock(&held).remove(&r);
                 }
@@ -280,7 +280,7 @@ async fn settle_task(
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(source = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "DeleteMessageBatch failed; retrying");
+                        tracing::warn!(source = %name, error = %super::sdk_error(e), "DeleteMessageBatch failed; retrying");
                         failed.extend(chunk.iter().cloned());
                     }
                 }
