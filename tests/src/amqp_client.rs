@@ -48,6 +48,11 @@ async fn connect(url: &str) -> Connection {
 
 /// Declare durable queues.
 pub fn declare(url: &str, queues: &[&str]) {
+    declare_with(url, queues, FieldTable::default());
+}
+
+/// Declare durable queues with `arguments` (`x-max-length`, ...).
+pub fn declare_with(url: &str, queues: &[&str], arguments: FieldTable) {
     runtime().block_on(async {
         let conn = connect(url).await;
         let ch = conn.create_channel().await.unwrap();
@@ -58,7 +63,7 @@ pub fn declare(url: &str, queues: &[&str]) {
                     durable: true,
                     ..Default::default()
                 },
-                FieldTable::default(),
+                arguments.clone(),
             )
             .await
             .unwrap();

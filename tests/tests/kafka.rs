@@ -90,7 +90,8 @@ impl Broker for Kafka {
         }
     }
 
-    /// A tombstone comes in as a message with an empty payload.
+    /// A tombstone comes in as a message with an empty payload and the
+    /// header `kafka-tombstone: true`.
     fn produce_native_odd(&self, to: &str) -> Vec<(&'static str, sluice_core::Message)> {
         kafka_client::produce_tombstone(
             &self.brokers,
@@ -98,10 +99,10 @@ impl Broker for Kafka {
             "gone",
             &[(suite::ODD_CASE, "tombstone")],
         );
-        let mut expect = sluice_core::Message::new(Vec::new()).with_key("gone");
-        expect
-            .headers
-            .push((suite::ODD_CASE.into(), b"tombstone".to_vec()));
+        let expect = sluice_core::Message::new(Vec::new())
+            .with_key("gone")
+            .with_header(suite::ODD_CASE, "tombstone")
+            .with_header(sluice_brokers::kafka::TOMBSTONE_HEADER, "true");
         vec![("tombstone", expect)]
     }
 
@@ -456,4 +457,75 @@ fn retries_through_a_retry_topic_wait_until_due_count_up_and_end_in_the_dlq_whil
     }
     let out = read_topic(&kafka.brokers, &t.output);
     assert_eq!(out.len(), 980, "every other record once");
+}
+
+#[test]
+fn a_tombstone_relayed_through_a_stage_stays_a_tombstone_and_an_empty_value_stays_empty() {
+    // A compacted topic relayed by sluice must keep its deletes: the
+    // tombstone crosses the identity stage as an empty payload with the
+    // `kafka-tombstone` header and leaves as a null value, without the
+    // header; an empty value without the header stays an empty value.
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = TestKafka::start(dir.path());
+    let t = Names::new("tombstone");
+    for topic in [&t.input, &t.output, &t.dlq] {
+        create_topic(&kafka.brokers, topic, 1);
+    }
+    kafka_client::produce_tombstone(&kafka.brokers, &t.input, "gone", &[("h", "1")]);
+    kafka_client::produce(
+        &kafka.brokers,
+        &t.input,
+        &[("empty".into(), Vec::new(), vec![("h".into(), "2".into())])],
+    );
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipelines.compacted]
+source = {{ type = "kafka", brokers = "{brokers}", group = "{group}", topics = ["{input}"], commit_interval = "200ms" }}
+sinks.out = {{ type = "kafka", brokers = "{brokers}", topic = "{output}" }}
+dlq = {{ type = "kafka", brokers = "{brokers}", topic = "{dlq}" }}
+
+[[pipelines.compacted.stages]]
+name = "same"
+kind = "transform"
+plugin = {plugin}
+"#,
+            brokers = kafka.brokers,
+            group = t.group,
+            input = t.input,
+            output = t.output,
+            dlq = t.dlq,
+            plugin = sluice_tests::daemon::plugin_literal("identity"),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &dir.path().join("sluice.log"));
+    assert!(
+        sluice_tests::daemon::eventually(LONG, || kafka_client::count(&kafka.brokers, &t.output)
+            >= 2),
+        "both records relayed:\n{}",
+        daemon.log_text()
+    );
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    let out = read_topic(&kafka.brokers, &t.output);
+    let gone = out
+        .iter()
+        .find(|r| r.key.as_deref() == Some("gone"))
+        .unwrap();
+    assert!(gone.tombstone, "a null value: {gone:?}");
+    assert_eq!(gone.header("h").as_deref(), Some("1"), "its headers kept");
+    assert_eq!(
+        gone.header(sluice_brokers::kafka::TOMBSTONE_HEADER),
+        None,
+        "the marker is not written"
+    );
+    let empty = out
+        .iter()
+        .find(|r| r.key.as_deref() == Some("empty"))
+        .unwrap();
+    assert!(!empty.tombstone, "an empty value, not null: {empty:?}");
+    assert_eq!(empty.header("h").as_deref(), Some("2"));
+    assert_eq!(kafka_client::count(&kafka.brokers, &t.dlq), 0);
 }

@@ -413,6 +413,24 @@ channel = "{output}"
 }
 
 #[test]
+fn pubsub_odd_messages_keep_their_payload_only() {
+    // Pub/Sub carries a payload and nothing else: every odd case comes back
+    // with its payload (empty, binary, 16 MiB) and without key or headers,
+    // matched by the order sent (one publisher, one subscriber).
+    let url = redis_url();
+    let dir = tempfile::tempdir().unwrap();
+    let channel = unique("ps-odd");
+    let route = sluice_tests::conformance::OddRoute {
+        name: "redis-pubsub",
+        sink: format!(r#"{{ type = "redis-pubsub", url = "{url}", channel = "{channel}" }}"#),
+        source: format!(r#"{{ type = "redis-pubsub", url = "{url}", channels = ["{channel}"] }}"#),
+        odd: |_| sluice_tests::conformance::Odd::PayloadOnly,
+        live: true,
+    };
+    sluice_tests::conformance::odd_through(dir.path(), &route, Vec::new());
+}
+
+#[test]
 fn retries_through_a_retry_stream_count_up_and_end_in_the_dlq_while_other_keys_flow() {
     // The spec's pattern on Redis streams (`retry.republish`): 1,000 entries
     // of 50 keys; every entry of key k7 fails (retryable) on every call. Each

@@ -24,7 +24,10 @@
 mod odd;
 mod scenarios;
 
-pub use odd::{case as odd_case, cases as odd_cases, odd_messages, Odd, CASE as ODD_CASE};
+pub use odd::{
+    case as odd_case, cases as odd_cases, odd_messages, odd_through, Odd, OddRoute,
+    CASE as ODD_CASE,
+};
 pub use scenarios::*;
 
 use crate::daemon::{relay_config, Daemon, Names};
