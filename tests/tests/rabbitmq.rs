@@ -181,7 +181,7 @@ impl Broker for Rabbit {
         ];
         self.clean_up(names.map(q));
         let url = (
-            "\"amqp://guest:guest@127.0.0.1:5672/%2f\"".to_string(),
+            "\"amqp://127.0.0.1:5672/%2f\"".to_string(),
             format!("\"{}\"", self.url),
         );
         let mut orders_replacements = vec![url.clone()];

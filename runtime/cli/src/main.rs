@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 invalid input (config or plugin), 2 connection
 //! error.
 
+mod alloc;
 mod assemble;
 mod check;
 mod dlq;
@@ -184,6 +185,7 @@ enum PluginCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    alloc::return_large_blocks();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // clap exits 2 on a usage error, the code the spec keeps for

@@ -137,7 +137,8 @@ pub struct AmqpSinkConfig {
 }
 
 fn default_url() -> String {
-    "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+    // No user: lapin logs in as guest/guest, RabbitMQ's local default.
+    "amqp://127.0.0.1:5672/%2f".into()
 }
 
 /// Where a RabbitMQ table connects and how it logs in (owned: reconnects

@@ -1,10 +1,10 @@
 //! The RabbitMQ source: one consumer on one channel, manual acks.
 //!
 //! Acks and nacks are asynchronous in lapin; deliveries' [`Acker`]s send
-//! them to a task that performs them in order. After a lost connection the
-//! source reconnects with backoff and declares its topology again; the
-//! broker redelivers whatever was unacked on the old channel (acks for
-//! those, arriving later, fail harmlessly).
+//! them to a task that sends whatever is waiting together. After a lost
+//! connection the source reconnects with backoff and declares its topology
+//! again; the broker redelivers whatever was unacked on the old channel
+//! (acks for those, arriving later, fail harmlessly).
 //!
 //! In a pipeline that retries through the broker, the ack task also
 //! republishes retries to delay queues ([`super::retry`]) and acks the
@@ -301,7 +301,15 @@ impl Source for AmqpSource {
     }
 }
 
-/// Perform acks, nacks and retries in the order they come.
+/// The most settles the ack task takes at once.
+const SETTLE_BATCH: usize = 1024;
+
+/// Perform acks, nacks and retries. Acks and nacks that are waiting are
+/// sent together: each is a frame lapin's I/O loop writes, and awaiting
+/// them one by one cost a wake-up of that loop each (the relay bench's
+/// RabbitMQ gap, about 0.8× a plain lapin relay at prefetch 100). Retries
+/// publish to a delay queue and wait for its confirm: one at a time, after
+/// the acks of their batch.
 async fn ack_task(
     name: String,
     mut settled: mpsc::UnboundedReceiver<Settled<lapin::Acker>>,
@@ -309,60 +317,88 @@ async fn ack_task(
     requeue: bool,
     mut republisher: Republisher,
 ) {
-    while let Some(s) = settled.recv().await {
-        // Each settle is bounded: lapin does not always finish an ack on a
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while settled.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        let n = batch.len();
+        let mut retries = Vec::new();
+        let mut frames = Vec::with_capacity(n);
+        for s in batch.drain(..) {
+            match s {
+                Settled::Done(a) => frames.push(Frame::Ack(a)),
+                Settled::Released(a) => frames.push(Frame::Nack(a, requeue)),
+                Settled::Later(a, later) => retries.push((a, later)),
+            }
+        }
+        // Each wait is bounded: lapin does not always finish an ack on a
         // connection that died (seen after a broker restart), and one stuck
         // ack would hold back every later one, so that the broker, seeing
         // `prefetch` deliveries unacked, stops delivering. An ack given up
         // on is harmless: that delivery's channel is gone and the broker
         // redelivers it.
-        // A retry includes a publish and its confirm (and maybe a connect).
-        let bound = if matches!(s, Settled::Later(..)) {
-            CLOSE * 12
-        } else {
-            CLOSE
-        };
-        let settle = async {
-            match s {
-                Settled::Done(a) => a.ack(BasicAckOptions::default()).await,
-                Settled::Released(a) => {
-                    a.nack(BasicNackOptions {
-                        requeue,
-                        ..Default::default()
-                    })
-                    .await
-                }
-                Settled::Later(a, later) => match republisher.republish(&later).await {
+        let sent = futures::future::join_all(frames.into_iter().map(Frame::send));
+        settle_within(&name, CLOSE, sent).await;
+        for (a, later) in retries {
+            // A retry includes a publish and its confirm (and maybe a connect).
+            let retry = async {
+                match republisher.republish(&later).await {
                     Ok(queue) => {
                         tracing::debug!(source = %name, %queue, attempt = later.attempt, "retry published to the delay queue");
-                        a.ack(BasicAckOptions::default()).await
+                        vec![a.ack(BasicAckOptions::default()).await]
                     }
                     Err(e) => {
                         // Nothing lost: requeued, it comes back at once as the same attempt.
                         tracing::warn!(source = %name, error = %e, "cannot publish the retry; requeueing the delivery instead");
-                        a.nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await
+                        vec![Frame::Nack(a, true).send().await]
                     }
-                },
-            }
-        };
-        let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(bound, settle).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::warn!(source = %name, "an ack did not finish in {bound:?} (dead channel?); the broker redelivers that message");
-                Ok(true)
-            }
-        };
-        tracing::debug!(source = %name, took = ?started.elapsed(), ok = ?result, "settle finished");
-        if let Err(e) = result {
-            // The channel it came on is gone: the broker redelivers it.
-            tracing::debug!(source = %name, error = %e, "ack on a closed channel; the broker redelivers that message");
+                }
+            };
+            settle_within(&name, CLOSE * 12, retry).await;
         }
-        held.fetch_sub(1, Ordering::SeqCst);
+        held.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+/// One ack or nack for the ack task to send.
+enum Frame {
+    Ack(lapin::Acker),
+    /// With `requeue`.
+    Nack(lapin::Acker, bool),
+}
+
+impl Frame {
+    async fn send(self) -> lapin::Result<bool> {
+        match self {
+            Frame::Ack(a) => a.ack(BasicAckOptions::default()).await,
+            Frame::Nack(a, requeue) => {
+                a.nack(BasicNackOptions {
+                    requeue,
+                    ..Default::default()
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// Wait up to `bound` for settles to be sent; log what did not finish or
+/// failed (the broker redelivers those messages).
+async fn settle_within(
+    name: &str,
+    bound: Duration,
+    settles: impl std::future::Future<Output = Vec<lapin::Result<bool>>>,
+) {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(bound, settles).await {
+        Ok(results) => {
+            tracing::debug!(source = %name, took = ?started.elapsed(), settles = results.len(), "settles sent");
+            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                // The channel they came on is gone: the broker redelivers them.
+                tracing::debug!(source = %name, error = %e, "ack on a closed channel; the broker redelivers that message");
+            }
+        }
+        Err(_) => {
+            tracing::warn!(source = %name, "acks did not finish in {bound:?} (dead channel?); the broker redelivers those messages");
+        }
     }
 }
 
