@@ -9,13 +9,14 @@
 //! themselves: the client's read buffer and the reply parsed from it, the
 //! copy into the plugin's linear memory and its output (Wasm memory only
 //! grows), the sink's command and its encoding, and what the allocator
-//! keeps of all that. Measured here (2026-12-06) it was about 4.5 times the
-//! budget on top of the idle RSS (+143 MiB for 32 MiB); the same burst with
-//! a budget large enough not to bind (1 GiB, as before the budget existed)
-//! took +788 MiB. RabbitMQ pushes up to `prefetch` deliveries whatever the
-//! budget (the source stops taking them, the broker does not stop sending),
-//! so its bound adds `prefetch` messages. The tests print their figures;
-//! `cargo bench --bench memory` prints the same for a release build.
+//! keeps of all that. Measured here (2026-12-07, debug build) it was about
+//! 4.4 times the budget on top of the idle RSS (+140 MiB for 32 MiB); the
+//! same burst with a budget large enough not to bind (1 GiB, as before the
+//! budget existed) took +754 MiB. RabbitMQ pushes up to `prefetch`
+//! deliveries whatever the budget (the source stops taking them, the broker
+//! does not stop sending), so its bound adds `prefetch` messages. The tests
+//! print their figures; `cargo bench --bench memory` prints the same for a
+//! release build (BENCHMARKS.md).
 
 use sluice_tests::burst::{self, Burst, MESSAGE_BYTES, MIB};
 
