@@ -43,14 +43,8 @@ pub struct Burst {
     pub broker: &'static str,
     pub messages: usize,
     pub budget: u64,
-    /// The most `sluice_in_flight_bytes` showed.
-    pub peak_held: u64,
-    pub idle: u64,
-    pub peak_during: u64,
-    pub after: u64,
-    pub seconds: f64,
-    /// The dead letters: (class, payload length, whether they carry their
-    /// coordinates, their error text).
+    pub rss: Measured,
+    /// The dead letters, as the broker kept them.
     pub dead: Vec<DeadLetter>,
 }
 
@@ -65,7 +59,7 @@ pub struct DeadLetter {
 impl Burst {
     /// RSS above idle at the peak.
     pub fn growth(&self) -> u64 {
-        self.peak_during.saturating_sub(self.idle)
+        self.rss.peak_during.saturating_sub(self.rss.idle)
     }
 
     /// One line of figures, in MiB.
@@ -75,13 +69,13 @@ impl Burst {
             "{}: {} x {MESSAGE_BYTES} B in {:.1} s, budget {} MiB (held at most {:.0} MiB): RSS before {:.0} MiB, peak during {:.0} MiB (+{:.0} MiB), after {:.0} MiB",
             self.broker,
             self.messages,
-            self.seconds,
+            self.rss.seconds,
             self.budget / MIB,
-            mib(self.peak_held),
-            mib(self.idle),
-            mib(self.peak_during),
+            mib(self.rss.peak_held),
+            mib(self.rss.idle),
+            mib(self.rss.peak_during),
             mib(self.growth()),
-            mib(self.after),
+            mib(self.rss.after),
         )
     }
 }
@@ -110,13 +104,14 @@ plugin = {stage}
     path
 }
 
-/// What [`measure`] saw.
-struct Measured {
-    peak_held: u64,
-    idle: u64,
-    peak_during: u64,
-    after: u64,
-    seconds: f64,
+/// The daemon's RSS around one burst, and how long the burst took.
+pub struct Measured {
+    /// The most `sluice_in_flight_bytes` showed.
+    pub peak_held: u64,
+    pub idle: u64,
+    pub peak_during: u64,
+    pub after: u64,
+    pub seconds: f64,
 }
 
 /// Start the daemon on `config`, wait until it is ready, `feed` the burst,
@@ -184,26 +179,6 @@ fn too_large_after(i: usize, messages: usize) -> bool {
     i == messages / 4 || i == messages * 3 / 4
 }
 
-fn burst(
-    broker: &'static str,
-    messages: usize,
-    budget: u64,
-    measured: Measured,
-    dead: Vec<DeadLetter>,
-) -> Burst {
-    Burst {
-        broker,
-        messages,
-        budget,
-        peak_held: measured.peak_held,
-        idle: measured.idle,
-        peak_during: measured.peak_during,
-        after: measured.after,
-        seconds: measured.seconds,
-        dead,
-    }
-}
-
 /// The burst through Redis streams with `budget` (the output stream
 /// trimmed to 5 entries).
 pub fn redis(messages: usize, budget: u64) -> Burst {
@@ -257,7 +232,13 @@ pub fn redis(messages: usize, budget: u64) -> Burst {
     for stream in [&names.input, &names.output, &names.dlq] {
         let _: redis::RedisResult<()> = redis::cmd("DEL").arg(stream).query(&mut conn);
     }
-    burst("redis", messages, budget, measured, dead)
+    Burst {
+        broker: "redis",
+        messages,
+        budget,
+        rss: measured,
+        dead,
+    }
 }
 
 /// The burst through RabbitMQ with `budget` and `prefetch` (the output a
@@ -311,5 +292,11 @@ pub fn rabbitmq(messages: usize, budget: u64, prefetch: u16) -> Burst {
         })
         .collect();
     amqp_client::delete(&url, &[&names.input, &names.output, &names.dlq]);
-    burst("rabbitmq", messages, budget, measured, dead)
+    Burst {
+        broker: "rabbitmq",
+        messages,
+        budget,
+        rss: measured,
+        dead,
+    }
 }

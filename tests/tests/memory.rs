@@ -36,10 +36,10 @@ fn check(b: &Burst, pushed: u64) {
         allowed(b.budget, pushed) / MIB
     );
     assert!(
-        b.peak_held <= b.budget,
+        b.rss.peak_held <= b.budget,
         "{}: the budget held {} bytes, over its {}",
         b.broker,
-        b.peak_held,
+        b.rss.peak_held,
         b.budget
     );
     assert!(
@@ -100,8 +100,8 @@ fn a_burst_of_large_messages_through_rabbitmq_stays_within_the_budget_and_prefet
     let bounded = burst::rabbitmq(100, BUDGET, PREFETCH);
     check(&bounded, u64::from(PREFETCH) * MESSAGE_BYTES as u64);
     assert!(
-        bounded.peak_held > bounded.budget / 2,
+        bounded.rss.peak_held > bounded.budget / 2,
         "the burst reached the budget (held at most {} MiB)",
-        bounded.peak_held / MIB
+        bounded.rss.peak_held / MIB
     );
 }
