@@ -211,6 +211,7 @@ fn measure(
             Ok(StageOutput::Messages(out)) => {
                 assert_eq!(out.len(), 1, "{}: one message out", case.plugin)
             }
+            Ok(other) => panic!("{}: a plugin answered {other:?}", case.plugin),
             Err(e) => panic!(
                 "{}: {e:?} on {}",
                 case.plugin,

@@ -923,6 +923,7 @@ fn main() {
                     Ok(StageOutput::Keep(true)) => stage_inputs.push(m.clone()),
                     Ok(StageOutput::Keep(false)) | Ok(StageOutput::Routes(_)) => {}
                     Ok(StageOutput::Messages(ms)) => stage_inputs.extend(ms.iter().cloned()),
+                    Ok(other) => panic!("native {} answered {other:?}", which.short()),
                     Err(e) => panic!(
                         "native {} failed on a generated message: {e:?}",
                         which.short()

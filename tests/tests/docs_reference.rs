@@ -23,6 +23,7 @@ fn page_for(path: &str) -> Option<&'static str> {
         ("runtime/brokers/src/stdio.rs", "docs/connectors/file.md"),
         ("runtime/brokers/src/lines.rs", "docs/connectors/file.md"),
         ("runtime/cli/src/plugin/manifest.rs", "docs/plugins.md"),
+        ("runtime/state/src/", "docs/state.md"),
     ];
     pages
         .iter()
@@ -156,6 +157,7 @@ fn every_config_key_is_on_its_doc_page() {
     for dir in [
         "runtime/config/src",
         "runtime/brokers/src",
+        "runtime/state/src",
         "runtime/cli/src",
     ] {
         rust_files(&root.join(dir), &mut files);

@@ -6,9 +6,39 @@ use crate::exit::CliError;
 use sluice_brokers::dlq::{DlqFormat, EnvelopeSink};
 use sluice_brokers::SinkConfig;
 use sluice_config::{Config, PipelineConfig, StageConfig};
-use sluice_core::{Pipeline, Sink, StageSpec, SystemClock};
-use sluice_wasm::{HostOptions, LoadError, WasmHost, WasmStageFactory};
+use sluice_core::{Pipeline, Sink, StageFactory, StageSpec, SystemClock};
+use sluice_state::dedupe::DedupeFactory;
+use sluice_state::{Store, StoreConfig, Stores};
+use sluice_wasm::{HostOptions, LoadError, WasmHost};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The stores a pipeline's stages use, by configuration, opened.
+pub type OpenStores = HashMap<StoreConfig, Arc<dyn Store>>;
+
+/// Open (and for Redis, reach) every store a pipeline's stages use.
+///
+/// # Errors
+/// [`CliError::Connection`] naming the pipeline, the stage and the store.
+pub async fn open_stores(
+    stores: &Stores,
+    pipeline: &PipelineConfig,
+) -> Result<OpenStores, CliError> {
+    let mut open = OpenStores::new();
+    for stage in pipeline.stages.iter().filter(|s| s.dedupe.is_some()) {
+        if open.contains_key(&stage.store) {
+            continue;
+        }
+        let store = stores.open(&stage.store).await.map_err(|e| {
+            CliError::Connection(format!(
+                "pipeline `{}`: stage `{}`: {e}",
+                pipeline.name, stage.name
+            ))
+        })?;
+        open.insert(stage.store.clone(), store);
+    }
+    Ok(open)
+}
 
 /// The process's Wasm host, limits on, artifact cache from the environment.
 ///
@@ -27,12 +57,13 @@ pub fn load_stages(
     host: &WasmHost,
     config: &Config,
     pipeline: &PipelineConfig,
+    stores: &OpenStores,
 ) -> Result<Vec<Arc<StageSpec>>, CliError> {
     pipeline
         .stages
         .iter()
         .map(|stage| {
-            let factory = load_stage(host, stage).map_err(|e| {
+            let factory = load_stage(host, pipeline, stage, stores).map_err(|e| {
                 let at = stage
                     .written
                     .line
@@ -46,22 +77,47 @@ pub fn load_stages(
             })?;
             Ok(Arc::new(StageSpec::new(
                 stage.name.clone(),
-                Arc::new(factory),
+                factory,
                 stage.retry,
             )))
         })
         .collect()
 }
 
-fn load_stage(host: &WasmHost, stage: &StageConfig) -> Result<WasmStageFactory, LoadError> {
-    let plugin = host.load(&stage.plugin)?;
-    host.stage(
-        plugin,
-        &stage.name,
-        stage.kind,
-        stage.limits,
-        stage.params.clone(),
-    )
+/// A stage's factory: its plugin loaded, or a built-in stage on its store
+/// (one `stores` does not hold, as for `check`, is a stand-in that fails).
+fn load_stage(
+    host: &WasmHost,
+    pipeline: &PipelineConfig,
+    stage: &StageConfig,
+    stores: &OpenStores,
+) -> Result<Arc<dyn StageFactory>, LoadError> {
+    let store = || {
+        stores
+            .get(&stage.store)
+            .cloned()
+            .unwrap_or_else(|| sluice_state::unopened(&stage.store))
+    };
+    match (&stage.plugin, &stage.dedupe) {
+        (Some(path), _) => {
+            let plugin = host.load(path)?;
+            let factory = host.stage(
+                plugin,
+                &stage.name,
+                stage.kind,
+                stage.limits,
+                stage.params.clone(),
+            )?;
+            Ok(Arc::new(factory))
+        }
+        (None, Some(dedupe)) => Ok(Arc::new(DedupeFactory::new(
+            &pipeline.name,
+            &stage.name,
+            dedupe.clone(),
+            store(),
+        ))),
+        (None, None) => unreachable!("the config gives every stage a plugin or a built-in"),
+    }
 }
 
 /// Open a pipeline's sinks and its DLQ (in its `dlq_format`); with

@@ -9,7 +9,8 @@ pub fn check(path: &Path) -> Result<(), CliError> {
     let config = sluice_config::load(path)?;
     let host = assemble::host()?;
     for pipeline in &config.pipelines {
-        let stages = assemble::load_stages(&host, &config, pipeline)?;
+        // `check` connects to nothing: stores are not opened.
+        let stages = assemble::load_stages(&host, &config, pipeline, &Default::default())?;
         println!("pipeline {}", pipeline.name);
         // Printed configs show no password (URLs, `*password*` properties).
         let shown = |c: &dyn std::fmt::Debug| sluice_brokers::redact_text(&format!("{c:?}"));
@@ -24,6 +25,13 @@ pub fn check(path: &Path) -> Result<(), CliError> {
                 stage.kind,
                 plugin.path.display()
             );
+            if let Some(d) = &stage.dedupe {
+                println!(
+                    "                id={} window={:?} capacity={} claim_ttl={:?}; retry attempts={} initial={:?} max={:?}",
+                    d.id, d.window, d.capacity, d.claim_ttl, stage.retry.max_attempts, stage.retry.initial, stage.retry.max_delay
+                );
+                continue;
+            }
             println!("                sha256 {}", plugin.sha256);
             println!(
                 "                outputs max_outputs={} max_output_bytes={} max_call_output_bytes={}; log {} lines/s, {} bytes/line",

@@ -9,6 +9,7 @@
 //! | `sluice_stage_fuel_consumed_total` | pipeline, stage | fuel the stage's calls burnt |
 //! | `sluice_instance_replacements_total` | pipeline, stage | plugin instances replaced after a fault that stopped a call |
 //! | `sluice_plugin_log_suppressed_total` | pipeline, stage | plugin log lines dropped by the stage's log rate limit |
+//! | `sluice_deduplicated_total` | pipeline, stage | messages a `dedupe` stage dropped as already delivered |
 //! | `sluice_sink_publish_duration_seconds` | pipeline | histogram, hand-over to a sink until its confirm |
 //! | `sluice_sink_retries_total` | pipeline | failed publishes that were retried |
 //! | `sluice_in_flight` | pipeline | received, not yet settled with the source |
@@ -205,6 +206,20 @@ impl Metrics {
                 "sluice_plugin_log_suppressed_total{{{}}} {}",
                 labels(p, &stage.name),
                 stage.stats.snapshot().log_suppressed
+            );
+        }
+        header(
+            &mut out,
+            "sluice_deduplicated_total",
+            "counter",
+            "Messages a dedupe stage dropped as already delivered.",
+        );
+        for (p, stage) in stages(&pipelines) {
+            let _ = writeln!(
+                out,
+                "sluice_deduplicated_total{{{}}} {}",
+                labels(p, &stage.name),
+                stage.stats.snapshot().deduplicated
             );
         }
         header(

@@ -24,6 +24,7 @@ use sluice_brokers::RETRY_COUNT_HEADER;
 use sluice_config::{Config, PipelineConfig};
 use sluice_core::memory::MemorySource;
 use sluice_core::{Message, Pipeline, Shutdown, StageKind, StageSpec, SystemClock};
+use sluice_state::Stores;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -68,7 +69,8 @@ pub fn replay(
     let host = assemble::host()?;
     let runtime = runtime()?;
     for p in chosen {
-        let stages = assemble::load_stages(&host, &config, p)?;
+        let stores = runtime.block_on(assemble::open_stores(&Stores::default(), p))?;
+        let stages = assemble::load_stages(&host, &config, p, &stores)?;
         runtime.block_on(replay_pipeline(&config, p, &stages, filter, options))?;
     }
     Ok(())

@@ -27,6 +27,7 @@ use sluice_core::{
     Chain, LiveStages, Pipeline, PipelineReport, PipelineStats, StageSpec, SystemClock,
 };
 use sluice_core::{Health, Shutdown};
+use sluice_state::Stores;
 use sluice_wasm::WasmHost;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +56,8 @@ struct Loaded {
 pub struct Supervisor {
     path: PathBuf,
     host: WasmHost,
+    /// Stores stay open across reloads (an embedded file opens once).
+    stores: Stores,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
     running: Vec<Running>,
@@ -86,6 +89,7 @@ impl Supervisor {
         let mut s = Supervisor {
             path: path.to_owned(),
             host,
+            stores: Stores::default(),
             metrics,
             shutdown,
             running: Vec::new(),
@@ -95,7 +99,7 @@ impl Supervisor {
             stdout_sinks: false,
             ended: Vec::new(),
         };
-        let loaded = s.load(&config)?;
+        let loaded = s.load(&config).await?;
         let mut pipelines = Vec::with_capacity(loaded.len());
         for l in &loaded {
             pipelines.push(assemble::connect(&config, &l.config, l.stages.clone()).await?);
@@ -109,13 +113,19 @@ impl Supervisor {
         Ok(s)
     }
 
-    /// Load and instantiate every stage of every pipeline of `config`.
-    fn load(&self, config: &Config) -> Result<Vec<Loaded>, CliError> {
+    /// Open the stores, then load and instantiate every stage of every
+    /// pipeline of `config`.
+    async fn load(&self, config: &Config) -> Result<Vec<Loaded>, CliError> {
+        let mut stores = Vec::with_capacity(config.pipelines.len());
+        for p in &config.pipelines {
+            stores.push(assemble::open_stores(&self.stores, p).await?);
+        }
         config
             .pipelines
             .iter()
-            .map(|p| {
-                let stages = assemble::load_stages(&self.host, config, p)?;
+            .zip(stores)
+            .map(|(p, stores)| {
+                let stages = assemble::load_stages(&self.host, config, p, &stores)?;
                 let sinks: Arc<[String]> = p.sinks.iter().map(|(n, _)| n.clone()).collect();
                 Chain::new(&stages, sinks, Arc::new(SystemClock)).map_err(|e| {
                     CliError::Invalid(format!(
@@ -255,7 +265,7 @@ impl Supervisor {
 
     async fn try_reload(&mut self) -> Result<bool, CliError> {
         let config = sluice_config::load(&self.path)?;
-        let loaded = self.load(&config)?;
+        let loaded = self.load(&config).await?;
         // Plan, and connect what has to be (re)started, before touching anything.
         // An ended pipeline counts as there: it starts again only if it changed
         // outside its stages, or it would read the same input twice.
@@ -390,7 +400,7 @@ fn carry_stats(live: &LiveStages, stages: Vec<Arc<StageSpec>>) -> Vec<Arc<StageS
 fn watched_files(config: &Config) -> Vec<PathBuf> {
     let mut files = vec![config.path.clone()];
     for p in &config.pipelines {
-        files.extend(p.stages.iter().map(|s| s.plugin.clone()));
+        files.extend(p.stages.iter().filter_map(|s| s.plugin.clone()));
     }
     files.sort();
     files.dedup();

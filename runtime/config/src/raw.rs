@@ -6,6 +6,7 @@ use serde::Deserialize;
 use sluice_brokers::dlq::DlqFormat;
 use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::StageKind;
+use sluice_state::StoreConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::Spanned;
@@ -35,6 +36,8 @@ pub struct Pipeline {
     pub too_large_keep: Option<Spanned<ByteSize>>,
     pub batch: Option<Spanned<usize>>,
     pub retry: Option<Spanned<Retry>>,
+    /// Where the pipeline's stages keep state (dedupe ids).
+    pub store: Option<Spanned<StoreConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,7 +45,8 @@ pub struct Pipeline {
 pub struct Stage {
     pub name: Name,
     pub kind: Spanned<StageKind>,
-    pub plugin: Spanned<PathBuf>,
+    /// Every kind but `dedupe` runs a plugin.
+    pub plugin: Option<Spanned<PathBuf>>,
     pub fuel: Option<u64>,
     pub timeout: Option<HumanDuration>,
     pub memory: Option<ByteSize>,
@@ -54,6 +58,13 @@ pub struct Stage {
     pub retry: Option<Spanned<Retry>>,
     #[serde(default)]
     pub params: toml::Table,
+    /// `dedupe` stages: where the id comes from, how long it is kept.
+    pub id: Option<Spanned<String>>,
+    pub window: Option<HumanDuration>,
+    pub capacity: Option<Spanned<u64>>,
+    pub claim_ttl: Option<HumanDuration>,
+    /// Where this stage keeps state, instead of the pipeline's store.
+    pub store: Option<Spanned<StoreConfig>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -8,8 +8,11 @@ use sluice_brokers::dlq::DlqFormat;
 use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::engine::EngineOptions;
 use sluice_core::{ByteLimits, Limits, RetryPolicy, StageKind};
+use sluice_state::dedupe::{DedupeConfig, IdSource};
+use sluice_state::StoreConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 /// A loaded, valid config file.
@@ -43,8 +46,14 @@ pub struct PipelineConfig {
 pub struct StageConfig {
     pub name: String,
     pub kind: StageKind,
-    /// Absolute or config-relative-resolved plugin path.
-    pub plugin: PathBuf,
+    /// Absolute or config-relative-resolved plugin path; `None` for a
+    /// built-in stage (`dedupe`).
+    pub plugin: Option<PathBuf>,
+    /// A `dedupe` stage's settings.
+    pub dedupe: Option<DedupeConfig>,
+    /// Where the stage keeps state: its own `store`, else its pipeline's,
+    /// else the embedded store in `state/` beside the config file.
+    pub store: StoreConfig,
     pub limits: Limits,
     pub retry: RetryPolicy,
     /// Flattened params: nested tables become dotted keys, values strings.
@@ -60,7 +69,8 @@ pub struct StageConfig {
 pub struct Written {
     /// The dotted key (`pipelines.orders.stages[0]`).
     pub key: String,
-    /// 1-based line and column of the stage's `plugin` key.
+    /// 1-based line and column of the stage's `plugin` key (`kind` for a
+    /// built-in stage).
     pub line: Option<(usize, usize)>,
 }
 
@@ -287,7 +297,8 @@ impl Resolver<'_> {
                     "move the route stage to the end of the chain: it decides the sinks",
                 ));
             }
-            stages.push(self.stage(stage, &stage_key, pipeline_retry)?);
+            let store = self.store(p.store.as_ref(), &format!("{key}.store"))?;
+            stages.push(self.stage(stage, &stage_key, pipeline_retry, store)?);
         }
         let base = self.base_dir;
         let mut source = p.source.get_ref().clone();
@@ -323,13 +334,139 @@ impl Resolver<'_> {
         })
     }
 
+    /// A `store` table resolved (paths relative to the config file), or
+    /// the default embedded store.
+    fn store(
+        &self,
+        spanned: Option<&Spanned<StoreConfig>>,
+        key: &str,
+    ) -> Result<StoreConfig, ConfigError> {
+        let mut store = spanned.map_or_else(StoreConfig::default_embedded, |s| s.get_ref().clone());
+        if let (StoreConfig::Redis { url }, Some(at)) = (&store, spanned) {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(self.error(
+                    at,
+                    format!("{key}.url"),
+                    format!(
+                        "`{}` is not a redis:// URL",
+                        sluice_brokers::redact_text(url)
+                    ),
+                    "write url = \"redis://127.0.0.1:6379\"",
+                ));
+            }
+        }
+        store.resolve(self.base_dir);
+        Ok(store)
+    }
+
+    /// What a stage runs: its plugin, or a built-in (`dedupe`) with its
+    /// settings. The keys of one are refused on the other.
+    fn stage_body(
+        &self,
+        spanned: &Spanned<raw::Stage>,
+        key: &str,
+    ) -> Result<(Option<PathBuf>, Option<DedupeConfig>), ConfigError> {
+        let s = spanned.get_ref();
+        let kind = *s.kind.get_ref();
+        if kind.has_plugin() {
+            let Some(plugin) = &s.plugin else {
+                return Err(self.error(
+                    spanned,
+                    format!("{key}.plugin"),
+                    format!("{kind} stage `{}` names no plugin", s.name),
+                    "add plugin = \"path/to/plugin.wasm\" (relative to this file)",
+                ));
+            };
+            let dedupe_key = [
+                ("id", s.id.is_some()),
+                ("window", s.window.is_some()),
+                ("capacity", s.capacity.is_some()),
+                ("claim_ttl", s.claim_ttl.is_some()),
+            ]
+            .into_iter()
+            .find(|(_, set)| *set);
+            if let Some((name, _)) = dedupe_key {
+                return Err(self.error(
+                    spanned,
+                    format!("{key}.{name}"),
+                    format!("`{name}` is a setting of dedupe stages, not of a {kind} stage"),
+                    format!("remove `{name}`, or make a stage with kind = \"dedupe\" for it"),
+                ));
+            }
+            return Ok((Some(normalize(&self.base_dir.join(plugin.get_ref()))), None));
+        }
+        if let Some(plugin) = &s.plugin {
+            return Err(self.error(
+                plugin,
+                format!("{key}.plugin"),
+                format!("a {kind} stage is built in and runs no plugin"),
+                "remove `plugin`",
+            ));
+        }
+        let Some(id) = &s.id else {
+            return Err(self.error(
+                spanned,
+                format!("{key}.id"),
+                format!(
+                    "dedupe stage `{}` does not say where a message's id is",
+                    s.name
+                ),
+                "add id = \"key\", \"header:NAME\", \"json:/field\" or \"payload\"",
+            ));
+        };
+        let source: IdSource = id.get_ref().parse().map_err(|e: String| {
+            self.error(
+                id,
+                format!("{key}.id"),
+                e,
+                "write e.g. id = \"json:/order_id\"",
+            )
+        })?;
+        let capacity = match &s.capacity {
+            Some(c) if *c.get_ref() == 0 => {
+                return Err(self.error(
+                    c,
+                    format!("{key}.capacity"),
+                    "capacity must be at least 1",
+                    format!(
+                        "leave it out for the default ({})",
+                        DedupeConfig::DEFAULT_CAPACITY
+                    ),
+                ))
+            }
+            Some(c) => *c.get_ref(),
+            None => DedupeConfig::DEFAULT_CAPACITY,
+        };
+        let config = DedupeConfig {
+            id: source,
+            window: s.window.map_or(DedupeConfig::DEFAULT_WINDOW, |d| d.0),
+            capacity,
+            claim_ttl: s.claim_ttl.map_or(DedupeConfig::DEFAULT_CLAIM_TTL, |d| d.0),
+        };
+        if config.window.is_zero() || config.claim_ttl < Duration::from_millis(10) {
+            return Err(self.error(
+                spanned,
+                key.to_owned(),
+                "window must be above zero and claim_ttl at least 10ms",
+                "leave them out for the defaults (window 24h, claim_ttl 30s)",
+            ));
+        }
+        Ok((None, Some(config)))
+    }
+
     fn stage(
         &self,
         spanned: &Spanned<raw::Stage>,
         key: &str,
         pipeline_retry: RetryPolicy,
+        pipeline_store: StoreConfig,
     ) -> Result<StageConfig, ConfigError> {
         let s = spanned.get_ref();
+        let (plugin, dedupe) = self.stage_body(spanned, key)?;
+        let store = match &s.store {
+            Some(own) => self.store(Some(own), &format!("{key}.store"))?,
+            None => pipeline_store,
+        };
         let defaults = Limits::default();
         let limits = Limits {
             fuel: s.fuel.unwrap_or(defaults.fuel),
@@ -386,6 +523,14 @@ impl Resolver<'_> {
                 ));
             }
             Some(r) => self.retry(r, pipeline_retry, &format!("{key}.retry"))?,
+            // A copy of a message whose id another copy holds waits for it:
+            // long enough, by default, to outlast the claim.
+            None if dedupe.is_some() => RetryPolicy {
+                max_attempts: pipeline_retry.max_attempts.max(12),
+                initial: Duration::from_millis(200),
+                max_delay: Duration::from_secs(5),
+                ..pipeline_retry
+            },
             None => pipeline_retry,
         };
         let mut params = BTreeMap::new();
@@ -397,16 +542,22 @@ impl Resolver<'_> {
                 "write the value as a string",
             )
         })?;
+        let at = s
+            .plugin
+            .as_ref()
+            .map_or(s.kind.span().start, |p| p.span().start);
         Ok(StageConfig {
             name: s.name.0.clone(),
             kind: *s.kind.get_ref(),
-            plugin: normalize(&self.base_dir.join(s.plugin.get_ref())),
+            plugin,
+            dedupe,
+            store,
             limits,
             retry,
             params,
             written: Written {
                 key: key.to_owned(),
-                line: Some(crate::error::line_col(self.text, s.plugin.span().start)),
+                line: Some(crate::error::line_col(self.text, at)),
             },
         })
     }
@@ -604,7 +755,10 @@ type = "stdout"
         let p = &c.pipelines[0];
         assert_eq!(p.engine.concurrency, 2);
         let s = &p.stages[0];
-        assert_eq!(s.plugin, Path::new("plugins/dist/json-filter.wasm"));
+        assert_eq!(
+            s.plugin.as_deref(),
+            Some(Path::new("plugins/dist/json-filter.wasm"))
+        );
         assert_eq!(s.limits.timeout, std::time::Duration::from_millis(250));
         assert_eq!(s.limits.memory, 32 * 1024 * 1024);
         assert_eq!(s.limits.fuel, Limits::DEFAULT_FUEL);

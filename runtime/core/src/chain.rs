@@ -6,6 +6,7 @@
 //! `engine::parking`) or, in a pipeline that retries through its broker
 //! ([`Chain::republishing_retries`]), the broker brings it back.
 
+use crate::claim::Claim;
 use crate::clock::Clock;
 use crate::dlq::{Failure, FailureClass};
 use crate::message::Message;
@@ -145,13 +146,28 @@ impl Chain {
     }
 
     /// Run several messages through every stage, one outcome per message in
-    /// order. Each stage is called once for the whole batch (its batch
-    /// export); retryable errors are retried one message at a time, and a
-    /// batch call that faults is redone one message at a time so only the
-    /// culprit is dead-lettered.
+    /// order. Claims a `dedupe` stage took are released at once: see
+    /// [`Chain::process_claiming`] for a caller that delivers.
     pub fn process_batch(&mut self, originals: &[&Message]) -> Vec<ChainOutcome> {
+        self.process_claiming(originals)
+            .into_iter()
+            .map(|(outcome, _)| outcome)
+            .collect()
+    }
+
+    /// Run several messages through every stage, one outcome per message in
+    /// order, each with the claims its stages took (only a
+    /// [`ChainOutcome::Deliver`] keeps any: the others released theirs).
+    /// The caller completes them once the message is delivered.
+    ///
+    /// Each stage is called once for the whole batch (its batch export);
+    /// retryable errors are retried one message at a time, and a batch call
+    /// that faults is redone one message at a time so only the culprit is
+    /// dead-lettered.
+    pub fn process_claiming(&mut self, originals: &[&Message]) -> Vec<(ChainOutcome, Vec<Claim>)> {
         let n = originals.len();
         let mut failed: Vec<Option<Failure>> = vec![None; n];
+        let mut claims: Vec<Vec<Claim>> = vec![Vec::new(); n];
         let mut routed: Vec<Option<Vec<(String, Message)>>> = vec![None; n];
         // The messages still in flight and the input each one came from.
         let mut origins: Vec<usize> = (0..n).collect();
@@ -206,6 +222,16 @@ impl Chain {
                         next_msgs.push(msg);
                     }
                     StageOutput::Keep(false) => bump(&stats.dropped, 1),
+                    StageOutput::Claimed(claim) => {
+                        bump(&stats.output, 1);
+                        claims[origin].push(claim);
+                        next_origins.push(origin);
+                        next_msgs.push(msg);
+                    }
+                    StageOutput::Duplicate => {
+                        bump(&stats.dropped, 1);
+                        bump(&stats.deduplicated, 1);
+                    }
                     StageOutput::Messages(out) if out.is_empty() => bump(&stats.dropped, 1),
                     StageOutput::Messages(out) => {
                         bump(&stats.output, out.len() as u64);
@@ -252,20 +278,22 @@ impl Chain {
         }
         (0..n)
             .map(|i| {
+                let claims = std::mem::take(&mut claims[i]);
                 if let Some(failure) = failed[i].take() {
-                    return match failure.retry_after {
+                    let outcome = match failure.retry_after {
                         Some(_) => ChainOutcome::RetryLater(failure),
                         None => ChainOutcome::DeadLetter(failure),
                     };
+                    return (outcome, Vec::new());
                 }
                 let mut deliver = routed[i].take().unwrap_or_default();
                 for msg in survivors[i].drain(..) {
                     deliver.extend(self.sinks.iter().map(|s| (s.clone(), msg.clone())));
                 }
                 if deliver.is_empty() {
-                    ChainOutcome::Dropped
+                    (ChainOutcome::Dropped, Vec::new())
                 } else {
-                    ChainOutcome::Deliver(deliver)
+                    (ChainOutcome::Deliver(deliver), claims)
                 }
             })
             .collect()
@@ -375,6 +403,10 @@ fn output_matches(kind: StageKind, output: &StageOutput) -> bool {
         (StageKind::Filter, StageOutput::Keep(_))
             | (StageKind::Transform, StageOutput::Messages(_))
             | (StageKind::Route, StageOutput::Routes(_))
+            | (
+                StageKind::Dedupe,
+                StageOutput::Claimed(_) | StageOutput::Duplicate
+            )
     )
 }
 

@@ -6,24 +6,34 @@ use crate::message::Message;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The three kinds of stage, one per WIT world.
+/// The kinds of stage: one per WIT world a plugin implements, and the
+/// built-in `dedupe` (host code, no plugin).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StageKind {
     Filter,
     Transform,
     Route,
+    /// Drops a message whose id was already delivered (sluice-state).
+    Dedupe,
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 3] = [StageKind::Filter, StageKind::Transform, StageKind::Route];
+    /// The kinds a plugin implements, one per WIT world.
+    pub const WORLDS: [StageKind; 3] = [StageKind::Filter, StageKind::Transform, StageKind::Route];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StageKind::Filter => "filter",
             StageKind::Transform => "transform",
             StageKind::Route => "route",
+            StageKind::Dedupe => "dedupe",
         }
+    }
+
+    /// Whether a stage of this kind runs a plugin.
+    pub fn has_plugin(self) -> bool {
+        self != StageKind::Dedupe
     }
 }
 
@@ -42,6 +52,11 @@ pub enum StageOutput {
     Messages(Vec<Message>),
     /// Route: the names of the sinks the message goes to.
     Routes(Vec<String>),
+    /// Dedupe: keep the message, holding this claim on its id until it is
+    /// delivered (completed) or not (released); see [`crate::claim`].
+    Claimed(crate::claim::Claim),
+    /// Dedupe: the message's id was already delivered; drop it.
+    Duplicate,
 }
 
 /// Why a stage host stopped a call: not the plugin's answer but something the

@@ -23,6 +23,9 @@ pub struct StageStats {
     pub fuel: AtomicU64,
     /// Plugin log lines dropped by the stage's log rate limit.
     pub log_suppressed: AtomicU64,
+    /// Messages a `dedupe` stage dropped as already delivered (also counted
+    /// in `dropped`).
+    pub deduplicated: AtomicU64,
     /// How long each call took (a batch call is one call).
     pub call_seconds: Histogram,
 }
@@ -38,6 +41,7 @@ pub struct StageCounts {
     pub replaced: u64,
     pub fuel: u64,
     pub log_suppressed: u64,
+    pub deduplicated: u64,
 }
 
 impl StageStats {
@@ -51,6 +55,7 @@ impl StageStats {
             replaced: self.replaced.load(Relaxed),
             fuel: self.fuel.load(Relaxed),
             log_suppressed: self.log_suppressed.load(Relaxed),
+            deduplicated: self.deduplicated.load(Relaxed),
         }
     }
 }

@@ -160,6 +160,7 @@ impl WasmHost {
             StageKind::Route => {
                 WorldPre::Route(route::RoutePre::new(instance_pre).map_err(link_error)?)
             }
+            StageKind::Dedupe => unreachable!("detect_world finds plugin worlds only"),
         };
         let plugin = Arc::new(Plugin {
             info: PluginInfo {
@@ -211,7 +212,7 @@ impl WasmHost {
 fn detect_world(engine: &Engine, component: &Component) -> Option<StageKind> {
     let ty = component.component_type();
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    StageKind::ALL.into_iter().find(|kind| {
+    StageKind::WORLDS.into_iter().find(|kind| {
         let single = kind.as_str();
         let batch = format!("{single}-batch");
         exports.contains(&single) && exports.contains(&batch.as_str())

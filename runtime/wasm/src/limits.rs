@@ -61,7 +61,7 @@ pub(crate) fn check_output(
         detail,
     };
     match output {
-        StageOutput::Keep(_) => Ok(()),
+        StageOutput::Keep(_) | StageOutput::Claimed(_) | StageOutput::Duplicate => Ok(()),
         StageOutput::Routes(names) if names.len() > limits.max_outputs => Err(fault(format!(
             "returned {} routes for one message; the stage's max_outputs is {}",
             names.len(),

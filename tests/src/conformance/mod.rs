@@ -21,9 +21,11 @@
 //! counted. Time bounds are loose ([`LONG`]): a scenario waits for a state,
 //! never fails for being slow on a loaded machine.
 
+mod dedupe;
 mod odd;
 mod scenarios;
 
+pub use dedupe::{dedupe_config, dedupe_sigkill, dedupe_two_daemons, Kept};
 pub use odd::{
     case as odd_case, cases as odd_cases, odd_messages, odd_through, Odd, OddRoute,
     CASE as ODD_CASE,
@@ -379,6 +381,21 @@ macro_rules! conformance {
             #[test]
             fn odd_messages_come_back_as_the_broker_keeps_them() {
                 $crate::conformance::odd_messages::<$broker>();
+            }
+
+            #[test]
+            fn with_a_dedupe_stage_on_redis_three_sigkills_pass_only_the_window() {
+                $crate::conformance::dedupe_sigkill::<$broker>($crate::conformance::Kept::Redis);
+            }
+
+            #[test]
+            fn with_a_dedupe_stage_on_an_embedded_store_restarts_pass_only_the_window() {
+                $crate::conformance::dedupe_sigkill::<$broker>($crate::conformance::Kept::Embedded);
+            }
+
+            #[test]
+            fn two_daemons_on_one_redis_store_let_one_copy_of_each_id_out() {
+                $crate::conformance::dedupe_two_daemons::<$broker>();
             }
 
             #[test]

@@ -10,7 +10,13 @@ use std::time::Duration;
 /// hold at least `want` messages: then each input was delivered or
 /// dead-lettered (a queue's ready count misses deliveries still held, which
 /// the graceful stop that follows finishes).
-fn settle<B: Broker>(broker: &B, t: &Names, outputs: &[&str], want: usize, daemons: &[&Daemon]) {
+pub(super) fn settle<B: Broker>(
+    broker: &B,
+    t: &Names,
+    outputs: &[&str],
+    want: usize,
+    daemons: &[&Daemon],
+) {
     let done = wait_for(LONG, || {
         broker.unacked(&t.input, &t.group) == 0
             && outputs
@@ -29,7 +35,7 @@ fn settle<B: Broker>(broker: &B, t: &Names, outputs: &[&str], want: usize, daemo
 }
 
 /// SIGTERM, and the daemon exits 0 after its drain.
-fn stop(daemon: Daemon) {
+pub(super) fn stop(daemon: Daemon) {
     let log = daemon.log.clone();
     let status = daemon.terminate(LONG);
     assert!(

@@ -90,6 +90,9 @@ fn result(stage: &mut dyn Stage, msg: &Message) -> Value {
             json!({ "messages": envelopes })
         }
         Ok(StageOutput::Routes(routes)) => json!({ "routes": routes }),
+        // Built-in stages only; a plugin cannot answer these.
+        Ok(StageOutput::Claimed(_)) => json!({ "kept": true }),
+        Ok(StageOutput::Duplicate) => json!({ "kept": false, "duplicate": true }),
         Err(StageError::Retryable(text)) => {
             json!({ "error": { "class": "retryable", "text": text } })
         }

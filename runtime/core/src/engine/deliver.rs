@@ -67,7 +67,11 @@ impl Deliverer {
     /// Publish every output of one delivery (in order), and return the
     /// future that awaits their confirms and then acks the source.
     async fn hand_over(&self, processed: Processed) -> BoxFuture<'static, ()> {
-        let Processed { delivery, outcome } = processed;
+        let Processed {
+            delivery,
+            outcome,
+            claims,
+        } = processed;
         let Delivery {
             message,
             coordinates,
@@ -146,10 +150,14 @@ impl Deliverer {
                 if !kept {
                     // Neither the sink nor the DLQ takes it: give it back to the
                     // source, which keeps it (and redelivers it; a broker's own
-                    // delivery limit or redrive policy ends the loop).
+                    // delivery limit or redrive policy ends the loop). Its
+                    // claims are released as they drop.
                     ack.nack();
                     return;
                 }
+                // Delivered and confirmed: record its ids before the source
+                // forgets it, so a crash after this drops the redelivery.
+                complete_claims(&pipeline, claims).await;
                 match counter {
                     Counter::Delivered => bump(&stats.delivered, n),
                     Counter::Dropped => bump(&stats.dropped, 1),
@@ -165,6 +173,24 @@ impl Deliverer {
             },
             span,
         ))
+    }
+}
+
+/// Complete a delivered message's claims (its ids recorded as delivered).
+/// A store that cannot record one is logged, not retried: the message is
+/// delivered either way, and only a later copy of it may then pass.
+async fn complete_claims(pipeline: &str, claims: Vec<crate::claim::Claim>) {
+    if claims.is_empty() {
+        return;
+    }
+    let completed = futures::future::join_all(claims.into_iter().map(|claim| {
+        let id = String::from_utf8_lossy(claim.id()).into_owned();
+        async move { (id, claim.complete().await) }
+    }));
+    for (id, result) in completed.await {
+        if let Err(e) = result {
+            tracing::warn!(pipeline, id, error = %e, "could not record the id as delivered; a later copy of this message may pass the dedupe stage");
+        }
     }
 }
 

@@ -159,6 +159,8 @@ fn join_failure(e: tokio::task::JoinError) -> String {
 struct Processed {
     delivery: Delivery,
     outcome: ChainOutcome,
+    /// Claims to complete once the outcome's outputs are confirmed.
+    claims: Vec<crate::claim::Claim>,
 }
 
 impl Pipeline {

@@ -13,9 +13,10 @@ pub struct PipelineReport {
 impl std::fmt::Display for PipelineReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.counts;
+        let deduplicated: u64 = self.stages.iter().map(|(_, s)| s.deduplicated).sum();
         writeln!(
             f,
-            "pipeline {}: received {}, delivered {}, dropped {}, dead-lettered {}, acked {}{}",
+            "pipeline {}: received {}, delivered {}, dropped {}, dead-lettered {}, acked {}{}{}",
             self.pipeline,
             c.received,
             c.delivered,
@@ -26,7 +27,12 @@ impl std::fmt::Display for PipelineReport {
                 format!(", retried through the broker {}", c.retried_later)
             } else {
                 String::new()
-            }
+            },
+            if deduplicated > 0 {
+                format!(" ({deduplicated} of the dropped were duplicates)")
+            } else {
+                String::new()
+            },
         )?;
         writeln!(
             f,

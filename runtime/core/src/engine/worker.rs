@@ -167,17 +167,20 @@ impl Worker {
             .filter(|t| t.delivery.refused.is_none())
             .map(|t| &t.delivery.message)
             .collect();
-        let mut outcomes = self.chain.process_batch(&decoded).into_iter();
+        let mut outcomes = self.chain.process_claiming(&decoded).into_iter();
         let mut processed = Vec::with_capacity(batch.len());
         let mut parked_here = false;
         for Taken { delivery, key } in batch {
-            let mut outcome = match &delivery.refused {
-                Some(refusal) => ChainOutcome::DeadLetter(dlq::Failure::once(
-                    "<source>",
-                    refusal.class,
-                    refusal.text.clone(),
-                    self.clock.now(),
-                )),
+            let (mut outcome, claims) = match &delivery.refused {
+                Some(refusal) => (
+                    ChainOutcome::DeadLetter(dlq::Failure::once(
+                        "<source>",
+                        refusal.class,
+                        refusal.text.clone(),
+                        self.clock.now(),
+                    )),
+                    Vec::new(),
+                ),
                 None => outcomes.next().expect("one outcome per decoded delivery"),
             };
             let parks = matches!(outcome, ChainOutcome::RetryLater(_)) && !self.republish;
@@ -210,7 +213,11 @@ impl Worker {
                 }
                 lot.settled(k);
             }
-            processed.push(Processed { delivery, outcome });
+            processed.push(Processed {
+                delivery,
+                outcome,
+                claims,
+            });
         }
         processed
     }
