@@ -89,20 +89,23 @@ impl Embedded {
         })
     }
 
-    /// When `id`'s delivered record in `ns` expires, if it has one.
-    fn delivered_until(&self, ns: &str, id: &[u8]) -> Result<Option<u64>, StoreError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| failed("read", &self.path, e))?;
+    /// When each id's delivered record in `ns` expires, if it has one: one
+    /// read transaction for them all.
+    fn delivered_until(&self, ns: &str, ids_: &[&[u8]]) -> Result<Vec<Option<u64>>, StoreError> {
+        let read = |e: &dyn std::fmt::Display| failed("read", &self.path, e);
+        let txn = self.db.begin_read().map_err(|e| read(&e))?;
         let name = ids(ns);
         let table = match txn.open_table(TableDefinition::<&[u8], u64>::new(&name)) {
             Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(failed("read", &self.path, e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; ids_.len()]),
+            Err(e) => return Err(read(&e)),
         };
-        let got = table.get(id).map_err(|e| failed("read", &self.path, e))?;
-        Ok(got.map(|v| v.value()))
+        ids_.iter()
+            .map(|id| {
+                let got = table.get(*id).map_err(|e| read(&e))?;
+                Ok(got.map(|v| v.value()))
+            })
+            .collect()
     }
 }
 
@@ -124,8 +127,9 @@ impl Store for Embedded {
         // (in that order, by the writer) is seen as one or the other.
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         let mut states = Vec::with_capacity(ids.len());
-        for (id, token) in ids.iter().zip(tokens) {
-            if self.delivered_until(ns, id)?.is_some_and(|t| t > now_ms) {
+        let delivered = self.delivered_until(ns, ids)?;
+        for ((id, token), until) in ids.iter().zip(tokens).zip(delivered) {
+            if until.is_some_and(|t| t > now_ms) {
                 states.push(ClaimState::Delivered);
                 continue;
             }
