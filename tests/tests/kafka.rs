@@ -304,7 +304,7 @@ fn a_second_daemon_joining_mid_stream_rebalances_the_group_without_loss() {
         pause: Duration::from_millis(150),
     };
     let all = std::thread::scope(|s| {
-        let producer = s.spawn(|| suite::produce_stream(&kafka, &n.input, stream));
+        let producer = s.spawn(|| suite::produce_stream(&kafka, &n.input, stream, suite::messages));
         std::thread::sleep(Duration::from_millis(500));
         let b = Daemon::start(
             &config(&kafka, dir.path(), &n, &out_b, Role::Alone),

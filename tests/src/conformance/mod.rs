@@ -293,13 +293,16 @@ pub fn keys(outputs: &[Output]) -> Vec<String> {
     outputs.iter().filter_map(|o| o.key.clone()).collect()
 }
 
-/// Produce `stream` to `to` as its batches and pauses say.
-pub fn produce_stream<B: Broker>(broker: &B, to: &str, stream: Stream) {
+/// Produce `stream` to `to` as its batches and pauses say, each batch
+/// made by `make` ([`messages`], [`json_messages`]).
+pub fn produce_stream<B: Broker>(
+    broker: &B,
+    to: &str,
+    stream: Stream,
+    make: fn(std::ops::Range<usize>) -> Vec<Input>,
+) {
     for start in (0..stream.total).step_by(stream.batch) {
-        broker.produce(
-            to,
-            &messages(start..(start + stream.batch).min(stream.total)),
-        );
+        broker.produce(to, &make(start..(start + stream.batch).min(stream.total)));
         std::thread::sleep(stream.pause);
     }
 }

@@ -470,6 +470,34 @@ pub fn sigkill_during_retries<B: Broker>() {
     );
 }
 
+/// Daemons on `config` started one after another while `produce` runs,
+/// each killed with SIGKILL once `done()` reaches its threshold of `kills`;
+/// returns what `done()` was at each kill.
+pub(super) fn kill_in_turn(
+    config: &Path,
+    log: &Path,
+    kills: [usize; 3],
+    produce: impl FnOnce() + Send,
+    done: impl Fn() -> usize,
+) -> Vec<usize> {
+    std::thread::scope(|s| {
+        let producer = s.spawn(produce);
+        let mut seen = Vec::new();
+        for threshold in kills {
+            let daemon = Daemon::start(config, log);
+            assert!(
+                wait_for(LONG, || done() >= threshold),
+                "never reached {threshold}; log:\n{}",
+                daemon.log_text()
+            );
+            seen.push(done());
+            daemon.kill9();
+        }
+        producer.join().unwrap();
+        seen
+    })
+}
+
 /// Inputs flow in while three daemons in turn are killed with SIGKILL
 /// mid-stream; a fourth finishes. Every input is delivered or
 /// dead-lettered, none lost; duplicates are counted.
@@ -482,22 +510,13 @@ pub fn sigkill_mid_stream<B: Broker>() {
     let Scale { crash, kills, .. } = B::SCALE;
     let total = crash.total;
     let delivered = || broker.count(&t.output) + broker.count(&t.dlq);
-    let seen = std::thread::scope(|s| {
-        let producer = s.spawn(|| produce_stream(&broker, &t.input, crash));
-        let mut seen = Vec::new();
-        for threshold in kills {
-            let daemon = Daemon::start(&config, &log);
-            assert!(
-                wait_for(LONG, || delivered() >= threshold),
-                "never reached {threshold}; log:\n{}",
-                daemon.log_text()
-            );
-            seen.push(delivered());
-            daemon.kill9();
-        }
-        producer.join().unwrap();
-        seen
-    });
+    let seen = kill_in_turn(
+        &config,
+        &log,
+        kills,
+        || produce_stream(&broker, &t.input, crash, messages),
+        delivered,
+    );
     assert!(
         seen.iter().all(|k| *k < total),
         "each kill happened mid-stream: {seen:?} of {total}"
@@ -546,7 +565,7 @@ pub fn two_daemons<B: Broker>() {
         logs(&[&a, &b])
     );
     let total = B::SCALE.shared.total;
-    produce_stream(&broker, &t.input, B::SCALE.shared);
+    produce_stream(&broker, &t.input, B::SCALE.shared, messages);
     settle(&broker, &t, &[&out_a, &out_b], total, &[&a, &b]);
     let logs = logs(&[&a, &b]);
     stop(a);
