@@ -274,6 +274,7 @@ impl Resolver<'_> {
             }
             Some(f) => *f.get_ref(),
         };
+        let pipeline_store = self.store(p.store.as_ref(), &format!("{key}.store"))?;
         let mut stages = Vec::with_capacity(p.stages.len());
         for (i, stage) in p.stages.iter().enumerate() {
             let stage_key = format!("{key}.stages[{i}]");
@@ -297,8 +298,7 @@ impl Resolver<'_> {
                     "move the route stage to the end of the chain: it decides the sinks",
                 ));
             }
-            let store = self.store(p.store.as_ref(), &format!("{key}.store"))?;
-            stages.push(self.stage(stage, &stage_key, pipeline_retry, store)?);
+            stages.push(self.stage(stage, &stage_key, pipeline_retry, &pipeline_store)?);
         }
         let base = self.base_dir;
         let mut source = p.source.get_ref().clone();
@@ -459,13 +459,13 @@ impl Resolver<'_> {
         spanned: &Spanned<raw::Stage>,
         key: &str,
         pipeline_retry: RetryPolicy,
-        pipeline_store: StoreConfig,
+        pipeline_store: &StoreConfig,
     ) -> Result<StageConfig, ConfigError> {
         let s = spanned.get_ref();
         let (plugin, dedupe) = self.stage_body(spanned, key)?;
         let store = match &s.store {
             Some(own) => self.store(Some(own), &format!("{key}.store"))?,
-            None => pipeline_store,
+            None => pipeline_store.clone(),
         };
         let defaults = Limits::default();
         let limits = Limits {

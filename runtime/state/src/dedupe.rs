@@ -19,7 +19,7 @@
 //! window = "24h"
 //! ```
 
-use crate::{ClaimState, Store, StoreError};
+use crate::{ClaimState, Store};
 use futures::future::BoxFuture;
 use sha2::Digest;
 use sluice_core::{
@@ -170,12 +170,15 @@ impl StageFactory for DedupeFactory {
     fn instantiate(&self) -> anyhow::Result<Box<dyn Stage>> {
         Ok(Box::new(DedupeStage {
             shared: self.shared.clone(),
+            claims: Arc::new(Claims(self.shared.clone())),
         }))
     }
 }
 
 struct DedupeStage {
     shared: Arc<Shared>,
+    /// What each claim this stage takes settles through.
+    claims: Arc<dyn ClaimStore>,
 }
 
 /// The claims of one stage, completed or released by the engine.
@@ -204,9 +207,7 @@ impl DedupeStage {
         let states = match s.store.claim(&s.ns, &found, &tokens, s.config.claim_ttl) {
             Ok(states) => states,
             Err(e) => {
-                let text = match &e {
-                    StoreError::Unreachable(t) | StoreError::Failed(t) => t.clone(),
-                };
+                let text = e.to_string();
                 return ids
                     .iter()
                     .map(|r| match r {
@@ -216,16 +217,17 @@ impl DedupeStage {
                     .collect();
             }
         };
-        let claims: Arc<dyn ClaimStore> = Arc::new(Claims(s.clone()));
         let mut answers = states.into_iter().zip(tokens);
         ids.into_iter()
             .map(|r| {
                 let id = r.map_err(|why| no_id(&s.config.id, &why))?;
                 let (state, token) = answers.next().expect("one state per id");
                 match state {
-                    ClaimState::Claimed => {
-                        Ok(StageOutput::Claimed(Claim::new(claims.clone(), id, token)))
-                    }
+                    ClaimState::Claimed => Ok(StageOutput::Claimed(Claim::new(
+                        self.claims.clone(),
+                        id,
+                        token,
+                    ))),
                     ClaimState::Delivered => Ok(StageOutput::Duplicate),
                     ClaimState::InFlight => Err(StageError::Retryable(format!(
                         "dedupe: id `{}` is held by another copy in flight (claims last {:?})",

@@ -183,13 +183,15 @@ async fn complete_claims(pipeline: &str, claims: Vec<crate::claim::Claim>) {
     if claims.is_empty() {
         return;
     }
-    let completed = futures::future::join_all(claims.into_iter().map(|claim| {
-        let id = String::from_utf8_lossy(claim.id()).into_owned();
-        async move { (id, claim.complete().await) }
-    }));
-    for (id, result) in completed.await {
+    // A clone (shared, settled once) keeps the id for the rare warning.
+    let completed = claims.into_iter().map(|claim| async move {
+        let result = claim.clone().complete().await;
+        (claim, result)
+    });
+    for (claim, result) in futures::future::join_all(completed).await {
         if let Err(e) = result {
-            tracing::warn!(pipeline, id, error = %e, "could not record the id as delivered; a later copy of this message may pass the dedupe stage");
+            let id = String::from_utf8_lossy(claim.id());
+            tracing::warn!(pipeline, %id, error = %e, "could not record the id as delivered; a later copy of this message may pass the dedupe stage");
         }
     }
 }
