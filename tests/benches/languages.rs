@@ -197,7 +197,14 @@ fn measure(
     let cached_load = t.elapsed();
 
     let factory = host
-        .stage(plugin, case.plugin, case.kind, Limits::default(), params)
+        .stage(
+            plugin,
+            case.plugin,
+            case.kind,
+            Limits::default(),
+            params,
+            Default::default(),
+        )
         .unwrap();
     let t = Instant::now();
     let mut stage = factory.instantiate().unwrap();

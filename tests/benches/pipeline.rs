@@ -449,6 +449,7 @@ impl Config {
                     which.kind(),
                     Limits::default(),
                     params,
+                    Default::default(),
                 )
                 .expect("stage kind"),
             );

@@ -264,6 +264,7 @@ fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
             StageKind::Transform,
             Limits::default(),
             Default::default(),
+            Default::default(),
         )
         .unwrap();
     let mut stage = factory.instance().unwrap();
@@ -444,7 +445,14 @@ fn run(
 ) -> (Duration, usize) {
     let plugin = host.load(&sluice_tests::plugin(class.plugin)).unwrap();
     let factory = host
-        .stage(plugin, "stage", class.kind, limits, Default::default())
+        .stage(
+            plugin,
+            "stage",
+            class.kind,
+            limits,
+            Default::default(),
+            Default::default(),
+        )
         .unwrap();
     let spec = Arc::new(StageSpec::new(
         "stage",
@@ -593,6 +601,7 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
                 "split",
                 StageKind::Transform,
                 limits,
+                Default::default(),
                 Default::default(),
             )
             .unwrap();

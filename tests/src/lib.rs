@@ -10,6 +10,7 @@ pub mod amqp_client;
 pub mod burst;
 pub mod conformance;
 pub mod daemon;
+pub mod http_server;
 pub mod kafka_client;
 pub mod rabbitmq_node;
 pub mod redis_client;
@@ -127,7 +128,7 @@ pub fn wasm_stage(
 ) -> Arc<StageSpec> {
     let plugin = host.load(&plugin(plugin_name)).expect("plugin loads");
     let factory = host
-        .stage(plugin, name, kind, limits, params)
+        .stage(plugin, name, kind, limits, params, Default::default())
         .expect("plugin kind matches");
     Arc::new(StageSpec::new(name, Arc::new(factory), retry))
 }

@@ -78,6 +78,7 @@ fn a_restart_loads_the_precompiled_artifact_instead_of_compiling() {
             StageKind::Filter,
             Limits::default(),
             params(&[("min", "10")]),
+            Default::default(),
         )
         .unwrap();
     let mut stage = factory.instance().unwrap();
@@ -116,6 +117,7 @@ fn the_world_is_detected_and_a_wrong_kind_is_refused() {
             StageKind::Route,
             Limits::default(),
             params(&[]),
+            Default::default(),
         )
         .err()
         .unwrap();
@@ -140,6 +142,7 @@ fn the_batch_export_answers_like_the_single_one() {
             StageKind::Filter,
             Limits::default(),
             params(&[("min", "100")]),
+            Default::default(),
         )
         .unwrap();
     let mut stage = factory.instance().unwrap();
@@ -194,7 +197,14 @@ thread_local! {
         let host = host();
         let plugin = host.load(&plugin("identity")).unwrap();
         let factory = host
-            .stage(plugin, "same", StageKind::Transform, Limits::default(), params(&[]))
+            .stage(
+                plugin,
+                "same",
+                StageKind::Transform,
+                Limits::default(),
+                params(&[]),
+                Default::default(),
+            )
             .unwrap();
         std::cell::RefCell::new(factory.instance().unwrap())
     };

@@ -211,27 +211,37 @@ fn the_polyglot_pipeline_runs_plugins_of_all_five_languages_and_accounts_for_eve
 }
 
 /// `plugin new` → `plugin build` → `sluice test --expect` for every world of
-/// one language.
+/// one language, and for its `kv` template where it has one (Rust, JS).
 fn template_round_trip(lang: &str, root: &Path) -> Vec<String> {
     let mut failures = Vec::new();
-    for world in WORLDS {
+    let mut variants: Vec<(&str, Option<&str>)> = WORLDS.iter().map(|w| (*w, None)).collect();
+    if matches!(lang, "rust" | "js") {
+        variants.push(("filter", Some("kv")));
+    }
+    for (kind, capability) in variants {
+        // `filter` or `filter-kv`: for the folder's name and the messages.
+        let world = match capability {
+            Some(c) => format!("{kind}-{c}"),
+            None => kind.to_owned(),
+        };
         let name = format!("demo-{lang}-{world}");
         let dir = root.join(&name);
         let cache = shared_cache();
-        let new = sluice(
-            &[
-                "plugin",
-                "new",
-                "--lang",
-                lang,
-                "--kind",
-                world,
-                &name,
-                "--dir",
-                root.to_str().unwrap(),
-            ],
-            &cache,
-        );
+        let mut args = vec![
+            "plugin",
+            "new",
+            "--lang",
+            lang,
+            "--kind",
+            kind,
+            &name,
+            "--dir",
+            root.to_str().unwrap(),
+        ];
+        if let Some(capability) = capability {
+            args.extend(["--capability", capability]);
+        }
+        let new = sluice(&args, &cache);
         if !new.status.success() {
             failures.push(format!(
                 "{lang} {world}: plugin new failed:\n{}",

@@ -9,7 +9,7 @@ use sluice_config::{Config, PipelineConfig, StageConfig};
 use sluice_core::{Pipeline, Sink, StageFactory, StageSpec, SystemClock};
 use sluice_state::dedupe::DedupeFactory;
 use sluice_state::{Store, StoreConfig, Stores};
-use sluice_wasm::{HostOptions, LoadError, WasmHost};
+use sluice_wasm::{Grants, HostOptions, LoadError, WasmHost};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,7 +25,8 @@ pub async fn open_stores(
     pipeline: &PipelineConfig,
 ) -> Result<OpenStores, CliError> {
     let mut open = OpenStores::new();
-    for stage in pipeline.stages.iter().filter(|s| s.dedupe.is_some()) {
+    let uses_store = |s: &&StageConfig| s.dedupe.is_some() || s.capabilities.kv;
+    for stage in pipeline.stages.iter().filter(uses_store) {
         if open.contains_key(&stage.store) {
             continue;
         }
@@ -101,12 +102,20 @@ fn load_stage(
     match (&stage.plugin, &stage.dedupe) {
         (Some(path), _) => {
             let plugin = host.load(path)?;
+            let grants = Grants {
+                kv: stage
+                    .capabilities
+                    .kv
+                    .then(|| store().kv(&format!("{}/{}", pipeline.name, stage.name))),
+                http: stage.capabilities.http.clone().map(Arc::new),
+            };
             let factory = host.stage(
                 plugin,
                 &stage.name,
                 stage.kind,
                 stage.limits,
                 stage.params.clone(),
+                grants,
             )?;
             Ok(Arc::new(factory))
         }

@@ -166,6 +166,10 @@ enum PluginCommand {
         /// The world it implements.
         #[arg(long, value_enum)]
         kind: plugin::manifest::World,
+        /// A capability it imports (`kv`: the stage's key-value store;
+        /// the template is then a filter, in rust or js).
+        #[arg(long = "capability", value_enum, value_name = "CAPABILITY")]
+        capabilities: Vec<plugin::manifest::Capability>,
         /// The plugin's name (lower-case letters, digits and `-`); also the folder's.
         name: String,
         /// Where to create the folder.
@@ -244,10 +248,11 @@ fn main() -> std::process::ExitCode {
                 PluginCommand::New {
                     lang,
                     kind,
+                    capabilities,
                     name,
                     dir,
                 },
-        } => plugin::new::new(&dir, &name, lang, kind).map(drop),
+        } => plugin::new::new(&dir, &name, lang, kind, &capabilities).map(drop),
         Command::Plugin {
             command: PluginCommand::Build { path, out },
         } => plugin::build::build(&path, out.as_deref()).map(drop),

@@ -68,10 +68,13 @@ pub fn replay(
     let chosen = chosen(&config, pipeline)?;
     let host = assemble::host()?;
     let runtime = runtime()?;
+    let stores = Stores::default();
     for p in chosen {
-        let stores = runtime.block_on(assemble::open_stores(&Stores::default(), p))?;
-        let stages = assemble::load_stages(&host, &config, p, &stores)?;
-        runtime.block_on(replay_pipeline(&config, p, &stages, filter, options))?;
+        let open = runtime.block_on(assemble::open_stores(&stores, p))?;
+        let stages = assemble::load_stages(&host, &config, p, &open)?;
+        let replayed = runtime.block_on(replay_pipeline(&config, p, &stages, filter, options));
+        runtime.block_on(stores.flush());
+        replayed?;
     }
     Ok(())
 }

@@ -226,7 +226,8 @@ impl Supervisor {
 
     /// Wait for every pipeline to finish after the shutdown was cancelled,
     /// at most until its drain deadline (the pipelines stop waiting at the
-    /// same instant). Returns the names of those still running.
+    /// same instant), then make the stores' writes durable. Returns the
+    /// names of those still running.
     pub async fn drain(&mut self) -> Vec<String> {
         let deadline = tokio::time::Instant::from_std(self.shutdown.drain_deadline());
         for r in std::mem::take(&mut self.running) {
@@ -241,6 +242,7 @@ impl Supervisor {
                 }
             }
         }
+        self.stores.flush().await;
         self.running.iter().map(|r| r.config.name.clone()).collect()
     }
 

@@ -18,5 +18,5 @@ mod units;
 
 pub use diff::PipelineDiff;
 pub use error::ConfigError;
-pub use resolve::{load, parse, Config, PipelineConfig, StageConfig, Written};
+pub use resolve::{load, parse, Capabilities, Config, PipelineConfig, StageConfig, Written};
 pub use units::{ByteSize, HumanDuration, Name};

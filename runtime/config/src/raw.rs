@@ -55,9 +55,13 @@ pub struct Stage {
     pub max_call_output_bytes: Option<ByteSize>,
     pub log_lines_per_second: Option<u32>,
     pub log_line_bytes: Option<ByteSize>,
+    pub kv_ops: Option<Spanned<u32>>,
     pub retry: Option<Spanned<Retry>>,
     #[serde(default)]
     pub params: toml::Table,
+    /// What the plugin may import beyond `host`: a list of names
+    /// (`["kv"]`) or a table (`{ kv = true, http = { allow = [...] } }`).
+    pub capabilities: Option<Spanned<toml::Value>>,
     /// `dedupe` stages: where the id comes from, how long it is kept.
     pub id: Option<Spanned<String>>,
     pub window: Option<HumanDuration>,
@@ -65,6 +69,15 @@ pub struct Stage {
     pub claim_ttl: Option<HumanDuration>,
     /// Where this stage keeps state, instead of the pipeline's store.
     pub store: Option<Spanned<StoreConfig>>,
+}
+
+/// `capabilities.http`: outbound HTTP for a stage's plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCapability {
+    pub allow: Vec<String>,
+    pub timeout: Option<HumanDuration>,
+    pub max_response: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

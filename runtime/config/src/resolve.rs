@@ -7,6 +7,7 @@ use crate::units::{ByteSize, Name};
 use sluice_brokers::dlq::DlqFormat;
 use sluice_brokers::{SinkConfig, SourceConfig};
 use sluice_core::engine::EngineOptions;
+use sluice_core::HttpGrant;
 use sluice_core::{ByteLimits, Limits, RetryPolicy, StageKind};
 use sluice_state::dedupe::{DedupeConfig, IdSource};
 use sluice_state::StoreConfig;
@@ -51,6 +52,8 @@ pub struct StageConfig {
     pub plugin: Option<PathBuf>,
     /// A `dedupe` stage's settings.
     pub dedupe: Option<DedupeConfig>,
+    /// What the stage's plugin may import beyond `host`.
+    pub capabilities: Capabilities,
     /// Where the stage keeps state: its own `store`, else its pipeline's,
     /// else the embedded store in `state/` beside the config file.
     pub store: StoreConfig,
@@ -60,6 +63,16 @@ pub struct StageConfig {
     pub params: BTreeMap<String, String>,
     /// Where the stage was written, for error messages.
     pub written: Written,
+}
+
+/// The capabilities a stage grants its plugin (`capabilities = ["kv"]`,
+/// or `{ kv = true, http = { allow = [...] } }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `sluice:plugin/kv`: the stage's key-value namespace of its store.
+    pub kv: bool,
+    /// `wasi:http/outgoing-handler`: requests to an allow-list.
+    pub http: Option<HttpGrant>,
 }
 
 /// Where something was written in the config file. Not part of what it
@@ -463,6 +476,7 @@ impl Resolver<'_> {
     ) -> Result<StageConfig, ConfigError> {
         let s = spanned.get_ref();
         let (plugin, dedupe) = self.stage_body(spanned, key)?;
+        let capabilities = self.capabilities(s, key)?;
         let store = match &s.store {
             Some(own) => self.store(Some(own), &format!("{key}.store"))?,
             None => pipeline_store.clone(),
@@ -485,7 +499,19 @@ impl Resolver<'_> {
             log_line_bytes: s
                 .log_line_bytes
                 .map_or(defaults.log_line_bytes, |m| m.0 as usize),
+            kv_ops: s.kv_ops.as_ref().map_or(defaults.kv_ops, |n| *n.get_ref()),
         };
+        if let Some(n) = s.kv_ops.as_ref().filter(|n| *n.get_ref() == 0) {
+            return Err(self.error(
+                n,
+                format!("{key}.kv_ops"),
+                "kv_ops must be at least 1",
+                format!(
+                    "leave it out for the default ({} per message)",
+                    Limits::DEFAULT_KV_OPS
+                ),
+            ));
+        }
         if limits.fuel == 0 || limits.timeout.is_zero() || limits.memory < 64 * 1024 {
             return Err(self.error(
                 spanned,
@@ -551,6 +577,7 @@ impl Resolver<'_> {
             kind: *s.kind.get_ref(),
             plugin,
             dedupe,
+            capabilities,
             store,
             limits,
             retry,
@@ -560,6 +587,140 @@ impl Resolver<'_> {
                 line: Some(crate::error::line_col(self.text, at)),
             },
         })
+    }
+
+    /// A stage's `capabilities`: a list of names (`["kv"]`) or a table
+    /// (`{ kv = true, http = { allow = [...] } }`), on a stage with a plugin.
+    fn capabilities(&self, s: &raw::Stage, key: &str) -> Result<Capabilities, ConfigError> {
+        let mut granted = Capabilities::default();
+        let Some(spanned) = &s.capabilities else {
+            return Ok(granted);
+        };
+        let key = format!("{key}.capabilities");
+        let fail =
+            |key: String, message: String, help: &str| self.error(spanned, key, message, help);
+        if !s.kind.get_ref().has_plugin() {
+            return Err(fail(
+                key,
+                format!(
+                    "a {} stage runs no plugin to grant capabilities to",
+                    s.kind.get_ref()
+                ),
+                "remove `capabilities`",
+            ));
+        }
+        const FORMS: &str = "write capabilities = [\"kv\"], or a table: capabilities = { kv = true, http = { allow = [\"api.example.com:443\"] } }";
+        match spanned.get_ref() {
+            toml::Value::Array(names) => {
+                for name in names {
+                    match name.as_str() {
+                        Some("kv") => granted.kv = true,
+                        Some("http") => {
+                            return Err(fail(
+                                key,
+                                "`http` needs its allow-list".into(),
+                                "write capabilities = { http = { allow = [\"HOST:PORT\"] } } (with kv = true beside it for kv)",
+                            ))
+                        }
+                        _ => {
+                            return Err(fail(
+                                key,
+                                format!(
+                                    "unknown capability {}",
+                                    name.as_str().map_or(name.to_string(), |n| format!("`{n}`"))
+                                ),
+                                "capabilities are \"kv\" and `http` (a table)",
+                            ))
+                        }
+                    }
+                }
+            }
+            toml::Value::Table(table) => {
+                for (name, value) in table {
+                    match (name.as_str(), value) {
+                        ("kv", toml::Value::Boolean(on)) => granted.kv = *on,
+                        ("http", toml::Value::Table(_)) => {
+                            granted.http =
+                                Some(self.http_grant(spanned, value, &format!("{key}.http"))?);
+                        }
+                        ("kv" | "http", _) => {
+                            return Err(fail(
+                                format!("{key}.{name}"),
+                                format!("`{name}` has the wrong type"),
+                                FORMS,
+                            ))
+                        }
+                        _ => {
+                            return Err(fail(
+                                format!("{key}.{name}"),
+                                format!("unknown capability `{name}`"),
+                                "capabilities are `kv` and `http`",
+                            ))
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(fail(
+                    key,
+                    "capabilities must be a list or a table".into(),
+                    FORMS,
+                ))
+            }
+        }
+        Ok(granted)
+    }
+
+    /// `capabilities.http`: an allow-list of `HOST:PORT`, a timeout, a size.
+    fn http_grant(
+        &self,
+        spanned: &Spanned<toml::Value>,
+        value: &toml::Value,
+        key: &str,
+    ) -> Result<HttpGrant, ConfigError> {
+        let raw: raw::HttpCapability = value.clone().try_into().map_err(|e: toml::de::Error| {
+            self.error(
+                spanned,
+                key.to_owned(),
+                e.message().trim().to_owned(),
+                "write http = { allow = [\"api.example.com:443\"], timeout = \"2s\", max_response = \"1MiB\" }",
+            )
+        })?;
+        let mut allow = Vec::with_capacity(raw.allow.len());
+        for entry in &raw.allow {
+            allow.push(entry.parse().map_err(|why: String| {
+                self.error(
+                    spanned,
+                    format!("{key}.allow"),
+                    why,
+                    "list each server as HOST:PORT",
+                )
+            })?);
+        }
+        if allow.is_empty() {
+            return Err(self.error(
+                spanned,
+                format!("{key}.allow"),
+                "the allow-list is empty: no request could be sent",
+                "list the servers the plugin may call, as HOST:PORT",
+            ));
+        }
+        let grant = HttpGrant {
+            allow,
+            timeout: raw.timeout.map_or(HttpGrant::DEFAULT_TIMEOUT, |d| d.0),
+            max_response: raw
+                .max_response
+                .map_or(HttpGrant::DEFAULT_MAX_RESPONSE, |b| b.0),
+        };
+        if grant.timeout.is_zero() || grant.max_response == 0 {
+            return Err(self.error(
+                spanned,
+                key.to_owned(),
+                "timeout and max_response must be above zero",
+                "leave them out for the defaults (2s, 1MiB)",
+            ));
+        }
+        Ok(grant)
     }
 
     /// The pipeline's byte budget: `max_in_flight_bytes` (at least 1 KiB)

@@ -243,6 +243,9 @@ pub struct Limits {
     pub log_lines_per_second: u32,
     /// Longest plugin log line in bytes; a longer one is cut.
     pub log_line_bytes: usize,
+    /// Key-value operations (the `kv` capability) a call may make per
+    /// message; past them an operation fails with `limit`.
+    pub kv_ops: u32,
 }
 
 impl Limits {
@@ -254,6 +257,7 @@ impl Limits {
     pub const DEFAULT_MAX_CALL_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
     pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 100;
     pub const DEFAULT_LOG_LINE_BYTES: usize = 8 * 1024;
+    pub const DEFAULT_KV_OPS: u32 = 100;
 }
 
 impl Default for Limits {
@@ -267,6 +271,7 @@ impl Default for Limits {
             max_call_output_bytes: Self::DEFAULT_MAX_CALL_OUTPUT_BYTES,
             log_lines_per_second: Self::DEFAULT_LOG_LINES_PER_SECOND,
             log_line_bytes: Self::DEFAULT_LOG_LINE_BYTES,
+            kv_ops: Self::DEFAULT_KV_OPS,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! database file (redb) by default, or Redis for state shared by several
 //! daemons. The built-in [`dedupe`] stage records there which message ids
 //! were delivered, and claims an id while a copy of its message is in
-//! flight.
+//! flight; plugins granted the `kv` capability keep their state there, one
+//! namespace per pipeline and stage ([`Store::kv`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sluice_state::StoreError> {
@@ -18,14 +19,18 @@
 
 pub mod dedupe;
 mod embedded;
+mod memory;
 mod redis;
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use sluice_core::kv::{Kv, KvError, KvResult};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+pub use memory::MemoryKv;
 
 /// Where a pipeline's or a stage's state lives (`store = { type = … }`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
@@ -123,6 +128,14 @@ pub trait Store: Send + Sync + 'static {
     /// End the claim `token` holds on `id` without recording it; nothing if
     /// another token holds it. Must not block.
     fn release(&self, ns: &str, id: &[u8], token: u64);
+
+    /// Namespace `ns` of the store's key-value state (a plugin's `kv`).
+    fn kv(self: Arc<Self>, ns: &str) -> Arc<dyn Kv>;
+
+    /// Make every write so far durable (at shutdown).
+    fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Opens stores, one per configuration for the life of the process: an
@@ -134,6 +147,22 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// Make every open store's writes durable (at shutdown).
+    pub async fn flush(&self) {
+        let open: Vec<Arc<dyn Store>> = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for store in open {
+            if let Err(e) = store.flush().await {
+                tracing::warn!(error = %e, "store not flushed at shutdown");
+            }
+        }
+    }
+
     /// The store for `config`, opened (and for Redis, reached) on first use.
     ///
     /// # Errors
@@ -174,6 +203,11 @@ impl Unopened {
     fn error(&self) -> StoreError {
         StoreError::Unreachable(format!("{} is not open", self.0))
     }
+
+    fn kv_error<T: Send + 'static>(&self) -> KvResult<T> {
+        let e = KvError::Unavailable(self.error().to_string());
+        Box::pin(async move { Err(e) })
+    }
 }
 
 impl Store for Unopened {
@@ -200,6 +234,33 @@ impl Store for Unopened {
         Box::pin(async move { Err(e) })
     }
     fn release(&self, _: &str, _: &[u8], _: u64) {}
+    fn kv(self: Arc<Self>, _: &str) -> Arc<dyn Kv> {
+        self
+    }
+}
+
+impl Kv for Unopened {
+    fn get(&self, _: &str) -> KvResult<Option<Vec<u8>>> {
+        self.kv_error()
+    }
+    fn set(&self, _: &str, _: Vec<u8>, _: Option<Duration>) -> KvResult<()> {
+        self.kv_error()
+    }
+    fn delete(&self, _: &str) -> KvResult<bool> {
+        self.kv_error()
+    }
+    fn increment(&self, _: &str, _: i64, _: Option<Duration>) -> KvResult<i64> {
+        self.kv_error()
+    }
+    fn compare_and_set(
+        &self,
+        _: &str,
+        _: Option<Vec<u8>>,
+        _: Vec<u8>,
+        _: Option<Duration>,
+    ) -> KvResult<bool> {
+        self.kv_error()
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -4,6 +4,11 @@
 //! once (with the filter world) and shared by the other two. Calls are
 //! synchronous; a call's deadline covers host waits through
 //! [`crate::deadline`].
+//!
+//! `sluice:plugin@0.2.0` ([`v0_2`]) adds imports only: its worlds export
+//! the same functions with structurally the same types, so one set of
+//! export bindings (0.1.0's) calls plugins of either version; the linker
+//! serves both versions' `host`, and 0.2.0's capabilities where granted.
 
 pub mod filter {
     wasmtime::component::bindgen!({
@@ -34,8 +39,19 @@ pub mod route {
     });
 }
 
+/// The imports of `sluice:plugin@0.2.0`: `host` and the capabilities.
+/// Every import may trap (a wait past the call's deadline).
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        world: "filter-kv",
+        path: "../../wit/0.2.0",
+        imports: { default: trappable },
+    });
+}
+
 pub use filter::sluice::plugin::host;
 pub use filter::sluice::plugin::types::{Error as WitError, Message as WitMessage};
+pub use v0_2::sluice::plugin::{host as host_v0_2, kv};
 
 use sluice_core::{Message, StageError};
 

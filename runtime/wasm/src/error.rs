@@ -1,5 +1,6 @@
 //! Errors of loading a plugin. Each names the plugin file.
 
+use crate::capabilities::Capability;
 use sluice_core::StageKind;
 use std::path::PathBuf;
 
@@ -17,8 +18,14 @@ pub enum LoadError {
          it exports [{exports}]. Build it against wit/plugin.wit (sluice:plugin@0.1.0)"
     )]
     NoWorld { path: PathBuf, exports: String },
-    #[error("plugin {path:?}: needs imports this host does not provide: {reason}\n  help: plugins may import only `sluice:plugin/host@0.1.0` and WASI 0.2 (no wasi:http, no sockets)")]
+    #[error("plugin {path:?}: needs imports this host does not provide: {reason}\n  help: plugins may import only `sluice:plugin/host` (0.1.0 or 0.2.0), the capabilities their stage grants (`sluice:plugin/kv@0.2.0`, `wasi:http` 0.2), and WASI 0.2 (no sockets)")]
     Link { path: PathBuf, reason: String },
+    #[error("plugin {path:?} imports `{import}`, which this stage does not grant\n  help: grant `{capability}` in this stage: {}", capability.grant_hint())]
+    NotGranted {
+        path: PathBuf,
+        import: String,
+        capability: Capability,
+    },
     #[error("plugin {path:?} implements the `{found}` world but the stage says kind = \"{expected}\"; set kind = \"{found}\" or use a {expected} plugin")]
     KindMismatch {
         path: PathBuf,

@@ -1,9 +1,12 @@
-//! [`WasmHost`]: one wasmtime `Engine` and `Linker` for the whole process,
-//! the epoch ticker that enforces call deadlines, and plugin loading
-//! (read → hash → compile or load from cache → detect world → `InstancePre`).
+//! [`WasmHost`]: one wasmtime `Engine` for the whole process with a
+//! `Linker` per set of granted capabilities, the epoch ticker that enforces
+//! call deadlines, and plugin loading (read → hash → compile or load from
+//! cache → detect world and needed capabilities); a stage then links its
+//! plugin with its grants (`InstancePre`).
 
 use crate::bindings::{filter, route, transform};
 use crate::cache::ArtifactCache;
+use crate::capabilities::{Capability, Grants, Linkers};
 use crate::deadline::Deadlined;
 use crate::error::LoadError;
 use crate::host_api;
@@ -52,17 +55,27 @@ pub(crate) enum WorldPre {
     Route(route::RoutePre<PluginState>),
 }
 
-/// A compiled, linked plugin component. Shared by every stage that uses it.
+/// A compiled plugin component. Shared by every stage that uses it; each
+/// links it with its own grants.
 pub struct Plugin {
     pub info: PluginInfo,
     pub kind: StageKind,
-    pub(crate) pre: WorldPre,
+    component: Component,
+    /// The capabilities its imports need, with the import that needs each.
+    needs: Vec<(Capability, String)>,
+}
+
+impl Plugin {
+    /// The capabilities the plugin imports.
+    pub fn needs(&self) -> impl Iterator<Item = Capability> + '_ {
+        self.needs.iter().map(|(c, _)| *c)
+    }
 }
 
 /// The process-wide Wasm host.
 pub struct WasmHost {
     engine: Engine,
-    linker: Linker<PluginState>,
+    linkers: Linkers,
     options: HostOptions,
     /// Epoch ticks so far, when epoch interruption is on.
     ticks: Option<Arc<AtomicU64>>,
@@ -77,21 +90,22 @@ impl WasmHost {
         config.consume_fuel(options.fuel);
         config.epoch_interruption(options.epoch);
         let engine = Engine::new(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // `poll` and `pollable.block` are the WASI calls that wait: served
-        // with the call's deadline instead (crate::deadline).
-        linker.allow_shadowing(true);
-        wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<PluginState, Deadlined>(
-            &mut linker,
-            PluginState::poll,
-        )?;
-        linker.allow_shadowing(false);
-        host_api::add_to_linker(&mut linker)?;
+        let linkers = Linkers::new(&engine, |linker: &mut Linker<PluginState>| {
+            wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+            // `poll` and `pollable.block` are the WASI calls that wait: served
+            // with the call's deadline instead (crate::deadline).
+            linker.allow_shadowing(true);
+            wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<PluginState, Deadlined>(
+                linker,
+                PluginState::poll,
+            )?;
+            linker.allow_shadowing(false);
+            host_api::add_to_linker(linker)
+        })?;
         let ticks = options.epoch.then(|| spawn_epoch_ticker(&engine));
         Ok(WasmHost {
             engine,
-            linker,
+            linkers,
             options,
             ticks,
             loaded: Mutex::default(),
@@ -102,9 +116,20 @@ impl WasmHost {
         &self.engine
     }
 
+    /// Whether fuel is metered.
+    pub(crate) fn fuel(&self) -> bool {
+        self.options.fuel
+    }
+
+    /// The epoch tick count, when epoch interruption is on.
+    pub(crate) fn ticks(&self) -> Option<Arc<AtomicU64>> {
+        self.ticks.clone()
+    }
+
     /// Load a plugin: compile it (or take it from the artifact cache), find
-    /// which world it implements and link it. A file already loaded with the
-    /// same content is returned from memory.
+    /// which world it implements and which capabilities it imports, and
+    /// check the host provides its other imports. A file already loaded
+    /// with the same content is returned from memory.
     ///
     /// # Errors
     /// Unreadable file, not a component, no sluice world, missing imports.
@@ -142,15 +167,74 @@ impl WasmHost {
             path: path.to_owned(),
             exports: export_names(&self.engine, &component),
         })?;
+        let needs = component
+            .component_type()
+            .imports(&self.engine)
+            .filter_map(|(name, _)| Some((Capability::of_import(name)?, name.to_owned())))
+            .collect();
+        let plugin = Arc::new(Plugin {
+            info: PluginInfo {
+                path: path.to_owned(),
+                sha256,
+            },
+            kind,
+            component,
+            needs,
+        });
+        // Every other import must be one the host provides.
+        self.link(&plugin, self.linkers.everything())?;
+        self.loaded
+            .lock()
+            .expect("plugin table poisoned")
+            .insert(key, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// A stage factory running `plugin` as stage `stage` of kind `kind`,
+    /// linked with what the stage grants.
+    ///
+    /// # Errors
+    /// When the plugin implements another world than `kind`, or imports a
+    /// capability the stage does not grant.
+    pub fn stage(
+        &self,
+        plugin: Arc<Plugin>,
+        stage: &str,
+        kind: StageKind,
+        limits: Limits,
+        params: BTreeMap<String, String>,
+        grants: Grants,
+    ) -> Result<WasmStageFactory, LoadError> {
+        if plugin.kind != kind {
+            return Err(LoadError::KindMismatch {
+                path: plugin.info.path.clone(),
+                expected: kind,
+                found: plugin.kind,
+            });
+        }
+        if let Some((capability, import)) = plugin.needs.iter().find(|(c, _)| !grants.has(*c)) {
+            return Err(LoadError::NotGranted {
+                path: plugin.info.path.clone(),
+                import: import.clone(),
+                capability: *capability,
+            });
+        }
+        let pre = self.link(&plugin, self.linkers.granting(&grants))?;
+        Ok(WasmStageFactory::new(
+            self, plugin, pre, stage, limits, params, grants,
+        ))
+    }
+
+    /// Link `plugin` with `linker` and type-check its world's exports.
+    fn link(&self, plugin: &Plugin, linker: &Linker<PluginState>) -> Result<WorldPre, LoadError> {
         let link_error = |e: wasmtime::Error| LoadError::Link {
-            path: path.to_owned(),
+            path: plugin.info.path.clone(),
             reason: format!("{e:#}"),
         };
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
+        let instance_pre = linker
+            .instantiate_pre(&plugin.component)
             .map_err(link_error)?;
-        let pre = match kind {
+        Ok(match plugin.kind {
             StageKind::Filter => {
                 WorldPre::Filter(filter::FilterPre::new(instance_pre).map_err(link_error)?)
             }
@@ -161,50 +245,7 @@ impl WasmHost {
                 WorldPre::Route(route::RoutePre::new(instance_pre).map_err(link_error)?)
             }
             StageKind::Dedupe => unreachable!("detect_world finds plugin worlds only"),
-        };
-        let plugin = Arc::new(Plugin {
-            info: PluginInfo {
-                path: path.to_owned(),
-                sha256,
-            },
-            kind,
-            pre,
-        });
-        self.loaded
-            .lock()
-            .expect("plugin table poisoned")
-            .insert(key, plugin.clone());
-        Ok(plugin)
-    }
-
-    /// A stage factory running `plugin` as stage `stage` of kind `kind`.
-    ///
-    /// # Errors
-    /// When the plugin implements another world than `kind`.
-    pub fn stage(
-        &self,
-        plugin: Arc<Plugin>,
-        stage: &str,
-        kind: StageKind,
-        limits: Limits,
-        params: BTreeMap<String, String>,
-    ) -> Result<WasmStageFactory, LoadError> {
-        if plugin.kind != kind {
-            return Err(LoadError::KindMismatch {
-                path: plugin.info.path.clone(),
-                expected: kind,
-                found: plugin.kind,
-            });
-        }
-        Ok(WasmStageFactory::new(
-            self.engine.clone(),
-            plugin,
-            stage,
-            limits,
-            params,
-            self.options.fuel,
-            self.ticks.clone(),
-        ))
+        })
     }
 }
 

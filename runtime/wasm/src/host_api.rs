@@ -1,8 +1,10 @@
 //! The `sluice:plugin/host` interface every plugin imports: `log` and
 //! `config`, served from the store's [`PluginState`](crate::state::PluginState).
 //! Log lines count against the stage's log rate limit ([`crate::log_limit`]).
+//! Versions 0.1.0 and 0.2.0 of the interface are the same functions.
 
 use crate::bindings::host::{self, Level};
+use crate::bindings::host_v0_2;
 use crate::state::PluginState;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -27,10 +29,29 @@ impl host::Host for PluginState {
     }
 }
 
-/// Add the `host` interface to `linker`.
+impl host_v0_2::Host for PluginState {
+    fn log(&mut self, level: host_v0_2::Level, text: String) -> wasmtime::Result<()> {
+        let level = match level {
+            host_v0_2::Level::Trace => Level::Trace,
+            host_v0_2::Level::Debug => Level::Debug,
+            host_v0_2::Level::Info => Level::Info,
+            host_v0_2::Level::Warn => Level::Warn,
+            host_v0_2::Level::Error => Level::Error,
+        };
+        host::Host::log(self, level, text);
+        Ok(())
+    }
+
+    fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(host::Host::config(self, key))
+    }
+}
+
+/// Add the `host` interface, both versions, to `linker`.
 ///
 /// # Errors
 /// If the linker already defines it.
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    host::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
+    host::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)?;
+    host_v0_2::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
 }

@@ -12,16 +12,18 @@
 //! use sluice_core::StageKind;
 //! let host = WasmHost::new(HostOptions::default())?;
 //! let plugin = host.load("plugins/dist/json-filter.wasm".as_ref())?;
-//! let factory = host.stage(plugin, "big-orders", StageKind::Filter, Limits::default(), Default::default())?;
+//! let factory = host.stage(plugin, "big-orders", StageKind::Filter, Limits::default(), Default::default(), Default::default())?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Plugins get no WASI capabilities (see [`wasi_policy`]); their stdout and
-//! stderr become log lines tagged with the stage name.
+//! stderr become log lines tagged with the stage name. What a stage grants
+//! beyond that (`kv`) is linked for that stage only ([`capabilities`]).
 
 pub mod bindings;
 mod budget;
 mod cache;
+pub mod capabilities;
 mod deadline;
 mod error;
 mod host;
@@ -33,6 +35,7 @@ mod state;
 pub mod wasi_policy;
 
 pub use cache::ArtifactCache;
+pub use capabilities::{Capability, Grants};
 pub use deadline::WaitPastDeadline;
 pub use error::LoadError;
 pub use host::{HostOptions, Plugin, WasmHost, EPOCH_TICK};

@@ -12,8 +12,9 @@
 
 use crate::bindings::{filter, from_wit, guest_error, route, to_wit, transform};
 use crate::budget::{Budget, Costs};
+use crate::capabilities::Grants;
 use crate::deadline::WaitPastDeadline;
-use crate::host::{Plugin, WorldPre, EPOCH_TICK};
+use crate::host::{Plugin, WasmHost, WorldPre, EPOCH_TICK};
 use crate::limits::{check_output, MemoryCapExceeded};
 use crate::log_limit::LogLimiter;
 use crate::state::{Deadline, PluginState};
@@ -36,6 +37,9 @@ pub struct WasmStageFactory {
 struct Shared {
     engine: Engine,
     plugin: Arc<Plugin>,
+    /// The plugin linked with the stage's grants.
+    pre: WorldPre,
+    grants: Grants,
     stage: Arc<str>,
     limits: Limits,
     params: Arc<BTreeMap<String, String>>,
@@ -48,13 +52,13 @@ struct Shared {
 
 impl WasmStageFactory {
     pub(crate) fn new(
-        engine: Engine,
+        host: &WasmHost,
         plugin: Arc<Plugin>,
+        pre: WorldPre,
         stage: &str,
         limits: Limits,
         params: BTreeMap<String, String>,
-        fuel: bool,
-        epoch: Option<Arc<AtomicU64>>,
+        grants: Grants,
     ) -> Self {
         let stage: Arc<str> = stage.into();
         let log = Arc::new(LogLimiter::new(
@@ -64,13 +68,15 @@ impl WasmStageFactory {
         ));
         WasmStageFactory {
             inner: Arc::new(Shared {
-                engine,
+                engine: host.engine().clone(),
                 plugin,
+                pre,
+                grants,
                 stage,
                 limits,
                 params: Arc::new(params),
-                fuel,
-                epoch,
+                fuel: host.fuel(),
+                epoch: host.ticks(),
                 log,
             }),
         }
@@ -130,11 +136,13 @@ impl Shared {
             self.limits.memory,
             self.log.clone(),
             self.epoch.clone(),
+            &self.grants,
+            self.limits.kv_ops,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         self.arm(&mut store, Budget::single(&self.limits))?;
-        let bindings = match &self.plugin.pre {
+        let bindings = match &self.pre {
             WorldPre::Filter(pre) => Bindings::Filter(pre.instantiate(&mut store)?),
             WorldPre::Transform(pre) => Bindings::Transform(pre.instantiate(&mut store)?),
             WorldPre::Route(pre) => Bindings::Route(pre.instantiate(&mut store)?),
@@ -240,6 +248,7 @@ impl WasmStage {
         shared
             .arm(&mut live.store, budget)
             .map_err(|e| shared.fault(e))?;
+        live.store.data_mut().start_call(n);
         let answer = call(&live.bindings, &mut live.store);
         let fuel = shared.fuel_used(&live.store, budget);
         self.fuel_used += fuel;

@@ -1,7 +1,10 @@
 //! What each plugin instance's `Store` holds: its WASI context (with every
-//! capability denied), its memory cap, its params, its stage name and the
-//! deadline of the call it is in.
+//! capability denied), its memory cap, its params, its stage name, the
+//! deadline of the call it is in, and what its stage's grants serve.
 
+use crate::capabilities::http::HttpAccess;
+use crate::capabilities::kv::KvAccess;
+use crate::capabilities::Grants;
 use crate::deadline::DeadlinePoll;
 use crate::limits::MemoryCap;
 use crate::log_limit::LogLimiter;
@@ -32,8 +35,12 @@ pub struct PluginState {
     pub deadline: Deadline,
     /// The epoch tick count a [`Deadline::Tick`] is read against.
     epoch: Option<Arc<AtomicU64>>,
+    /// Capability `kv`, when granted.
+    pub(crate) kv: Option<KvAccess>,
+    /// Capability `http` (it refuses every request when not granted).
+    pub(crate) http: HttpAccess,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
 }
 
 impl PluginState {
@@ -43,7 +50,10 @@ impl PluginState {
         memory_cap: u64,
         log: Arc<LogLimiter>,
         epoch: Option<Arc<AtomicU64>>,
+        grants: &Grants,
+        kv_ops: u32,
     ) -> Self {
+        let http = HttpAccess::new(grants.http.clone(), log.clone());
         PluginState {
             wasi: wasi_policy::deny_all(&log),
             stage,
@@ -52,20 +62,41 @@ impl PluginState {
             log,
             deadline: Deadline::At(Instant::now()),
             epoch,
+            kv: grants.kv.clone().map(|kv| KvAccess {
+                kv,
+                per_message: kv_ops,
+                left: 0,
+            }),
+            http,
             table: ResourceTable::new(),
         }
     }
 
-    /// `wasi:io/poll` under this call's deadline.
-    pub(crate) fn poll(&mut self) -> DeadlinePoll<'_> {
-        let deadline = match (self.deadline, &self.epoch) {
+    /// Arm the per-call counters for a call of `messages` messages.
+    pub(crate) fn start_call(&mut self, messages: usize) {
+        if let Some(kv) = &mut self.kv {
+            let messages = u32::try_from(messages).unwrap_or(u32::MAX);
+            kv.left = kv.per_message.saturating_mul(messages);
+        }
+        let deadline = self.deadline_instant();
+        self.http.start_call(deadline);
+    }
+
+    /// The instant the current call's deadline falls on.
+    pub(crate) fn deadline_instant(&self) -> Instant {
+        match (self.deadline, &self.epoch) {
             (Deadline::At(at), _) => at,
             (Deadline::Tick(at), Some(epoch)) => {
                 let left = at.saturating_sub(epoch.load(Ordering::Relaxed));
                 Instant::now() + crate::EPOCH_TICK * u32::try_from(left).unwrap_or(u32::MAX)
             }
             (Deadline::Tick(_), None) => Instant::now(),
-        };
+        }
+    }
+
+    /// `wasi:io/poll` under this call's deadline.
+    pub(crate) fn poll(&mut self) -> DeadlinePoll<'_> {
+        let deadline = self.deadline_instant();
         DeadlinePoll {
             table: &mut self.table,
             deadline,

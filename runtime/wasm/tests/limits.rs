@@ -138,10 +138,17 @@ fn stage(limits: Limits) -> WasmStage {
     })
     .unwrap();
     let plugin = host.load(component()).expect("the WAT component loads");
-    host.stage(plugin, "wat", StageKind::Filter, limits, Default::default())
-        .unwrap()
-        .instance()
-        .unwrap()
+    host.stage(
+        plugin,
+        "wat",
+        StageKind::Filter,
+        limits,
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap()
+    .instance()
+    .unwrap()
 }
 
 fn call(stage: &mut WasmStage, payload: &str) -> Result<StageOutput, StageError> {

@@ -17,8 +17,19 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The plugin contract this host implements, written into every template
-/// and used by builds whose folder has no `wit/` of its own.
+/// and used by builds whose folder has no `wit/` of its own: 0.1.0, and
+/// 0.2.0 for plugins that import a capability.
 pub const PLUGIN_WIT: &str = include_str!("../../../../wit/plugin.wit");
+pub const PLUGIN_WIT_0_2: &str = include_str!("../../../../wit/0.2.0/plugin.wit");
+
+/// The contract a plugin with `manifest` is built against.
+pub fn contract(manifest: &Manifest) -> &'static str {
+    if manifest.uses_kv() {
+        PLUGIN_WIT_0_2
+    } else {
+        PLUGIN_WIT
+    }
+}
 
 /// One build: everything a language module needs. Every path is absolute,
 /// so a toolchain may run in any working directory.
@@ -38,6 +49,11 @@ pub struct Job<'a> {
 impl Job<'_> {
     pub fn world(&self) -> World {
         self.manifest.world
+    }
+
+    /// The WIT world to build against (`filter`, or `filter-kv`).
+    pub fn world_name(&self) -> String {
+        self.manifest.world_name()
     }
 }
 
@@ -92,7 +108,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, CliError> {
     } else {
         let wit = work.join("wit");
         std::fs::create_dir_all(&wit)
-            .and_then(|()| std::fs::write(wit.join("plugin.wit"), PLUGIN_WIT))
+            .and_then(|()| std::fs::write(wit.join("plugin.wit"), contract(&manifest)))
             .map_err(|e| fail(BuildError::other("writing the plugin contract", e)))?;
         wit
     };

@@ -4,6 +4,7 @@
 //! name = "mask-cards"      # the component is built to dist/mask-cards.wasm
 //! language = "js"          # rust | js | python | c | zig
 //! world = "transform"      # filter | transform | route
+//! capabilities = ["kv"]    # optional: build against sluice:plugin@0.2.0's `transform-kv`
 //! ```
 
 use crate::exit::CliError;
@@ -59,6 +60,14 @@ impl World {
     }
 }
 
+/// A capability the plugin imports (its stage must grant it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    /// `sluice:plugin/kv@0.2.0`.
+    Kv,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -66,6 +75,10 @@ pub struct Manifest {
     pub name: String,
     pub language: Language,
     pub world: World,
+    /// With `kv`, the plugin is built against `sluice:plugin@0.2.0` and
+    /// its world's `-kv` variant.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
 }
 
 impl Manifest {
@@ -90,7 +103,30 @@ impl Manifest {
         })?;
         check_name(&manifest.name)
             .map_err(|why| CliError::Invalid(format!("{}: key `name`: {why}", path.display())))?;
+        if manifest.uses_kv() && matches!(manifest.language, Language::C | Language::Zig) {
+            return Err(CliError::Invalid(format!(
+                "{}: key `capabilities`: `plugin build` builds {} plugins against sluice:plugin@0.1.0 only; remove `capabilities`, or build the component yourself against wit/0.2.0 (world `{}-kv`)",
+                path.display(),
+                manifest.language.as_str(),
+                manifest.world.as_str()
+            )));
+        }
         Ok(manifest)
+    }
+
+    /// Whether it imports the key-value store.
+    pub fn uses_kv(&self) -> bool {
+        self.capabilities.contains(&Capability::Kv)
+    }
+
+    /// The WIT world it is built against: `filter`, or `filter-kv`.
+    pub fn world_name(&self) -> String {
+        let world = self.world.as_str();
+        if self.uses_kv() {
+            format!("{world}-kv")
+        } else {
+            world.to_owned()
+        }
     }
 
     /// Where `plugin build` puts the component unless told otherwise.
@@ -129,6 +165,27 @@ mod tests {
         assert_eq!(
             (m.name.as_str(), m.language, m.world),
             ("mask-cards", Language::Js, World::Transform)
+        );
+    }
+
+    #[test]
+    fn a_capability_picks_the_worlds_kv_variant_where_the_build_supports_it() {
+        let m = Manifest::parse(
+            Path::new("p/sluice-plugin.toml"),
+            "name = \"limit\"\nlanguage = \"js\"\nworld = \"filter\"\ncapabilities = [\"kv\"]\n",
+        )
+        .unwrap();
+        assert!(m.uses_kv());
+        assert_eq!(m.world_name(), "filter-kv");
+        let err = Manifest::parse(
+            Path::new("p/sluice-plugin.toml"),
+            "name = \"limit\"\nlanguage = \"zig\"\nworld = \"filter\"\ncapabilities = [\"kv\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("key `capabilities`") && err.contains("filter-kv"),
+            "{err}"
         );
     }
 

@@ -9,13 +9,18 @@
 //! text>, "attempt": 1}`; every field is optional. A result line is one of
 //! `{"kept": bool}` (filter), `{"messages": [envelope, ...]}` (transform),
 //! `{"routes": ["name", ...]}` (route) or `{"error": {"class", "text"}}`.
+//! A plugin that imports the `kv` capability gets an empty store in memory;
+//! one that imports `wasi:http` loads, but every request it makes is refused.
 
 use crate::exit::CliError;
 use serde_json::{json, Value};
 use sluice_brokers::lines::{encode, LineFormat};
-use sluice_core::{Limits, Message, Stage, StageError, StageFactory, StageOutput};
+use sluice_core::{HttpGrant, Kv, Limits, Message, Stage, StageError, StageFactory, StageOutput};
+use sluice_state::MemoryKv;
+use sluice_wasm::{Capability, Grants};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub fn test(
     plugin: &Path,
@@ -30,8 +35,21 @@ pub fn test(
         .load(plugin)
         .map_err(|e| CliError::Invalid(e.to_string()))?;
     let kind = loaded.kind;
+    // Every capability it imports: a store that starts empty, and outbound
+    // HTTP with an empty allow-list (offline: every request is refused).
+    let needs = |capability| loaded.needs().any(|c| c == capability);
+    let grants = Grants {
+        kv: needs(Capability::Kv).then(|| Arc::new(MemoryKv::default()) as Arc<dyn Kv>),
+        http: needs(Capability::Http).then(|| {
+            Arc::new(HttpGrant {
+                allow: Vec::new(),
+                timeout: HttpGrant::DEFAULT_TIMEOUT,
+                max_response: HttpGrant::DEFAULT_MAX_RESPONSE,
+            })
+        }),
+    };
     let factory = host
-        .stage(loaded, "test", kind, Limits::default(), params)
+        .stage(loaded, "test", kind, Limits::default(), params, grants)
         .map_err(|e| CliError::Invalid(e.to_string()))?;
     let mut stage = factory.instantiate().map_err(|e| {
         CliError::Invalid(format!("{}: cannot instantiate: {e:#}", plugin.display()))

@@ -24,11 +24,12 @@ const HINT: &str = "install it with `bash plugins/toolchains/js.sh` (npm install
 const NODE_HINT: &str =
     "componentize-js runs on Node.js 18 or newer: install it (Debian: apt-get install nodejs npm)";
 
-pub fn template(world: World) -> Vec<TemplateFile> {
-    let plugin = match world {
-        World::Filter => include_str!("../../../templates/js/filter.js"),
-        World::Transform => include_str!("../../../templates/js/transform.js"),
-        World::Route => include_str!("../../../templates/js/route.js"),
+pub fn template(world: World, kv: bool) -> Vec<TemplateFile> {
+    let plugin = match (world, kv) {
+        (_, true) => include_str!("../../../templates/js/filter-kv.js"),
+        (World::Filter, false) => include_str!("../../../templates/js/filter.js"),
+        (World::Transform, false) => include_str!("../../../templates/js/transform.js"),
+        (World::Route, false) => include_str!("../../../templates/js/route.js"),
     };
     vec![
         (ENTRY, plugin),
@@ -55,7 +56,7 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
             .arg(&entry)
             .arg("--wit")
             .arg(&job.wit)
-            .args(["--world-name", job.world().as_str()])
+            .args(["--world-name", &job.world_name()])
             .args(["--disable", "http", "fetch-event"])
             .arg("--out")
             .arg(&job.out)
@@ -74,7 +75,7 @@ mod tests {
             (World::Transform, "transform", "transformBatch"),
             (World::Route, "route", "routeBatch"),
         ] {
-            let files = template(world);
+            let files = template(world, false);
             let (_, text) = files
                 .iter()
                 .find(|(path, _)| *path == ENTRY)

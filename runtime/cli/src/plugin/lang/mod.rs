@@ -10,6 +10,12 @@
 //!   added; an empty payload is a fatal error;
 //! - route: routes to the value of header `route`, else to param `default`
 //!   (default `"default"`).
+//!
+//! Rust and JavaScript also have a template with the `kv` capability (a
+//! filter against `sluice:plugin@0.2.0`'s `filter-kv`): it keeps at most
+//! param `limit` (default 1) messages per key within param `window-ms`
+//! (default 60000), counting with `kv.increment`; a message without a key is
+//! kept. Its fixtures are [`super::new::KV_SAMPLE`].
 
 mod c;
 mod js;
@@ -23,14 +29,16 @@ use super::manifest::{Language, World};
 /// A template file: its path in the new folder and its text.
 pub type TemplateFile = (&'static str, &'static str);
 
-/// The language-specific files of a new plugin of `world`.
-pub fn template(language: Language, world: World) -> Vec<TemplateFile> {
-    match language {
-        Language::Rust => rust::template(world),
-        Language::Js => js::template(world),
-        Language::Python => python::template(world),
-        Language::C => c::template(world),
-        Language::Zig => zig::template(world),
+/// The language-specific files of a new plugin of `world`, with the `kv`
+/// capability or without; `None` when the language has no kv template.
+pub fn template(language: Language, world: World, kv: bool) -> Option<Vec<TemplateFile>> {
+    match (language, kv) {
+        (Language::Rust, _) => Some(rust::template(world, kv)),
+        (Language::Js, _) => Some(js::template(world, kv)),
+        (_, true) => None,
+        (Language::Python, false) => Some(python::template(world)),
+        (Language::C, false) => Some(c::template(world)),
+        (Language::Zig, false) => Some(zig::template(world)),
     }
 }
 

@@ -56,7 +56,7 @@ pub fn build(job: &Job) -> Result<(), BuildError> {
             .arg("--quiet")
             .arg("--wit-path")
             .arg(&job.wit)
-            .args(["--world", job.world().as_str()])
+            .args(["--world", &job.world_name()])
             .args(["componentize", APP])
             .arg("--python-path")
             .arg(&modules)

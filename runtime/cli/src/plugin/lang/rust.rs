@@ -16,11 +16,12 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 
-pub fn template(world: World) -> Vec<TemplateFile> {
-    let lib = match world {
-        World::Filter => include_str!("../../../templates/rust/src/filter.rs"),
-        World::Transform => include_str!("../../../templates/rust/src/transform.rs"),
-        World::Route => include_str!("../../../templates/rust/src/route.rs"),
+pub fn template(world: World, kv: bool) -> Vec<TemplateFile> {
+    let lib = match (world, kv) {
+        (_, true) => include_str!("../../../templates/rust/src/filter-kv.rs"),
+        (World::Filter, false) => include_str!("../../../templates/rust/src/filter.rs"),
+        (World::Transform, false) => include_str!("../../../templates/rust/src/transform.rs"),
+        (World::Route, false) => include_str!("../../../templates/rust/src/route.rs"),
     };
     vec![
         (

@@ -5,10 +5,14 @@
 //! tells a delivered id from one in flight); a completed id is set to `d`
 //! with the window as its time-to-live; a release deletes the key only if
 //! the caller's token still holds it. Keys expire by themselves, so a claim
-//! left by a crashed daemon ends after its hold time.
+//! left by a crashed daemon ends after its hold time. Plugin key-value
+//! state is in [`kv`].
+
+mod kv;
 
 use crate::{ClaimState, Store, StoreError};
 use futures::future::BoxFuture;
+use sluice_core::Kv;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -195,5 +199,12 @@ impl Store for RedisStore {
                 let _ = this.failed(&e);
             }
         });
+    }
+
+    fn kv(self: Arc<Self>, ns: &str) -> Arc<dyn Kv> {
+        Arc::new(kv::RedisKv {
+            store: (*self).clone(),
+            prefix: format!("sluice:kv:{ns}:"),
+        })
     }
 }

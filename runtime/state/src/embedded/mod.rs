@@ -7,13 +7,18 @@
 //! oldest first. Records are written by one thread that commits whatever
 //! is waiting in one durable transaction (group commit: one fsync for many
 //! messages). Claims are in memory: they only need to outlive the copy in
-//! flight, and no other process opens the file.
+//! flight, and no other process opens the file. Plugin key-value state is
+//! in [`kv`].
+
+mod kv;
 
 use crate::{now_ms, ClaimState, Store, StoreError};
 use futures::future::BoxFuture;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use sluice_core::Kv;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,11 +27,16 @@ use tokio::sync::oneshot;
 /// Most records one transaction writes.
 const GROUP: usize = 4096;
 
+/// Key-value writes are made durable at least this often.
+const FLUSH: Duration = Duration::from_millis(100);
+
 pub(crate) struct Embedded {
     db: Arc<redb::Database>,
     path: PathBuf,
     claims: Arc<Claims>,
     writes: Mutex<mpsc::Sender<Write>>,
+    /// Key-value writes committed without fsync since the last durable commit.
+    dirty: Arc<AtomicBool>,
 }
 
 /// Claims held in memory, by namespace and id: the token and until when.
@@ -76,16 +86,23 @@ impl Embedded {
         let db = Arc::new(db);
         let claims: Arc<Claims> = Arc::default();
         let (tx, rx) = mpsc::channel();
-        let (writer_db, writer_claims, writer_path) = (db.clone(), claims.clone(), path.clone());
+        let dirty = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            db: db.clone(),
+            claims: claims.clone(),
+            path: path.clone(),
+            dirty: dirty.clone(),
+        };
         std::thread::Builder::new()
             .name("sluice-state".into())
-            .spawn(move || write_loop(&writer_db, &writer_claims, &writer_path, &rx))
+            .spawn(move || writer.run(&rx))
             .map_err(|e| StoreError::Unreachable(format!("embedded store: no thread: {e}")))?;
         Ok(Embedded {
             db,
             path,
             claims,
             writes: Mutex::new(tx),
+            dirty,
         })
     }
 
@@ -183,29 +200,104 @@ impl Store for Embedded {
             claims.remove(&key);
         }
     }
+
+    fn kv(self: Arc<Self>, ns: &str) -> Arc<dyn Kv> {
+        Arc::new(kv::EmbeddedKv::new(
+            self.db.clone(),
+            self.path.clone(),
+            self.dirty.clone(),
+            ns,
+        ))
+    }
+
+    fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (db, path, dirty) = (self.db.clone(), self.path.clone(), self.dirty.clone());
+        // A thread of its own (an fsync blocks), so no runtime is needed.
+        let (done, answer) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("sluice-state-flush".into())
+            .spawn(move || drop(done.send(flush(&db, &dirty))));
+        Box::pin(async move {
+            spawned.map_err(|e| failed("flush", &path, e))?;
+            answer
+                .await
+                .map_err(|e| failed("flush", &path, e))?
+                .map_err(|e| failed("flush", &path, e))
+        })
+    }
 }
 
-/// The writer thread: commit what waits, in groups, until the store drops.
-fn write_loop(db: &redb::Database, claims: &Claims, path: &Path, rx: &mpsc::Receiver<Write>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP {
-            match rx.try_recv() {
-                Ok(w) => group.push(w),
-                Err(_) => break,
+/// What the writer thread holds.
+struct Writer {
+    db: Arc<redb::Database>,
+    claims: Arc<Claims>,
+    path: PathBuf,
+    dirty: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Commit what waits, in groups, and make key-value writes durable
+    /// within [`FLUSH`], until the store drops (then flush once more).
+    fn run(&self, rx: &mpsc::Receiver<Write>) {
+        loop {
+            let first = match rx.recv_timeout(FLUSH) {
+                Ok(w) => w,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.flush();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < GROUP {
+                match rx.try_recv() {
+                    Ok(w) => group.push(w),
+                    Err(_) => break,
+                }
             }
-        }
-        let result = commit(db, &group).map_err(|e| failed("write", path, e));
-        if result.is_ok() {
-            let mut held = claims.lock().unwrap_or_else(PoisonError::into_inner);
-            for w in &group {
-                held.remove(&(w.ns.clone(), w.id.clone()));
+            // A durable commit makes earlier key-value writes durable too.
+            self.dirty.store(false, Ordering::Release);
+            let result = commit(&self.db, &group).map_err(|e| failed("write", &self.path, e));
+            if result.is_ok() {
+                let mut held = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+                for w in &group {
+                    held.remove(&(w.ns.clone(), w.id.clone()));
+                }
+            } else {
+                self.dirty.store(true, Ordering::Release);
             }
-        }
-        for w in group {
-            let _ = w.done.send(result.clone());
+            for w in group {
+                let _ = w.done.send(result.clone());
+            }
         }
     }
+
+    fn flush(&self) {
+        if let Err(e) = flush(&self.db, &self.dirty) {
+            tracing::warn!(error = %failed("flush", &self.path, e), "key-value writes not yet durable; retrying");
+        }
+    }
+}
+
+/// When key-value writes were committed without fsync since the last
+/// durable commit: sweep expired keys and commit durably.
+fn flush(db: &redb::Database, dirty: &AtomicBool) -> Result<(), redb::Error> {
+    if !dirty.swap(false, Ordering::AcqRel) {
+        return Ok(());
+    }
+    let done = (|| -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        kv::sweep(&txn)?;
+        txn.commit()?;
+        Ok(())
+    })();
+    if done.is_err() {
+        dirty.store(true, Ordering::Release);
+    }
+    done
 }
 
 /// Write a group of delivered records in one durable transaction, then
