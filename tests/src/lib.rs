@@ -97,6 +97,23 @@ pub fn sluice_bin() -> PathBuf {
     bin
 }
 
+/// Run `sluice ARGS` to its end.
+pub fn run_sluice(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(sluice_bin())
+        .args(args)
+        .output()
+        .expect("sluice runs")
+}
+
+/// A finished command's stdout, then its stderr, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A Wasm host with limits on and a private artifact cache.
 pub fn host() -> WasmHost {
     let cache = ArtifactCache::at(repo().join("target/test-artifact-cache"));

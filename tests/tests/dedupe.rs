@@ -6,16 +6,9 @@
 
 use sluice_tests::daemon::summary;
 use sluice_tests::repo;
+use sluice_tests::run_sluice as sluice;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn sluice(args: &[&str]) -> Output {
-    Command::new(sluice_tests::sluice_bin())
-        .args(args)
-        .output()
-        .expect("sluice runs")
-}
 
 /// `examples/dedupe.toml` rewritten to run from `dir` (the input by
 /// absolute path; outputs and the store under `dir/out`).

@@ -11,25 +11,11 @@
 
 use sluice_tests::daemon::{example_in, free_port, http_get, plugin_literal, summary};
 use sluice_tests::http_server::{Answer, TestServer};
+use sluice_tests::{output_text as text, run_sluice as sluice};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn sluice(args: &[&str]) -> Output {
-    Command::new(sluice_tests::sluice_bin())
-        .args(args)
-        .output()
-        .expect("sluice runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A file of URLs → http-probe → file; `stage_extra` goes into the stage.
 fn config(dir: &Path, urls: &[String], stage_extra: &str) -> PathBuf {

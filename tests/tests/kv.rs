@@ -9,23 +9,8 @@
 
 use sluice_tests::daemon::{plugin_literal, summary, unique};
 use sluice_tests::redis_client;
+use sluice_tests::{output_text as text, run_sluice as sluice};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn sluice(args: &[&str]) -> Output {
-    Command::new(sluice_tests::sluice_bin())
-        .args(args)
-        .output()
-        .expect("sluice runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A file → kv-tally (one stage per name of `stages`) → file pipeline
 /// named `pipeline` in `dir`, on `store`; `stage_extra` is added to each
