@@ -78,8 +78,11 @@ impl PluginState {
             let messages = u32::try_from(messages).unwrap_or(u32::MAX);
             kv.left = kv.per_message.saturating_mul(messages);
         }
-        let deadline = self.deadline_instant();
-        self.http.start_call(deadline);
+        // A clock read per call, only where a request can be made.
+        if self.http.granted() {
+            let deadline = self.deadline_instant();
+            self.http.start_call(deadline);
+        }
     }
 
     /// The instant the current call's deadline falls on.

@@ -63,6 +63,11 @@ impl HttpAccess {
         }
     }
 
+    /// Whether the stage grants outbound HTTP.
+    pub fn granted(&self) -> bool {
+        self.policy.grant.is_some()
+    }
+
     /// Requests made from now on end by `deadline` (the call's).
     pub fn start_call(&mut self, deadline: Instant) {
         self.policy.call_deadline = deadline;
