@@ -26,8 +26,17 @@ apt_install_missing() {
     fi
     echo "apt-get install ${missing[*]}" >&2
     if [[ -z ${SLUICE_APT_UPDATED:-} ]]; then
-        "${sudo[@]}" apt-get update -qq
+        # Another install may hold the lists' lock for a while: try again.
+        local try
+        for try in $(seq 60); do
+            "${sudo[@]}" apt-get update -qq -o DPkg::Lock::Timeout=600 && break
+            [ "$try" -lt 60 ] || return 1
+            sleep 5
+        done
         SLUICE_APT_UPDATED=1
     fi
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${recommends[@]}" "${missing[@]}" >/dev/null
+    # Installs may run side by side (tests/run.sh starts several in the
+    # background): wait for dpkg's lock rather than fail.
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+        "${recommends[@]}" "${missing[@]}" >/dev/null
 }

@@ -53,7 +53,7 @@ done
 export SLUICE_TEST_REDIS="${SLUICE_TEST_REDIS:-redis://127.0.0.1:${SLUICE_REDIS_PORT:-6379}}"
 export SLUICE_TEST_SQS="${SLUICE_TEST_SQS:-http://127.0.0.1:${SLUICE_SQS_PORT:-19324}}"
 
-step "one-time installs in the background (tansu, cargo-machete, plugin toolchains; logs in $cache/logs)"
+step "one-time installs in the background (tansu, cargo-machete, plugin toolchains, chromium, promtool; logs in $cache/logs)"
 # Each is a long cargo build on a new machine (tansu ~10 min, wit-bindgen-cli
 # ~12 min); run beside the host build, they fill the cores its serial parts
 # leave idle. A second run finds them installed at once.
@@ -79,9 +79,22 @@ install_machete() {
     echo "$version" > "$cache/tools/cargo-machete.version"
     rm -rf "$cache/machete-target"
 }
+# What the observability tests look through: Debian's chromium (the status
+# page) and promtool (`/metrics`), unpacked from Debian's prometheus package
+# rather than installed, so no Prometheus server is set up or started.
+install_observers() {
+    apt_install_missing chromium
+    local dir="$cache/tools/prometheus"
+    [ ! -x "$dir/usr/bin/promtool" ] || return 0
+    local tmp; tmp="$(mktemp -d)"
+    (cd "$tmp" && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; })
+    rm -rf "$dir" && dpkg-deb -x "$tmp"/prometheus_*.deb "$dir"
+    rm -rf "$tmp"
+}
 background tansu bash tests/brokers.sh tansu-bin
 background machete install_machete
 background toolchains bash plugins/toolchains.sh
+background observers install_observers
 echo "started"
 
 step "format"
@@ -114,6 +127,7 @@ step "tests"
 # storage, restartable); set SLUICE_TEST_KAFKA=host:port to use a real Kafka.
 cargo test --locked --workspace --no-run
 finish tansu
+finish observers
 export SLUICE_TANSU="${SLUICE_TANSU:-$(bash tests/brokers.sh tansu-bin)}"
 cargo test --locked --workspace
 

@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod daemon;
 pub mod http_server;
 pub mod kafka_client;
+pub mod otlp;
 pub mod rabbitmq_node;
 pub mod redis_client;
 pub mod sqs_client;

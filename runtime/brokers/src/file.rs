@@ -7,11 +7,16 @@
 use crate::lines::{self, LineFormat, LineWriter};
 use crate::ConnectError;
 use serde::Deserialize;
+use sluice_core::stats::ReadProgress;
 use sluice_core::Outbox;
 use sluice_core::Shutdown;
 use sluice_core::{Confirm, Message, Sink, SinkError, Source, SourceError};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// `source = { type = "file", path = "orders.jsonl" }`
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,6 +37,7 @@ impl FileSourceConfig {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| ConnectError::Invalid(format!("source file {}: {e}", path.display())))?;
+        let total = file.metadata().await.map_or(0, |m| m.len());
         let name = self
             .path
             .file_name()
@@ -43,6 +49,7 @@ impl FileSourceConfig {
             file,
             format: self.format,
             key_field: self.key_field.clone(),
+            progress: Arc::new(ReadProgress::new(total)),
         }))
     }
 }
@@ -53,6 +60,27 @@ struct FileSource {
     file: tokio::fs::File,
     format: LineFormat,
     key_field: Option<String>,
+    progress: Arc<ReadProgress>,
+}
+
+/// A reader that counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    progress: Arc<ReadProgress>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.progress.read.fetch_add(read, Ordering::Relaxed);
+        polled
+    }
 }
 
 #[async_trait::async_trait]
@@ -61,8 +89,16 @@ impl Source for FileSource {
         format!("file:{}", self.path.display())
     }
 
+    fn progress(&self) -> Option<Arc<ReadProgress>> {
+        Some(self.progress.clone())
+    }
+
     async fn run(self: Box<Self>, out: Outbox, shutdown: Shutdown) -> Result<(), SourceError> {
-        let reader = tokio::io::BufReader::with_capacity(64 * 1024, self.file);
+        let counting = Counting {
+            inner: self.file,
+            progress: self.progress.clone(),
+        };
+        let reader = tokio::io::BufReader::with_capacity(64 * 1024, counting);
         lines::read_lines(
             &self.name,
             reader,

@@ -194,5 +194,6 @@ pub async fn connect(
         options: pipeline.engine.clone(),
         clock: Arc::new(SystemClock),
         stats: Arc::default(),
+        taps: Arc::default(),
     })
 }

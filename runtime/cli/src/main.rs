@@ -10,11 +10,14 @@ mod dlq;
 mod exit;
 mod http;
 mod logging;
-mod metrics;
 mod plugin;
+mod progress;
 mod replay;
 mod run;
+mod status;
 mod supervisor;
+mod tap;
+mod telemetry;
 mod watch;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,8 +54,9 @@ enum Command {
     Run {
         /// The pipeline TOML file.
         config: PathBuf,
-        /// Serve /metrics (Prometheus), /healthz and /readyz on this
-        /// address, e.g. 127.0.0.1:9090. Off by default.
+        /// Serve the status page (/), its JSON API (/api/v1/pipelines),
+        /// /metrics (Prometheus), /healthz and /readyz on this address,
+        /// e.g. 127.0.0.1:9090. Off by default.
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
         /// After SIGTERM/SIGINT, how long to let in-flight messages finish
@@ -62,6 +66,58 @@ enum Command {
         /// Do not watch the config and plugin files (SIGHUP still reloads).
         #[arg(long)]
         no_watch: bool,
+        /// Allow `sluice tap` on the --http listener: it shows message
+        /// contents. Off loopback it also needs a token (SLUICE_TAP_TOKEN
+        /// or --tap-token-file).
+        #[arg(long, requires = "http")]
+        tap: bool,
+        /// A file whose first line is the token a tap must present
+        /// (`Authorization: Bearer TOKEN`); SLUICE_TAP_TOKEN works too.
+        #[arg(long, value_name = "FILE", requires = "tap")]
+        tap_token_file: Option<PathBuf>,
+        /// Send OpenTelemetry traces (a span per message and per stage
+        /// call) to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318.
+        /// OTEL_EXPORTER_OTLP_ENDPOINT works too. Off by default.
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
+        /// The share of new traces recorded, 0..1 (parent-based: a message
+        /// whose traceparent says sampled is recorded). Default: all, or
+        /// OTEL_TRACES_SAMPLER.
+        #[arg(long, value_name = "RATIO")]
+        trace_sample: Option<f64>,
+    },
+    /// Print copies of the messages entering or leaving one stage (or handed
+    /// to the sinks) of a running daemon, live, as JSON lines. The daemon
+    /// must run with `--http ADDR --tap`. A tap never slows the pipeline:
+    /// copies it cannot take in time are dropped and counted on stderr.
+    Tap {
+        /// The daemon's --http address, e.g. 127.0.0.1:9090.
+        addr: String,
+        /// The pipeline to tap.
+        #[arg(long)]
+        pipeline: String,
+        /// A stage or sink of it; every sink when left out.
+        #[arg(long)]
+        stage: Option<String>,
+        /// The messages handed to the stage.
+        #[arg(long, conflicts_with = "outputs")]
+        inputs: bool,
+        /// The messages the stage passes on (the default).
+        #[arg(long)]
+        outputs: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// The share of messages copied, in (0, 1], e.g. 0.01.
+        #[arg(long, default_value_t = 1.0)]
+        sample: f64,
+        /// Cut payloads at this many bytes.
+        #[arg(long, default_value_t = 4096)]
+        payload_bytes: usize,
+        /// A file whose first line is the daemon's tap token (else
+        /// SLUICE_TAP_TOKEN, if set).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Run one plugin offline on fixture messages (JSON lines: key, headers,
     /// payload, attempt), as the world it implements; print one result per
@@ -261,14 +317,50 @@ fn main() -> std::process::ExitCode {
             http,
             drain_timeout,
             no_watch,
-        } => run::run(
-            &config,
-            run::RunOptions {
-                http,
-                drain_timeout: drain_timeout.into(),
-                watch: !no_watch,
-            },
-        ),
+            tap,
+            tap_token_file,
+            otlp_endpoint,
+            trace_sample,
+        } => tap::token(tap_token_file.as_deref()).and_then(|token| {
+            run::run(
+                &config,
+                run::RunOptions {
+                    http,
+                    drain_timeout: drain_timeout.into(),
+                    watch: !no_watch,
+                    tap: http::TapAccess {
+                        enabled: tap,
+                        token,
+                    },
+                    trace: telemetry::TraceOptions {
+                        endpoint: otlp_endpoint,
+                        sample: trace_sample,
+                    },
+                },
+            )
+        }),
+        Command::Tap {
+            addr,
+            pipeline,
+            stage,
+            inputs,
+            outputs: _,
+            limit,
+            sample,
+            payload_bytes,
+            token_file,
+        } => tap::token(token_file.as_deref()).and_then(|token| {
+            tap::tap(&tap::TapRequest {
+                addr,
+                pipeline,
+                stage,
+                inputs,
+                limit,
+                sample,
+                payload_bytes,
+                token,
+            })
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -222,6 +222,7 @@ async fn run(
         options,
         clock: Arc::new(SystemClock),
         stats: Arc::default(),
+        taps: Arc::default(),
     };
     let stats = pipeline.stats.clone();
     pipeline

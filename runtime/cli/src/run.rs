@@ -11,7 +11,7 @@
 //! and source holds, with the drain deadline, even while a reload runs.
 
 use crate::exit::CliError;
-use crate::metrics::Metrics;
+use crate::status::Status;
 use crate::supervisor::Supervisor;
 use crate::watch::{Trigger, Triggers};
 use sluice_core::Shutdown;
@@ -22,12 +22,17 @@ use std::time::Duration;
 
 /// How the process runs (flags, not TOML).
 pub struct RunOptions {
-    /// Serve `/metrics`, `/healthz` and `/readyz` here.
+    /// Serve the status page, its JSON API, `/metrics`, `/healthz` and
+    /// `/readyz` here.
     pub http: Option<SocketAddr>,
     /// The longest a graceful stop waits for in-flight messages.
     pub drain_timeout: Duration,
     /// Reload when the config or a plugin file changes (SIGHUP always does).
     pub watch: bool,
+    /// Who may attach `sluice tap` to the HTTP listener.
+    pub tap: crate::http::TapAccess,
+    /// OpenTelemetry traces.
+    pub trace: crate::telemetry::TraceOptions,
 }
 
 pub fn run(path: &Path, options: RunOptions) -> Result<(), CliError> {
@@ -35,7 +40,11 @@ pub fn run(path: &Path, options: RunOptions) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
+    let tracing = crate::telemetry::init(&options.trace, runtime.handle().clone())?;
     let result = runtime.block_on(run_async(path, options));
+    if let Some(tracing) = tracing {
+        tracing.shutdown(); // the runtime still runs its exports
+    }
     // Do not wait for blocking reads that can never finish (a stdin source
     // after a signal): everything that matters was settled above.
     runtime.shutdown_background();
@@ -43,15 +52,17 @@ pub fn run(path: &Path, options: RunOptions) -> Result<(), CliError> {
 }
 
 async fn run_async(path: &Path, options: RunOptions) -> Result<(), CliError> {
-    let metrics = Arc::new(Metrics::default());
+    let status = Arc::new(Status::default());
     if let Some(addr) = options.http {
-        crate::http::serve(addr, metrics.clone()).await?;
+        crate::http::serve(addr, status.clone(), options.tap.clone()).await?;
     }
     let host = crate::assemble::host()?;
     let shutdown = Shutdown::new(options.drain_timeout);
     let mut triggers = Triggers::new(options.watch);
-    let mut supervisor = Supervisor::start(path, host, metrics.clone(), shutdown.clone()).await?;
-    metrics.set_ready(true);
+    let mut supervisor = Supervisor::start(path, host, status.clone(), shutdown.clone()).await?;
+    status.set_ready(true);
+    let progress = crate::progress::Progress::new(status.clone());
+    tokio::spawn(progress.clone().run());
     triggers.watch(&supervisor.files);
     tokio::spawn(signals(shutdown.clone()));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -65,6 +76,7 @@ async fn run_async(path: &Path, options: RunOptions) -> Result<(), CliError> {
                 triggers.watch(&supervisor.files);
             }
             _ = tick.tick() => {
+                progress.track();
                 supervisor.reap().await;
                 if supervisor.idle() {
                     break;
@@ -74,6 +86,7 @@ async fn run_async(path: &Path, options: RunOptions) -> Result<(), CliError> {
     }
     shutdown.cancel(); // already, after a signal; the first deadline holds
     let left = supervisor.drain().await;
+    progress.finish();
     if !left.is_empty() {
         tracing::warn!(pipelines = ?left, timeout = ?options.drain_timeout, "drain timeout passed; exiting with messages unacknowledged (they are redelivered)");
     }

@@ -20,13 +20,15 @@
 
 use crate::assemble;
 use crate::exit::CliError;
-use crate::metrics::{Metrics, PipelineMetrics, Reload};
+use crate::status::{Endpoint, PipelineStatus, Reload, Status};
 use sluice_config::{Config, PipelineConfig, PipelineDiff};
 use sluice_core::engine::EngineError;
+use sluice_core::stats::ReadProgress;
+use sluice_core::tap::Taps;
+use sluice_core::Shutdown;
 use sluice_core::{
     Chain, LiveStages, Pipeline, PipelineReport, PipelineStats, StageSpec, SystemClock,
 };
-use sluice_core::{Health, Shutdown};
 use sluice_state::Stores;
 use sluice_wasm::WasmHost;
 use std::path::{Path, PathBuf};
@@ -40,8 +42,13 @@ struct Running {
     shas: Vec<String>,
     live: LiveStages,
     stats: Arc<PipelineStats>,
-    /// Its source's and sinks' connection states, for `/readyz`.
-    health: Vec<(String, Health)>,
+    /// Its source, sinks and DLQ with their connection states, for
+    /// `/readyz` and the status page.
+    source: Endpoint,
+    sinks: Vec<(String, Endpoint)>,
+    dlq: Endpoint,
+    taps: Arc<Taps>,
+    progress: Option<Arc<ReadProgress>>,
     stop: Shutdown,
     task: JoinHandle<Result<PipelineReport, EngineError>>,
 }
@@ -58,7 +65,7 @@ pub struct Supervisor {
     host: WasmHost,
     /// Stores stay open across reloads (an embedded file opens once).
     stores: Stores,
-    metrics: Arc<Metrics>,
+    status: Arc<Status>,
     shutdown: Shutdown,
     running: Vec<Running>,
     /// Files that make a reload: the config and every plugin it names.
@@ -82,7 +89,7 @@ impl Supervisor {
     pub async fn start(
         path: &Path,
         host: WasmHost,
-        metrics: Arc<Metrics>,
+        status: Arc<Status>,
         shutdown: Shutdown,
     ) -> Result<Supervisor, CliError> {
         let config = sluice_config::load(path)?;
@@ -90,7 +97,7 @@ impl Supervisor {
             path: path.to_owned(),
             host,
             stores: Stores::default(),
-            metrics,
+            status,
             shutdown,
             running: Vec::new(),
             files: Vec::new(),
@@ -109,7 +116,7 @@ impl Supervisor {
         }
         s.files = watched_files(&config);
         s.stdout_sinks = writes_stdout(&config);
-        s.publish_metrics();
+        s.publish_status();
         Ok(s)
     }
 
@@ -148,36 +155,48 @@ impl Supervisor {
         let stop = self.shutdown.child();
         let live = pipeline.stages.clone();
         let stats = pipeline.stats.clone();
-        let mut health = Vec::new();
-        health.extend(pipeline.source.health().map(|h| ("source".to_string(), h)));
-        for (name, sink) in &pipeline.sinks {
-            health.extend(sink.health().map(|h| (format!("sink {name}"), h)));
-        }
-        health.extend(pipeline.dlq.health().map(|h| ("dlq".to_string(), h)));
+        let source = Endpoint::source(pipeline.source.as_ref());
+        let sinks = pipeline
+            .sinks
+            .iter()
+            .map(|(name, sink)| (name.clone(), Endpoint::sink(sink.as_ref())))
+            .collect();
+        let dlq = Endpoint::sink(pipeline.dlq.as_ref());
+        let taps = pipeline.taps.clone();
+        let progress = pipeline.source.progress();
         let task = tokio::spawn(pipeline.run(stop.clone()));
         self.running.push(Running {
             config: loaded.config,
             shas: loaded.shas,
             live,
             stats,
-            health,
+            source,
+            sinks,
+            dlq,
+            taps,
+            progress,
             stop,
             task,
         });
     }
 
-    fn publish_metrics(&self) {
+    fn publish_status(&self) {
         let pipelines = self
             .running
             .iter()
-            .map(|r| PipelineMetrics {
+            .map(|r| PipelineStatus {
                 name: r.config.name.clone(),
+                source: r.source.clone(),
+                sinks: r.sinks.clone(),
+                dlq: r.dlq.clone(),
                 stats: r.stats.clone(),
                 stages: r.live.clone(),
-                health: r.health.clone(),
+                concurrency: r.config.engine.concurrency,
+                taps: r.taps.clone(),
+                progress: r.progress.clone(),
             })
             .collect();
-        self.metrics.set_pipelines(pipelines);
+        self.status.set_pipelines(pipelines);
     }
 
     /// Are all pipelines finished (their sources ended)?
@@ -200,7 +219,7 @@ impl Supervisor {
         }
         if self.running.len() != before {
             // An ended pipeline's source and sinks no longer count for /readyz.
-            self.publish_metrics();
+            self.publish_status();
         }
     }
 
@@ -251,11 +270,14 @@ impl Supervisor {
     /// running as it was.
     pub async fn reload(&mut self) {
         let result = self.try_reload().await;
-        self.metrics.reloaded(match &result {
-            Ok(true) => Reload::Ok,
-            Ok(false) => Reload::Unchanged,
-            Err(_) => Reload::Failed,
-        });
+        self.status.reloaded(
+            match &result {
+                Ok(true) => Reload::Ok,
+                Ok(false) => Reload::Unchanged,
+                Err(_) => Reload::Failed,
+            },
+            result.as_ref().err().map(ToString::to_string),
+        );
         match result {
             Ok(true) => tracing::info!(config = %self.path.display(), "reload applied"),
             Ok(false) => tracing::info!(config = %self.path.display(), "reload: nothing changed"),
@@ -331,7 +353,7 @@ impl Supervisor {
             let mut r = self.running.remove(i);
             tracing::info!(pipeline = %r.config.name, "draining for a restart or removal");
             r.stop.cancel();
-            carried.push((r.config.name.clone(), r.stats.clone()));
+            carried.push((r.config.name.clone(), r.stats.clone(), r.taps.clone()));
             let deadline = tokio::time::Instant::from_std(r.stop.drain_deadline());
             let ended = tokio::select! {
                 biased;
@@ -354,21 +376,23 @@ impl Supervisor {
                     // process's deadline. Nothing new starts.
                     tracing::warn!(pipeline = %r.config.name, "stop requested during a reload: the new config is not started");
                     self.running.push(r);
-                    self.publish_metrics();
+                    self.publish_status();
                     return Ok(true);
                 }
             }
         }
         for (l, mut pipeline) in starts {
-            if let Some((_, stats)) = carried.iter().find(|(n, _)| *n == l.config.name) {
+            // A restarted pipeline keeps its counters and its attached taps.
+            if let Some((_, stats, taps)) = carried.iter().find(|(n, ..)| *n == l.config.name) {
                 pipeline.stats = stats.clone();
+                pipeline.taps = taps.clone();
             }
             tracing::info!(pipeline = %l.config.name, "starting");
             self.spawn(l, pipeline);
         }
         self.files = watched_files(&config);
         self.stdout_sinks |= writes_stdout(&config);
-        self.publish_metrics();
+        self.publish_status();
         Ok(changed)
     }
 }

@@ -9,10 +9,14 @@
 use crate::claim::Claim;
 use crate::clock::Clock;
 use crate::dlq::{Failure, FailureClass};
+use crate::events;
 use crate::message::Message;
 use crate::retry::RetryPolicy;
 use crate::stage::{Stage, StageError, StageFactory, StageKind, StageOutput};
 use crate::stats::{bump, StageStats};
+use crate::tap::{Side, Taps};
+use crate::trace::StageTrace;
+use opentelemetry::trace::SpanContext;
 use std::sync::Arc;
 
 /// One stage of a pipeline as configured: shared by every worker.
@@ -84,6 +88,8 @@ pub struct Chain {
     republish: bool,
     /// For spans and log events.
     pipeline: String,
+    /// Live copies for `sluice tap`.
+    taps: Arc<Taps>,
 }
 
 impl Chain {
@@ -119,12 +125,20 @@ impl Chain {
             clock,
             republish: false,
             pipeline: String::new(),
+            taps: Arc::default(),
         })
     }
 
     /// Builder: the pipeline's name, for the `stage` span and log events.
     pub fn for_pipeline(mut self, pipeline: &str) -> Self {
         self.pipeline = pipeline.to_owned();
+        self
+    }
+
+    /// Builder: the pipeline's taps, offered what enters and leaves each
+    /// stage while one is attached.
+    pub fn tapped(mut self, taps: Arc<Taps>) -> Self {
+        self.taps = taps;
         self
     }
 
@@ -165,7 +179,19 @@ impl Chain {
     /// that faults is redone one message at a time so only the culprit is
     /// dead-lettered.
     pub fn process_claiming(&mut self, originals: &[&Message]) -> Vec<(ChainOutcome, Vec<Claim>)> {
+        self.process_traced(originals, &[])
+    }
+
+    /// [`Chain::process_claiming`], with each message's span (one per
+    /// message, or none while tracing is off): every stage call gets a span
+    /// under them ([`crate::trace`]).
+    pub fn process_traced(
+        &mut self,
+        originals: &[&Message],
+        traces: &[SpanContext],
+    ) -> Vec<(ChainOutcome, Vec<Claim>)> {
         let n = originals.len();
+        let traced = traces.len() == n && n > 0;
         let mut failed: Vec<Option<Failure>> = vec![None; n];
         let mut claims: Vec<Vec<Claim>> = vec![Vec::new(); n];
         let mut routed: Vec<Option<Vec<(String, Message)>>> = vec![None; n];
@@ -185,19 +211,46 @@ impl Chain {
             }
             let stats = &spec.stats;
             let _span = tracing::debug_span!("stage", pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len()).entered();
-            tracing::debug!(pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len(), "stage invoked");
+            tracing::debug!(
+                event = events::INVOKED, pipeline = %self.pipeline, stage = %spec.name,
+                messages = msgs.len(), attempt = msgs[0].attempt, "stage invoked"
+            );
+            let tapping = self.taps.active();
+            if tapping {
+                self.taps.offer(&spec.name, Side::Inputs, &msgs);
+            }
+            let trace = if traced {
+                // One context per input message the call serves (a split
+                // message's parts are next to each other).
+                let mut contexts: Vec<SpanContext> = Vec::new();
+                let mut last = usize::MAX;
+                for &origin in &origins {
+                    if origin != last {
+                        contexts.push(traces[origin].clone());
+                        last = origin;
+                    }
+                }
+                let plugin = spec.factory.plugin();
+                let kind = spec.factory.kind().as_str();
+                StageTrace::start(&self.pipeline, &spec.name, kind, &plugin.sha256, &contexts)
+            } else {
+                None
+            };
             let started = std::time::Instant::now();
             let results = call_all(spec, stage.as_mut(), &msgs, &*self.clock, self.republish);
-            stats.call_seconds.observe(started.elapsed());
+            let took = started.elapsed();
+            if let Some(trace) = trace {
+                trace.end(results.iter().filter(|r| r.is_err()).count());
+            }
+            stats.call_seconds.observe(took);
             let usage = stage.take_usage();
             bump(&stats.fuel, usage.fuel);
             bump(&stats.log_suppressed, usage.log_suppressed);
-            let failures = results.iter().filter(|r| r.is_err()).count();
-            if failures > 0 {
-                tracing::debug!(pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len(), failures, "stage failed for some messages");
-            } else {
-                tracing::debug!(pipeline = %self.pipeline, stage = %spec.name, messages = msgs.len(), "stage completed");
-            }
+            tracing::debug!(
+                event = events::COMPLETED, pipeline = %self.pipeline, stage = %spec.name,
+                messages = msgs.len(), failures = results.iter().filter(|r| r.is_err()).count(),
+                duration_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX), "stage completed"
+            );
             let mut next_origins = Vec::with_capacity(origins.len());
             let mut next_msgs = Vec::with_capacity(msgs.len());
             for ((origin, msg), result) in origins.into_iter().zip(msgs).zip(results) {
@@ -263,10 +316,17 @@ impl Chain {
                             continue;
                         }
                         bump(&stats.output, names.len() as u64);
+                        if tapping {
+                            let copies = std::iter::repeat_n(&msg, names.len());
+                            self.taps.offer(&spec.name, Side::Outputs, copies);
+                        }
                         let routes = routed[origin].get_or_insert_with(Vec::new);
                         routes.extend(names.into_iter().map(|name| (name, msg.clone())));
                     }
                 }
+            }
+            if tapping {
+                self.taps.offer(&spec.name, Side::Outputs, &next_msgs);
             }
             origins = next_origins;
             msgs = next_msgs;

@@ -170,6 +170,8 @@ pub struct Delivery {
     /// `None` orders by the message key (a keyless message waits for no
     /// one). SQS FIFO sets the message group here.
     pub order_key: Option<u64>,
+    /// Its OpenTelemetry span while tracing is on (set by the engine).
+    pub trace: Option<crate::trace::MessageTrace>,
 }
 
 impl Delivery {
@@ -182,6 +184,7 @@ impl Delivery {
             refused: None,
             lane: None,
             order_key: None,
+            trace: None,
         }
     }
 

@@ -39,6 +39,11 @@ pub trait Source: Send {
         let _ = lag;
     }
 
+    /// How far it has read, for a source with an end it knows (a file).
+    fn progress(&self) -> Option<std::sync::Arc<crate::stats::ReadProgress>> {
+        None
+    }
+
     /// Its connection state, for readiness, if it has a broker to lose
     /// (files and memory do not).
     fn health(&self) -> Option<crate::Health> {

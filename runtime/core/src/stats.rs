@@ -1,8 +1,12 @@
 //! Counters the engine keeps per pipeline and per stage; shared between
 //! worker threads, read for the run summary and for `/metrics`.
 
+use crate::dlq::{Failure, FailureClass};
+use crate::message::Coordinates;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 /// Per-stage counters.
 #[derive(Debug, Default)]
@@ -87,6 +91,62 @@ pub struct PipelineStats {
     /// Bytes of messages received and not yet settled with the source
     /// (what the byte budget holds).
     pub in_flight_bytes: Arc<AtomicU64>,
+    /// The latest dead letters, for the status page.
+    pub recent_dead_letters: RecentDeadLetters,
+}
+
+/// One dead letter as the status page shows it: why, where, when; never
+/// the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterNote {
+    pub time: SystemTime,
+    /// The stage (or sink, for `sink-rejected`) that failed.
+    pub stage: String,
+    pub class: FailureClass,
+    /// The error text, cut at [`RecentDeadLetters::REASON_MAX`] bytes.
+    pub reason: String,
+    /// The message's position in its broker.
+    pub at: String,
+}
+
+/// The last [`RecentDeadLetters::KEEP`] dead letters of a pipeline, oldest
+/// first. A mutex on the dead-letter path only, never on the happy path.
+#[derive(Debug, Default)]
+pub struct RecentDeadLetters(Mutex<VecDeque<DeadLetterNote>>);
+
+impl RecentDeadLetters {
+    pub const KEEP: usize = 20;
+    pub const REASON_MAX: usize = 512;
+
+    pub fn push(&self, failure: &Failure, at: &Coordinates) {
+        let mut reason = failure.text.clone();
+        if reason.len() > Self::REASON_MAX {
+            let mut cut = Self::REASON_MAX;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        let note = DeadLetterNote {
+            time: failure.last_failure,
+            stage: failure.stage.clone(),
+            class: failure.class,
+            reason,
+            at: at.to_string(),
+        };
+        let mut notes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if notes.len() == Self::KEEP {
+            notes.pop_front();
+        }
+        notes.push_back(note);
+    }
+
+    /// Oldest first.
+    pub fn list(&self) -> Vec<DeadLetterNote> {
+        let notes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        notes.iter().cloned().collect()
+    }
 }
 
 /// Messages waiting in the broker for a source: a queue's ready messages,
@@ -108,6 +168,33 @@ impl SourceLag {
     pub fn get(&self) -> Option<u64> {
         let v = self.0.load(Relaxed);
         (v != u64::MAX).then_some(v)
+    }
+}
+
+/// How far a finite source (a file) has read: the progress line of
+/// `sluice run`.
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    /// Bytes read so far.
+    pub read: AtomicU64,
+    /// The size when the source opened it.
+    pub total: u64,
+}
+
+impl ReadProgress {
+    pub fn new(total: u64) -> Self {
+        ReadProgress {
+            read: AtomicU64::new(0),
+            total,
+        }
+    }
+
+    /// Read so far, in percent of the total (100 for an empty file).
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 {
+            return 100.0;
+        }
+        (self.read.load(Relaxed) as f64 * 100.0 / self.total as f64).min(100.0)
     }
 }
 
@@ -166,16 +253,11 @@ impl Histogram {
             .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
-    /// Cumulative counts per bound (the last one is `+Inf`), the sum in
-    /// seconds, and the count.
-    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
-        let mut total = 0;
-        let cumulative = self.buckets.iter().map(|b| {
-            total += b.load(Relaxed);
-            total
-        });
-        let cumulative: Vec<u64> = cumulative.collect();
-        (cumulative, self.sum_nanos.load(Relaxed) as f64 / 1e9, total)
+    /// Counts per bucket (not cumulative; the last one is above every
+    /// bound) and the sum in seconds.
+    pub fn buckets(&self) -> ([u64; Histogram::BOUNDS.len() + 1], f64) {
+        let counts = std::array::from_fn(|i| self.buckets[i].load(Relaxed));
+        (counts, self.sum_nanos.load(Relaxed) as f64 / 1e9)
     }
 }
 
@@ -194,16 +276,11 @@ mod tests {
         h.observe(Duration::from_micros(5));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(60));
-        let (cumulative, sum, count) = h.snapshot();
-        assert_eq!(count, 3);
-        assert_eq!(cumulative[0], 1, "5 µs ≤ 10 µs");
-        assert_eq!(cumulative[5], 2, "3 ms ≤ 5 ms");
-        assert_eq!(
-            cumulative[Histogram::BOUNDS.len() - 1],
-            2,
-            "60 s is above 10 s"
-        );
-        assert_eq!(*cumulative.last().unwrap(), 3);
+        let (counts, sum) = h.buckets();
+        assert_eq!(counts.iter().sum::<u64>(), 3);
+        assert_eq!(counts[0], 1, "5 µs ≤ 10 µs");
+        assert_eq!(counts[5], 1, "3 ms ≤ 5 ms");
+        assert_eq!(counts[Histogram::BOUNDS.len()], 1, "60 s is above 10 s");
         assert!((sum - 60.003005).abs() < 1e-6);
     }
 }

@@ -1,6 +1,6 @@
 //! The `sluice:plugin/host` interface every plugin imports: `log` and
 //! `config`, served from the store's [`PluginState`](crate::state::PluginState).
-//! Log lines count against the stage's log rate limit ([`crate::log_limit`]).
+//! Log lines count against the stage's log rate limit ([`sluice_core::log_limit`]).
 //! Versions 0.1.0 and 0.2.0 of the interface are the same functions.
 
 use crate::bindings::host::{self, Level};

@@ -29,7 +29,6 @@ mod error;
 mod host;
 mod host_api;
 mod limits;
-mod log_limit;
 mod stage;
 mod state;
 pub mod wasi_policy;

@@ -16,8 +16,8 @@ use crate::capabilities::Grants;
 use crate::deadline::WaitPastDeadline;
 use crate::host::{Plugin, WasmHost, WorldPre, EPOCH_TICK};
 use crate::limits::{check_output, MemoryCapExceeded};
-use crate::log_limit::LogLimiter;
 use crate::state::{Deadline, PluginState};
+use sluice_core::log_limit::LogLimiter;
 use sluice_core::Limits;
 use sluice_core::{
     Fault, FaultKind, Message, PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput,

@@ -1,9 +1,9 @@
 //! The WASI a plugin sees: nothing. No preopened directories, no sockets, no
 //! name lookup, no environment, no arguments, no stdin. Its stdout and stderr
 //! become log lines tagged with the stage name, under the stage's log rate
-//! limit ([`crate::log_limit`]).
+//! limit ([`sluice_core::log_limit`]).
 
-use crate::log_limit::LogLimiter;
+use sluice_core::log_limit::LogLimiter;
 
 use bytes::Bytes;
 use std::pin::Pin;

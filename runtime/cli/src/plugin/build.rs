@@ -129,6 +129,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, CliError> {
         out: absolute(&out),
     };
     lang::build(&job).map_err(fail)?;
+    eprintln!("  loading the component and checking its world …");
     check(&job)?;
     let size = std::fs::metadata(&job.out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
@@ -204,12 +205,17 @@ pub fn run(step: &str, cmd: &mut Command) -> Result<(), BuildError> {
             .join(" ")
     );
     tracing::debug!(step, command = %line, "plugin build step");
+    // Name each step as it starts: some take minutes (a first Rust build,
+    // componentize-py).
+    eprintln!("  {step} …");
+    let started = std::time::Instant::now();
     let output = cmd.output().map_err(|e| BuildError::Step {
         step: step.to_string(),
         status: "did not start".into(),
         output: format!("$ {line}\n{e}"),
     })?;
     if output.status.success() {
+        eprintln!("  {step}: done in {:.1?}", started.elapsed());
         return Ok(());
     }
     let text = format!(

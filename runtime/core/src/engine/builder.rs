@@ -46,6 +46,7 @@ impl Pipeline {
                 options: EngineOptions::default(),
                 clock: Arc::new(SystemClock),
                 stats: Arc::default(),
+                taps: Arc::default(),
             },
         }
     }

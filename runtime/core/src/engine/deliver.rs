@@ -5,10 +5,12 @@ use super::Processed;
 use crate::chain::ChainOutcome;
 use crate::clock::Clock;
 use crate::dlq;
+use crate::events::{self, FailedEvents, Next};
 use crate::message::{Delivery, Message};
 use crate::retry::RetryPolicy;
 use crate::sink::{Confirm, Sink, SinkError};
 use crate::stats::{bump, PipelineStats};
+use crate::tap::Taps;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use futures::FutureExt;
@@ -26,6 +28,9 @@ pub(super) struct Deliverer {
     pub(super) retry: RetryPolicy,
     /// The pipeline's clock, for the time of a sink's rejection.
     pub(super) clock: Arc<dyn Clock>,
+    /// The pipeline's `failed` log events.
+    pub(super) events: Arc<FailedEvents>,
+    pub(super) taps: Arc<Taps>,
 }
 
 impl Deliverer {
@@ -37,6 +42,7 @@ impl Deliverer {
                 Some(()) = pending.next(), if !pending.is_empty() => {}
                 batch = done.recv(), if pending.len() < max_in_flight => match batch {
                     Some(batch) => {
+                        self.events.settle();
                         for processed in batch {
                             // Keep driving the pending confirms while this
                             // message is handed over: a confirm that failed
@@ -76,6 +82,7 @@ impl Deliverer {
             message,
             coordinates,
             ack,
+            trace,
             ..
         } = delivery;
         // One span per message, from the hand-over to the sinks until it is
@@ -84,7 +91,17 @@ impl Deliverer {
         let stats = self.stats.clone();
         let mut retry_later = None;
         let (targets, counter): (Vec<(Arc<dyn Sink>, Message)>, _) = match outcome {
-            ChainOutcome::Deliver(outputs) => {
+            ChainOutcome::Deliver(mut outputs) => {
+                if let Some(trace) = &trace {
+                    for (_, msg) in &mut outputs {
+                        trace.inject(&mut msg.headers);
+                    }
+                }
+                if self.taps.active() {
+                    for (name, msg) in &outputs {
+                        self.taps.offer_sink(name, msg);
+                    }
+                }
                 let targets = outputs
                     .into_iter()
                     .map(|(name, msg)| (self.sinks[&name].clone(), msg))
@@ -93,21 +110,19 @@ impl Deliverer {
             }
             ChainOutcome::Dropped => (Vec::new(), Counter::Dropped),
             ChainOutcome::DeadLetter(failure) => {
-                tracing::warn!(
-                    pipeline = %self.pipeline, stage = %failure.stage, class = %failure.class,
-                    error = %failure.text, attempts = failure.attempts, at = %coordinates,
-                    "message dead-lettered"
-                );
-                let envelope = dlq::envelope(&self.pipeline, &message, &coordinates, &failure);
+                self.events.failed(&coordinates, &failure, Next::DeadLetter);
+                stats.recent_dead_letters.push(&failure, &coordinates);
+                let mut envelope = dlq::envelope(&self.pipeline, &message, &coordinates, &failure);
+                if let Some(trace) = &trace {
+                    trace.inject(&mut envelope.headers);
+                }
                 (vec![(self.dlq.clone(), envelope)], Counter::DeadLettered)
             }
             ChainOutcome::RetryLater(failure) => {
                 let delay = failure.retry_after.unwrap_or_default();
-                tracing::info!(
-                    pipeline = %self.pipeline, stage = %failure.stage, error = %failure.text,
-                    attempt = failure.attempts, ?delay, at = %coordinates,
-                    "retryable error; the broker brings the message back later"
-                );
+                // The broker brings the message back later.
+                self.events
+                    .failed(&coordinates, &failure, Next::Republish(delay));
                 retry_later = Some((message, failure.attempts, delay));
                 (Vec::new(), Counter::RetriedLater)
             }
@@ -128,24 +143,22 @@ impl Deliverer {
                 stats.clone(),
             )));
         }
-        let (pipeline, dlq, retry) = (self.pipeline.clone(), self.dlq.clone(), self.retry);
-        let clock = self.clock.clone();
+        let rejections = Rejections {
+            pipeline: self.pipeline.clone(),
+            dlq: self.dlq.clone(),
+            retry: self.retry,
+            stats: stats.clone(),
+            clock: self.clock.clone(),
+            events: self.events.clone(),
+        };
         Box::pin(tracing::Instrument::instrument(
             async move {
+                let pipeline = rejections.pipeline.as_str();
                 let mut n = confirms.len() as u64;
                 let mut kept = true;
                 for rejected in all_confirmed(confirms).await {
                     n -= 1;
-                    kept &= dead_letter_rejected(
-                        &pipeline,
-                        &dlq,
-                        rejected,
-                        &coordinates,
-                        retry,
-                        &stats,
-                        &*clock,
-                    )
-                    .await;
+                    kept &= rejections.dead_letter(rejected, &coordinates).await;
                 }
                 if !kept {
                     // Neither the sink nor the DLQ takes it: give it back to the
@@ -153,11 +166,14 @@ impl Deliverer {
                     // delivery limit or redrive policy ends the loop). Its
                     // claims are released as they drop.
                     ack.nack();
+                    if let Some(trace) = trace {
+                        trace.end("nacked");
+                    }
                     return;
                 }
                 // Delivered and confirmed: record its ids before the source
                 // forgets it, so a crash after this drops the redelivery.
-                complete_claims(&pipeline, claims).await;
+                complete_claims(pipeline, claims).await;
                 match counter {
                     Counter::Delivered => bump(&stats.delivered, n),
                     Counter::Dropped => bump(&stats.dropped, 1),
@@ -169,7 +185,13 @@ impl Deliverer {
                     None => ack.ack(),
                 }
                 bump(&stats.acked, 1);
-                tracing::debug!("message settled with the source");
+                tracing::debug!(
+                    event = events::COMPLETED, pipeline, at = %coordinates,
+                    outcome = counter.as_str(), outputs = n, "message settled with the source"
+                );
+                if let Some(trace) = trace {
+                    trace.end(counter.as_str());
+                }
             },
             span,
         ))
@@ -230,45 +252,58 @@ struct Rejected {
     reason: String,
 }
 
-/// Dead-letter what a sink rejected, with the sink's reason (class
-/// `sink-rejected`). False when the DLQ rejects it too (or it was the DLQ
-/// that rejected it): then the source must keep the message.
-async fn dead_letter_rejected(
-    pipeline: &str,
-    dlq: &Arc<dyn Sink>,
-    rejected: Rejected,
-    at: &crate::message::Coordinates,
+/// What a settle needs to dead-letter what a sink rejected.
+struct Rejections {
+    pipeline: String,
+    dlq: Arc<dyn Sink>,
     retry: RetryPolicy,
-    stats: &Arc<PipelineStats>,
-    clock: &dyn Clock,
-) -> bool {
-    let Rejected {
-        by,
-        message,
-        reason,
-    } = rejected;
-    let refused = if Arc::ptr_eq(&by, dlq) {
-        reason
-    } else {
-        tracing::warn!(pipeline, sink = %by.describe(), error = %reason, %at, "sink rejected the message; dead-lettered");
-        let failure = dlq::Failure::once(
-            by.describe(),
-            dlq::FailureClass::SinkRejected,
+    stats: Arc<PipelineStats>,
+    /// For the time of a sink's rejection.
+    clock: Arc<dyn Clock>,
+    events: Arc<FailedEvents>,
+}
+
+impl Rejections {
+    /// Dead-letter what a sink rejected, with the sink's reason (class
+    /// `sink-rejected`). False when the DLQ rejects it too (or it was the
+    /// DLQ that rejected it): then the source must keep the message.
+    async fn dead_letter(&self, rejected: Rejected, at: &crate::message::Coordinates) -> bool {
+        let Rejections {
+            pipeline,
+            dlq,
+            retry,
+            stats,
+            ..
+        } = self;
+        let Rejected {
+            by,
+            message,
             reason,
-            clock.now(),
-        );
-        let envelope = dlq::envelope(pipeline, &message, at, &failure);
-        let confirm = publish_until_taken(pipeline, dlq, &envelope, retry, stats).await;
-        match confirmed(dlq.clone(), envelope, confirm, retry, stats.clone()).await {
-            None => {
-                bump(&stats.dead_lettered, 1);
-                return true;
+        } = rejected;
+        let refused = if Arc::ptr_eq(&by, dlq) {
+            reason
+        } else {
+            let failure = dlq::Failure::once(
+                by.describe(),
+                dlq::FailureClass::SinkRejected,
+                reason,
+                self.clock.now(),
+            );
+            self.events.failed(at, &failure, Next::DeadLetter);
+            stats.recent_dead_letters.push(&failure, at);
+            let envelope = dlq::envelope(pipeline, &message, at, &failure);
+            let confirm = publish_until_taken(pipeline, dlq, &envelope, *retry, stats).await;
+            match confirmed(dlq.clone(), envelope, confirm, *retry, stats.clone()).await {
+                None => {
+                    bump(&stats.dead_lettered, 1);
+                    return true;
+                }
+                Some(again) => again.reason,
             }
-            Some(again) => again.reason,
-        }
-    };
-    tracing::error!(pipeline, dlq = %dlq.describe(), error = %refused, %at, "the DLQ rejected a message; it stays in the source");
-    false
+        };
+        tracing::error!(pipeline, dlq = %dlq.describe(), error = %refused, %at, "the DLQ rejected a message; it stays in the source");
+        false
+    }
 }
 
 /// Publish, retrying with backoff for as long as the sink refuses. A
@@ -302,6 +337,17 @@ enum Counter {
     Dropped,
     DeadLettered,
     RetriedLater,
+}
+
+impl Counter {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Counter::Delivered => "delivered",
+            Counter::Dropped => "dropped",
+            Counter::DeadLettered => "dead_lettered",
+            Counter::RetriedLater => "retried_later",
+        }
+    }
 }
 
 /// Await one confirm; if the sink reports a failure, publish again until

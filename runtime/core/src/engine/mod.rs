@@ -15,6 +15,7 @@
 use crate::budget::{Budget, ByteLimits, Outbox};
 use crate::chain::{Chain, ChainError, ChainOutcome};
 use crate::clock::Clock;
+use crate::events::FailedEvents;
 use crate::live::LiveStages;
 use crate::message::Delivery;
 use crate::retry::RetryPolicy;
@@ -22,6 +23,7 @@ use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 use crate::source::{Source, SourceError};
 use crate::stats::{bump, PipelineStats};
+use crate::tap::Taps;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +54,8 @@ pub struct Pipeline {
     pub options: EngineOptions,
     pub clock: Arc<dyn Clock>,
     pub stats: Arc<PipelineStats>,
+    /// Live copies of its messages for `sluice tap`; keep a clone to attach.
+    pub taps: Arc<Taps>,
 }
 
 /// How the engine runs one pipeline.
@@ -183,6 +187,7 @@ impl Pipeline {
             options,
             clock,
             stats,
+            taps,
         } = self;
         let workers = options.concurrency.max(1);
         let sink_names: Arc<[String]> = sinks.iter().map(|(n, _)| n.clone()).collect();
@@ -205,10 +210,12 @@ impl Pipeline {
                     source,
                 })?
                 .republishing_retries(options.republish_retries)
-                .for_pipeline(&name);
+                .for_pipeline(&name)
+                .tapped(taps.clone());
             chains.push(chain);
         }
 
+        let events = Arc::new(FailedEvents::new(&name));
         let mut worker_inputs = Vec::with_capacity(workers);
         let mut delivery_tasks = Vec::with_capacity(workers);
         // The first panic of a worker thread, set before the thread lets go
@@ -230,6 +237,8 @@ impl Pipeline {
                 runtime: tokio::runtime::Handle::current(),
                 failed_swap: None,
                 swap_retry: SWAP_RETRY,
+                events: events.clone(),
+                taps: taps.clone(),
             };
             let panicked = worker_panic.clone();
             std::thread::Builder::new()
@@ -253,6 +262,8 @@ impl Pipeline {
                 stats: stats.clone(),
                 retry: options.sink_retry,
                 clock: clock.clone(),
+                events: events.clone(),
+                taps: taps.clone(),
             };
             delivery_tasks.push(tokio::spawn(
                 deliverer.run(done_rx, options.max_in_flight.max(1)),
@@ -282,7 +293,7 @@ impl Pipeline {
         tokio::pin!(past_deadline);
         let mut dispatch = Dispatch::new(worker_inputs);
         loop {
-            let delivery = tokio::select! {
+            let mut delivery = tokio::select! {
                 delivery = source_rx.recv() => match delivery {
                     Some(delivery) => delivery,
                     None => break,
@@ -290,6 +301,13 @@ impl Pipeline {
                 _ = &mut past_deadline => break,
             };
             bump(&stats.received, 1);
+            if crate::trace::enabled() {
+                delivery.trace = Some(crate::trace::MessageTrace::start(
+                    &name,
+                    &delivery.message,
+                    &delivery.coordinates,
+                ));
+            }
             tokio::select! {
                 sent = dispatch.send(delivery) => if !sent {
                     break; // the worker is gone (it panicked): reported below

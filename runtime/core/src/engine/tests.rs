@@ -211,6 +211,8 @@ fn a_chain_that_failed_to_build_is_tried_again_later_not_per_batch() {
         runtime: runtime.handle().clone(),
         failed_swap: None,
         swap_retry: Duration::from_millis(200),
+        events: Arc::new(crate::events::FailedEvents::new("p1")),
+        taps: Arc::default(),
     };
     let (broken, tries) = (
         Arc::new(AtomicBool::new(true)),

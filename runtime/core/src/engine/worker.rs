@@ -7,8 +7,11 @@ use super::Processed;
 use crate::chain::{Chain, ChainOutcome};
 use crate::clock::Clock;
 use crate::dlq::{self, Failure};
+use crate::events::{FailedEvents, Next};
 use crate::live::LiveStages;
 use crate::message::{Delivery, Message};
+use crate::tap::Taps;
+use opentelemetry::trace::SpanContext;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -34,6 +37,9 @@ pub(super) struct Worker {
     /// was last tried: it is tried again, at most every `swap_retry`.
     pub(super) failed_swap: Option<(u64, Instant)>,
     pub(super) swap_retry: Duration,
+    /// The pipeline's `failed` log events.
+    pub(super) events: Arc<FailedEvents>,
+    pub(super) taps: Arc<Taps>,
 }
 
 /// How often a worker tries again to build a new chain that failed (an
@@ -167,7 +173,21 @@ impl Worker {
             .filter(|t| t.delivery.refused.is_none())
             .map(|t| &t.delivery.message)
             .collect();
-        let mut outcomes = self.chain.process_claiming(&decoded).into_iter();
+        let traces: Vec<SpanContext> = if crate::trace::enabled() {
+            batch
+                .iter()
+                .filter(|t| t.delivery.refused.is_none())
+                .map(|t| {
+                    t.delivery
+                        .trace
+                        .as_ref()
+                        .map_or(SpanContext::NONE, |trace| trace.span_context())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut outcomes = self.chain.process_traced(&decoded, &traces).into_iter();
         let mut processed = Vec::with_capacity(batch.len());
         let mut parked_here = false;
         for Taken { delivery, key } in batch {
@@ -225,11 +245,9 @@ impl Worker {
     /// Park `delivery` for its next attempt after the failure's backoff.
     fn park(&self, lot: &mut ParkingLot, key: Key, mut delivery: Delivery, failure: &Failure) {
         let delay = failure.retry_after.unwrap_or_default();
-        tracing::debug!(
-            pipeline = %self.pipeline, stage = %failure.stage, error = %failure.text,
-            attempt = failure.attempts, ?delay, at = %delivery.coordinates,
-            "retryable error; parked, later messages of its key wait behind it"
-        );
+        // Parked: later messages of its key wait behind it.
+        self.events
+            .failed(&delivery.coordinates, failure, Next::Retry(delay));
         delivery.message.attempt = failure.attempts + 1;
         lot.park(
             key,
@@ -262,7 +280,8 @@ impl Worker {
             Ok(chain) => {
                 self.chain = chain
                     .republishing_retries(self.republish)
-                    .for_pipeline(&self.pipeline);
+                    .for_pipeline(&self.pipeline)
+                    .tapped(self.taps.clone());
                 self.version = current.version;
                 self.failed_swap = None;
                 tracing::info!(pipeline = %self.pipeline, version = current.version, retry, "worker took up the new chain");

@@ -19,13 +19,13 @@
 //! (and a line in the stage's log saying why): never a trap of the host.
 //! HTTP/1.1 only; `https` with the system's root certificates.
 
-use crate::log_limit::LogLimiter;
 use crate::state::PluginState;
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use sluice_core::grant::is_internal;
+use sluice_core::log_limit::LogLimiter;
 use sluice_core::HttpGrant;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,9 +1,12 @@
-//! The log rate limit of one stage. Plugin log lines (`host.log`, stdout and
-//! stderr) of every instance of the stage share one budget of
-//! `log_lines_per_second`; a line over it is not written but counted, and
-//! the count is written as one summary line once its second is over (by the
-//! next line, or after the next call, whichever comes first). Lines longer
-//! than `log_line_bytes` are cut.
+//! A log rate limit: lines over `lines_per_second` are not written but
+//! counted, and the count is written as one summary line once its second is
+//! over (by the next line, or after the next call, whichever comes first).
+//! Lines longer than the limit's `line_bytes` are cut.
+//!
+//! Two kinds use it: the plugin log of one stage (`host.log`, stdout and
+//! stderr of every instance of the stage share `log_lines_per_second`), and
+//! the `failed` events of one pipeline (the engine's log of each failed
+//! message, [`crate::engine`]).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -12,8 +15,19 @@ use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(1);
 
+/// Whose lines a [`LogLimiter`] limits (named in its summary line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// A stage's plugin log; the limit is its `log_lines_per_second`.
+    Plugin,
+    /// A pipeline's `failed` events.
+    FailedEvents,
+}
+
 pub struct LogLimiter {
+    /// The stage or pipeline.
     stage: std::sync::Arc<str>,
+    lines: Lines,
     lines_per_window: u32,
     line_bytes: usize,
     window: Mutex<Window>,
@@ -29,9 +43,21 @@ struct Window {
 }
 
 impl LogLimiter {
+    /// The limit of one stage's plugin log.
     pub fn new(stage: std::sync::Arc<str>, lines_per_second: u32, line_bytes: usize) -> Self {
+        Self::of(Lines::Plugin, stage, lines_per_second, line_bytes)
+    }
+
+    /// A limit of `lines` for `name` (a stage or a pipeline).
+    pub fn of(
+        lines: Lines,
+        name: std::sync::Arc<str>,
+        lines_per_second: u32,
+        line_bytes: usize,
+    ) -> Self {
         LogLimiter {
-            stage,
+            stage: name,
+            lines,
             lines_per_window: lines_per_second,
             line_bytes: line_bytes.max(16),
             window: Mutex::new(Window {
@@ -107,7 +133,16 @@ impl LogLimiter {
             return;
         }
         let suppressed = self.pending.swap(0, Relaxed);
-        if suppressed > 0 {
+        if suppressed > 0 && self.lines == Lines::FailedEvents {
+            tracing::warn!(
+                pipeline = &*self.stage,
+                suppressed,
+                limit = self.lines_per_window,
+                "{suppressed} `failed` events not logged in the last {:.1}s (limit {}/s); the metrics and the status page count every one",
+                elapsed.as_secs_f64(),
+                self.lines_per_window,
+            );
+        } else if suppressed > 0 {
             tracing::warn!(
                 target: "sluice::plugin",
                 stage = &*self.stage,
