@@ -49,6 +49,22 @@ impl Daemon {
         }
     }
 
+    /// [`Daemon::start_with`] `--http http` (and `flags`), returned once its
+    /// `/readyz` answers 200 (at most 30 s; the test fails with the log
+    /// otherwise).
+    pub fn start_ready(config: &Path, log: &Path, http: &str, flags: &[&str]) -> Daemon {
+        let mut all = vec!["--http", http];
+        all.extend_from_slice(flags);
+        let daemon = Daemon::start_with(config, log, &all);
+        assert!(
+            eventually(Duration::from_secs(30), || http_get(http, "/readyz")
+                .is_some_and(|(s, _)| s == 200)),
+            "{}",
+            daemon.log_text()
+        );
+        daemon
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }

@@ -64,19 +64,13 @@ plugin = {identity}
         self.dir.path().join("pipeline.toml")
     }
 
-    fn start(&self) -> Daemon {
-        let daemon = Daemon::start_with(
+    fn start(&self, flags: &[&str]) -> Daemon {
+        Daemon::start_ready(
             &self.config(),
             &self.dir.path().join("sluice.log"),
-            &["--http", &self.http],
-        );
-        assert!(
-            eventually(Duration::from_secs(30), || http_get(&self.http, "/readyz")
-                .is_some_and(|(s, _)| s == 200)),
-            "{}",
-            daemon.log_text()
-        );
-        daemon
+            &self.http,
+            flags,
+        )
     }
 
     /// Feed the input until `stop`: 20 messages every 100 ms, one in ten
@@ -179,7 +173,7 @@ fn attribute_values(html: &str, marker: &str, name: &str) -> Vec<String> {
 #[test]
 fn status_page_in_chromium_shows_every_stage_moving_and_the_latest_dead_letter() {
     let s = Setup::new("observe-page");
-    let daemon = s.start();
+    let daemon = s.start(&[]);
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = s.feed(stop.clone());
     // Rates need two samples a second apart and messages in between.
@@ -278,7 +272,7 @@ fn status_page_in_chromium_shows_every_stage_moving_and_the_latest_dead_letter()
 #[test]
 fn metrics_pass_promtool_in_both_formats_and_the_api_names_the_routes() {
     let s = Setup::new("observe-metrics");
-    let daemon = s.start();
+    let daemon = s.start(&[]);
     add(
         &mut connection(&s.url),
         &s.n.input,
@@ -501,17 +495,7 @@ plugin = {filter}
 #[test]
 fn tap_prints_the_messages_leaving_one_stage_live() {
     let s = Setup::new("observe-tap");
-    let daemon = Daemon::start_with(
-        &s.config(),
-        &s.dir.path().join("sluice.log"),
-        &["--http", &s.http, "--tap"],
-    );
-    assert!(
-        eventually(Duration::from_secs(30), || http_get(&s.http, "/readyz")
-            .is_some_and(|(c, _)| c == 200)),
-        "{}",
-        daemon.log_text()
-    );
+    let daemon = s.start(&["--tap"]);
     let tap = Command::new(sluice_tests::sluice_bin())
         .args(["tap", &s.http, "--pipeline", "orders", "--stage", "mark"])
         .args(["--outputs", "--limit", "5", "--payload-bytes", "12"])
@@ -587,7 +571,7 @@ fn tap_prints_the_messages_leaving_one_stage_live() {
 #[test]
 fn tap_is_refused_without_the_tap_flag() {
     let s = Setup::new("observe-tap-off");
-    let daemon = s.start();
+    let daemon = s.start(&[]);
     let out = sluice_tests::run_sluice(&["tap", &s.http, "--pipeline", "orders", "--limit", "1"]);
     assert_eq!(out.status.code(), Some(1));
     let text = sluice_tests::output_text(&out);
@@ -601,15 +585,7 @@ fn tap_is_refused_without_the_tap_flag() {
 #[test]
 fn a_tap_that_reads_nothing_does_not_slow_the_pipeline() {
     let s = Setup::new("observe-tap-stall");
-    let daemon = Daemon::start_with(
-        &s.config(),
-        &s.dir.path().join("sluice.log"),
-        &["--http", &s.http, "--tap"],
-    );
-    assert!(eventually(Duration::from_secs(30), || http_get(
-        &s.http, "/readyz"
-    )
-    .is_some_and(|(c, _)| c == 200)));
+    let daemon = s.start(&["--tap"]);
     const N: usize = 3000;
     let payload = format!(r#"{{"amount":1,"pad":"{}"}}"#, "x".repeat(3000));
     let load = |from: usize| {

@@ -68,18 +68,12 @@ params = {{ tag = "{tag}", redact = "card" }}
     }
 
     fn start(&self) -> Daemon {
-        let daemon = Daemon::start_with(
+        Daemon::start_ready(
             &self.config,
             &self.dir.path().join("sluice.log"),
-            &["--http", &self.http],
-        );
-        assert!(
-            eventually(Duration::from_secs(30), || http_get(&self.http, "/readyz")
-                .is_some_and(|(s, _)| s == 200)),
-            "{}",
-            daemon.log_text()
-        );
-        daemon
+            &self.http,
+            &[],
+        )
     }
 
     fn metrics(&self) -> String {
