@@ -9,7 +9,7 @@
 //! ```
 //! # use sluice_core::tap::{Point, Side, Taps};
 //! # use sluice_core::Message;
-//! let taps = Taps::default();
+//! let taps = std::sync::Arc::new(Taps::default());
 //! let (tap, mut copies) = taps.attach(Point::stage("mark", Side::Outputs), 1.0, 64, 100);
 //! assert!(taps.active());
 //! taps.offer("mark", Side::Outputs, [&Message::new(b"hi".to_vec())]);
