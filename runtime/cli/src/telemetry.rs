@@ -129,7 +129,20 @@ impl HttpClient for RuntimeClient {
                 .await
                 .map_err(|_| HttpError::from("the OTLP endpoint did not answer in time"))?
         });
-        task.await.map_err(|e| HttpError::from(e.to_string()))?
+        let result = task.await.map_err(|e| HttpError::from(e.to_string()))?;
+        // The exporter retries a failed export a few times, then drops
+        // the batch without a word (the SDK's own logs are off): say so,
+        // once per attempt.
+        match &result {
+            Err(e) => {
+                tracing::warn!(error = %e, "OTLP export failed (retried a few times, then the batch of spans is dropped)")
+            }
+            Ok(r) if !r.status().is_success() => {
+                tracing::warn!(status = %r.status(), "the OTLP endpoint refused an export (retried a few times, then the batch of spans is dropped)")
+            }
+            Ok(_) => {}
+        }
+        result
     }
 }
 
