@@ -95,7 +95,8 @@ fn through(stage: &mut WasmStage, n: usize, round: usize) -> f64 {
         .collect();
     let started = Instant::now();
     for chunk in msgs.chunks(BATCH) {
-        for answer in stage.call_batch(chunk).expect("no fault") {
+        let chunk: Vec<&Message> = chunk.iter().collect();
+        for answer in stage.call_batch(&chunk).expect("no fault") {
             let Ok(StageOutput::Messages(out)) = answer else {
                 panic!("kv-tally answered {answer:?}");
             };

@@ -226,7 +226,8 @@ fn measure(
             ),
         }
     }
-    for r in stage.call_batch(&msgs[..BATCH]).unwrap() {
+    let refs: Vec<&Message> = msgs.iter().collect();
+    for r in stage.call_batch(&refs[..BATCH]).unwrap() {
         r.unwrap_or_else(|e| panic!("{}: batch item failed: {e:?}", case.plugin));
     }
 
@@ -238,7 +239,7 @@ fn measure(
                 let start = done % (msgs.len() - BATCH);
                 black_box(
                     stage
-                        .call_batch(black_box(&msgs[start..start + BATCH]))
+                        .call_batch(black_box(&refs[start..start + BATCH]))
                         .unwrap(),
                 );
                 done += BATCH;

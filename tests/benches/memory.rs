@@ -10,7 +10,11 @@
 //! Environment:
 //! - `SLUICE_BENCH_N`        messages of 4 MB per burst (default 200; RabbitMQ half)
 //! - `SLUICE_BENCH_BROKERS`  `redis`, `rabbitmq` or both (default both)
+//! - `SLUICE_BENCH_RATE`     steady messages per second of the goal-6 run (default 2000)
 //! - `SLUICE_BENCH_MD`       also write the table as markdown to this file
+//!
+//! With Redis it also measures goal 6 of issue 16: the idle RSS, and the
+//! RSS through a burst of ten times a steady rate of 1 KiB messages.
 //!
 //! Printed per broker and budget: RSS before the burst (idle), the peak
 //! during it, after it, their growth, and the growth as a multiple of the
@@ -20,6 +24,45 @@
 //! `too-large` with 1 KiB kept.
 
 use sluice_tests::burst::{self, Burst, MIB};
+use sluice_tests::goals::{self, Goal};
+
+/// Goal 6 of issue 16: idle RSS, and RSS through a burst of ten times the
+/// steady input rate (1 KiB messages through Redis streams).
+fn rates_goals() -> String {
+    let rate: usize = std::env::var("SLUICE_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let r = burst::redis_rates(rate, 4);
+    let mib = |x: u64| x as f64 / MIB as f64;
+    println!(
+        "rates: {} messages of 1 KiB, {rate}/s for 4 s then {}/s for 4 s: RSS idle {:.1} MiB, steady {:.1} MiB, peak through the burst {:.1} MiB",
+        r.messages,
+        rate * 10,
+        mib(r.idle),
+        mib(r.steady),
+        mib(r.peak_burst)
+    );
+    let burst_ratio = r.peak_burst as f64 / r.steady as f64;
+    goals::report(&[
+        Goal {
+            goal: "6 idle RSS (release)",
+            figure: format!("{:.1} MiB", mib(r.idle)),
+            baseline: "30 MiB (the goal itself)".into(),
+            ratio: r.idle as f64 / (30 * MIB) as f64,
+            target: "≤ 30 MiB",
+            met: r.idle <= 30 * MIB,
+        },
+        Goal {
+            goal: "6 RSS through a 10× burst",
+            figure: format!("peak {:.1} MiB", mib(r.peak_burst)),
+            baseline: format!("steady {:.1} MiB at {rate} msg/s", mib(r.steady)),
+            ratio: burst_ratio,
+            target: "≤ 1.10× the steady RSS",
+            met: burst_ratio <= 1.10,
+        },
+    ])
+}
 
 fn main() {
     let n: usize = std::env::var("SLUICE_BENCH_N")
@@ -78,6 +121,10 @@ fn main() {
         );
     }
     println!("\n{md}");
+    if brokers.split(',').any(|b| b == "redis") {
+        md.push('\n');
+        md += &rates_goals();
+    }
     if let Some(path) = std::env::var_os("SLUICE_BENCH_MD") {
         std::fs::write(&path, &md).expect("SLUICE_BENCH_MD is writable");
     }

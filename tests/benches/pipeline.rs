@@ -532,7 +532,7 @@ fn verify_batch(
         .enumerate()
     {
         let got = stage
-            .call_batch(chunk)
+            .call_batch(&chunk.iter().collect::<Vec<_>>())
             .unwrap_or_else(|e| panic!("{label}: batch call of {} failed: {e:?}", which.short()));
         if got != want {
             let i = got
@@ -619,6 +619,7 @@ fn time_single(stage: &mut dyn Stage, inputs: &[Message]) -> f64 {
 }
 
 fn time_batch(stage: &mut WasmStage, inputs: &[Message]) -> f64 {
+    let inputs: Vec<&Message> = inputs.iter().collect();
     let started = Instant::now();
     for chunk in inputs.chunks(BATCH) {
         let _ = black_box(stage.call_batch(black_box(chunk)));

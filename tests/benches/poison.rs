@@ -34,6 +34,7 @@
 use sluice_core::engine::EngineOptions;
 use sluice_core::memory::{MemorySink, MemorySource};
 use sluice_core::{Limits, Message, Pipeline, RetryPolicy, Stage, StageKind, StageSpec};
+use sluice_tests::goals::Goal;
 use sluice_wasm::{ArtifactCache, HostOptions, WasmHost};
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -252,7 +253,7 @@ mod bare_async {
     }
 }
 
-fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
+fn per_call(host: &WasmHost, calls: usize, md: &mut String) -> Vec<Goal> {
     let identity = sluice_tests::plugin("identity");
     let mut bare = bare::Bare::new(&identity);
     let mut bare_async = bare_async::BareAsync::new(&identity);
@@ -275,7 +276,8 @@ fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
     assert_eq!(bare_async.call(&msgs[0]), 1);
     assert_eq!(bare_async.call_batch(&msgs), BATCH);
     assert!(stage.call(&msgs[0]).is_ok());
-    assert_eq!(stage.call_batch(&msgs).unwrap().len(), BATCH);
+    let refs: Vec<&Message> = msgs.iter().collect();
+    assert_eq!(stage.call_batch(&refs).unwrap().len(), BATCH);
 
     // Per round: single calls, then batch calls, each bare sync, bare
     // async, WasmStage.
@@ -337,7 +339,7 @@ fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
             batches * BATCH,
             Box::new(|| {
                 for _ in 0..batches {
-                    let _ = black_box(stage.call_batch(black_box(&msgs)));
+                    let _ = black_box(stage.call_batch(black_box(&refs)));
                 }
             }),
         );
@@ -368,6 +370,18 @@ fn per_call(host: &WasmHost, calls: usize, md: &mut String) {
     md.push_str(&format!(
         "### A. Per-call cost (median of 5 rounds of {calls} calls)\n\n{table}\n"
     ));
+    let goal = |goal, sluice: f64, bare: f64| Goal {
+        goal,
+        figure: format!("WasmStage {sluice:.0} ns/msg"),
+        baseline: format!("bare wasmtime call {bare:.0} ns/msg"),
+        ratio: sluice / bare,
+        target: "≤ 1.15× the bare call",
+        met: sluice / bare <= 1.15,
+    };
+    vec![
+        goal("2 stage overhead, single call", c, a),
+        goal("2 stage overhead, batch of 64", f, d),
+    ]
 }
 
 // ------------------------------------------------------ B. poison runs
@@ -581,7 +595,7 @@ fn poison_runs(host: &WasmHost, n: usize, quick: bool, md: &mut String) {
 
 /// One message split into `n` outputs against `n` inputs passed through,
 /// both through `misbehave`, into a memory sink and into a file sink.
-fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
+fn fan_out(host: &WasmHost, n: usize, md: &mut String) -> Vec<Goal> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -640,6 +654,7 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
     let mut table = format!(
         "| {n} messages of 1 KiB | 1 input split into {n}, ns/output | {n} inputs passed through, ns/output | ratio (split / inputs) |\n|---|---|---|---|\n"
     );
+    let mut goals = Vec::new();
     for (label, file) in [("memory sink", false), ("file sink (JSON lines)", true)] {
         let mut split = Vec::new();
         let mut pass = Vec::new();
@@ -658,9 +673,22 @@ fn fan_out(host: &WasmHost, n: usize, md: &mut String) {
         let per = |d: Duration| d.as_nanos() as f64 / n as f64;
         let (s, p) = (per(split[1]), per(pass[1]));
         writeln!(table, "| {label} | {s:.0} | {p:.0} | {:.2} |", s / p).unwrap();
+        goals.push(Goal {
+            goal: if file {
+                "5 fan-out, file sink"
+            } else {
+                "5 fan-out, memory sink"
+            },
+            figure: format!("1 → {n}: {s:.0} ns/output"),
+            baseline: format!("{n} inputs: {p:.0} ns/output"),
+            ratio: s / p,
+            target: "≤ 1.0× (linear)",
+            met: s <= p,
+        });
     }
     println!("\nC. fan-out (median of 3)\n{table}");
     md.push_str(&format!("### C. Fan-out (median of 3)\n\n{table}\n"));
+    goals
 }
 
 fn main() {
@@ -677,15 +705,17 @@ fn main() {
     let parts = std::env::var("SLUICE_BENCH_PARTS").unwrap_or_else(|_| "a,b,c".into());
     let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
     let mut md = String::new();
+    let mut goals = Vec::new();
     if part("a") {
-        per_call(&host, calls, &mut md);
+        goals.extend(per_call(&host, calls, &mut md));
     }
     if part("c") {
-        fan_out(&host, 100_000, &mut md);
+        goals.extend(fan_out(&host, 100_000, &mut md));
     }
     if part("b") {
         poison_runs(&host, n, quick, &mut md);
     }
+    md.push_str(&sluice_tests::goals::report(&goals));
     if let Ok(path) = std::env::var("SLUICE_BENCH_MD") {
         std::fs::write(&path, md).unwrap();
         println!("tables written to {path}");

@@ -300,3 +300,140 @@ pub fn rabbitmq(messages: usize, budget: u64, prefetch: u16) -> Burst {
         dead,
     }
 }
+
+/// The daemon's RSS idle, at a steady input rate and through a burst of
+/// ten times that rate (goal 6 of issue 16).
+pub struct Rates {
+    /// Messages per second in the steady phase (the burst is ten times it).
+    pub rate: usize,
+    pub messages: usize,
+    /// Ready, before any input.
+    pub idle: u64,
+    /// The median RSS over the second half of the steady phase.
+    pub steady: u64,
+    /// The highest RSS from the burst's start until every message was acked.
+    pub peak_burst: u64,
+}
+
+/// 1 KiB messages through Redis streams (source → identity → a trimmed
+/// output stream, the default byte budget): idle, then `rate` messages a
+/// second for `seconds`, then `10 × rate` for `seconds`, until every one is
+/// acked; the RSS sampled every 20 ms.
+pub fn redis_rates(rate: usize, seconds: u64) -> Rates {
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis_url();
+    let names = Names::new("memory-rates");
+    let config = config(
+        dir.path(),
+        64 * MIB,
+        &format!(
+            r#"{{ type = "redis-stream", url = "{url}", stream = "{}", group = "{}", block = "200ms" }}"#,
+            names.input, names.group
+        ),
+        &format!(
+            r#"{{ type = "redis-stream", url = "{url}", stream = "{}", maxlen = 5 }}"#,
+            names.output
+        ),
+        &format!(
+            r#"{{ type = "redis-stream", url = "{url}", stream = "{}" }}"#,
+            names.dlq
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let http = free_addr();
+    let mut daemon = Daemon::start_with(&config, &log, &["--http", &http]);
+    let pid = daemon.pid();
+    assert!(
+        eventually(Duration::from_secs(60), || ready(&http)),
+        "the daemon did not become ready:\n{}",
+        daemon.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (idle, _) = rss(pid).expect("the daemon's /proc status");
+
+    // The feeder: one pipelined XADD of a tenth of a second's messages
+    // every 100 ms, steady then ten times as fast.
+    let phase = Duration::from_secs(seconds);
+    let feeder = {
+        let (url, stream) = (url.clone(), names.input.clone());
+        std::thread::spawn(move || {
+            let mut conn = connection(&url);
+            let started = Instant::now();
+            let mut sent = 0usize;
+            for (per_second, until) in [(rate, phase), (rate * 10, phase * 2)] {
+                let tick = per_second / 10;
+                while started.elapsed() < until {
+                    let entries: Vec<Vec<(String, Vec<u8>)>> = (sent..sent + tick)
+                        .map(|i| {
+                            let mut payload = format!("{{\"n\":{i}}}").into_bytes();
+                            payload.resize(1024, b' ');
+                            vec![("payload".to_string(), payload)]
+                        })
+                        .collect();
+                    let t = Instant::now();
+                    add(&mut conn, &stream, &entries);
+                    sent += tick;
+                    std::thread::sleep(Duration::from_millis(100).saturating_sub(t.elapsed()));
+                }
+            }
+            sent
+        })
+    };
+    let started = Instant::now();
+    let mut steady_samples = Vec::new();
+    let mut peak_burst = 0u64;
+    while !feeder.is_finished() {
+        let at = started.elapsed();
+        if let Some((now, _)) = rss(pid) {
+            if at >= phase / 2 && at < phase {
+                steady_samples.push(now);
+            } else if at >= phase {
+                peak_burst = peak_burst.max(now);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = feeder.join().expect("the feeder");
+    let acked = || {
+        let metrics = http_get(&http, "/metrics")
+            .map(|(_, m)| m)
+            .unwrap_or_default();
+        metric(
+            &metrics,
+            "sluice_pipeline_messages_total{pipeline=\"big\",outcome=\"acked\"}",
+        ) == Some(sent as f64)
+    };
+    let done = eventually(Duration::from_secs(120), || {
+        if let Some((now, _)) = rss(pid) {
+            peak_burst = peak_burst.max(now);
+        }
+        acked()
+    });
+    assert!(
+        done,
+        "not every message was acked within 120 s:\n{}",
+        daemon.log_text()
+    );
+    assert!(
+        daemon.running(),
+        "the daemon stopped:\n{}",
+        daemon.log_text()
+    );
+    daemon.terminate(Duration::from_secs(30));
+    let mut conn = connection(&url);
+    for stream in [&names.input, &names.output, &names.dlq] {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(stream).query(&mut conn);
+    }
+    steady_samples.sort_unstable();
+    assert!(
+        !steady_samples.is_empty(),
+        "no RSS sample in the steady phase"
+    );
+    Rates {
+        rate,
+        messages: sent,
+        idle,
+        steady: steady_samples[steady_samples.len() / 2],
+        peak_burst,
+    }
+}

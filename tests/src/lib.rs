@@ -10,6 +10,7 @@ pub mod amqp_client;
 pub mod burst;
 pub mod conformance;
 pub mod daemon;
+pub mod goals;
 pub mod http_server;
 pub mod kafka_client;
 pub mod otlp;

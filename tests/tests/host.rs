@@ -155,7 +155,7 @@ fn the_batch_export_answers_like_the_single_one() {
     .iter()
     .map(|p| Message::new(*p))
     .collect();
-    let batch = stage.call_batch(&msgs).unwrap();
+    let batch = stage.call_batch(&msgs.iter().collect::<Vec<_>>()).unwrap();
     let single: Vec<_> = msgs.iter().map(|m| stage.call(m)).collect();
     assert_eq!(batch, single);
     assert_eq!(batch[1], Ok(StageOutput::Keep(true)));
@@ -183,7 +183,9 @@ proptest::proptest! {
                     Ok(StageOutput::Messages(vec![msg.clone()]))
                 );
             }
-            let batch = stage.call_batch(&msgs).expect("the batch call");
+            let batch = stage
+                .call_batch(&msgs.iter().collect::<Vec<_>>())
+                .expect("the batch call");
             let each: Vec<_> = msgs.iter().map(|m| Ok(StageOutput::Messages(vec![m.clone()]))).collect();
             proptest::prop_assert_eq!(batch, each);
             Ok(())

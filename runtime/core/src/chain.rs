@@ -17,6 +17,7 @@ use crate::stats::{bump, StageStats};
 use crate::tap::{Side, Taps};
 use crate::trace::StageTrace;
 use opentelemetry::trace::SpanContext;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// One stage of a pipeline as configured: shared by every worker.
@@ -196,13 +197,19 @@ impl Chain {
         let mut claims: Vec<Vec<Claim>> = vec![Vec::new(); n];
         let mut routed: Vec<Option<Vec<(String, Message)>>> = vec![None; n];
         // The messages still in flight and the input each one came from.
+        // An input is copied only once something is to be done with it as
+        // a value: a stage that keeps it reads it where it is.
         let mut origins: Vec<usize> = (0..n).collect();
-        let mut msgs: Vec<Message> = originals
+        let mut msgs: Vec<Cow<'_, Message>> = originals
             .iter()
-            .map(|m| {
-                let mut m = (*m).clone();
-                m.attempt = m.attempt.max(1);
-                m
+            .map(|&m| {
+                if m.attempt >= 1 {
+                    Cow::Borrowed(m)
+                } else {
+                    let mut m = m.clone();
+                    m.attempt = 1;
+                    Cow::Owned(m)
+                }
             })
             .collect();
         for (spec, stage) in &mut self.stages {
@@ -217,7 +224,8 @@ impl Chain {
             );
             let tapping = self.taps.active();
             if tapping {
-                self.taps.offer(&spec.name, Side::Inputs, &msgs);
+                self.taps
+                    .offer(&spec.name, Side::Inputs, msgs.iter().map(|m| &**m));
             }
             let trace = if traced {
                 // One context per input message the call serves (a split
@@ -294,7 +302,7 @@ impl Chain {
                                 part.header_types.clone_from(&msg.header_types);
                             }
                             next_origins.push(origin);
-                            next_msgs.push(part);
+                            next_msgs.push(Cow::Owned(part));
                         }
                     }
                     StageOutput::Routes(names) if names.is_empty() => bump(&stats.dropped, 1),
@@ -317,29 +325,30 @@ impl Chain {
                         }
                         bump(&stats.output, names.len() as u64);
                         if tapping {
-                            let copies = std::iter::repeat_n(&msg, names.len());
+                            let copies = std::iter::repeat_n(&*msg, names.len());
                             self.taps.offer(&spec.name, Side::Outputs, copies);
                         }
                         let routes = routed[origin].get_or_insert_with(Vec::new);
-                        routes.extend(names.into_iter().map(|name| (name, msg.clone())));
+                        routes.extend(copies(names, msg.into_owned()));
                     }
                 }
             }
             if tapping {
-                self.taps.offer(&spec.name, Side::Outputs, &next_msgs);
+                self.taps
+                    .offer(&spec.name, Side::Outputs, next_msgs.iter().map(|m| &**m));
             }
             origins = next_origins;
             msgs = next_msgs;
         }
-        // Whatever is left after the last stage (no route stage) goes to every sink.
-        let mut survivors: Vec<Vec<Message>> = vec![Vec::new(); n];
-        for (origin, msg) in origins.into_iter().zip(msgs) {
-            survivors[origin].push(msg);
-        }
+        // Whatever is left after the last stage (no route stage) goes to
+        // every sink. Inputs keep their order through the stages, so each
+        // input's survivors are next to each other.
+        let mut survivors = origins.into_iter().zip(msgs).peekable();
         (0..n)
             .map(|i| {
-                let claims = std::mem::take(&mut claims[i]);
+                let mine = std::iter::from_fn(|| survivors.next_if(|(origin, _)| *origin == i));
                 if let Some(failure) = failed[i].take() {
+                    mine.for_each(drop);
                     let outcome = match failure.retry_after {
                         Some(_) => ChainOutcome::RetryLater(failure),
                         None => ChainOutcome::DeadLetter(failure),
@@ -347,17 +356,39 @@ impl Chain {
                     return (outcome, Vec::new());
                 }
                 let mut deliver = routed[i].take().unwrap_or_default();
-                for msg in survivors[i].drain(..) {
-                    deliver.extend(self.sinks.iter().map(|s| (s.clone(), msg.clone())));
+                for (_, msg) in mine {
+                    deliver.extend(copies(self.sinks.iter().cloned(), msg.into_owned()));
                 }
                 if deliver.is_empty() {
                     (ChainOutcome::Dropped, Vec::new())
                 } else {
-                    (ChainOutcome::Deliver(deliver), claims)
+                    (
+                        ChainOutcome::Deliver(deliver),
+                        std::mem::take(&mut claims[i]),
+                    )
                 }
             })
             .collect()
     }
+}
+
+/// `msg` paired with each of `names`: copies for all but the last, which
+/// takes the message itself.
+fn copies<N: Clone>(
+    names: impl IntoIterator<Item = N, IntoIter: ExactSizeIterator>,
+    msg: Message,
+) -> impl Iterator<Item = (N, Message)> {
+    let names = names.into_iter();
+    let last = names.len().saturating_sub(1);
+    let mut msg = Some(msg);
+    names.enumerate().map(move |(i, name)| {
+        let copy = if i == last {
+            msg.take().expect("the last name takes the message")
+        } else {
+            msg.clone().expect("the message is kept for the last name")
+        };
+        (name, copy)
+    })
 }
 
 /// Call one stage for every message (one batch call when there are several)
@@ -366,14 +397,15 @@ impl Chain {
 fn call_all(
     spec: &StageSpec,
     stage: &mut dyn Stage,
-    msgs: &[Message],
+    msgs: &[Cow<'_, Message>],
     clock: &dyn Clock,
     republish: bool,
 ) -> Vec<Result<StageOutput, Failure>> {
     let first: Vec<Result<StageOutput, StageError>> = if msgs.len() == 1 {
         vec![stage.call(&msgs[0])]
     } else {
-        match stage.call_batch(msgs) {
+        let refs: Vec<&Message> = msgs.iter().map(|m| &**m).collect();
+        match stage.call_batch(&refs) {
             Ok(results) => results,
             Err(fault) => {
                 if fault.kind.replaces_instance() {
@@ -500,7 +532,7 @@ mod tests {
 
         fn call_batch(
             &mut self,
-            msgs: &[Message],
+            msgs: &[&Message],
         ) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
             if msgs.iter().any(|m| m.payload == b"bad") {
                 return Err(Fault {

@@ -135,7 +135,7 @@ pub trait Stage: Send {
     /// default calls [`Stage::call`] for each message.
     fn call_batch(
         &mut self,
-        msgs: &[Message],
+        msgs: &[&Message],
     ) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
         Ok(msgs.iter().map(|m| self.call(m)).collect())
     }

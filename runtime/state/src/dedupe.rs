@@ -199,7 +199,7 @@ impl ClaimStore for Claims {
 }
 
 impl DedupeStage {
-    fn decide(&self, msgs: &[Message]) -> Vec<Result<StageOutput, StageError>> {
+    fn decide(&self, msgs: &[&Message]) -> Vec<Result<StageOutput, StageError>> {
         let s = &self.shared;
         let ids: Vec<Result<Vec<u8>, String>> = msgs.iter().map(|m| s.config.id.id_of(m)).collect();
         let found: Vec<&[u8]> = ids.iter().filter_map(|r| r.as_deref().ok()).collect();
@@ -246,14 +246,12 @@ fn no_id(source: &IdSource, why: &str) -> StageError {
 
 impl Stage for DedupeStage {
     fn call(&mut self, msg: &Message) -> Result<StageOutput, StageError> {
-        self.decide(std::slice::from_ref(msg))
-            .pop()
-            .expect("one answer per message")
+        self.decide(&[msg]).pop().expect("one answer per message")
     }
 
     fn call_batch(
         &mut self,
-        msgs: &[Message],
+        msgs: &[&Message],
     ) -> Result<Vec<Result<StageOutput, StageError>>, sluice_core::Fault> {
         Ok(self.decide(msgs))
     }

@@ -313,9 +313,9 @@ impl Stage for WasmStage {
 
     fn call_batch(
         &mut self,
-        msgs: &[Message],
+        msgs: &[&Message],
     ) -> Result<Vec<Result<StageOutput, StageError>>, Fault> {
-        let wit: Vec<_> = msgs.iter().map(to_wit).collect();
+        let wit: Vec<_> = msgs.iter().map(|m| to_wit(m)).collect();
         let budget = self.costs.batch(&self.shared.limits, msgs.len());
         let answers: Vec<Result<StageOutput, StageError>> =
             self.run(msgs.len(), budget, |bindings, store| match bindings {

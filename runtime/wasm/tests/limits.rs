@@ -172,7 +172,9 @@ fn a_plugin_keeps_drops_and_refuses_as_it_says() {
         Err(StageError::Fatal("refused".into()))
     );
     let batch: Vec<Message> = ["k", "d", "f"].into_iter().map(Message::new).collect();
-    let answers = stage.call_batch(&batch).expect("a clean batch");
+    let answers = stage
+        .call_batch(&batch.iter().collect::<Vec<_>>())
+        .expect("a clean batch");
     assert_eq!(
         answers,
         vec![
@@ -264,13 +266,15 @@ fn a_loop_in_a_batch_costs_about_one_message_limit_not_the_batch() {
     });
     let clean: Vec<Message> = (0..64).map(|_| Message::new("k")).collect();
     assert!(
-        stage.call_batch(&clean).is_ok(),
+        stage.call_batch(&clean.iter().collect::<Vec<_>>()).is_ok(),
         "a clean batch teaches the cost"
     );
     let mut poisoned = clean.clone();
     poisoned[40] = Message::new("l");
     let started = Instant::now();
-    let fault = stage.call_batch(&poisoned).expect_err("the batch faults");
+    let fault = stage
+        .call_batch(&poisoned.iter().collect::<Vec<_>>())
+        .expect_err("the batch faults");
     let took = started.elapsed();
     assert_eq!(fault.kind, FaultKind::Timeout);
     // 64 messages' limits would be 64 s; a batch gets what its messages

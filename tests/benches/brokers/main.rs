@@ -611,6 +611,8 @@ fn main() {
         text += &table.text();
     }
     println!("{text}");
+    let goals: Vec<_> = results.iter().filter_map(BrokerResults::goal).collect();
+    let goals_md = sluice_tests::goals::report(&goals);
 
     if let Some(path) = std::env::var_os("SLUICE_BENCH_MD") {
         let mut md = String::new();
@@ -621,6 +623,8 @@ fn main() {
             md.push('\n');
             md += &table.markdown();
         }
+        md.push('\n');
+        md += &goals_md;
         std::fs::write(&path, md)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", PathBuf::from(&path).display()));
         eprintln!(

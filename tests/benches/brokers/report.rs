@@ -95,6 +95,32 @@ impl BrokerResults {
         })
     }
 
+    /// Goal 7 of issue 16 for this broker: the default shape (concurrency
+    /// 1, the default `max_in_flight`) against the relay of the same run.
+    pub(crate) fn goal(&self) -> Option<sluice_tests::goals::Goal> {
+        let relay = self.summary(Variant::Relay)?;
+        let shape = Shape {
+            concurrency: 1,
+            max_in_flight: EngineOptions::default().max_in_flight,
+        };
+        let sluice = self.summary(Variant::Sluice(shape))?;
+        let ratio = sluice.rate / relay.rate;
+        let (goal, target, floor) = match self.broker {
+            Broker::Rabbitmq => ("7 RabbitMQ, prefetch 100", "≥ 0.95× the lapin relay", 0.95),
+            Broker::Redis => ("7 Redis streams", "≥ 1.0× the relay", 1.0),
+            Broker::Kafka => ("7 Kafka", "≥ 1.0× the relay", 1.0),
+            Broker::Sqs => ("7 SQS (no target; moto)", "none set", 0.0),
+        };
+        Some(sluice_tests::goals::Goal {
+            goal,
+            figure: format!("{} msg/s", thousands(sluice.rate)),
+            baseline: format!("relay {} msg/s", thousands(relay.rate)),
+            ratio,
+            target,
+            met: ratio >= floor,
+        })
+    }
+
     pub(crate) fn table(&self, rounds: usize) -> Table {
         let n = self.n;
         let title = match self.broker {

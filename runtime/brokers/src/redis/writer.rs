@@ -62,13 +62,20 @@ async fn run(
 ) {
     let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut replies = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // The commands move into the pipeline (their payloads are not copied).
+        let mut pipe = redis::pipe();
+        for (cmd, reply) in batch.drain(..) {
+            pipe.add_command(cmd);
+            replies.push(reply);
+        }
         let result = match &mut conn {
-            Some(c) => pipeline(c, &batch).await,
+            Some(c) => pipe.query_async::<()>(c).await,
             None => match connect(&client, timeout, Some(timeout)).await {
                 Ok(mut c) => {
                     tracing::info!(sink = %name, "reconnected to Redis");
-                    let r = pipeline(&mut c, &batch).await;
+                    let r = pipe.query_async::<()>(&mut c).await;
                     conn = Some(c);
                     r
                 }
@@ -92,19 +99,8 @@ async fn run(
                 Err(Failed::Retry(e.to_string()))
             }
         };
-        for (_, reply) in batch.drain(..) {
+        for reply in replies.drain(..) {
             let _ = reply.send(outcome.clone());
         }
     }
-}
-
-async fn pipeline(
-    conn: &mut redis::aio::MultiplexedConnection,
-    batch: &[(redis::Cmd, Reply)],
-) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for (cmd, _) in batch {
-        pipe.add_command(cmd.clone());
-    }
-    pipe.query_async::<()>(conn).await
 }

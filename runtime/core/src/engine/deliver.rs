@@ -2,35 +2,45 @@
 //! await the confirms, then settle the delivery with the source.
 
 use super::Processed;
+use crate::ack::AckHandle;
 use crate::chain::ChainOutcome;
 use crate::clock::Clock;
 use crate::dlq;
 use crate::events::{self, FailedEvents, Next};
-use crate::message::{Delivery, Message};
+use crate::message::{Coordinates, Delivery, Message};
 use crate::retry::RetryPolicy;
 use crate::sink::{Confirm, Sink, SinkError};
 use crate::stats::{bump, PipelineStats};
 use crate::tap::Taps;
+use crate::trace::MessageTrace;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use futures::FutureExt;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// The async half of a worker: hands outcomes to the sinks in order and acks
 /// each delivery once all of its publishes are confirmed.
 pub(super) struct Deliverer {
+    /// The named sinks (a few: found by name faster than by hash).
+    pub(super) sinks: Arc<[(String, Arc<dyn Sink>)]>,
+    pub(super) taps: Arc<Taps>,
+    /// What settling a delivery needs; its settle futures share it.
+    pub(super) settler: Arc<Settler>,
+}
+
+/// What a settle needs: to count, to log, and to dead-letter what a sink
+/// rejected.
+pub(super) struct Settler {
     pub(super) pipeline: String,
-    pub(super) sinks: Arc<HashMap<String, Arc<dyn Sink>>>,
     pub(super) dlq: Arc<dyn Sink>,
     pub(super) stats: Arc<PipelineStats>,
+    /// Backoff for failed publishes.
     pub(super) retry: RetryPolicy,
     /// The pipeline's clock, for the time of a sink's rejection.
     pub(super) clock: Arc<dyn Clock>,
     /// The pipeline's `failed` log events.
     pub(super) events: Arc<FailedEvents>,
-    pub(super) taps: Arc<Taps>,
 }
 
 impl Deliverer {
@@ -42,7 +52,7 @@ impl Deliverer {
                 Some(()) = pending.next(), if !pending.is_empty() => {}
                 batch = done.recv(), if pending.len() < max_in_flight => match batch {
                     Some(batch) => {
-                        self.events.settle();
+                        self.settler.events.settle();
                         for processed in batch {
                             // Keep driving the pending confirms while this
                             // message is handed over: a confirm that failed
@@ -53,14 +63,20 @@ impl Deliverer {
                             // a RabbitMQ restart).
                             let hand_over = self.hand_over(processed);
                             tokio::pin!(hand_over);
-                            let settle = loop {
+                            let handed = loop {
                                 tokio::select! {
                                     biased;
-                                    settle = &mut hand_over => break settle,
+                                    handed = &mut hand_over => break handed,
                                     Some(()) = pending.next(), if !pending.is_empty() => {}
                                 }
                             };
-                            pending.push_back(settle);
+                            // Settled as its confirms come in (a confirm
+                            // that is late holds no other delivery back).
+                            if handed.is_settled() {
+                                handed.settlement.finish(&self.settler);
+                            } else {
+                                pending.push_back(handed.settle(self.settler.clone()));
+                            }
                         }
                     }
                     None => break,
@@ -70,9 +86,19 @@ impl Deliverer {
         while pending.next().await.is_some() {}
     }
 
-    /// Publish every output of one delivery (in order), and return the
-    /// future that awaits their confirms and then acks the source.
-    async fn hand_over(&self, processed: Processed) -> BoxFuture<'static, ()> {
+    /// The sink named `name` (the chain only routes to sinks it has).
+    fn sink(&self, name: &str) -> Arc<dyn Sink> {
+        let (_, sink) = self
+            .sinks
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("the chain routes only to the pipeline's sinks");
+        sink.clone()
+    }
+
+    /// Publish every output of one delivery (in order); what it then waits
+    /// for before it can be settled with the source.
+    async fn hand_over(&self, processed: Processed) -> HandedOver {
         let Processed {
             delivery,
             outcome,
@@ -85,10 +111,10 @@ impl Deliverer {
             trace,
             ..
         } = delivery;
+        let settler = &*self.settler;
         // One span per message, from the hand-over to the sinks until it is
         // settled with the source; `id` is its position in the broker.
-        let span = tracing::debug_span!("message", pipeline = %self.pipeline, id = %coordinates);
-        let stats = self.stats.clone();
+        let span = tracing::debug_span!("message", pipeline = %settler.pipeline, id = %coordinates);
         let mut retry_later = None;
         let (targets, counter): (Vec<(Arc<dyn Sink>, Message)>, _) = match outcome {
             ChainOutcome::Deliver(mut outputs) => {
@@ -104,97 +130,189 @@ impl Deliverer {
                 }
                 let targets = outputs
                     .into_iter()
-                    .map(|(name, msg)| (self.sinks[&name].clone(), msg))
+                    .map(|(name, msg)| (self.sink(&name), msg))
                     .collect();
                 (targets, Counter::Delivered)
             }
             ChainOutcome::Dropped => (Vec::new(), Counter::Dropped),
             ChainOutcome::DeadLetter(failure) => {
-                self.events.failed(&coordinates, &failure, Next::DeadLetter);
-                stats.recent_dead_letters.push(&failure, &coordinates);
-                let mut envelope = dlq::envelope(&self.pipeline, &message, &coordinates, &failure);
+                settler
+                    .events
+                    .failed(&coordinates, &failure, Next::DeadLetter);
+                settler
+                    .stats
+                    .recent_dead_letters
+                    .push(&failure, &coordinates);
+                let mut envelope =
+                    dlq::envelope(&settler.pipeline, &message, &coordinates, &failure);
                 if let Some(trace) = &trace {
                     trace.inject(&mut envelope.headers);
                 }
-                (vec![(self.dlq.clone(), envelope)], Counter::DeadLettered)
+                (vec![(settler.dlq.clone(), envelope)], Counter::DeadLettered)
             }
             ChainOutcome::RetryLater(failure) => {
                 let delay = failure.retry_after.unwrap_or_default();
                 // The broker brings the message back later.
-                self.events
+                settler
+                    .events
                     .failed(&coordinates, &failure, Next::Republish(delay));
                 retry_later = Some((message, failure.attempts, delay));
                 (Vec::new(), Counter::RetriedLater)
             }
         };
-        let mut confirms: Vec<BoxFuture<'static, Option<Rejected>>> =
-            Vec::with_capacity(targets.len());
+        let outputs = targets.len() as u64;
+        let mut waiting: Vec<BoxFuture<'static, Option<Rejected>>> = Vec::new();
+        let mut rejected = Vec::new();
+        let (retry, stats) = (settler.retry, &settler.stats);
         for (sink, msg) in targets {
-            let confirm = tracing::Instrument::instrument(
-                publish_until_taken(&self.pipeline, &sink, &msg, self.retry, &stats),
-                span.clone(),
-            )
-            .await;
-            confirms.push(Box::pin(confirmed(
-                sink,
-                msg,
-                confirm,
-                self.retry,
-                stats.clone(),
-            )));
+            let publish = publish_until_taken(&settler.pipeline, &sink, &msg, retry, stats);
+            let mut confirm = tracing::Instrument::instrument(publish, span.clone()).await;
+            // Most confirms of an in-process or buffered sink are in at
+            // once: take those without a future of their own.
+            match (&mut confirm).now_or_never() {
+                Some(Ok(())) => stats.publish_seconds.observe(std::time::Duration::ZERO),
+                Some(Err(SinkError::Rejected { reason, .. })) => rejected.push(Rejected {
+                    by: sink,
+                    message: msg,
+                    reason,
+                }),
+                Some(Err(e)) => {
+                    let failed: Confirm = Box::pin(async move { Err(e) });
+                    let again = confirmed(sink, msg, failed, retry, stats.clone());
+                    waiting.push(Box::pin(again));
+                }
+                None => waiting.push(Box::pin(confirmed(
+                    sink,
+                    msg,
+                    confirm,
+                    retry,
+                    stats.clone(),
+                ))),
+            }
         }
-        let rejections = Rejections {
-            pipeline: self.pipeline.clone(),
-            dlq: self.dlq.clone(),
-            retry: self.retry,
-            stats: stats.clone(),
-            clock: self.clock.clone(),
-            events: self.events.clone(),
-        };
+        HandedOver {
+            settlement: Settlement {
+                ack,
+                coordinates,
+                claims,
+                counter,
+                delivered: outputs,
+                retry_later,
+                trace,
+            },
+            waiting,
+            rejected,
+            span,
+        }
+    }
+}
+
+/// One delivery handed over to its sinks.
+struct HandedOver {
+    settlement: Settlement,
+    /// Confirms not in yet (each retries its publish until confirmed).
+    waiting: Vec<BoxFuture<'static, Option<Rejected>>>,
+    /// What the sinks already rejected for good.
+    rejected: Vec<Rejected>,
+    span: tracing::Span,
+}
+
+impl HandedOver {
+    /// Every output confirmed already, with no claim to record: it can be
+    /// settled without waiting for anything.
+    fn is_settled(&self) -> bool {
+        self.waiting.is_empty() && self.rejected.is_empty() && self.settlement.claims.is_empty()
+    }
+
+    /// The future that awaits the rest of its confirms, dead-letters what
+    /// the sinks rejected, and then settles it with the source.
+    fn settle(self, settler: Arc<Settler>) -> BoxFuture<'static, ()> {
+        let HandedOver {
+            mut settlement,
+            waiting,
+            mut rejected,
+            span,
+        } = self;
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let pipeline = rejections.pipeline.as_str();
-                let mut n = confirms.len() as u64;
+                rejected.extend(all_confirmed(waiting).await);
                 let mut kept = true;
-                for rejected in all_confirmed(confirms).await {
-                    n -= 1;
-                    kept &= rejections.dead_letter(rejected, &coordinates).await;
+                for rejected in rejected {
+                    settlement.delivered -= 1;
+                    kept &= settler.dead_letter(rejected, &settlement.coordinates).await;
                 }
                 if !kept {
                     // Neither the sink nor the DLQ takes it: give it back to the
                     // source, which keeps it (and redelivers it; a broker's own
                     // delivery limit or redrive policy ends the loop). Its
                     // claims are released as they drop.
-                    ack.nack();
-                    if let Some(trace) = trace {
-                        trace.end("nacked");
-                    }
+                    settlement.give_back();
                     return;
                 }
                 // Delivered and confirmed: record its ids before the source
                 // forgets it, so a crash after this drops the redelivery.
-                complete_claims(pipeline, claims).await;
-                match counter {
-                    Counter::Delivered => bump(&stats.delivered, n),
-                    Counter::Dropped => bump(&stats.dropped, 1),
-                    Counter::DeadLettered => bump(&stats.dead_lettered, 1),
-                    Counter::RetriedLater => bump(&stats.retried_later, 1),
-                }
-                match retry_later {
-                    Some((message, attempt, delay)) => ack.retry_later(&message, attempt, delay),
-                    None => ack.ack(),
-                }
-                bump(&stats.acked, 1);
-                tracing::debug!(
-                    event = events::COMPLETED, pipeline, at = %coordinates,
-                    outcome = counter.as_str(), outputs = n, "message settled with the source"
-                );
-                if let Some(trace) = trace {
-                    trace.end(counter.as_str());
-                }
+                let claims = std::mem::take(&mut settlement.claims);
+                complete_claims(&settler.pipeline, claims).await;
+                settlement.finish(&settler);
             },
             span,
         ))
+    }
+}
+
+/// How a delivery is settled once its outputs are confirmed.
+struct Settlement {
+    ack: AckHandle,
+    coordinates: Coordinates,
+    /// Claims to complete before the source is told.
+    claims: Vec<crate::claim::Claim>,
+    counter: Counter,
+    /// Outputs confirmed by their sinks (for [`Counter::Delivered`]).
+    delivered: u64,
+    /// Set when the broker is to bring the message back later.
+    retry_later: Option<(Message, u32, std::time::Duration)>,
+    trace: Option<MessageTrace>,
+}
+
+impl Settlement {
+    /// Count it and settle it with the source.
+    fn finish(self, settler: &Settler) {
+        let Settlement {
+            ack,
+            coordinates,
+            counter,
+            delivered,
+            retry_later,
+            trace,
+            ..
+        } = self;
+        let stats = &settler.stats;
+        match counter {
+            Counter::Delivered => bump(&stats.delivered, delivered),
+            Counter::Dropped => bump(&stats.dropped, 1),
+            Counter::DeadLettered => bump(&stats.dead_lettered, 1),
+            Counter::RetriedLater => bump(&stats.retried_later, 1),
+        }
+        match retry_later {
+            Some((message, attempt, delay)) => ack.retry_later(&message, attempt, delay),
+            None => ack.ack(),
+        }
+        bump(&stats.acked, 1);
+        tracing::debug!(
+            event = events::COMPLETED, pipeline = %settler.pipeline, at = %coordinates,
+            outcome = counter.as_str(), outputs = delivered, "message settled with the source"
+        );
+        if let Some(trace) = trace {
+            trace.end(counter.as_str());
+        }
+    }
+
+    /// Give it back to the source unsettled.
+    fn give_back(self) {
+        self.ack.nack();
+        if let Some(trace) = self.trace {
+            trace.end("nacked");
+        }
     }
 }
 
@@ -252,23 +370,12 @@ struct Rejected {
     reason: String,
 }
 
-/// What a settle needs to dead-letter what a sink rejected.
-struct Rejections {
-    pipeline: String,
-    dlq: Arc<dyn Sink>,
-    retry: RetryPolicy,
-    stats: Arc<PipelineStats>,
-    /// For the time of a sink's rejection.
-    clock: Arc<dyn Clock>,
-    events: Arc<FailedEvents>,
-}
-
-impl Rejections {
+impl Settler {
     /// Dead-letter what a sink rejected, with the sink's reason (class
     /// `sink-rejected`). False when the DLQ rejects it too (or it was the
     /// DLQ that rejected it): then the source must keep the message.
     async fn dead_letter(&self, rejected: Rejected, at: &crate::message::Coordinates) -> bool {
-        let Rejections {
+        let Settler {
             pipeline,
             dlq,
             retry,

@@ -24,7 +24,6 @@ use crate::sink::Sink;
 use crate::source::{Source, SourceError};
 use crate::stats::{bump, PipelineStats};
 use crate::tap::Taps;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -37,7 +36,7 @@ mod report;
 mod worker;
 
 pub use builder::PipelineBuilder;
-use deliver::Deliverer;
+use deliver::{Deliverer, Settler};
 use dispatch::Dispatch;
 pub use report::PipelineReport;
 use worker::{Worker, SWAP_RETRY};
@@ -191,8 +190,7 @@ impl Pipeline {
         } = self;
         let workers = options.concurrency.max(1);
         let sink_names: Arc<[String]> = sinks.iter().map(|(n, _)| n.clone()).collect();
-        let sink_map: Arc<HashMap<String, Arc<dyn Sink>>> =
-            Arc::new(sinks.iter().cloned().collect());
+        let sink_map: Arc<[(String, Arc<dyn Sink>)]> = sinks.iter().cloned().collect();
         if options.republish_retries && !source.republishes_retries() {
             return Err(EngineError::CannotRepublish {
                 pipeline: name,
@@ -222,7 +220,9 @@ impl Pipeline {
         // of its output channel, so it is there once its delivery task ends.
         let worker_panic: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         for (i, chain) in chains.into_iter().enumerate() {
-            let (input_tx, input_rx) = mpsc::channel::<Delivery>(options.buffer);
+            // Batches of up to `batch` deliveries, `buffer` deliveries in all.
+            let batches = options.buffer.div_ceil(options.batch.max(1)).max(1);
+            let (input_tx, input_rx) = mpsc::channel::<Vec<Delivery>>(batches);
             let (done_tx, done_rx) = mpsc::channel::<Vec<Processed>>(options.buffer);
             let worker = Worker {
                 pipeline: name.clone(),
@@ -256,14 +256,16 @@ impl Pipeline {
                     source,
                 })?;
             let deliverer = Deliverer {
-                pipeline: name.clone(),
                 sinks: sink_map.clone(),
-                dlq: dlq.clone(),
-                stats: stats.clone(),
-                retry: options.sink_retry,
-                clock: clock.clone(),
-                events: events.clone(),
                 taps: taps.clone(),
+                settler: Arc::new(Settler {
+                    pipeline: name.clone(),
+                    dlq: dlq.clone(),
+                    stats: stats.clone(),
+                    retry: options.sink_retry,
+                    clock: clock.clone(),
+                    events: events.clone(),
+                }),
             };
             delivery_tasks.push(tokio::spawn(
                 deliverer.run(done_rx, options.max_in_flight.max(1)),
@@ -292,24 +294,29 @@ impl Pipeline {
         let past_deadline = futures::FutureExt::fuse(past_deadline);
         tokio::pin!(past_deadline);
         let mut dispatch = Dispatch::new(worker_inputs);
+        // What the source has queued, taken together (up to a batch).
+        let most = options.batch.max(1);
+        let mut taken = Vec::with_capacity(most);
         loop {
-            let mut delivery = tokio::select! {
-                delivery = source_rx.recv() => match delivery {
-                    Some(delivery) => delivery,
-                    None => break,
-                },
+            let got = tokio::select! {
+                got = source_rx.recv_many(&mut taken, most) => got,
                 _ = &mut past_deadline => break,
             };
-            bump(&stats.received, 1);
+            if got == 0 {
+                break; // the source is done
+            }
+            bump(&stats.received, got as u64);
             if crate::trace::enabled() {
-                delivery.trace = Some(crate::trace::MessageTrace::start(
-                    &name,
-                    &delivery.message,
-                    &delivery.coordinates,
-                ));
+                for delivery in &mut taken {
+                    delivery.trace = Some(crate::trace::MessageTrace::start(
+                        &name,
+                        &delivery.message,
+                        &delivery.coordinates,
+                    ));
+                }
             }
             tokio::select! {
-                sent = dispatch.send(delivery) => if !sent {
+                sent = dispatch.send_all(&mut taken) => if !sent {
                     break; // the worker is gone (it panicked): reported below
                 },
                 _ = &mut past_deadline => break,

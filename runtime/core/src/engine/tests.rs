@@ -240,3 +240,50 @@ fn a_chain_that_failed_to_build_is_tried_again_later_not_per_batch() {
     );
     assert_eq!(tries.load(Ordering::SeqCst), 2);
 }
+
+/// Confirms every message with a payload that starts with `slow` only after
+/// a pause, the others at once.
+struct SlowOnSome;
+
+#[async_trait::async_trait]
+impl crate::Sink for SlowOnSome {
+    fn describe(&self) -> String {
+        "slow-on-some".into()
+    }
+    async fn publish(&self, msg: &Message) -> Result<crate::Confirm, crate::SinkError> {
+        let slow = msg.payload.starts_with(b"slow");
+        Ok(Box::pin(async move {
+            if slow {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(())
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_confirmed_at_once_or_later_are_each_settled_once() {
+    // Most are confirmed at once (settled on the spot), some later (each
+    // settled by its own future); none is lost or settled twice.
+    let messages: Vec<Message> = (0..200)
+        .map(|i| {
+            Message::new(if i % 7 == 3 {
+                format!("slow {i}")
+            } else {
+                format!("fast {i}")
+            })
+        })
+        .collect();
+    let (source, acks) = MemorySource::new("in", messages);
+    let report = Pipeline::builder("p1", Box::new(source), MemorySink::new("dlq"))
+        .sink("out", Arc::new(SlowOnSome))
+        .build()
+        .run(Shutdown::default())
+        .await
+        .expect("the pipeline runs");
+    assert_eq!(report.counts.acked, 200);
+    let mut acked = acks.acked.lock().unwrap().clone();
+    acked.sort_unstable();
+    assert_eq!(acked, (0..200).collect::<Vec<u64>>());
+    assert!(acks.nacked.lock().unwrap().is_empty());
+}

@@ -12,6 +12,7 @@ use crate::live::LiveStages;
 use crate::message::{Delivery, Message};
 use crate::tap::Taps;
 use opentelemetry::trace::SpanContext;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -48,12 +49,8 @@ pub(super) struct Worker {
 pub(super) const SWAP_RETRY: Duration = Duration::from_secs(1);
 
 /// What a wait on the input ended with.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a return value, moved once and never stored; boxing would allocate per batch"
-)]
 enum Input {
-    Got(Delivery),
+    Got(Vec<Delivery>),
     Closed,
     /// A parked delivery is due.
     Due,
@@ -81,38 +78,41 @@ fn until(now: SystemTime, due: SystemTime) -> Duration {
 impl Worker {
     pub(super) fn work(
         mut self,
-        mut input: mpsc::Receiver<Delivery>,
+        mut input: mpsc::Receiver<Vec<Delivery>>,
         done: &mpsc::Sender<Vec<Processed>>,
     ) {
         let mut lot = ParkingLot::new(self.park_capacity);
+        // Deliveries taken from the input, not yet admitted to a batch.
+        let mut queued: VecDeque<Delivery> = VecDeque::new();
         let mut closed = false;
         loop {
             let now = self.clock.now();
             let mut batch = lot.take_due(now, self.batch);
-            if batch.len() < self.batch && !closed && lot.has_room() {
-                if batch.is_empty() {
+            let more_input = !closed || !queued.is_empty();
+            if batch.len() < self.batch && more_input && lot.has_room() {
+                if batch.is_empty() && queued.is_empty() {
                     match self.wait_for_input(&mut input, &lot, now) {
-                        Input::Got(delivery) => batch.extend(admit(&mut lot, delivery)),
+                        Input::Got(deliveries) => queued.extend(deliveries),
                         Input::Closed => closed = true,
                         Input::Due => {}
                     }
                 }
                 let mut bytes: usize = batch.iter().map(|t| t.delivery.message.size()).sum();
-                while !batch.is_empty()
-                    && batch.len() < self.batch
-                    && bytes < BATCH_BYTES
-                    && lot.has_room()
-                {
-                    match input.try_recv() {
-                        Ok(delivery) => {
-                            bytes += delivery.message.size();
-                            batch.extend(admit(&mut lot, delivery));
+                while batch.len() < self.batch && bytes < BATCH_BYTES && lot.has_room() {
+                    let Some(delivery) = queued.pop_front() else {
+                        match input.try_recv() {
+                            Ok(more) => {
+                                queued.extend(more);
+                                continue;
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
-                    }
+                    };
+                    bytes += delivery.message.size();
+                    batch.extend(admit(&mut lot, delivery));
                 }
             } else if batch.is_empty() {
-                if closed && lot.is_empty() {
+                if !more_input && lot.is_empty() {
                     return;
                 }
                 // The lot is full, or there is no more input: wait for
@@ -136,17 +136,17 @@ impl Worker {
         }
     }
 
-    /// Wait for the next delivery; with deliveries parked, only until the
+    /// Wait for the next deliveries; with deliveries parked, only until the
     /// first of them is due.
     fn wait_for_input(
         &self,
-        input: &mut mpsc::Receiver<Delivery>,
+        input: &mut mpsc::Receiver<Vec<Delivery>>,
         lot: &ParkingLot,
         now: SystemTime,
     ) -> Input {
         let Some(due) = lot.next_due() else {
             return match input.blocking_recv() {
-                Some(delivery) => Input::Got(delivery),
+                Some(deliveries) => Input::Got(deliveries),
                 None => Input::Closed,
             };
         };
@@ -155,7 +155,7 @@ impl Worker {
             // The timer is made inside the runtime, which drives it.
             let recv = async { tokio::time::timeout(limit, input.recv()).await };
             got = match self.runtime.block_on(recv) {
-                Ok(Some(delivery)) => Input::Got(delivery),
+                Ok(Some(deliveries)) => Input::Got(deliveries),
                 Ok(None) => Input::Closed,
                 Err(_) => Input::Due,
             };
