@@ -130,8 +130,12 @@ fn engine(
         .options(EngineOptions::default())
         .build();
     let started = Instant::now();
+    // On the runtime's threads, as the daemon runs it (not on this one,
+    // which only prepares and checks, so a profile can leave it out).
+    let run = rt.spawn(pipeline.run(sluice_core::Shutdown::default()));
     let report = rt
-        .block_on(pipeline.run(sluice_core::Shutdown::default()))
+        .block_on(run)
+        .expect("the pipeline task")
         .expect("pipeline runs");
     let elapsed = started.elapsed();
     assert!(

@@ -34,6 +34,7 @@ use sluice_core::{
     Limits, Message, Pipeline, PipelineReport, RetryPolicy, Stage, StageError, StageFactory,
     StageKind, StageOutput, StageSpec,
 };
+use sluice_tests::goals::thousands;
 use sluice_tests::{repo, Rng};
 use sluice_wasm::{ArtifactCache, HostOptions, WasmHost, WasmStage, WasmStageFactory};
 use std::collections::{BTreeMap, HashMap};
@@ -812,18 +813,6 @@ fn ns(v: f64) -> String {
     } else {
         format!("{v:.1}")
     }
-}
-
-fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v);
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn ratio(v: f64) -> String {

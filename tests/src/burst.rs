@@ -179,15 +179,11 @@ fn too_large_after(i: usize, messages: usize) -> bool {
     i == messages / 4 || i == messages * 3 / 4
 }
 
-/// The burst through Redis streams with `budget` (the output stream
-/// trimmed to 5 entries).
-pub fn redis(messages: usize, budget: u64) -> Burst {
-    let dir = tempfile::tempdir().unwrap();
-    let url = redis_url();
-    let names = Names::new("memory-redis");
-    let mut conn = connection(&url);
-    let config = config(
-        dir.path(),
+/// Pipeline `big` on Redis streams: `names.input` → identity →
+/// `names.output` (trimmed to 5 entries), DLQ `names.dlq`.
+fn redis_config(dir: &Path, budget: u64, url: &str, names: &Names) -> PathBuf {
+    config(
+        dir,
         budget,
         &format!(
             r#"{{ type = "redis-stream", url = "{url}", stream = "{}", group = "{}", block = "200ms" }}"#,
@@ -201,7 +197,17 @@ pub fn redis(messages: usize, budget: u64) -> Burst {
             r#"{{ type = "redis-stream", url = "{url}", stream = "{}" }}"#,
             names.dlq
         ),
-    );
+    )
+}
+
+/// The burst through Redis streams with `budget` (the output stream
+/// trimmed to 5 entries).
+pub fn redis(messages: usize, budget: u64) -> Burst {
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis_url();
+    let names = Names::new("memory-redis");
+    let mut conn = connection(&url);
+    let config = redis_config(dir.path(), budget, &url, &names);
     let log = dir.path().join("daemon.log");
     let measured = measure(&config, &log, messages as u64 + 2, || {
         for i in 0..messages {
@@ -323,22 +329,7 @@ pub fn redis_rates(rate: usize, seconds: u64) -> Rates {
     let dir = tempfile::tempdir().unwrap();
     let url = redis_url();
     let names = Names::new("memory-rates");
-    let config = config(
-        dir.path(),
-        64 * MIB,
-        &format!(
-            r#"{{ type = "redis-stream", url = "{url}", stream = "{}", group = "{}", block = "200ms" }}"#,
-            names.input, names.group
-        ),
-        &format!(
-            r#"{{ type = "redis-stream", url = "{url}", stream = "{}", maxlen = 5 }}"#,
-            names.output
-        ),
-        &format!(
-            r#"{{ type = "redis-stream", url = "{url}", stream = "{}" }}"#,
-            names.dlq
-        ),
-    );
+    let config = redis_config(dir.path(), 64 * MIB, &url, &names);
     let log = dir.path().join("daemon.log");
     let http = free_addr();
     let mut daemon = Daemon::start_with(&config, &log, &["--http", &http]);

@@ -345,17 +345,7 @@ impl Table {
     }
 }
 
-pub(crate) fn thousands(v: f64) -> String {
-    let digits = format!("{v:.0}");
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
+pub(crate) use sluice_tests::goals::thousands;
 
 /// Today's date (UTC) as YYYY-MM-DD, from the civil-from-days conversion.
 pub(crate) fn today() -> String {
