@@ -114,17 +114,24 @@ pub struct Measured {
     pub seconds: f64,
 }
 
-/// Start the daemon on `config`, wait until it is ready, `feed` the burst,
-/// wait until `expected` deliveries were acked, and measure its RSS.
-fn measure(config: &Path, log: &Path, expected: u64, feed: impl FnOnce()) -> Measured {
+/// The daemon on `config` with `--http` on a free port, once it is ready
+/// (at most 60 s: a debug build compiles the plugin first), and that port.
+fn start(config: &Path, log: &Path) -> (Daemon, String) {
     let http = free_addr();
-    let mut daemon = Daemon::start_with(config, log, &["--http", &http]);
-    let pid = daemon.pid();
+    let daemon = Daemon::start_with(config, log, &["--http", &http]);
     assert!(
         eventually(Duration::from_secs(60), || ready(&http)),
         "the daemon did not become ready:\n{}",
         daemon.log_text()
     );
+    (daemon, http)
+}
+
+/// Start the daemon on `config`, wait until it is ready, `feed` the burst,
+/// wait until `expected` deliveries were acked, and measure its RSS.
+fn measure(config: &Path, log: &Path, expected: u64, feed: impl FnOnce()) -> Measured {
+    let (mut daemon, http) = start(config, log);
+    let pid = daemon.pid();
     std::thread::sleep(Duration::from_millis(500));
     let (idle, _) = rss(pid).expect("the daemon's /proc status");
     let started = Instant::now();
@@ -331,14 +338,8 @@ pub fn redis_rates(rate: usize, seconds: u64) -> Rates {
     let names = Names::new("memory-rates");
     let config = redis_config(dir.path(), 64 * MIB, &url, &names);
     let log = dir.path().join("daemon.log");
-    let http = free_addr();
-    let mut daemon = Daemon::start_with(&config, &log, &["--http", &http]);
+    let (mut daemon, http) = start(&config, &log);
     let pid = daemon.pid();
-    assert!(
-        eventually(Duration::from_secs(60), || ready(&http)),
-        "the daemon did not become ready:\n{}",
-        daemon.log_text()
-    );
     std::thread::sleep(Duration::from_secs(2));
     let (idle, _) = rss(pid).expect("the daemon's /proc status");
 

@@ -417,6 +417,7 @@ fn carry_stats(live: &LiveStages, stages: Vec<Arc<StageSpec>>) -> Vec<Arc<StageS
                 factory: s.factory.clone(),
                 retry: s.retry,
                 stats: o.stats.clone(),
+                plugin: s.plugin.clone(),
             }),
             None => s,
         })

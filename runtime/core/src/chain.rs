@@ -12,7 +12,7 @@ use crate::dlq::{Failure, FailureClass};
 use crate::events;
 use crate::message::Message;
 use crate::retry::RetryPolicy;
-use crate::stage::{Stage, StageError, StageFactory, StageKind, StageOutput};
+use crate::stage::{PluginInfo, Stage, StageError, StageFactory, StageKind, StageOutput};
 use crate::stats::{bump, StageStats};
 use crate::tap::{Side, Taps};
 use crate::trace::StageTrace;
@@ -26,6 +26,9 @@ pub struct StageSpec {
     pub factory: Arc<dyn StageFactory>,
     pub retry: RetryPolicy,
     pub stats: Arc<StageStats>,
+    /// The factory's plugin, read once here for stage spans and failures
+    /// rather than on every call.
+    pub plugin: PluginInfo,
 }
 
 impl StageSpec {
@@ -36,6 +39,7 @@ impl StageSpec {
     ) -> Self {
         StageSpec {
             name: name.into(),
+            plugin: factory.plugin(),
             factory,
             retry,
             stats: Arc::default(),
@@ -48,7 +52,7 @@ impl std::fmt::Debug for StageSpec {
         f.debug_struct("StageSpec")
             .field("name", &self.name)
             .field("kind", &self.factory.kind())
-            .field("plugin", &self.factory.plugin().path)
+            .field("plugin", &self.plugin.path)
             .field("retry", &self.retry)
             .finish()
     }
@@ -238,9 +242,9 @@ impl Chain {
                         last = origin;
                     }
                 }
-                let plugin = spec.factory.plugin();
                 let kind = spec.factory.kind().as_str();
-                StageTrace::start(&self.pipeline, &spec.name, kind, &plugin.sha256, &contexts)
+                let sha256 = &spec.plugin.sha256;
+                StageTrace::start(&self.pipeline, &spec.name, kind, sha256, &contexts)
             } else {
                 None
             };
@@ -319,7 +323,7 @@ impl Chain {
                                 text,
                                 self.clock.now(),
                             );
-                            failure.plugin = Some(spec.factory.plugin());
+                            failure.plugin = Some(spec.plugin.clone());
                             failed[origin] = Some(failure);
                             continue;
                         }
@@ -479,7 +483,7 @@ fn call_with_retry(
     let now = clock.now();
     Err(Failure {
         stage: spec.name.clone(),
-        plugin: Some(spec.factory.plugin()),
+        plugin: Some(spec.plugin.clone()),
         class,
         text,
         attempts: attempt,
